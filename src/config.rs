@@ -1,0 +1,252 @@
+//! Settings, read once from environment variables and checked before anything starts.
+//!
+//! Every variable is documented in the README with its default. A bad value stops the start
+//! with one line naming the variable and the rule it broke.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which database engine a URL points at; decided once, here, from the URL's form.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(Secret),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    fn parse(var: &'static str, raw: &str) -> Result<Self, ConfigError> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(Secret(raw.to_owned())));
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        if path.is_empty() || path.contains("://") {
+            return Err(ConfigError::new(
+                var,
+                "must be a postgres:// URL, a sqlite:// URL or a path to an SQLite file",
+            ));
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The URL as the diesel connection wants it.
+    pub fn connection_string(&self) -> String {
+        match self {
+            Self::Postgres(url) => url.expose().to_owned(),
+            Self::Sqlite(path) => path.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+        }
+    }
+}
+
+/// A value that must never reach a log line: its `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bind_address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: DatabaseUrl,
+    /// Research queries go here when set (a read replica); otherwise to `database_url`.
+    pub research_database_url: Option<DatabaseUrl>,
+    pub db_pool_size: u32,
+    /// How long a request waits for a database connection before it is answered 503.
+    pub db_acquire_timeout: Duration,
+    pub log_format: LogFormat,
+    /// Production mode refuses unsafe defaults (a generated signing key, for one).
+    pub production: bool,
+    /// How long in-flight requests get to finish after SIGINT or SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var} {rule}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub rule: &'static str,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, rule: &'static str) -> Self {
+        Self { var, rule }
+    }
+}
+
+pub const DEFAULT_BIND_ADDRESS: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "data";
+pub const SQLITE_FILE_NAME: &str = "ketamine-outcomes.db";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings through `lookup`, so tests can supply an environment of their own.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bind_address = parse_or(&lookup, "KO_BIND_ADDRESS", DEFAULT_BIND_ADDRESS, |v| {
+            v.parse()
+                .map_err(|_| "must be an address and port such as 127.0.0.1:8080")
+        })?;
+        let data_dir = PathBuf::from(lookup("KO_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR.into()));
+        let database_url = match lookup("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse("DATABASE_URL", &raw)?,
+            None => DatabaseUrl::Sqlite(data_dir.join(SQLITE_FILE_NAME)),
+        };
+        let research_database_url = lookup("KO_RESEARCH_DATABASE_URL")
+            .map(|raw| DatabaseUrl::parse("KO_RESEARCH_DATABASE_URL", &raw))
+            .transpose()?;
+        let db_pool_size = parse_or(&lookup, "KO_DB_POOL_SIZE", "10", |v| match v.parse() {
+            Ok(n @ 1..=200) => Ok(n),
+            _ => Err("must be a whole number from 1 to 200"),
+        })?;
+        let db_acquire_timeout = seconds(&lookup, "KO_DB_ACQUIRE_TIMEOUT_SECS", "5")?;
+        let shutdown_timeout = seconds(&lookup, "KO_SHUTDOWN_TIMEOUT_SECS", "30")?;
+        let log_format = parse_or(&lookup, "KO_LOG_FORMAT", "pretty", |v| match v {
+            "json" => Ok(LogFormat::Json),
+            "pretty" => Ok(LogFormat::Pretty),
+            _ => Err("must be json or pretty"),
+        })?;
+        let production = parse_or(&lookup, "KO_PRODUCTION", "false", |v| match v {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err("must be true or false"),
+        })?;
+        if production && matches!(research_database_url, Some(DatabaseUrl::Sqlite(_))) {
+            return Err(ConfigError::new(
+                "KO_RESEARCH_DATABASE_URL",
+                "must be a postgres:// URL in production (a read replica)",
+            ));
+        }
+        Ok(Self {
+            bind_address,
+            data_dir,
+            database_url,
+            research_database_url,
+            db_pool_size,
+            db_acquire_timeout,
+            log_format,
+            production,
+            shutdown_timeout,
+        })
+    }
+}
+
+fn parse_or<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, &'static str>,
+) -> Result<T, ConfigError> {
+    let raw = lookup(var).unwrap_or_else(|| default.to_owned());
+    parse(raw.trim()).map_err(|rule| ConfigError::new(var, rule))
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    parse_or(lookup, var, default, |v| match v.parse() {
+        Ok(n @ 1..=3600) => Ok(Duration::from_secs(n)),
+        _ => Err("must be a whole number of seconds from 1 to 3600"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode_on_loopback() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.bind_address.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            s.database_url,
+            DatabaseUrl::Sqlite(PathBuf::from("data/ketamine-outcomes.db"))
+        );
+        assert_eq!(s.research_database_url, None);
+        assert!(!s.production);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn database_url_form_decides_the_backend() {
+        let pg = settings(&[("DATABASE_URL", "postgres://u@h/db")]).expect("valid");
+        assert!(matches!(pg.database_url, DatabaseUrl::Postgres(_)));
+        let file = settings(&[("DATABASE_URL", "sqlite:///tmp/x.db")]).expect("valid");
+        assert_eq!(file.database_url, DatabaseUrl::Sqlite("/tmp/x.db".into()));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("KO_BIND_ADDRESS", "localhost"),
+            ("DATABASE_URL", "mysql://h/db"),
+            ("KO_RESEARCH_DATABASE_URL", "redis://h"),
+            ("KO_DB_POOL_SIZE", "0"),
+            ("KO_DB_ACQUIRE_TIMEOUT_SECS", "soon"),
+            ("KO_SHUTDOWN_TIMEOUT_SECS", "0"),
+            ("KO_LOG_FORMAT", "xml"),
+            ("KO_PRODUCTION", "yes please"),
+        ];
+        for (var, value) in cases {
+            let err = settings(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err
+                .to_string()
+                .starts_with(&format!("invalid configuration: {var} ")));
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_postgres_password() {
+        let s = settings(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).expect("valid");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,305 @@
+//! The one error type of the HTTP layer and its one mapping to `application/problem+json`
+//! (RFC 9457). Extractor failures from actix itself are routed through the same mapping, and
+//! [`problem_for_every_error`] rewrites any other error response (an unknown route, a wrong
+//! method) so that a client never sees an error in another shape.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// One broken rule of one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"field": "email", "message": "must be an email address"}))]
+pub struct FieldError {
+    /// Dotted path or JSON pointer of the field.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/validation",
+    "title": "The request broke a rule",
+    "status": 422,
+    "detail": "1 field is invalid",
+    "errors": [{"field": "email", "message": "must be an email address"}]
+}))]
+pub struct Problem {
+    /// A relative URI naming the kind of problem; stable, for machines.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Everything a request can fail with. `Internal` keeps its cause for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("sign-in required")]
+    Unauthorized,
+    #[error("not allowed for this role")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn problem(&self) -> Problem {
+        let (kind, title, detail, errors) = match self {
+            Self::BadRequest(detail) => (
+                "malformed",
+                "The request could not be read",
+                detail.clone(),
+                vec![],
+            ),
+            Self::Validation(errors) => (
+                "validation",
+                "The request broke a rule",
+                validation_detail(errors),
+                errors.clone(),
+            ),
+            Self::Unauthorized => (
+                "unauthorized",
+                "Sign-in required",
+                "a valid bearer token is required".into(),
+                vec![],
+            ),
+            Self::Forbidden => (
+                "forbidden",
+                "Not allowed",
+                "your role may not do this".into(),
+                vec![],
+            ),
+            Self::NotFound => ("not-found", "Not found", "no such resource".into(), vec![]),
+            Self::Conflict(detail) => ("conflict", "Conflict", detail.clone(), vec![]),
+            Self::PayloadTooLarge => (
+                "payload-too-large",
+                "Payload too large",
+                format!("the body must not exceed {MAX_BODY_BYTES} bytes"),
+                vec![],
+            ),
+            Self::UnsupportedMediaType => (
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as application/json".into(),
+                vec![],
+            ),
+            Self::Unavailable => (
+                "unavailable",
+                "Service unavailable",
+                "the database is unavailable; retry shortly".into(),
+                vec![],
+            ),
+            Self::Internal(_) => (
+                "internal",
+                "Internal error",
+                "the error has been logged".into(),
+                vec![],
+            ),
+        };
+        Problem {
+            kind: format!("/problems/{kind}"),
+            title: title.into(),
+            status: self.status_code().as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+fn validation_detail(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => format!("{}: {}", one.field, one.message),
+        many => format!("{} fields are invalid", many.len()),
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(cause) = self {
+            // The cause goes to the log, never to the client.
+            tracing::error!(error = %cause, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(PROBLEM_JSON);
+        if matches!(self, Self::Unavailable) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self.problem())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::Unavailable
+            }
+            StoreError::Conflict { constraint } => Self::Conflict(format!(
+                "the record conflicts with an existing one ({constraint})"
+            )),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// Maps actix's JSON extractor failures: unreadable JSON 400, a body that reads but does not
+/// fit the schema (an unknown field, a wrong type) 422, too large 413, wrong type 415.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::Validation(vec![field_error_from_serde(&e)])
+        }
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::BadRequest(format!("malformed JSON: {}", without_position(&e)))
+        }
+        _ => ApiError::BadRequest("the body could not be read".into()),
+    };
+    api.into()
+}
+
+/// serde names an unknown or missing field in its message; we lift the name into `field`.
+fn field_error_from_serde(e: &serde_json::Error) -> FieldError {
+    let message = without_position(e);
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field `"))
+        .unwrap_or("body")
+        .to_owned();
+    FieldError::new(field, message)
+}
+
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    let PathError::Deserialize(e) = err else {
+        return ApiError::BadRequest("bad path".into()).into();
+    };
+    ApiError::invalid("path", e.to_string()).into()
+}
+
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let message = match err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        _ => "the query string could not be read".into(),
+    };
+    let field = message.split('`').nth(1).unwrap_or("query").to_owned();
+    ApiError::invalid(field, message).into()
+}
+
+/// Rewrites any error response that is not already a problem document (actix's own 404 and
+/// 405, for example) into one, keeping its status.
+pub fn problem_for_every_error<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let problem = Problem {
+        kind: format!("/problems/http-{}", status.as_u16()),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: generic_detail(status).to_owned(),
+        errors: vec![],
+    };
+    let body = serde_json::to_vec(&problem).map_err(actix_web::error::ErrorInternalServerError)?;
+    let (req, response) = res.into_parts();
+    let mut response = response.set_body(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(PROBLEM_JSON),
+    );
+    let response = ServiceResponse::new(req, response)
+        .map_into_boxed_body()
+        .map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(response))
+}
+
+fn generic_detail(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "no such resource",
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this resource",
+        StatusCode::PAYLOAD_TOO_LARGE => "the body is too large",
+        s if s.is_server_error() => "the error has been logged",
+        _ => "the request could not be served",
+    }
+}

@@ -1,0 +1,12 @@
+//! ketamine-outcomes: records ketamine treatment, scores outcomes, flags what a clinician must
+//! see, and answers de-identified research questions. `docs/ARCHITECTURE.md` is the map.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

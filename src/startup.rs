@@ -1,0 +1,136 @@
+//! Wiring: builds the application from settings, binds its listener (port 0 allowed, so tests
+//! can ask for the port they got) and runs it until SIGINT or SIGTERM.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+
+use crate::config::{DatabaseUrl, Settings};
+use crate::error;
+use crate::routes;
+use crate::store::{Db, StoreError};
+use crate::telemetry::{self, Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Database(#[from] StoreError),
+}
+
+/// The built server, bound but not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens the database, applies pending migrations and binds the listener.
+    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let db = open_database(settings, &settings.database_url)?;
+        db.migrate()?;
+        let address = settings.bind_address.to_string();
+        let listener =
+            TcpListener::bind(settings.bind_address).map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
+        let server = serve(listener, db, settings)?;
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish and
+    /// returns. actix would stop at once on SIGINT, so its own signal handling is off.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stop signal received; finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+
+    /// The server future, for tests that drive it themselves.
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+pub fn open_database(settings: &Settings, url: &DatabaseUrl) -> Result<Db, StartupError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StartupError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(Db::new(
+        url,
+        settings.db_pool_size,
+        settings.db_acquire_timeout,
+    ))
+}
+
+fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, StartupError> {
+    let db = web::Data::new(db);
+    let metrics = web::Data::new(Metrics::new());
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
+            .wrap(from_fn(telemetry::observe))
+            .app_data(db.clone())
+            .app_data(metrics.clone())
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    .listen(listener)
+    .map_err(|source| StartupError::Bind {
+        address: settings.bind_address.to_string(),
+        source,
+    })?
+    .run();
+    Ok(server)
+}
+
+async fn not_found() -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    error::ApiError::NotFound.error_response()
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot listen for stop signals");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}

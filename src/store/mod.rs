@@ -1,0 +1,198 @@
+//! Where the database is touched: the connection type both engines share, the pool, the
+//! migrations, and one module per aggregate.
+//!
+//! Every call goes through [`Db::run`], which waits for a slot asynchronously and then does the
+//! work on a blocking thread, so no database work ever runs on actix's async workers.
+
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use tokio::sync::Semaphore;
+
+use crate::config::DatabaseUrl;
+
+/// One connection type for both engines, so every query is written once.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Failures of the storage layer; the API layer decides what each means to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had in time: the database is down or saturated.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("record not found")]
+    NotFound,
+    /// A unique or foreign-key constraint refused the write; the constraint names the rule.
+    #[error("constraint {constraint} refused the write")]
+    Conflict { constraint: String },
+    #[error("database error")]
+    Query(#[source] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match err {
+            Error::NotFound => Self::NotFound,
+            Error::DatabaseError(Kind::UniqueViolation | Kind::ForeignKeyViolation, info) => {
+                Self::Conflict {
+                    constraint: info.constraint_name().unwrap_or("unique").to_owned(),
+                }
+            }
+            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
+                Self::Unavailable(Box::new(err))
+            }
+            other => Self::Query(other),
+        }
+    }
+}
+
+/// The pool and the limit on concurrent blocking work that goes with it.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<DbConnection>>,
+    slots: Arc<Semaphore>,
+    acquire_timeout: Duration,
+}
+
+/// Pool usage, for /metrics.
+pub struct PoolState {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Db {
+    /// Builds the pool without connecting: the server starts (and /readyz says 503) even when
+    /// the database is not there yet.
+    pub fn new(url: &DatabaseUrl, size: u32, acquire_timeout: Duration) -> Self {
+        let manager = ConnectionManager::<DbConnection>::new(url.connection_string());
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(acquire_timeout)
+            .test_on_check_out(true)
+            .connection_customizer(Box::new(SessionSettings))
+            .build_unchecked(manager);
+        Self {
+            pool,
+            slots: Arc::new(Semaphore::new(size as usize)),
+            acquire_timeout,
+        }
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread, inside the caller's span.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let wait = tokio::time::timeout(self.acquire_timeout, self.slots.clone().acquire_owned());
+        let permit = match wait.await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(StoreError::Unavailable("no free database slot".into())),
+        };
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        let result = actix_web::rt::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _permit = permit;
+            let mut conn = checkout(&pool)?;
+            work(&mut conn)
+        })
+        .await;
+        result.map_err(|join| StoreError::Unavailable(Box::new(join)))?
+    }
+
+    /// Runs `work` in one transaction: all of it is committed, or none.
+    pub async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(|conn| conn.transaction(work)).await
+    }
+
+    /// True when a connection can be had and answers a trivial query.
+    pub async fn is_ready(&self) -> bool {
+        self.run(|conn| {
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+        .await
+        .is_ok()
+    }
+
+    pub fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            size: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
+    }
+
+    /// Brings the schema up to date; safe to run from several processes at once.
+    pub fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = checkout(&self.pool)?;
+        run_migrations(&mut conn)
+    }
+}
+
+fn checkout(
+    pool: &Pool<ConnectionManager<DbConnection>>,
+) -> Result<PooledConnection<ConnectionManager<DbConnection>>, StoreError> {
+    pool.get().map_err(|e| StoreError::Unavailable(Box::new(e)))
+}
+
+fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+    match conn {
+        DbConnection::Postgres(pg) => {
+            // Several API processes may start together; one migrates while the others wait.
+            pg.batch_execute("SELECT pg_advisory_lock(7290351)")?;
+            let outcome = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop);
+            pg.batch_execute("SELECT pg_advisory_unlock(7290351)")?;
+            outcome.map_err(failed)
+        }
+        DbConnection::Sqlite(lite) => lite
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(drop)
+            .map_err(failed),
+    }
+}
+
+/// Per-connection settings that SQLite does not remember between connections.
+#[derive(Debug)]
+struct SessionSettings;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        let settings = match conn {
+            // WAL lets readers proceed during a write; busy_timeout makes a writer wait for
+            // another instead of failing at once.
+            DbConnection::Sqlite(_) => {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+            }
+            DbConnection::Postgres(_) => "SET TIME ZONE 'UTC'",
+        };
+        conn.batch_execute(settings)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}

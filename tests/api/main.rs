@@ -1,0 +1,9 @@
+//! API tests: one binary, every test against the real HTTP app on SQLite and, when
+//! `KO_TEST_POSTGRES_URL` names a server, on PostgreSQL too.
+
+mod helpers;
+
+mod errors;
+mod openapi;
+mod operations;
+mod shutdown;

@@ -1,0 +1,30 @@
+use crate::api_test;
+
+const REGENERATE: &str = "cargo run --quiet -- openapi > openapi/openapi.json";
+
+api_test!(
+    the_served_document_is_the_committed_contract,
+    |app| async move {
+        let served: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+                .expect("openapi/openapi.json is committed");
+        let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
+        assert!(
+        served == committed,
+        "openapi/openapi.json differs from the document the code generates; regenerate it with:\n    {REGENERATE}"
+    );
+        assert_eq!(served["openapi"], "3.1.0");
+    }
+);
+
+#[test]
+fn the_printed_document_is_byte_for_byte_the_committed_file() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .expect("openapi/openapi.json is committed");
+    assert!(
+        ketamine_outcomes::openapi::document() == committed,
+        "openapi/openapi.json is stale; regenerate it with:\n    {REGENERATE}"
+    );
+}

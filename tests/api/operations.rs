@@ -1,0 +1,206 @@
+use crate::api_test;
+use crate::helpers::{problem, Backend, TestApp, TestDatabase};
+
+api_test!(healthz_answers_ok_with_a_request_id, |app| async move {
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), 200);
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .expect("request id")
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(id)
+            .expect("a generated uuid")
+            .get_version_num(),
+        4
+    );
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+});
+
+api_test!(
+    a_clients_request_id_is_echoed_and_a_hostile_one_replaced,
+    |app| async move {
+        let res = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", "phone-42.retry-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-request-id"], "phone-42.retry-1");
+
+        let hostile = "a\"b<script>";
+        let res = app
+            .client
+            .get(app.url("/nope"))
+            .header("x-request-id", hostile)
+            .send()
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(id, hostile);
+        assert!(uuid::Uuid::parse_str(&id).is_ok());
+    }
+);
+
+api_test!(
+    readyz_answers_ok_while_the_database_is_up,
+    |app| async move {
+        let res = app.get("/readyz").await;
+        assert_eq!(res.status(), 200);
+    }
+);
+
+api_test!(
+    metrics_count_requests_by_route_and_status_and_show_the_pool,
+    |app| async move {
+        app.get("/healthz").await;
+        app.get("/no/such/route").await;
+        app.get("/readyz").await;
+        let res = app.get("/metrics").await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let text = res.text().await.unwrap();
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/healthz",status="200",le="0.005"}"#));
+        assert!(text.contains(r#"db_pool_connections{state="in_use"}"#));
+        assert!(
+            text.contains(r#"db_pool_connections{state="max"} 10"#),
+            "{text}"
+        );
+    }
+);
+
+api_test!(docs_are_served_from_the_binary, |app| async move {
+    let res = app.get("/docs").await;
+    assert!(res.status().is_redirection());
+    let res = app.get("/docs/").await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("swagger"), "the Swagger UI page");
+    assert!(!page.contains("https://"), "nothing is fetched from a CDN");
+    let res = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(res.status(), 200);
+});
+
+api_test!(
+    unknown_routes_and_methods_get_problem_documents,
+    |app| async move {
+        let (status, content_type, body) = problem(app.get("/v1/nothing-here").await).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (404, "application/problem+json")
+        );
+        assert_eq!(body["status"], 404);
+        assert_eq!(body["type"], "/problems/not-found");
+
+        let res = app.client.delete(app.url("/healthz")).send().await.unwrap();
+        let (status, content_type, body) = problem(res).await;
+        assert_eq!(status, 404, "no DELETE route exists at all");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["status"], 404);
+    }
+);
+
+/// A TCP relay to PostgreSQL that the test can cut and restore, so the server sees its
+/// database go away and come back without being restarted.
+mod relay {
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinSet;
+
+    pub struct Relay {
+        pub port: u16,
+        target: String,
+        tasks: Option<JoinSet<()>>,
+    }
+
+    impl Relay {
+        pub async fn start(target: String) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let mut relay = Self {
+                port,
+                target,
+                tasks: None,
+            };
+            relay.serve(listener);
+            relay
+        }
+
+        fn serve(&mut self, listener: TcpListener) {
+            let target = self.target.clone();
+            let mut tasks = JoinSet::new();
+            tasks.spawn(async move {
+                let mut pipes = JoinSet::new();
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let target = target.clone();
+                    pipes.spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            });
+            self.tasks = Some(tasks);
+        }
+
+        /// Closes the listener and every relayed connection.
+        pub async fn cut(&mut self) {
+            if let Some(mut tasks) = self.tasks.take() {
+                tasks.shutdown().await;
+            }
+        }
+
+        pub async fn restore(&mut self) {
+            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+            self.serve(listener);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_database_down_and_back_up_without_a_restart() {
+    let Some(database) = TestDatabase::create(Backend::Postgres) else {
+        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
+        return;
+    };
+    let url = reqwest::Url::parse(&database.url()).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let mut relay = relay::Relay::start(target).await;
+    let mut relayed = url.clone();
+    relayed.set_host(Some("127.0.0.1")).unwrap();
+    relayed.set_port(Some(relay.port)).unwrap();
+    let relayed = relayed.to_string();
+    let app = TestApp::spawn(database, &[("DATABASE_URL", relayed.as_str())]).await;
+
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    relay.cut().await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "the process itself stays up"
+    );
+
+    relay.restore().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
