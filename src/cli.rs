@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::startup::{self, Application};
-use crate::{openapi, telemetry};
+use crate::{accounts, openapi, telemetry};
 
 #[derive(Parser)]
 #[command(name = "ketamine-outcomes", version, about)]
@@ -21,6 +21,26 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from standard input (or a prompt on a
+    /// terminal), never from an argument, so it stays out of shell history and `ps`.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "clinician", "researcher"])]
+        role: String,
+        /// The clinic of a clinician.
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+    },
 }
 
 /// Runs the chosen command; the error is printed as one line by `main`.
@@ -39,6 +59,22 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    role,
+                    clinic,
+                },
+        } => {
+            let password = read_password()?;
+            let db = startup::open_database(&settings, &settings.database_url)?;
+            db.migrate()?;
+            let id =
+                accounts::create_staff_account(&db, &settings, &email, &role, clinic, &password)?;
+            println!("created {role} account {id} for {email}");
+            Ok(())
+        }
         Command::Openapi => unreachable!("handled before settings are read"),
     }
 }
@@ -51,4 +87,15 @@ fn serve(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+fn read_password() -> std::io::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password (12-128 characters): ")
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
 }

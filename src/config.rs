@@ -93,7 +93,28 @@ pub struct Settings {
     pub production: bool,
     /// How long in-flight requests get to finish after SIGINT or SIGTERM.
     pub shutdown_timeout: Duration,
+    pub auth: AuthSettings,
 }
+
+/// Sign-in, tokens and password hashing.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The key access tokens are signed with; generated into the data directory when absent
+    /// outside production mode.
+    pub jwt_secret: Option<Secret>,
+    /// Keys still accepted for verification while a rotation completes.
+    pub jwt_previous_secrets: Vec<Secret>,
+    pub access_token_ttl: Duration,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    /// Failed sign-ins per account before back-off starts.
+    pub account_failure_limit: u32,
+    /// Failed sign-ins per client address in the throttle window before it is refused.
+    pub address_failure_limit: u32,
+}
+
+/// The smallest key accepted for HS256: as many bytes as the hash output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {var} {rule}")]
@@ -154,7 +175,15 @@ impl Settings {
                 "must be a postgres:// URL in production (a read replica)",
             ));
         }
+        let auth = auth_settings(&lookup)?;
+        if production && auth.jwt_secret.is_none() {
+            return Err(ConfigError::new(
+                "KO_JWT_SECRET",
+                "must be set in production mode",
+            ));
+        }
         Ok(Self {
+            auth,
             bind_address,
             data_dir,
             database_url,
@@ -166,6 +195,71 @@ impl Settings {
             shutdown_timeout,
         })
     }
+}
+
+fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSettings, ConfigError> {
+    let jwt_secret = lookup("KO_JWT_SECRET")
+        .map(|raw| parse_jwt_secret("KO_JWT_SECRET", &raw))
+        .transpose()?;
+    let jwt_previous_secrets = lookup("KO_JWT_PREVIOUS_SECRETS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|raw| parse_jwt_secret("KO_JWT_PREVIOUS_SECRETS", raw))
+        .collect::<Result<_, _>>()?;
+    let access_token_ttl = parse_or(lookup, "KO_ACCESS_TOKEN_MINUTES", "15", |v| {
+        match v.parse() {
+            Ok(n @ 1..=60) => Ok(Duration::from_secs(n * 60)),
+            _ => Err("must be a whole number of minutes from 1 to 60"),
+        }
+    })?;
+    let argon2_memory_kib = parse_or(lookup, "KO_ARGON2_MEMORY_KIB", "19456", |v| {
+        match v.parse() {
+            Ok(n @ 19_456..=4_194_304) => Ok(n),
+            _ => Err("must be at least 19456 (19 MiB)"),
+        }
+    })?;
+    let argon2_iterations = parse_or(lookup, "KO_ARGON2_ITERATIONS", "2", |v| match v.parse() {
+        Ok(n @ 2..=20) => Ok(n),
+        _ => Err("must be a whole number from 2 to 20"),
+    })?;
+    let account_failure_limit =
+        parse_or(lookup, "KO_LOGIN_ACCOUNT_LIMIT", "5", |v| match v.parse() {
+            Ok(n @ 3..=20) => Ok(n),
+            _ => Err("must be a whole number from 3 to 20"),
+        })?;
+    let address_failure_limit = parse_or(lookup, "KO_LOGIN_ADDRESS_LIMIT", "50", |v| {
+        match v.parse() {
+            Ok(n @ 10..=10_000) => Ok(n),
+            _ => Err("must be a whole number from 10 to 10000"),
+        }
+    })?;
+    if address_failure_limit <= account_failure_limit {
+        return Err(ConfigError::new(
+            "KO_LOGIN_ADDRESS_LIMIT",
+            "must be higher than KO_LOGIN_ACCOUNT_LIMIT (staff share one address)",
+        ));
+    }
+    Ok(AuthSettings {
+        jwt_secret,
+        jwt_previous_secrets,
+        access_token_ttl,
+        argon2_memory_kib,
+        argon2_iterations,
+        account_failure_limit,
+        address_failure_limit,
+    })
+}
+
+fn parse_jwt_secret(var: &'static str, raw: &str) -> Result<Secret, ConfigError> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| ConfigError::new(var, "must be base64"))?;
+    if decoded.len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::new(var, "must decode to at least 32 bytes"));
+    }
+    Ok(Secret(raw.trim().to_owned()))
 }
 
 fn parse_or<T>(
@@ -234,6 +328,13 @@ mod tests {
             ("KO_SHUTDOWN_TIMEOUT_SECS", "0"),
             ("KO_LOG_FORMAT", "xml"),
             ("KO_PRODUCTION", "yes please"),
+            ("KO_JWT_SECRET", "c2hvcnQ="),
+            ("KO_JWT_PREVIOUS_SECRETS", "not base64!"),
+            ("KO_ACCESS_TOKEN_MINUTES", "600"),
+            ("KO_ARGON2_MEMORY_KIB", "4096"),
+            ("KO_ARGON2_ITERATIONS", "1"),
+            ("KO_LOGIN_ACCOUNT_LIMIT", "0"),
+            ("KO_LOGIN_ADDRESS_LIMIT", "5"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).expect_err(var);
@@ -242,6 +343,14 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("invalid configuration: {var} ")));
         }
+    }
+
+    #[test]
+    fn production_mode_refuses_to_start_without_a_signing_key() {
+        let err = settings(&[("KO_PRODUCTION", "true")]).expect_err("no key");
+        assert_eq!(err.var, "KO_JWT_SECRET");
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        assert!(settings(&[("KO_PRODUCTION", "true"), ("KO_JWT_SECRET", key)]).is_ok());
     }
 
     #[test]

@@ -66,12 +66,21 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("sign-in required")]
     Unauthorized,
+    /// A failed sign-in; the same answer whether the email exists or not.
+    #[error("invalid credentials")]
+    InvalidCredentials,
     #[error("not allowed for this role")]
     Forbidden,
     #[error("not found")]
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The record changed since the version the client sent in If-Match.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// Too many failed sign-ins; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u64 },
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -115,6 +124,24 @@ impl ApiError {
             ),
             Self::NotFound => ("not-found", "Not found", "no such resource".into(), vec![]),
             Self::Conflict(detail) => ("conflict", "Conflict", detail.clone(), vec![]),
+            Self::InvalidCredentials => (
+                "invalid-credentials",
+                "Sign-in failed",
+                "the email or password is not correct".into(),
+                vec![],
+            ),
+            Self::PreconditionFailed => (
+                "precondition-failed",
+                "Precondition failed",
+                "the record has changed; fetch it again and retry with its current version".into(),
+                vec![],
+            ),
+            Self::TooManyRequests { retry_after } => (
+                "too-many-requests",
+                "Too many requests",
+                format!("too many failed sign-ins; retry after {retry_after} seconds"),
+                vec![],
+            ),
             Self::PayloadTooLarge => (
                 "payload-too-large",
                 "Payload too large",
@@ -162,10 +189,12 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -183,6 +212,9 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unavailable) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
+        if let Self::TooManyRequests { retry_after } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        }
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
@@ -194,6 +226,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::NotFound,
+            StoreError::Stale => Self::PreconditionFailed,
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable
@@ -301,5 +334,11 @@ fn generic_detail(status: StatusCode) -> &'static str {
         StatusCode::PAYLOAD_TOO_LARGE => "the body is too large",
         s if s.is_server_error() => "the error has been logged",
         _ => "the request could not be served",
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        StoreError::from(err).into()
     }
 }

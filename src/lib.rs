@@ -1,9 +1,13 @@
 //! ketamine-outcomes: records ketamine treatment, scores outcomes, flags what a clinician must
 //! see, and answers de-identified research questions. `docs/ARCHITECTURE.md` is the map.
 
+pub mod accounts;
 pub mod api;
+pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod openapi;
 pub mod routes;

@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers and wire types. It is the contract
 //! that clients are generated from; `openapi/openapi.json` holds the committed copy.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::api;
 use crate::error::{FieldError, Problem};
@@ -12,7 +13,7 @@ use crate::error::{FieldError, Problem};
         title = "ketamine-outcomes",
         description = "Records ketamine treatment, scores questionnaires as the published \
             instruments define, flags what a clinician must see, and answers de-identified \
-            research questions.",
+            research questions. Errors are application/problem+json (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8080", description = "A local server")),
@@ -20,11 +21,125 @@ use crate::error::{FieldError, Problem};
         api::operations::healthz,
         api::operations::readyz,
         api::operations::metrics,
+        api::auth::login,
+        api::auth::refresh,
+        api::auth::logout,
+        api::me::get_me,
+        api::me::change_password,
+        api::clinics::create_clinic,
+        api::clinics::list_clinics,
+        api::users::create_user,
+        api::users::list_users,
+        api::users::get_user,
+        api::users::update_user,
+        api::audit_events::list_audit_events,
     ),
-    components(schemas(Problem, FieldError)),
-    tags((name = "operations", description = "Probes and metrics for operators")),
+    components(
+        schemas(Problem, FieldError),
+        responses(
+            responses::BadRequest,
+            responses::Unauthorized,
+            responses::InvalidCredentials,
+            responses::Forbidden,
+            responses::NotFound,
+            responses::Conflict,
+            responses::PreconditionFailed,
+            responses::Unprocessable,
+            responses::TooManyRequests,
+        ),
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "Probes and metrics for operators"),
+        (name = "auth", description = "Sign-in, token refresh and sign-out"),
+        (name = "me", description = "The signed-in caller's own account"),
+        (name = "administration", description = "Clinics, accounts and the audit trail (administrators)"),
+    ),
 )]
 pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from /v1/auth/login or /v1/auth/refresh",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The error responses operations share, each a problem document with an example.
+pub mod responses {
+    use utoipa::ToResponse;
+
+    use crate::error::Problem;
+
+    #[derive(ToResponse)]
+    #[response(description = "The body is not valid JSON", content_type = "application/problem+json",
+        example = json!({"type": "/problems/malformed", "title": "The request could not be read", "status": 400,
+            "detail": "malformed JSON: EOF while parsing an object"}))]
+    pub struct BadRequest(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "No valid bearer token", content_type = "application/problem+json",
+        example = json!({"type": "/problems/unauthorized", "title": "Sign-in required", "status": 401,
+            "detail": "a valid bearer token is required"}))]
+    pub struct Unauthorized(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "Wrong email or password (the same answer for both)", content_type = "application/problem+json",
+        example = json!({"type": "/problems/invalid-credentials", "title": "Sign-in failed", "status": 401,
+            "detail": "the email or password is not correct"}))]
+    pub struct InvalidCredentials(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The caller's role may not do this", content_type = "application/problem+json",
+        example = json!({"type": "/problems/forbidden", "title": "Not allowed", "status": 403,
+            "detail": "your role may not do this"}))]
+    pub struct Forbidden(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "No such record within the caller's scope", content_type = "application/problem+json",
+        example = json!({"type": "/problems/not-found", "title": "Not found", "status": 404, "detail": "no such resource"}))]
+    pub struct NotFound(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The id is taken by a record with a different body, or a unique field is taken",
+        content_type = "application/problem+json",
+        example = json!({"type": "/problems/conflict", "title": "Conflict", "status": 409,
+            "detail": "a record with this id exists with a different body"}))]
+    pub struct Conflict(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "If-Match names a version that is no longer current", content_type = "application/problem+json",
+        example = json!({"type": "/problems/precondition-failed", "title": "Precondition failed", "status": 412,
+            "detail": "the record has changed; fetch it again and retry with its current version"}))]
+    pub struct PreconditionFailed(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "A field broke a rule, or the body has an unknown field", content_type = "application/problem+json",
+        example = json!({"type": "/problems/validation", "title": "The request broke a rule", "status": 422,
+            "detail": "password: must be at least 12 characters",
+            "errors": [{"field": "password", "message": "must be at least 12 characters"}]}))]
+    pub struct Unprocessable(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "Too many failed sign-ins; see Retry-After", content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait")),
+        example = json!({"type": "/problems/too-many-requests", "title": "Too many requests", "status": 429,
+            "detail": "too many failed sign-ins; retry after 30 seconds"}))]
+    pub struct TooManyRequests(pub Problem);
+}
 
 /// The document as committed and served: pretty JSON with a trailing newline.
 pub fn document() -> String {

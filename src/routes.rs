@@ -20,6 +20,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(api::operations::healthz)
     .service(api::operations::readyz)
     .service(api::operations::metrics)
+    .service(api::auth::login)
+    .service(api::auth::refresh)
+    .service(api::auth::logout)
+    .service(api::me::get_me)
+    .service(api::me::change_password)
+    .service(api::clinics::create_clinic)
+    .service(api::clinics::list_clinics)
+    .service(api::users::create_user)
+    .service(api::users::list_users)
+    .service(api::users::get_user)
+    .service(api::users::update_user)
+    .service(api::audit_events::list_audit_events)
     .service(web::redirect("/docs", "/docs/"))
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

@@ -7,6 +7,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 
+use crate::auth::keys;
+use crate::auth::password::PasswordHasher;
 use crate::config::{DatabaseUrl, Settings};
 use crate::error;
 use crate::routes;
@@ -27,6 +29,10 @@ pub enum StartupError {
     },
     #[error("database: {0}")]
     Database(#[from] StoreError),
+    #[error("{0}")]
+    Keys(#[from] crate::auth::keys::KeyError),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] crate::auth::password::HashError),
 }
 
 /// The built server, bound but not yet running.
@@ -38,6 +44,10 @@ pub struct Application {
 impl Application {
     /// Opens the database, applies pending migrations and binds the listener.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
         let db = open_database(settings, &settings.database_url)?;
         db.migrate()?;
         let address = settings.bind_address.to_string();
@@ -95,12 +105,21 @@ pub fn open_database(settings: &Settings, url: &DatabaseUrl) -> Result<Db, Start
 fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, StartupError> {
     let db = web::Data::new(db);
     let metrics = web::Data::new(Metrics::new());
+    let keys = web::Data::new(keys::load(&settings.auth, &settings.data_dir)?);
+    let hasher = web::Data::new(PasswordHasher::new(
+        settings.auth.argon2_memory_kib,
+        settings.auth.argon2_iterations,
+    )?);
+    let auth_settings = web::Data::new(settings.auth.clone());
     let server = HttpServer::new(move || {
         App::new()
             .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
             .wrap(from_fn(telemetry::observe))
             .app_data(db.clone())
             .app_data(metrics.clone())
+            .app_data(keys.clone())
+            .app_data(hasher.clone())
+            .app_data(auth_settings.clone())
             .configure(routes::configure)
             .default_service(web::to(not_found))
     })

@@ -1,4 +1,12 @@
 //! Where requests enter: one module per resource scope. Handlers turn wire types into domain
 //! types, call the store, and turn the result into a response; no clinical rule lives here.
 
+pub mod audit_events;
+pub mod auth;
+pub mod clinics;
+pub mod context;
+pub mod idempotent;
+pub mod me;
 pub mod operations;
+pub mod pagination;
+pub mod users;

@@ -4,7 +4,26 @@
 //! Every call goes through [`Db::run`], which waits for a slot asynchronously and then does the
 //! work on a blocking thread, so no database work ever runs on actix's async workers.
 
+/// Restricts a boxed query to one [`Page`] in `(time, id)` order.
+macro_rules! page_of {
+    ($query:expr, $time:expr, $id:expr, $page:expr) => {
+        match &$page.after {
+            Some((at, id)) => {
+                $query.filter($time.gt(*at).or($time.eq(*at).and($id.gt(id.clone()))))
+            }
+            None => $query,
+        }
+        .order(($time.asc(), $id.asc()))
+        .limit($page.limit)
+    };
+}
+
+pub mod audit;
+pub mod clinics;
+pub mod login_failures;
+pub mod refresh_tokens;
 pub mod schema;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +54,9 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("record not found")]
     NotFound,
+    /// The record changed since the version the client holds.
+    #[error("stale version")]
+    Stale,
     /// A unique or foreign-key constraint refused the write; the constraint names the rule.
     #[error("constraint {constraint} refused the write")]
     Conflict { constraint: String },
@@ -60,6 +82,13 @@ impl From<diesel::result::Error> for StoreError {
             other => Self::Query(other),
         }
     }
+}
+
+/// One page of a list in its stable order: `(time, id)` ascending, starting after `after`.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub limit: i64,
+    pub after: Option<(chrono::NaiveDateTime, String)>,
 }
 
 /// The pool and the limit on concurrent blocking work that goes with it.
@@ -97,15 +126,18 @@ impl Db {
     }
 
     /// Runs `work` with a pooled connection on a blocking thread, inside the caller's span.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// `work` may fail with any error a [`StoreError`] converts into, so a handler can apply
+    /// its own rules inside the same connection.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let wait = tokio::time::timeout(self.acquire_timeout, self.slots.clone().acquire_owned());
         let permit = match wait.await {
             Ok(Ok(permit)) => permit,
-            _ => return Err(StoreError::Unavailable("no free database slot".into())),
+            _ => return Err(StoreError::Unavailable("no free database slot".into()).into()),
         };
         let pool = self.pool.clone();
         let span = tracing::Span::current();
@@ -130,7 +162,7 @@ impl Db {
 
     /// True when a connection can be had and answers a trivial query.
     pub async fn is_ready(&self) -> bool {
-        self.run(|conn| {
+        self.run(|conn| -> Result<(), StoreError> {
             diesel::sql_query("SELECT 1").execute(conn)?;
             Ok(())
         })

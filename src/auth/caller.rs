@@ -1,0 +1,76 @@
+//! The signed-in caller, extracted from the bearer token on every request that needs one.
+//!
+//! The token proves who the caller is; their role, clinic and whether they are disabled are
+//! read from the database on every request, so a change by an administrator takes effect at
+//! once rather than when the token expires.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use crate::auth::token::TokenKeys;
+use crate::domain::account::Role;
+use crate::error::ApiError;
+use crate::store::{users, Db, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    pub clinic_id: Option<String>,
+}
+
+impl Caller {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let keys = req.app_data::<web::Data<TokenKeys>>().cloned();
+        let db = req.app_data::<web::Data<Db>>().cloned();
+        Box::pin(async move {
+            let (Some(token), Some(keys), Some(db)) = (token, keys, db) else {
+                return Err(ApiError::Unauthorized);
+            };
+            let claims = keys.verify(&token).map_err(|_| ApiError::Unauthorized)?;
+            let row = db
+                .run(move |conn| users::find(conn, &claims.sub))
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => ApiError::Unauthorized,
+                    other => other.into(),
+                })?;
+            let role = row.role.parse().map_err(|_| ApiError::Unauthorized)?;
+            if row.disabled {
+                return Err(ApiError::Unauthorized);
+            }
+            Ok(Caller {
+                user_id: row.id,
+                email: row.email,
+                role,
+                clinic_id: row.clinic_id,
+            })
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! Accounts: who may sign in, with what role, and what a password must be.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What an account may do (api.md, Roles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accounts, clinics and the audit trail; no clinical records.
+    Admin,
+    /// The clinical records of their own clinic.
+    Clinician,
+    /// Their own record, through the app.
+    Patient,
+    /// De-identified research endpoints only.
+    Researcher,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Clinician,
+        Role::Patient,
+        Role::Researcher,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Clinician => "clinician",
+            Role::Patient => "patient",
+            Role::Researcher => "researcher",
+        }
+    }
+
+    /// Clinicians and patients act within one clinic; the others within none.
+    pub fn belongs_to_a_clinic(self) -> bool {
+        matches!(self, Role::Clinician | Role::Patient)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or("must be one of admin, clinician, patient, researcher")
+    }
+}
+
+/// An email address, trimmed and lower-cased so that one person has one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let email = raw.trim().to_lowercase();
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err("must be an email address");
+        };
+        let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '@');
+        let dotted = domain.split('.').count() >= 2 && domain.split('.').all(|p| !p.is_empty());
+        if email.len() > 254 || !plain(local) || !plain(domain) || !dotted {
+            return Err("must be an email address");
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password that meets the rules of api.md: 12 to 128 characters, not common or easily
+/// guessed, and no composition rules.
+pub struct Password(String);
+
+pub const PASSWORD_MIN_CHARS: usize = 12;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+/// Which rule a refused password broke.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordRule {
+    TooShort,
+    TooLong,
+    TooCommon,
+}
+
+impl PasswordRule {
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::TooShort => "must be at least 12 characters",
+            Self::TooLong => "must be at most 128 characters",
+            Self::TooCommon => {
+                "is too common or too easily guessed; choose a longer, less predictable passphrase"
+            }
+        }
+    }
+}
+
+impl Password {
+    /// Checks a new password; `context` holds words the password must not lean on (the email).
+    pub fn parse(raw: &str, context: &[&str]) -> Result<Self, PasswordRule> {
+        let chars = raw.chars().count();
+        if chars < PASSWORD_MIN_CHARS {
+            return Err(PasswordRule::TooShort);
+        }
+        if chars > PASSWORD_MAX_CHARS {
+            return Err(PasswordRule::TooLong);
+        }
+        // zxcvbn matches against its bundled lists (30 000 common passwords, names, words) and
+        // keyboard patterns; below score 3 a password falls to an offline guessing attack.
+        if (zxcvbn::zxcvbn(raw, context).score() as u8) < 3 {
+            return Err(PasswordRule::TooCommon);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse("  Ana@Clinic.Example ").unwrap().as_str(),
+            "ana@clinic.example"
+        );
+        for bad in [
+            "",
+            "ana",
+            "@clinic.example",
+            "ana@",
+            "ana@clinic",
+            "a na@clinic.example",
+            "a@b@c.d",
+            "ana@clinic..example",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    /// api.md, Authentication: 12 to 128 characters, not common, no composition rules.
+    #[test]
+    fn password_rules_of_the_api_contract() {
+        let cases: &[(&str, Result<(), PasswordRule>)] = &[
+            ("short-one", Err(PasswordRule::TooShort)),
+            ("elevenchars", Err(PasswordRule::TooShort)),
+            ("password1234", Err(PasswordRule::TooCommon)),
+            ("qwertyuiopasdf", Err(PasswordRule::TooCommon)),
+            ("123456789012", Err(PasswordRule::TooCommon)),
+            ("iloveyou1234", Err(PasswordRule::TooCommon)),
+            ("lantern orbit kettle", Ok(())),
+            ("tiny grey heron wades", Ok(())),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(&Password::parse(raw, &[]).map(drop), expected, "{raw}");
+        }
+        let long = "lantern orbit kettle ".repeat(7);
+        assert_eq!(
+            Password::parse(&long, &[]).map(drop),
+            Err(PasswordRule::TooLong)
+        );
+        let exactly_128: String = "lantern orbit kettle ".repeat(7)[..128].to_owned();
+        assert!(Password::parse(&exactly_128, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_password_built_on_the_email_is_refused() {
+        assert_eq!(
+            Password::parse("ana.moreno@clinic.example", &["ana.moreno@clinic.example"]).map(drop),
+            Err(PasswordRule::TooCommon)
+        );
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+}

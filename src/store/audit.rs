@@ -1,0 +1,61 @@
+//! The audit trail. There is an insert and a read here and nothing else: no code path updates
+//! or deletes an event, and database triggers refuse it too.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::audit_events as ae;
+use super::{DbConnection, Page, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ae)]
+pub struct AuditEventRow {
+    pub id: String,
+    pub occurred_at: NaiveDateTime,
+    pub actor_id: Option<String>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub request_id: String,
+    pub client_address: Option<String>,
+}
+
+pub fn record(conn: &mut DbConnection, event: &AuditEventRow) -> Result<(), StoreError> {
+    diesel::insert_into(ae::table).values(event).execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub patient_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &AuditFilter,
+    page: &Page,
+) -> Result<Vec<AuditEventRow>, StoreError> {
+    let mut query = ae::table.select(AuditEventRow::as_select()).into_boxed();
+    if let Some(patient) = &filter.patient_id {
+        query = query.filter(ae::patient_id.eq(patient.clone()));
+    }
+    if let Some(actor) = &filter.actor_id {
+        query = query.filter(ae::actor_id.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(ae::action.eq(action.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(ae::occurred_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(ae::occurred_at.lt(to));
+    }
+    Ok(page_of!(query, ae::occurred_at, ae::id, page).load(conn)?)
+}

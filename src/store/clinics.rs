@@ -1,0 +1,48 @@
+//! Clinics.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::clinics;
+use super::{DbConnection, Page, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = clinics)]
+pub struct ClinicRow {
+    pub id: String,
+    pub name: String,
+    pub crisis_message: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub version: i32,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = clinics)]
+pub struct NewClinicRow<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub crisis_message: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &NewClinicRow<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(clinics::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ClinicRow>, StoreError> {
+    Ok(clinics::table
+        .find(id)
+        .select(ClinicRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list(conn: &mut DbConnection, page: &Page) -> Result<Vec<ClinicRow>, StoreError> {
+    let query = clinics::table.select(ClinicRow::as_select()).into_boxed();
+    Ok(page_of!(query, clinics::created_at, clinics::id, page).load(conn)?)
+}

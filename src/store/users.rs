@@ -1,0 +1,130 @@
+//! Accounts.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::users;
+use super::{DbConnection, Page, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub clinic_id: Option<String>,
+    pub disabled: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub version: i32,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUserRow<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+    pub clinic_id: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// The fields an administrator may change.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub role: Option<String>,
+    pub clinic_id: Option<Option<String>>,
+    pub disabled: Option<bool>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &NewUserRow<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<UserRow, StoreError> {
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)?)
+}
+
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .filter(users::email.eq(email))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub role: Option<String>,
+    pub clinic_id: Option<String>,
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &UserFilter,
+    page: &Page,
+) -> Result<Vec<UserRow>, StoreError> {
+    let mut query = users::table.select(UserRow::as_select()).into_boxed();
+    if let Some(role) = &filter.role {
+        query = query.filter(users::role.eq(role.clone()));
+    }
+    if let Some(clinic) = &filter.clinic_id {
+        query = query.filter(users::clinic_id.eq(clinic.clone()));
+    }
+    Ok(page_of!(query, users::created_at, users::id, page).load(conn)?)
+}
+
+/// Applies `changes` when the stored version is `expected_version`; bumps the version.
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    expected_version: Option<i32>,
+    changes: &UserChanges,
+    now: NaiveDateTime,
+) -> Result<UserRow, StoreError> {
+    let current = find(conn, id)?;
+    if expected_version.is_some_and(|v| v != current.version) {
+        return Err(StoreError::Stale);
+    }
+    let updated = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::version.eq(current.version)),
+    )
+    .set((
+        changes,
+        users::updated_at.eq(now),
+        users::version.eq(current.version + 1),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        return Err(StoreError::Stale);
+    }
+    find(conn, id)
+}
+
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(now),
+            users::version.eq(users::version + 1),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
