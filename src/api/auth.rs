@@ -107,7 +107,7 @@ pub async fn login(
             );
             let (user_id, hash) = (user.id.clone(), issued.hash.clone());
             let account_key = keys_for_throttle.account.clone();
-            db.transaction(move |conn| {
+            db.transaction(move |conn| -> Result<_, StoreError> {
                 login_failures::clear(conn, &account_key)?;
                 let now = clock::to_db(clock::now());
                 if let Some(new_hash) = rehashed {
@@ -168,7 +168,7 @@ pub async fn refresh(
     let next_hash = next.hash.clone();
     let ctx_in = ctx.clone();
     let outcome = db
-        .transaction(move |conn| {
+        .transaction(move |conn| -> Result<_, StoreError> {
             let now = clock::to_db(clock::now());
             match refresh_tokens::spend(conn, &presented, now)? {
                 Presented::Spent { user_id, family_id } => {
@@ -229,7 +229,7 @@ pub async fn logout(
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let presented = hash_refresh_token(&body.refresh_token);
-    db.transaction(move |conn| {
+    db.transaction(move |conn| -> Result<_, StoreError> {
         let Some((family_id, owner)) = refresh_tokens::family_of(conn, &presented)? else {
             return Ok(());
         };
@@ -314,7 +314,7 @@ pub(crate) async fn record_failure(
     keys: ThrottleKeys,
     event: audit::AuditEventRow,
 ) -> Result<(), ApiError> {
-    db.transaction(move |conn| {
+    db.transaction(move |conn| -> Result<_, StoreError> {
         let now = clock::now();
         let forget_before = clock::to_db(now - throttle::WINDOW);
         for key in std::iter::once(&keys.account).chain(keys.address.as_ref()) {

@@ -12,7 +12,7 @@ use crate::clock;
 use crate::config::AuthSettings;
 use crate::domain::account::{Password, Role};
 use crate::error::ApiError;
-use crate::store::{audit, login_failures, refresh_tokens, users, Db};
+use crate::store::{audit, login_failures, refresh_tokens, users, Db, StoreError};
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
@@ -105,7 +105,7 @@ pub async fn change_password(
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     let event = ctx.audit(Some(&caller), audited("password_changed", &caller.user_id));
-    db.transaction(move |conn| {
+    db.transaction(move |conn| -> Result<_, StoreError> {
         let now = clock::to_db(clock::now());
         users::set_password_hash(conn, &caller.user_id, &hash, now)?;
         refresh_tokens::revoke_all_for_user(conn, &caller.user_id, now)?;

@@ -14,7 +14,6 @@ use crate::auth::caller::Caller;
 use crate::auth::password::{PasswordHasher, Verified};
 use crate::clock;
 use crate::domain::account::{Email, Password, Role};
-use diesel::Connection;
 
 use crate::error::{ApiError, FieldError};
 use crate::store::users::{self, NewUserRow, UserChanges, UserFilter, UserRow};
@@ -338,8 +337,8 @@ pub async fn update_user(
     let id = id.into_inner().to_string();
     let body = body.into_inner();
     let row = db
-        .run(move |conn| {
-            conn.transaction(|conn| {
+        .transaction(move |conn| {
+            {
                 let current = users::find(conn, &id)?;
                 let role = body.role.map_or_else(
                     || {
@@ -370,7 +369,7 @@ pub async fn update_user(
                     &ctx.audit(Some(&caller), account_event("user_updated", &id)),
                 )?;
                 Ok::<_, ApiError>(updated)
-            })
+            }
         })
         .await?;
     Ok(versioned(UserResponse::from(row)))

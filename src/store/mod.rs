@@ -28,7 +28,7 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -152,12 +152,36 @@ impl Db {
     }
 
     /// Runs `work` in one transaction: all of it is committed, or none.
-    pub async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    ///
+    /// On SQLite the transaction takes the write lock at `BEGIN IMMEDIATE`: a deferred one that
+    /// reads and then writes fails outright when another writer got there first, whereas an
+    /// immediate one waits its turn (busy_timeout).
+    pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
-        self.run(|conn| conn.transaction(work)).await
+        self.run(|conn| {
+            type Manager = <DbConnection as Connection>::TransactionManager;
+            let begun = match &mut *conn {
+                DbConnection::Sqlite(lite) => AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE"),
+                DbConnection::Postgres(_) => Manager::begin_transaction(conn),
+            };
+            begun.map_err(StoreError::from)?;
+            match work(conn) {
+                Ok(value) => {
+                    Manager::commit_transaction(conn).map_err(StoreError::from)?;
+                    Ok(value)
+                }
+                Err(err) => {
+                    // The error that ended the work is the one to report.
+                    let _ = Manager::rollback_transaction(conn);
+                    Err(err)
+                }
+            }
+        })
+        .await
     }
 
     /// True when a connection can be had and answers a trivial query.

@@ -20,26 +20,30 @@ pub enum Backend {
 /// Declares one API test that runs on both backends: `name::sqlite` and `name::postgres`.
 #[macro_export]
 macro_rules! api_test {
-    ($name:ident, $body:expr) => {
+    ($name:ident, overrides = $overrides:expr, $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $crate::helpers::run($crate::helpers::Backend::Sqlite, $body).await
+                $crate::helpers::run_with($crate::helpers::Backend::Sqlite, $overrides, $body).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $crate::helpers::run($crate::helpers::Backend::Postgres, $body).await
+                $crate::helpers::run_with($crate::helpers::Backend::Postgres, $overrides, $body).await
             }
         }
     };
+    ($name:ident, $body:expr) => {
+        $crate::api_test!($name, overrides = &[], $body);
+    };
 }
 
-/// Runs `test` against a fresh app on `backend`. Without `KO_TEST_POSTGRES_URL` the PostgreSQL
-/// half says so and returns; `.ci/run` always sets it, so there it always runs.
-pub async fn run<F, Fut>(backend: Backend, test: F)
+/// Runs `test` against a fresh app on `backend` with `overrides` on the test settings.
+/// Without `KO_TEST_POSTGRES_URL` the PostgreSQL half says so and returns; `.ci/run` always
+/// sets it, so there it always runs.
+pub async fn run_with<F, Fut>(backend: Backend, overrides: &[(&str, &str)], test: F)
 where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()>,
@@ -48,8 +52,7 @@ where
         eprintln!("skipped: {POSTGRES_VAR} is not set");
         return;
     };
-    let app = TestApp::spawn(database, &[]).await;
-    test(app).await;
+    test(TestApp::spawn(database, overrides).await).await;
 }
 
 /// A database that exists for one test and is dropped after it.
@@ -122,8 +125,29 @@ pub fn with_database(server: &str, name: &str) -> String {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    _database: TestDatabase,
+    pub settings: Settings,
+    /// The first administrator, created as `ketamine-outcomes user create` would.
+    pub admin: Credentials,
+    _database: std::sync::Arc<TestDatabase>,
 }
+
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+/// A signed-in account: its tokens and who it is.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+pub const PASSWORD: &str = "lantern orbit kettle";
 
 impl TestApp {
     /// Starts the app on `database`, with `overrides` on top of the test settings.
@@ -138,6 +162,20 @@ impl TestApp {
             env.insert((*k).into(), (*v).into());
         }
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+        let admin = Credentials { email: "admin@clinic.example".into(), password: PASSWORD.into() };
+        let app = Self::start(settings, admin, std::sync::Arc::new(database)).await;
+        let seed = app.settings.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = ketamine_outcomes::startup::open_database(&seed, &seed.database_url).expect("db");
+            ketamine_outcomes::accounts::create_staff_account(&db, &seed, "admin@clinic.example", "admin", None, PASSWORD)
+        })
+        .await
+        .expect("seeding ran")
+        .expect("admin created");
+        app
+    }
+
+    async fn start(settings: Settings, admin: Credentials, database: std::sync::Arc<TestDatabase>) -> Self {
         let app = Application::build(&settings).expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.into_server());
@@ -147,8 +185,93 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
+            settings,
+            admin,
             _database: database,
         }
+    }
+
+    /// A second API instance on the same database and signing key, as a second process
+    /// behind a load balancer would be.
+    pub async fn second_instance(&self) -> Self {
+        Self::start(self.settings.clone(), self.admin.clone(), self._database.clone()).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request sent")
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, if_match: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+        let mut req = self.client.patch(self.url(path)).bearer_auth(token).json(body);
+        if let Some(version) = if_match {
+            req = req.header("if-match", version);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post("/v1/auth/login", None, &serde_json::json!({"email": email, "password": password})).await
+    }
+
+    /// Signs in and returns the session; panics unless the sign-in succeeds.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Session {
+        let res = self.login(email, password).await;
+        assert_eq!(res.status(), 200, "sign-in of {email}");
+        let tokens: serde_json::Value = res.json().await.unwrap();
+        let access_token = tokens["access_token"].as_str().unwrap().to_owned();
+        let me: serde_json::Value = self.get_as("/v1/me", &access_token).await.json().await.unwrap();
+        Session {
+            user_id: me["id"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            access_token,
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn sign_in_admin(&self) -> Session {
+        self.sign_in(&self.admin.email, &self.admin.password).await
+    }
+
+    /// Creates a clinic through the API and returns its id.
+    pub async fn create_clinic(&self, admin: &Session, name: &str) -> String {
+        let res = self.post("/v1/clinics", Some(&admin.access_token), &serde_json::json!({"name": name})).await;
+        assert_eq!(res.status(), 201);
+        res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a staff account of `role` (in `clinic` for a clinician) and signs it in.
+    pub async fn sign_in_new(&self, admin: &Session, role: &str, clinic: Option<&str>) -> Session {
+        let email = format!("{role}-{}@clinic.example", uuid::Uuid::new_v4().simple());
+        let res = self
+            .post(
+                "/v1/users",
+                Some(&admin.access_token),
+                &serde_json::json!({"email": email, "password": PASSWORD, "role": role, "clinic_id": clinic}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "create {role}");
+        self.sign_in(&email, PASSWORD).await
+    }
+
+    /// The key the app signs access tokens with, for forging tokens in attacks.
+    pub fn signing_secret(&self) -> Vec<u8> {
+        use base64::Engine;
+        let text = std::fs::read_to_string(self.settings.data_dir.join("jwt-secret")).expect("key file");
+        base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap()
+    }
+
+    /// A direct connection pool to the app's database, for checks the API cannot make.
+    pub fn database(&self) -> ketamine_outcomes::store::Db {
+        ketamine_outcomes::startup::open_database(&self.settings, &self.settings.database_url).expect("db")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -3,7 +3,7 @@
 
 mod helpers;
 
+mod auth;
 mod errors;
 mod openapi;
 mod operations;
-mod shutdown;
