@@ -338,38 +338,36 @@ pub async fn update_user(
     let body = body.into_inner();
     let row = db
         .transaction(move |conn| {
-            {
-                let current = users::find(conn, &id)?;
-                let role = body.role.map_or_else(
-                    || {
-                        current
-                            .role
-                            .parse::<Role>()
-                            .map_err(|_| ApiError::Forbidden)
-                    },
-                    Ok,
-                )?;
-                let clinic_id = match body.clinic_id {
-                    Some(new) => new.map(|c| c.to_string()),
-                    None => current.clinic_id.clone(),
-                };
-                check_clinic(conn, role, clinic_id.as_deref())?;
-                let changes = UserChanges {
-                    role: body.role.map(|r| r.as_str().to_owned()),
-                    clinic_id: body.clinic_id.map(|c| c.map(|c| c.to_string())),
-                    disabled: body.disabled,
-                };
-                let now = clock::to_db(clock::now());
-                let updated = users::update(conn, &id, expected_version, &changes, now)?;
-                if updated.disabled {
-                    refresh_tokens::revoke_all_for_user(conn, &id, now)?;
-                }
-                audit::record(
-                    conn,
-                    &ctx.audit(Some(&caller), account_event("user_updated", &id)),
-                )?;
-                Ok::<_, ApiError>(updated)
+            let current = users::find(conn, &id)?;
+            let role = body.role.map_or_else(
+                || {
+                    current
+                        .role
+                        .parse::<Role>()
+                        .map_err(|_| ApiError::Forbidden)
+                },
+                Ok,
+            )?;
+            let clinic_id = match body.clinic_id {
+                Some(new) => new.map(|c| c.to_string()),
+                None => current.clinic_id.clone(),
+            };
+            check_clinic(conn, role, clinic_id.as_deref())?;
+            let changes = UserChanges {
+                role: body.role.map(|r| r.as_str().to_owned()),
+                clinic_id: body.clinic_id.map(|c| c.map(|c| c.to_string())),
+                disabled: body.disabled,
+            };
+            let now = clock::to_db(clock::now());
+            let updated = users::update(conn, &id, expected_version, &changes, now)?;
+            if updated.disabled {
+                refresh_tokens::revoke_all_for_user(conn, &id, now)?;
             }
+            audit::record(
+                conn,
+                &ctx.audit(Some(&caller), account_event("user_updated", &id)),
+            )?;
+            Ok::<_, ApiError>(updated)
         })
         .await?;
     Ok(versioned(UserResponse::from(row)))

@@ -165,7 +165,9 @@ impl Db {
         self.run(|conn| {
             type Manager = <DbConnection as Connection>::TransactionManager;
             let begun = match &mut *conn {
-                DbConnection::Sqlite(lite) => AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE"),
+                DbConnection::Sqlite(lite) => {
+                    AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")
+                }
                 DbConnection::Postgres(_) => Manager::begin_transaction(conn),
             };
             begun.map_err(StoreError::from)?;

@@ -22,6 +22,17 @@ pub fn insert(conn: &mut DbConnection, row: &NewRefreshTokenRow<'_>) -> Result<(
     Ok(())
 }
 
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = rt)]
+struct TokenState {
+    id: String,
+    user_id: String,
+    family_id: String,
+    expires_at: NaiveDateTime,
+    spent_at: Option<NaiveDateTime>,
+    revoked_at: Option<NaiveDateTime>,
+}
+
 /// What presenting a refresh token found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented {
@@ -40,26 +51,20 @@ pub fn spend(
     hash: &str,
     now: NaiveDateTime,
 ) -> Result<Presented, StoreError> {
-    let found: Option<(
-        String,
-        String,
-        String,
-        NaiveDateTime,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-    )> = rt::table
+    let found: Option<TokenState> = rt::table
         .filter(rt::token_hash.eq(hash))
-        .select((
-            rt::id,
-            rt::user_id,
-            rt::family_id,
-            rt::expires_at,
-            rt::spent_at,
-            rt::revoked_at,
-        ))
+        .select(TokenState::as_select())
         .first(conn)
         .optional()?;
-    let Some((id, user_id, family_id, expires_at, spent_at, revoked_at)) = found else {
+    let Some(TokenState {
+        id,
+        user_id,
+        family_id,
+        expires_at,
+        spent_at,
+        revoked_at,
+    }) = found
+    else {
         return Ok(Presented::Invalid);
     };
     if revoked_at.is_some() || expires_at <= now {

@@ -9,7 +9,9 @@ use crate::helpers::problem;
 /// Nothing internal in an error body: no source path, SQL, panic text or secret.
 fn assert_clean(body: &serde_json::Value) {
     let text = body.to_string();
-    for leak in ["src/", ".rs:", "SELECT", "INSERT", "panicked", "diesel", "argon2", "lantern"] {
+    for leak in [
+        "src/", ".rs:", "SELECT", "INSERT", "panicked", "diesel", "argon2", "lantern",
+    ] {
         assert!(!text.contains(leak), "error body leaks {leak:?}: {text}");
     }
 }
@@ -24,51 +26,79 @@ api_test!(malformed_json_is_400, |app| async move {
         .await
         .unwrap();
     let (status, content_type, body) = problem(res).await;
-    assert_eq!((status, content_type.as_str()), (400, "application/problem+json"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (400, "application/problem+json")
+    );
     assert_eq!(body["type"], "/problems/malformed");
     assert_eq!(body["status"], 400);
     assert_clean(&body);
 });
 
-api_test!(deeply_nested_json_is_refused_without_a_crash, |app| async move {
-    let nested = "[".repeat(10_000) + &"]".repeat(10_000);
-    let res = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .header("content-type", "application/json")
-        .body(nested)
-        .send()
-        .await
-        .unwrap();
-    let (status, content_type, body) = problem(res).await;
-    assert!(matches!(status, 400 | 422), "{status}");
-    assert_eq!(content_type, "application/problem+json");
-    assert_clean(&body);
-    assert_eq!(app.get("/healthz").await.status(), 200);
-});
+api_test!(
+    deeply_nested_json_is_refused_without_a_crash,
+    |app| async move {
+        let nested = "[".repeat(10_000) + &"]".repeat(10_000);
+        let res = app
+            .client
+            .post(app.url("/v1/auth/login"))
+            .header("content-type", "application/json")
+            .body(nested)
+            .send()
+            .await
+            .unwrap();
+        let (status, content_type, body) = problem(res).await;
+        assert!(matches!(status, 400 | 422), "{status}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_clean(&body);
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+);
 
 api_test!(an_unknown_field_is_422_naming_it, |app| async move {
     let res = app
-        .post("/v1/auth/login", None, &json!({"email": "a@b.c", "password": "x", "remember_me": true}))
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": "a@b.c", "password": "x", "remember_me": true}),
+        )
         .await;
     let (status, content_type, body) = problem(res).await;
-    assert_eq!((status, content_type.as_str()), (422, "application/problem+json"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (422, "application/problem+json")
+    );
     assert_eq!(body["errors"][0]["field"], "remember_me");
     assert_clean(&body);
 });
 
 api_test!(a_wrongly_typed_field_is_422, |app| async move {
-    let res = app.post("/v1/auth/login", None, &json!({"email": 42, "password": "x"})).await;
+    let res = app
+        .post(
+            "/v1/auth/login",
+            None,
+            &json!({"email": 42, "password": "x"}),
+        )
+        .await;
     let (status, content_type, body) = problem(res).await;
-    assert_eq!((status, content_type.as_str()), (422, "application/problem+json"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (422, "application/problem+json")
+    );
     assert_eq!(body["type"], "/problems/validation");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("invalid type"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid type"));
 });
 
 api_test!(a_body_over_256_kib_is_413, |app| async move {
     let big = json!({"email": "a@b.c", "password": "x".repeat(256 * 1024)});
     let (status, content_type, body) = problem(app.post("/v1/auth/login", None, &big).await).await;
-    assert_eq!((status, content_type.as_str()), (413, "application/problem+json"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (413, "application/problem+json")
+    );
     assert_eq!(body["status"], 413);
 });
 
@@ -82,29 +112,51 @@ api_test!(a_wrong_content_type_is_415, |app| async move {
         .await
         .unwrap();
     let (status, content_type, body) = problem(res).await;
-    assert_eq!((status, content_type.as_str()), (415, "application/problem+json"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (415, "application/problem+json")
+    );
     assert_eq!(body["type"], "/problems/unsupported-media-type");
 });
 
 api_test!(bad_path_and_query_parameters_are_422, |app| async move {
     let admin = app.sign_in_admin().await;
-    let (status, content_type, body) = problem(app.get_as("/v1/users/not-a-uuid", &admin.access_token).await).await;
-    assert_eq!((status, content_type.as_str()), (422, "application/problem+json"));
+    let (status, content_type, body) = problem(
+        app.get_as("/v1/users/not-a-uuid", &admin.access_token)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (422, "application/problem+json")
+    );
     assert_eq!(body["errors"][0]["field"], "path");
 
-    let (status, _, body) = problem(app.get_as("/v1/users?limit=many", &admin.access_token).await).await;
+    let (status, _, body) = problem(
+        app.get_as("/v1/users?limit=many", &admin.access_token)
+            .await,
+    )
+    .await;
     assert_eq!(status, 422);
     assert_clean(&body);
-    let (status, _, body) = problem(app.get_as("/v1/users?limit=501", &admin.access_token).await).await;
+    let (status, _, body) =
+        problem(app.get_as("/v1/users?limit=501", &admin.access_token).await).await;
     assert_eq!(status, 422);
     assert_eq!(body["errors"][0]["field"], "limit");
-    let (status, _, body) = problem(app.get_as("/v1/users?cursor=forged", &admin.access_token).await).await;
+    let (status, _, body) = problem(
+        app.get_as("/v1/users?cursor=forged", &admin.access_token)
+            .await,
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(body["errors"][0]["field"], "cursor");
 });
 
 api_test!(an_unknown_route_is_404, |app| async move {
     let (status, content_type, body) = problem(app.get("/v1/no-such-thing").await).await;
-    assert_eq!((status, content_type.as_str()), (404, "application/problem+json"));
+    assert_eq!(
+        (status, content_type.as_str()),
+        (404, "application/problem+json")
+    );
     assert_eq!(body["title"], "Not found");
 });

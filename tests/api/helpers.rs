@@ -31,7 +31,8 @@ macro_rules! api_test {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $crate::helpers::run_with($crate::helpers::Backend::Postgres, $overrides, $body).await
+                $crate::helpers::run_with($crate::helpers::Backend::Postgres, $overrides, $body)
+                    .await
             }
         }
     };
@@ -142,7 +143,6 @@ pub struct Credentials {
 pub struct Session {
     pub user_id: String,
     pub email: String,
-    pub password: String,
     pub access_token: String,
     pub refresh_token: String,
 }
@@ -162,12 +162,23 @@ impl TestApp {
             env.insert((*k).into(), (*v).into());
         }
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
-        let admin = Credentials { email: "admin@clinic.example".into(), password: PASSWORD.into() };
+        let admin = Credentials {
+            email: "admin@clinic.example".into(),
+            password: PASSWORD.into(),
+        };
         let app = Self::start(settings, admin, std::sync::Arc::new(database)).await;
         let seed = app.settings.clone();
         tokio::task::spawn_blocking(move || {
-            let db = ketamine_outcomes::startup::open_database(&seed, &seed.database_url).expect("db");
-            ketamine_outcomes::accounts::create_staff_account(&db, &seed, "admin@clinic.example", "admin", None, PASSWORD)
+            let db =
+                ketamine_outcomes::startup::open_database(&seed, &seed.database_url).expect("db");
+            ketamine_outcomes::accounts::create_staff_account(
+                &db,
+                &seed,
+                "admin@clinic.example",
+                "admin",
+                None,
+                PASSWORD,
+            )
         })
         .await
         .expect("seeding ran")
@@ -175,7 +186,11 @@ impl TestApp {
         app
     }
 
-    async fn start(settings: Settings, admin: Credentials, database: std::sync::Arc<TestDatabase>) -> Self {
+    async fn start(
+        settings: Settings,
+        admin: Credentials,
+        database: std::sync::Arc<TestDatabase>,
+    ) -> Self {
         let app = Application::build(&settings).expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.into_server());
@@ -194,10 +209,20 @@ impl TestApp {
     /// A second API instance on the same database and signing key, as a second process
     /// behind a load balancer would be.
     pub async fn second_instance(&self) -> Self {
-        Self::start(self.settings.clone(), self.admin.clone(), self._database.clone()).await
+        Self::start(
+            self.settings.clone(),
+            self.admin.clone(),
+            self._database.clone(),
+        )
+        .await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         let mut req = self.client.post(self.url(path)).json(body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -206,11 +231,26 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request sent")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
     }
 
-    pub async fn patch(&self, path: &str, token: &str, if_match: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
-        let mut req = self.client.patch(self.url(path)).bearer_auth(token).json(body);
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: &str,
+        if_match: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body);
         if let Some(version) = if_match {
             req = req.header("if-match", version);
         }
@@ -218,7 +258,12 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post("/v1/auth/login", None, &serde_json::json!({"email": email, "password": password})).await
+        self.post(
+            "/v1/auth/login",
+            None,
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Signs in and returns the session; panics unless the sign-in succeeds.
@@ -227,11 +272,15 @@ impl TestApp {
         assert_eq!(res.status(), 200, "sign-in of {email}");
         let tokens: serde_json::Value = res.json().await.unwrap();
         let access_token = tokens["access_token"].as_str().unwrap().to_owned();
-        let me: serde_json::Value = self.get_as("/v1/me", &access_token).await.json().await.unwrap();
+        let me: serde_json::Value = self
+            .get_as("/v1/me", &access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
         Session {
             user_id: me["id"].as_str().unwrap().to_owned(),
             email: email.to_owned(),
-            password: password.to_owned(),
             access_token,
             refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
         }
@@ -243,9 +292,18 @@ impl TestApp {
 
     /// Creates a clinic through the API and returns its id.
     pub async fn create_clinic(&self, admin: &Session, name: &str) -> String {
-        let res = self.post("/v1/clinics", Some(&admin.access_token), &serde_json::json!({"name": name})).await;
+        let res = self
+            .post(
+                "/v1/clinics",
+                Some(&admin.access_token),
+                &serde_json::json!({"name": name}),
+            )
+            .await;
         assert_eq!(res.status(), 201);
-        res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        res.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Creates a staff account of `role` (in `clinic` for a clinician) and signs it in.
@@ -265,13 +323,17 @@ impl TestApp {
     /// The key the app signs access tokens with, for forging tokens in attacks.
     pub fn signing_secret(&self) -> Vec<u8> {
         use base64::Engine;
-        let text = std::fs::read_to_string(self.settings.data_dir.join("jwt-secret")).expect("key file");
-        base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap()
+        let text =
+            std::fs::read_to_string(self.settings.data_dir.join("jwt-secret")).expect("key file");
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .unwrap()
     }
 
     /// A direct connection pool to the app's database, for checks the API cannot make.
     pub fn database(&self) -> ketamine_outcomes::store::Db {
-        ketamine_outcomes::startup::open_database(&self.settings, &self.settings.database_url).expect("db")
+        ketamine_outcomes::startup::open_database(&self.settings, &self.settings.database_url)
+            .expect("db")
     }
 
     pub fn url(&self, path: &str) -> String {

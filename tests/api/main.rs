@@ -3,7 +3,10 @@
 
 mod helpers;
 
+mod admin;
 mod auth;
 mod errors;
 mod openapi;
 mod operations;
+mod security;
+mod shutdown;
