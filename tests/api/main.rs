@@ -8,5 +8,7 @@ mod auth;
 mod errors;
 mod openapi;
 mod operations;
+mod process;
+mod processes;
 mod security;
 mod shutdown;

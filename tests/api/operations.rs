@@ -204,3 +204,40 @@ async fn readyz_follows_the_database_down_and_back_up_without_a_restart() {
     relay.restore().await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let app = TestApp::spawn(TestDatabase::create(Backend::Sqlite).unwrap(), &[]).await;
+    let db = app.database();
+    let read = |pragma: &'static str| {
+        let db = db.clone();
+        async move {
+            db.run(move |conn| {
+                let row: Setting =
+                    diesel::sql_query(format!("SELECT CAST(({pragma}) AS TEXT) AS value"))
+                        .get_result(conn)?;
+                Ok::<_, ketamine_outcomes::store::StoreError>(row.value)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        read("SELECT journal_mode FROM pragma_journal_mode").await,
+        "wal"
+    );
+    assert_eq!(
+        read("SELECT foreign_keys FROM pragma_foreign_keys").await,
+        "1"
+    );
+    assert_eq!(
+        read("SELECT timeout FROM pragma_busy_timeout").await,
+        "5000"
+    );
+}

@@ -1,0 +1,230 @@
+//! Courses and the treatment schedule (domain.md §2): which days a course plans an infusion
+//! on, which completed session fills which planned slot, and which slots were missed.
+
+use chrono::{Duration, NaiveDate};
+
+use crate::domain::RuleBroken;
+
+vocabulary!(
+    /// How a course plans its infusions.
+    Protocol { StandardInduction = "standard_induction", Custom = "custom" }
+);
+
+vocabulary!(
+    /// Induction (the tapered first series) or maintenance (monthly, as needed).
+    Phase { Induction = "induction", Maintenance = "maintenance" }
+);
+
+vocabulary!(
+    /// Where a planned slot stands.
+    SlotStatus {
+        /// A completed session within ±3 days filled it.
+        Filled = "filled",
+        /// Not filled, and not more than 3 days overdue.
+        Open = "open",
+        /// More than 3 days overdue and not filled.
+        Missed = "missed",
+    }
+);
+
+/// Day offsets of the standard induction from the course's start (day 0): week 1 three
+/// infusions, week 2 two, weeks 3–5 one a week.
+pub const INDUCTION_DAY_OFFSETS: [i64; 8] = [0, 2, 4, 7, 10, 14, 21, 28];
+/// Maintenance is planned this many days after the last induction or maintenance session.
+pub const MAINTENANCE_INTERVAL_DAYS: i64 = 28;
+/// A session fills a slot within this many days either side; a slot later than this is missed.
+pub const SLOT_TOLERANCE_DAYS: i64 = 3;
+
+/// One planned infusion day and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub planned_date: NaiveDate,
+    pub phase: Phase,
+    pub status: SlotStatus,
+    /// The session that filled it.
+    pub session_id: Option<String>,
+}
+
+/// A custom protocol's explicit dates: at least one, no repeats, at most 200.
+pub fn custom_dates(dates: &[NaiveDate]) -> Result<Vec<NaiveDate>, RuleBroken> {
+    let mut sorted = dates.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.is_empty() || sorted.len() > 200 {
+        return Err(RuleBroken::new(
+            "planned_dates",
+            "a custom course needs 1 to 200 planned dates",
+        ));
+    }
+    if sorted.len() != dates.len() {
+        return Err(RuleBroken::new("planned_dates", "must not repeat a date"));
+    }
+    Ok(sorted)
+}
+
+/// The course's slots as of `today`, given its completed sessions (id and date).
+///
+/// Each completed session, in time order, fills the earliest open slot within ±3 days of it.
+/// For the standard protocol, one maintenance slot follows: 28 days after the later of the
+/// last induction day and the latest completed session.
+pub fn slots(
+    protocol: Protocol,
+    start: NaiveDate,
+    custom: &[NaiveDate],
+    completed: &[(String, NaiveDate)],
+    today: NaiveDate,
+) -> Vec<Slot> {
+    let planned: Vec<NaiveDate> = match protocol {
+        Protocol::StandardInduction => INDUCTION_DAY_OFFSETS
+            .iter()
+            .map(|d| start + Duration::days(*d))
+            .collect(),
+        Protocol::Custom => custom.to_vec(),
+    };
+    let mut filled: Vec<Option<String>> = vec![None; planned.len()];
+    let mut sessions = completed.to_vec();
+    sessions.sort_by_key(|(_, date)| *date);
+    for (id, date) in &sessions {
+        let open = planned.iter().enumerate().find(|(i, p)| {
+            filled[*i].is_none() && (**p - *date).num_days().abs() <= SLOT_TOLERANCE_DAYS
+        });
+        if let Some((i, _)) = open {
+            filled[i] = Some(id.clone());
+        }
+    }
+    let mut result: Vec<Slot> = planned
+        .iter()
+        .zip(filled)
+        .map(|(date, session_id)| slot(*date, Phase::Induction, session_id, today))
+        .collect();
+    if protocol == Protocol::StandardInduction {
+        let last_induction = *planned.last().unwrap_or(&start);
+        let latest_session = sessions.last().map(|(_, d)| *d);
+        let anchor = latest_session.map_or(last_induction, |d| d.max(last_induction));
+        let next = anchor + Duration::days(MAINTENANCE_INTERVAL_DAYS);
+        result.push(slot(next, Phase::Maintenance, None, today));
+    }
+    result
+}
+
+fn slot(
+    planned_date: NaiveDate,
+    phase: Phase,
+    session_id: Option<String>,
+    today: NaiveDate,
+) -> Slot {
+    let status = match &session_id {
+        Some(_) => SlotStatus::Filled,
+        None if (today - planned_date).num_days() > SLOT_TOLERANCE_DAYS => SlotStatus::Missed,
+        None => SlotStatus::Open,
+    };
+    Slot {
+        planned_date,
+        phase,
+        status,
+        session_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(n: i64) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 1, 5).unwrap() + Duration::days(n)
+    }
+
+    fn statuses(slots: &[Slot]) -> Vec<(i64, SlotStatus)> {
+        slots
+            .iter()
+            .map(|s| ((s.planned_date - day(0)).num_days(), s.status))
+            .collect()
+    }
+
+    /// domain.md §2: the standard induction's planned day offsets and the first maintenance.
+    #[test]
+    fn standard_induction_plans_days_0_2_4_7_10_14_21_28_then_maintenance() {
+        let slots = slots(Protocol::StandardInduction, day(0), &[], &[], day(-1));
+        let days: Vec<i64> = slots
+            .iter()
+            .map(|s| (s.planned_date - day(0)).num_days())
+            .collect();
+        assert_eq!(days, [0, 2, 4, 7, 10, 14, 21, 28, 56]);
+        assert!(slots[..8]
+            .iter()
+            .all(|s| s.phase == Phase::Induction && s.status == SlotStatus::Open));
+        assert_eq!(slots[8].phase, Phase::Maintenance);
+    }
+
+    /// domain.md §2: a completed session fills the earliest open slot within ±3 days; a slot
+    /// more than 3 days overdue is missed.
+    #[test]
+    fn filling_and_missing_slots() {
+        let sessions = vec![
+            ("s0".to_owned(), day(0)),
+            ("s1".to_owned(), day(3)), // fills day 2 (earliest open within ±3), not day 4
+            ("s2".to_owned(), day(5)), // fills day 4
+            // nothing near day 7
+            ("s3".to_owned(), day(13)), // fills day 10 (3 days late), not day 14
+        ];
+        let slots = slots(Protocol::StandardInduction, day(0), &[], &sessions, day(18));
+        use SlotStatus::*;
+        assert_eq!(
+            statuses(&slots),
+            [
+                (0, Filled),
+                (2, Filled),
+                (4, Filled),
+                (7, Missed),
+                (10, Filled),
+                (14, Missed),
+                (21, Open),
+                (28, Open),
+                (56, Open)
+            ]
+        );
+        assert_eq!(slots[1].session_id.as_deref(), Some("s1"));
+        assert_eq!(slots[4].session_id.as_deref(), Some("s3"));
+    }
+
+    #[test]
+    fn a_slot_exactly_three_days_overdue_is_still_open() {
+        let slots = slots(Protocol::StandardInduction, day(0), &[], &[], day(3));
+        assert_eq!(slots[0].status, SlotStatus::Open);
+        let slots = super::slots(Protocol::StandardInduction, day(0), &[], &[], day(4));
+        assert_eq!(slots[0].status, SlotStatus::Missed);
+    }
+
+    #[test]
+    fn a_session_more_than_three_days_from_every_slot_fills_none() {
+        let sessions = vec![("early".to_owned(), day(-4))];
+        let slots = slots(Protocol::StandardInduction, day(0), &[], &sessions, day(0));
+        assert!(slots.iter().all(|s| s.session_id.is_none()));
+    }
+
+    /// domain.md §2: maintenance every 28 days after the last induction session, one at a time.
+    #[test]
+    fn maintenance_follows_the_latest_session() {
+        let sessions = vec![("last".to_owned(), day(29)), ("m1".to_owned(), day(60))];
+        let slots = slots(Protocol::StandardInduction, day(0), &[], &sessions, day(61));
+        assert_eq!(slots.len(), 9);
+        assert_eq!(slots[7].session_id.as_deref(), Some("last"));
+        assert_eq!((slots[8].planned_date - day(0)).num_days(), 88);
+    }
+
+    #[test]
+    fn custom_courses_plan_their_listed_dates() {
+        let dates = custom_dates(&[day(10), day(0), day(5)]).unwrap();
+        let slots = slots(
+            Protocol::Custom,
+            day(0),
+            &dates,
+            &[("a".into(), day(1))],
+            day(20),
+        );
+        use SlotStatus::*;
+        assert_eq!(statuses(&slots), [(0, Filled), (5, Missed), (10, Missed)]);
+        assert!(custom_dates(&[]).is_err());
+        assert!(custom_dates(&[day(1), day(1)]).is_err());
+    }
+}
