@@ -33,6 +33,39 @@ use crate::error::{FieldError, Problem};
         api::users::get_user,
         api::users::update_user,
         api::audit_events::list_audit_events,
+        api::invites::register,
+        api::reference::list_instruments,
+        api::reference::list_side_effect_kinds,
+        api::reference::list_protocols,
+        api::patients::create_patient,
+        api::patients::list_patients,
+        api::patients::get_patient,
+        api::patients::update_patient,
+        api::invites::create_invite,
+        api::timeline::get_timeline,
+        api::courses::create_course,
+        api::courses::list_courses,
+        api::courses::get_course,
+        api::courses::update_course,
+        api::sessions::create_session,
+        api::sessions::list_sessions,
+        api::sessions::list_my_sessions,
+        api::sessions::get_session,
+        api::sessions::update_session,
+        api::sessions::delete_session,
+        api::assessments::create_assessment,
+        api::assessments::create_my_assessment,
+        api::assessments::list_assessments,
+        api::assessments::list_my_assessments,
+        api::assessments::get_assessment,
+        api::assessments::delete_assessment,
+        api::side_effects::create_side_effect,
+        api::side_effects::create_my_side_effect,
+        api::side_effects::list_side_effects,
+        api::side_effects::list_my_side_effects,
+        api::side_effects::get_side_effect,
+        api::side_effects::update_side_effect,
+        api::side_effects::delete_side_effect,
     ),
     components(
         schemas(Problem, FieldError),
@@ -48,12 +81,18 @@ use crate::error::{FieldError, Problem};
             responses::TooManyRequests,
         ),
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &InstrumentTable),
     tags(
         (name = "operations", description = "Probes and metrics for operators"),
         (name = "auth", description = "Sign-in, token refresh and sign-out"),
         (name = "me", description = "The signed-in caller's own account"),
         (name = "administration", description = "Clinics, accounts and the audit trail (administrators)"),
+        (name = "reference", description = "The instrument table, the side-effect catalogue and the protocols"),
+        (name = "patients", description = "Patients, their app invites and their timeline (clinicians; patients read their own)"),
+        (name = "courses", description = "Courses of treatment and their schedules"),
+        (name = "sessions", description = "Infusions with dose and vital signs"),
+        (name = "assessments", description = "Questionnaires, scored by the server"),
+        (name = "side effects", description = "Side-effect reports"),
     ),
 )]
 pub struct ApiDoc;
@@ -75,6 +114,28 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Puts the whole instrument table of domain.md §5 into the description of GET /v1/instruments,
+/// so that it is visible in the document itself.
+struct InstrumentTable;
+
+impl Modify for InstrumentTable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(operation) = openapi
+            .paths
+            .paths
+            .get_mut("/v1/instruments")
+            .and_then(|p| p.get.as_mut())
+        else {
+            return;
+        };
+        let intro = operation.description.take().unwrap_or_default();
+        operation.description = Some(format!(
+            "{intro}\n\n{}",
+            api::reference::instrument_table_markdown()
+        ));
     }
 }
 

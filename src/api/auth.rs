@@ -326,7 +326,7 @@ pub(crate) async fn record_failure(
     Ok(())
 }
 
-fn store_refresh_token(
+pub(crate) fn store_refresh_token(
     conn: &mut DbConnection,
     user_id: &str,
     family_id: &str,

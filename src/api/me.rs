@@ -19,7 +19,8 @@ use crate::store::{audit, login_failures, refresh_tokens, users, Db, StoreError}
     "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
     "email": "ana.moreno@clinic.example",
     "role": "clinician",
-    "clinic_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+    "clinic_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "patient_id": null
 }))]
 pub struct MeResponse {
     pub id: String,
@@ -27,6 +28,8 @@ pub struct MeResponse {
     pub role: Role,
     /// The caller's clinic; null for administrators and researchers.
     pub clinic_id: Option<String>,
+    /// The caller's patient record, for a patient's app account; null otherwise.
+    pub patient_id: Option<String>,
 }
 
 /// The caller's account.
@@ -45,6 +48,7 @@ pub async fn get_me(caller: Caller) -> HttpResponse {
         email: caller.email,
         role: caller.role,
         clinic_id: caller.clinic_id,
+        patient_id: caller.patient_id,
     })
 }
 

@@ -1,12 +1,21 @@
 //! Where requests enter: one module per resource scope. Handlers turn wire types into domain
 //! types, call the store, and turn the result into a response; no clinical rule lives here.
 
+pub mod assessments;
 pub mod audit_events;
 pub mod auth;
 pub mod clinics;
 pub mod context;
+pub mod courses;
 pub mod idempotent;
+pub mod invites;
 pub mod me;
 pub mod operations;
 pub mod pagination;
+pub mod patients;
+pub mod records;
+pub mod reference;
+pub mod sessions;
+pub mod side_effects;
+pub mod timeline;
 pub mod users;

@@ -12,7 +12,8 @@ use futures_util::future::LocalBoxFuture;
 use crate::auth::token::TokenKeys;
 use crate::domain::account::Role;
 use crate::error::ApiError;
-use crate::store::{users, Db, StoreError};
+use crate::store::scope::Scope;
+use crate::store::{patients, users, Db, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -20,6 +21,8 @@ pub struct Caller {
     pub email: String,
     pub role: Role,
     pub clinic_id: Option<String>,
+    /// The patient record of a patient's app account.
+    pub patient_id: Option<String>,
 }
 
 impl Caller {
@@ -30,6 +33,22 @@ impl Caller {
         } else {
             Err(ApiError::Forbidden)
         }
+    }
+
+    /// The clinical records this caller may reach: a clinician their clinic's, a patient their
+    /// own; administrators and researchers none (403).
+    pub fn clinical_scope(&self) -> Result<Scope, ApiError> {
+        match (self.role, &self.clinic_id, &self.patient_id) {
+            (Role::Clinician, Some(clinic), _) => Ok(Scope::Clinic(clinic.clone())),
+            (Role::Patient, _, Some(patient)) => Ok(Scope::Patient(patient.clone())),
+            _ => Err(ApiError::Forbidden),
+        }
+    }
+
+    /// 403 unless the caller is a clinician; returns their clinic's scope.
+    pub fn clinician_scope(&self) -> Result<Scope, ApiError> {
+        self.require(&[Role::Clinician])?;
+        self.clinical_scope()
     }
 }
 
@@ -55,12 +74,17 @@ impl FromRequest for Caller {
             };
             let claims = keys.verify(&token).map_err(|_| ApiError::Unauthorized)?;
             let row = db
-                .run(move |conn| users::find(conn, &claims.sub))
+                .run(move |conn| {
+                    let user = users::find(conn, &claims.sub)?;
+                    let patient = patients::of_account(conn, &user.id)?;
+                    Ok::<_, StoreError>((user, patient))
+                })
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound => ApiError::Unauthorized,
                     other => other.into(),
                 })?;
+            let (row, patient_id) = row;
             let role = row.role.parse().map_err(|_| ApiError::Unauthorized)?;
             if row.disabled {
                 return Err(ApiError::Unauthorized);
@@ -70,6 +94,7 @@ impl FromRequest for Caller {
                 email: row.email,
                 role,
                 clinic_id: row.clinic_id,
+                patient_id,
             })
         })
     }

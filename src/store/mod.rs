@@ -4,25 +4,22 @@
 //! Every call goes through [`Db::run`], which waits for a slot asynchronously and then does the
 //! work on a blocking thread, so no database work ever runs on actix's async workers.
 
-/// Restricts a boxed query to one [`Page`] in `(time, id)` order.
-macro_rules! page_of {
-    ($query:expr, $time:expr, $id:expr, $page:expr) => {
-        match &$page.after {
-            Some((at, id)) => {
-                $query.filter($time.gt(*at).or($time.eq(*at).and($id.gt(id.clone()))))
-            }
-            None => $query,
-        }
-        .order(($time.asc(), $id.asc()))
-        .limit($page.limit)
-    };
-}
+#[macro_use]
+mod macros;
+#[macro_use]
+pub mod scope;
 
+pub mod assessments;
 pub mod audit;
 pub mod clinics;
+pub mod courses;
+pub mod invites;
 pub mod login_failures;
+pub mod patients;
 pub mod refresh_tokens;
 pub mod schema;
+pub mod sessions;
+pub mod side_effects;
 pub mod users;
 
 use std::sync::Arc;
@@ -89,6 +86,21 @@ impl From<diesel::result::Error> for StoreError {
 pub struct Page {
     pub limit: i64,
     pub after: Option<(chrono::NaiveDateTime, String)>,
+}
+
+/// Which records of a patient a list returns.
+#[derive(Clone, Debug)]
+pub enum Window {
+    /// Live records whose own time (taken, started, onset) falls in `[from, to)`.
+    Range {
+        from: Option<chrono::NaiveDateTime>,
+        to: Option<chrono::NaiveDateTime>,
+    },
+    /// Sync: every record created or changed after `since`, entered-in-error ones included,
+    /// in order of change.
+    Changes {
+        since: Option<chrono::NaiveDateTime>,
+    },
 }
 
 /// The pool and the limit on concurrent blocking work that goes with it.
@@ -254,3 +266,37 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings 
             .map_err(diesel::r2d2::Error::QueryError)
     }
 }
+
+/// A record that can be marked entered in error: kept, but excluded from every figure.
+pub trait Correctable: Clone + Send + 'static {
+    fn is_entered_in_error(&self) -> bool;
+    fn version(&self) -> i32;
+    fn patient_id(&self) -> &str;
+    /// The record marked, with its version bumped.
+    fn marked(self, reason: String, now: chrono::NaiveDateTime) -> Self;
+}
+
+macro_rules! correctable {
+    ($($row:ty),+) => {$(
+        impl Correctable for $row {
+            fn is_entered_in_error(&self) -> bool {
+                self.deleted_at.is_some()
+            }
+            fn version(&self) -> i32 {
+                self.version
+            }
+            fn patient_id(&self) -> &str {
+                &self.patient_id
+            }
+            fn marked(self, reason: String, now: chrono::NaiveDateTime) -> Self {
+                Self { deleted_at: Some(now), deleted_reason: Some(reason), updated_at: now, version: self.version + 1, ..self }
+            }
+        }
+    )+};
+}
+
+correctable!(
+    sessions::SessionRow,
+    side_effects::SideEffectRow,
+    assessments::AssessmentRow
+);

@@ -62,12 +62,175 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    patients (id) {
+        id -> Text,
+        clinic_id -> Text,
+        external_ref -> Nullable<Text>,
+        birth_year -> Integer,
+        sex -> Text,
+        research_consent -> Bool,
+        consented_at -> Nullable<Timestamp>,
+        body_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
+    patient_indications (patient_id, indication) {
+        patient_id -> Text,
+        indication -> Text,
+    }
+}
+
+diesel::table! {
+    patient_risk_factors (patient_id, factor) {
+        patient_id -> Text,
+        factor -> Text,
+        noted_at -> Timestamp,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    patient_accounts (user_id) {
+        user_id -> Text,
+        patient_id -> Text,
+    }
+}
+
+diesel::table! {
+    invites (id) {
+        id -> Text,
+        patient_id -> Text,
+        code_hash -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    courses (id) {
+        id -> Text,
+        patient_id -> Text,
+        indication -> Text,
+        protocol -> Text,
+        primary_instrument -> Text,
+        start_date -> Date,
+        planned_dates -> Nullable<Text>,
+        closed -> Bool,
+        body_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        patient_id -> Text,
+        course_id -> Text,
+        route -> Text,
+        started_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+        dose_mg_per_kg -> Double,
+        weight_kg -> Double,
+        total_dose_mg -> Double,
+        status -> Text,
+        hold_reason -> Nullable<Text>,
+        charge_cents -> Nullable<BigInt>,
+        pre_systolic -> Nullable<Integer>,
+        pre_diastolic -> Nullable<Integer>,
+        pre_heart_rate -> Nullable<Integer>,
+        pre_spo2 -> Nullable<Integer>,
+        post_systolic -> Nullable<Integer>,
+        post_diastolic -> Nullable<Integer>,
+        post_heart_rate -> Nullable<Integer>,
+        post_spo2 -> Nullable<Integer>,
+        readings -> Text,
+        monitoring_minutes -> Nullable<Integer>,
+        sedation -> Nullable<Text>,
+        respiratory_concern -> Bool,
+        recorded_by -> Text,
+        body_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> Integer,
+        deleted_at -> Nullable<Timestamp>,
+        deleted_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    side_effects (id) {
+        id -> Text,
+        patient_id -> Text,
+        session_id -> Text,
+        effect -> Text,
+        severity -> Text,
+        onset_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+        reported_by -> Text,
+        note -> Nullable<Text>,
+        recorded_by -> Text,
+        body_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> Integer,
+        deleted_at -> Nullable<Timestamp>,
+        deleted_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    assessments (id) {
+        id -> Text,
+        patient_id -> Text,
+        instrument -> Text,
+        taken_at -> Timestamp,
+        items -> Text,
+        total -> Integer,
+        band -> Nullable<Text>,
+        submitted_by -> Text,
+        recorded_by -> Text,
+        body_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> Integer,
+        deleted_at -> Nullable<Timestamp>,
+        deleted_reason -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(users -> clinics (clinic_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(patients -> clinics (clinic_id));
+diesel::joinable!(patient_indications -> patients (patient_id));
+diesel::joinable!(patient_risk_factors -> patients (patient_id));
+diesel::joinable!(patient_accounts -> patients (patient_id));
+diesel::joinable!(invites -> patients (patient_id));
+diesel::joinable!(courses -> patients (patient_id));
+diesel::joinable!(sessions -> patients (patient_id));
+diesel::joinable!(side_effects -> patients (patient_id));
+diesel::joinable!(assessments -> patients (patient_id));
 diesel::allow_tables_to_appear_in_same_query!(
     clinics,
     users,
     refresh_tokens,
     login_failures,
-    audit_events
+    audit_events,
+    patients,
+    patient_indications,
+    patient_risk_factors,
+    patient_accounts,
+    invites,
+    courses,
+    sessions,
+    side_effects,
+    assessments,
 );

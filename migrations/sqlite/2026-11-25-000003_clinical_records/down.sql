@@ -1,0 +1,9 @@
+DROP TABLE assessments;
+DROP TABLE side_effects;
+DROP TABLE sessions;
+DROP TABLE courses;
+DROP TABLE invites;
+DROP TABLE patient_accounts;
+DROP TABLE patient_risk_factors;
+DROP TABLE patient_indications;
+DROP TABLE patients;

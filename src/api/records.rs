@@ -1,0 +1,251 @@
+//! What every clinical-record endpoint shares: the body hash behind idempotent creates, the
+//! list window (time range or sync), corrections, JSON merge patches and audited reads.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::context::{Audited, RequestContext};
+use crate::api::pagination::PageQuery;
+use crate::auth::caller::Caller;
+use crate::clock;
+use crate::domain::RuleBroken;
+use crate::error::{ApiError, FieldError};
+use crate::store::audit::AuditEventRow;
+use crate::store::{audit, Correctable, DbConnection, Page, StoreError, Window};
+
+/// SHA-256 of a create request as the server understood it: a retry with the same body has
+/// the same hash, a different body a different one.
+pub fn body_hash<T: Serialize>(body: &T) -> String {
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// Domain rule failures as a 422 naming every field.
+pub fn rules_broken(broken: Vec<RuleBroken>) -> ApiError {
+    ApiError::Validation(
+        broken
+            .into_iter()
+            .map(|b| FieldError::new(b.field, b.rule))
+            .collect(),
+    )
+}
+
+impl From<RuleBroken> for ApiError {
+    fn from(broken: RuleBroken) -> Self {
+        rules_broken(vec![broken])
+    }
+}
+
+/// Maps a missing record to `None`, for lookups where absence is an answer.
+pub fn optional<T>(found: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match found {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordQuery {
+    /// Records whose own time (taken, started, onset) is at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Records whose own time is before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Sync: records created or changed after this instant (RFC 3339), entered-in-error ones
+    /// included and marked `deleted`, in order of change. Page on with `cursor`.
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+impl RecordQuery {
+    pub fn window(&self) -> Result<Window, ApiError> {
+        if let Some(since) = self.updated_since {
+            if self.from.is_some() || self.to.is_some() {
+                return Err(ApiError::invalid(
+                    "updated_since",
+                    "cannot be combined with from or to",
+                ));
+            }
+            return Ok(Window::Changes {
+                since: Some(clock::to_db(since)),
+            });
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if to <= from {
+                return Err(ApiError::invalid("to", "must be after from"));
+            }
+        }
+        Ok(Window::Range {
+            from: self.from.map(clock::to_db),
+            to: self.to.map(clock::to_db),
+        })
+    }
+
+    /// The window and the page, with the time a list's cursor runs on.
+    pub fn window_and_page(&self, page: &PageQuery) -> Result<(Window, Page), ApiError> {
+        Ok((self.window()?, page.page()?))
+    }
+}
+
+/// Whether a list runs in change order (sync) or in the records' own time order.
+pub fn by_change(window: &Window) -> bool {
+    matches!(window, Window::Changes { .. })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "entered for the wrong patient"}))]
+pub struct CorrectionRequest {
+    /// Why the record was entered in error; kept with it and audited.
+    pub reason: String,
+}
+
+impl CorrectionRequest {
+    pub fn reason(&self) -> Result<String, ApiError> {
+        let reason = self.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(ApiError::invalid("reason", "must be 1 to 500 characters"));
+        }
+        Ok(reason.to_owned())
+    }
+}
+
+/// RFC 7396 merge patch: objects merge key by key, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(Default::default());
+    }
+    let object = target.as_object_mut().expect("made an object above");
+    for (key, value) in changes {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            merge_patch(
+                object.entry(key.clone()).or_insert(serde_json::Value::Null),
+                value,
+            );
+        }
+    }
+}
+
+/// Applies a merge patch to the request form of a stored record and reads it back as that
+/// request type, so a change is checked by the same rules as a create.
+pub fn patched<T: Serialize + for<'de> Deserialize<'de>>(
+    current: &T,
+    patch: &serde_json::Value,
+) -> Result<T, ApiError> {
+    if !patch.is_object() {
+        return Err(ApiError::invalid(
+            "body",
+            "must be a JSON object of the fields to change",
+        ));
+    }
+    if patch.get("id").is_some() {
+        return Err(ApiError::invalid("id", "cannot be changed"));
+    }
+    let mut value = serde_json::to_value(current).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    merge_patch(&mut value, patch);
+    serde_json::from_value(value).map_err(|e| {
+        let message = e.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field `"))
+            .unwrap_or("body")
+            .to_owned();
+        ApiError::invalid(field, message)
+    })
+}
+
+/// Marks the record `id` entered in error (once; a repeat changes nothing) and audits it.
+pub fn mark_entered_in_error<R: Correctable>(
+    conn: &mut DbConnection,
+    reason: String,
+    find: impl Fn(&mut DbConnection) -> Result<R, StoreError>,
+    replace: impl Fn(&mut DbConnection, &R, i32) -> Result<(), StoreError>,
+    event: impl FnOnce(&str) -> AuditEventRow,
+) -> Result<R, StoreError> {
+    let current = find(conn)?;
+    if !current.is_entered_in_error() {
+        let version = current.version();
+        let patient_id = current.patient_id().to_owned();
+        replace(
+            conn,
+            &current.marked(reason, clock::to_db(clock::now())),
+            version,
+        )?;
+        audit::record(conn, &event(&patient_id))?;
+    }
+    find(conn)
+}
+
+/// An audit event for a read or write of a patient's record.
+pub fn patient_event(
+    ctx: &RequestContext,
+    caller: &Caller,
+    action: &str,
+    resource_type: &str,
+    resource_id: &str,
+    patient_id: &str,
+) -> AuditEventRow {
+    ctx.audit(
+        Some(caller),
+        Audited {
+            action,
+            resource_type,
+            resource_id: Some(resource_id),
+            patient_id: Some(patient_id),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// RFC 7396's own examples.
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, expected);
+        }
+    }
+
+    #[test]
+    fn the_body_hash_tells_bodies_apart() {
+        assert_eq!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 1})));
+        assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
+    }
+}

@@ -1,0 +1,64 @@
+//! Scored questionnaires.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::assessments;
+use super::scope::Scope;
+use super::{DbConnection, Page, StoreError, Window};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = assessments, treat_none_as_null = true)]
+pub struct AssessmentRow {
+    pub id: String,
+    pub patient_id: String,
+    pub instrument: String,
+    pub taken_at: NaiveDateTime,
+    pub items: String,
+    pub total: i32,
+    pub band: Option<String>,
+    pub submitted_by: String,
+    pub recorded_by: String,
+    pub body_hash: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub version: i32,
+    pub deleted_at: Option<NaiveDateTime>,
+    pub deleted_reason: Option<String>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &AssessmentRow) -> Result<(), StoreError> {
+    diesel::insert_into(assessments::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<AssessmentRow, StoreError> {
+    find_in_scope!(conn, assessments, AssessmentRow, scope, id)
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    patient_id: &str,
+    window: &Window,
+    page: &Page,
+) -> Result<Vec<AssessmentRow>, StoreError> {
+    Ok(list_for_patient!(
+        conn,
+        assessments,
+        taken_at,
+        AssessmentRow,
+        patient_id,
+        window,
+        page
+    )?)
+}
+
+pub fn replace(
+    conn: &mut DbConnection,
+    row: &AssessmentRow,
+    expected: i32,
+) -> Result<(), StoreError> {
+    replace_versioned!(conn, assessments, row, expected)
+}

@@ -1,0 +1,66 @@
+//! Courses of treatment.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+use super::schema::courses;
+use super::scope::Scope;
+use super::{DbConnection, Page, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = courses, treat_none_as_null = true)]
+pub struct CourseRow {
+    pub id: String,
+    pub patient_id: String,
+    pub indication: String,
+    pub protocol: String,
+    pub primary_instrument: String,
+    pub start_date: NaiveDate,
+    pub planned_dates: Option<String>,
+    pub closed: bool,
+    pub body_hash: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub version: i32,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError> {
+    diesel::insert_into(courses::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<CourseRow, StoreError> {
+    find_in_scope!(conn, courses, CourseRow, scope, id)
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    patient_id: &str,
+    page: &Page,
+) -> Result<Vec<CourseRow>, StoreError> {
+    let query = courses::table
+        .filter(courses::patient_id.eq(patient_id.to_owned()))
+        .select(CourseRow::as_select())
+        .into_boxed();
+    Ok(page_of!(query, courses::created_at, courses::id, page).load(conn)?)
+}
+
+/// The patient's most recently started course that is not closed.
+pub fn latest_open(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Option<CourseRow>, StoreError> {
+    Ok(courses::table
+        .filter(courses::patient_id.eq(patient_id))
+        .filter(courses::closed.eq(false))
+        .order((courses::start_date.desc(), courses::created_at.desc()))
+        .select(CourseRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn replace(conn: &mut DbConnection, row: &CourseRow, expected: i32) -> Result<(), StoreError> {
+    replace_versioned!(conn, courses, row, expected)
+}

@@ -1,0 +1,51 @@
+//! Single-use invites that link a patient's app account to their record.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::invites;
+use super::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invites)]
+pub struct InviteRow {
+    pub id: String,
+    pub patient_id: String,
+    pub code_hash: String,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &InviteRow) -> Result<(), StoreError> {
+    diesel::insert_into(invites::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Uses the live invite with this code hash, once: the conditional update lets only one of
+/// two concurrent registrations through. Returns the patient it was made for.
+pub fn redeem(
+    conn: &mut DbConnection,
+    code_hash: &str,
+    now: NaiveDateTime,
+) -> Result<Option<String>, StoreError> {
+    let invite: Option<InviteRow> = invites::table
+        .filter(invites::code_hash.eq(code_hash))
+        .select(InviteRow::as_select())
+        .first(conn)
+        .optional()?;
+    let Some(invite) = invite.filter(|i| i.used_at.is_none() && i.expires_at > now) else {
+        return Ok(None);
+    };
+    let used = diesel::update(
+        invites::table
+            .find(&invite.id)
+            .filter(invites::used_at.is_null()),
+    )
+    .set(invites::used_at.eq(now))
+    .execute(conn)?;
+    Ok((used == 1).then_some(invite.patient_id))
+}

@@ -1,0 +1,75 @@
+//! Query shapes that every aggregate shares, written once.
+
+/// Restricts a boxed query to one [`super::Page`] in `(time, id)` order.
+macro_rules! page_of {
+    ($query:expr, $time:expr, $id:expr, $page:expr) => {
+        match &$page.after {
+            Some((at, id)) => {
+                $query.filter($time.gt(*at).or($time.eq(*at).and($id.gt(id.clone()))))
+            }
+            None => $query,
+        }
+        .order(($time.asc(), $id.asc()))
+        .limit($page.limit)
+    };
+}
+
+/// Lists one patient's records of a table in a [`super::Window`], one [`super::Page`] at a time.
+macro_rules! list_for_patient {
+    ($conn:expr, $table:ident, $time:ident, $row:ty, $patient:expr, $window:expr, $page:expr) => {{
+        let query = $table::table
+            .filter($table::patient_id.eq($patient.to_owned()))
+            .select(<$row>::as_select())
+            .into_boxed();
+        match $window {
+            $crate::store::Window::Range { from, to } => {
+                let mut query = query.filter($table::deleted_at.is_null());
+                if let Some(from) = from {
+                    query = query.filter($table::$time.ge(*from));
+                }
+                if let Some(to) = to {
+                    query = query.filter($table::$time.lt(*to));
+                }
+                page_of!(query, $table::$time, $table::id, $page).load($conn)
+            }
+            $crate::store::Window::Changes { since } => {
+                let mut query = query;
+                if let Some(since) = since {
+                    query = query.filter($table::updated_at.gt(*since));
+                }
+                page_of!(query, $table::updated_at, $table::id, $page).load($conn)
+            }
+        }
+    }};
+}
+
+/// One record of a patient-owned table by id, when its patient is within the scope.
+macro_rules! find_in_scope {
+    ($conn:expr, $table:ident, $row:ty, $scope:expr, $id:expr) => {{
+        let query = $table::table
+            .inner_join($crate::store::schema::patients::table)
+            .filter($table::id.eq($id.to_owned()))
+            .select(<$row>::as_select())
+            .into_boxed();
+        in_scope!(query, $scope)
+            .first::<$row>($conn)
+            .map_err($crate::store::StoreError::from)
+    }};
+}
+
+/// Replaces a versioned row when the stored version is `$expected`; 412 otherwise.
+macro_rules! replace_versioned {
+    ($conn:expr, $table:ident, $row:expr, $expected:expr) => {{
+        let updated = diesel::update(
+            $table::table
+                .find(&$row.id)
+                .filter($table::version.eq($expected)),
+        )
+        .set($row)
+        .execute($conn)?;
+        if updated == 0 {
+            return Err($crate::store::StoreError::Stale);
+        }
+        Ok(())
+    }};
+}

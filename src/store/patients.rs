@@ -1,0 +1,192 @@
+//! Patients, their indications and risk factors, and the accounts of their apps.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{patient_accounts, patient_indications, patient_risk_factors, patients};
+use super::scope::Scope;
+use super::{DbConnection, Page, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = patients)]
+pub struct PatientRow {
+    pub id: String,
+    pub clinic_id: String,
+    pub external_ref: Option<String>,
+    pub birth_year: i32,
+    pub sex: String,
+    pub research_consent: bool,
+    pub consented_at: Option<NaiveDateTime>,
+    pub body_hash: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = patient_risk_factors)]
+pub struct RiskFactorRow {
+    pub patient_id: String,
+    pub factor: String,
+    pub noted_at: NaiveDateTime,
+    pub note: Option<String>,
+}
+
+/// A patient with the lists that belong to them.
+#[derive(Debug, Clone)]
+pub struct PatientRecord {
+    pub row: PatientRow,
+    pub indications: Vec<String>,
+    pub risk_factors: Vec<RiskFactorRow>,
+}
+
+pub fn insert(conn: &mut DbConnection, record: &PatientRecord) -> Result<(), StoreError> {
+    diesel::insert_into(patients::table)
+        .values(&record.row)
+        .execute(conn)?;
+    replace_lists(conn, record)
+}
+
+fn replace_lists(conn: &mut DbConnection, record: &PatientRecord) -> Result<(), StoreError> {
+    let id = &record.row.id;
+    diesel::delete(patient_indications::table.filter(patient_indications::patient_id.eq(id)))
+        .execute(conn)?;
+    diesel::delete(patient_risk_factors::table.filter(patient_risk_factors::patient_id.eq(id)))
+        .execute(conn)?;
+    for indication in &record.indications {
+        diesel::insert_into(patient_indications::table)
+            .values((
+                patient_indications::patient_id.eq(id),
+                patient_indications::indication.eq(indication),
+            ))
+            .execute(conn)?;
+    }
+    for factor in &record.risk_factors {
+        diesel::insert_into(patient_risk_factors::table)
+            .values(factor)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The patient, when within `scope`.
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<PatientRecord, StoreError> {
+    let query = patients::table
+        .filter(patients::id.eq(id))
+        .select(PatientRow::as_select())
+        .into_boxed();
+    let row = in_scope!(query, scope).first(conn)?;
+    with_lists(conn, vec![row]).map(|mut v| v.remove(0))
+}
+
+/// Whether any patient, in any clinic, has this id.
+pub fn exists_anywhere(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(diesel::select(diesel::dsl::exists(patients::table.find(id))).get_result(conn)?)
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    page: &Page,
+) -> Result<Vec<PatientRecord>, StoreError> {
+    let query = patients::table.select(PatientRow::as_select()).into_boxed();
+    let query = in_scope!(query, scope);
+    let rows = page_of!(query, patients::created_at, patients::id, page).load(conn)?;
+    with_lists(conn, rows)
+}
+
+fn with_lists(
+    conn: &mut DbConnection,
+    rows: Vec<PatientRow>,
+) -> Result<Vec<PatientRecord>, StoreError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let indications: Vec<(String, String)> = patient_indications::table
+        .filter(patient_indications::patient_id.eq_any(&ids))
+        .select((
+            patient_indications::patient_id,
+            patient_indications::indication,
+        ))
+        .order(patient_indications::indication)
+        .load(conn)?;
+    let risk_factors: Vec<RiskFactorRow> = patient_risk_factors::table
+        .filter(patient_risk_factors::patient_id.eq_any(&ids))
+        .select(RiskFactorRow::as_select())
+        .order(patient_risk_factors::factor)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| PatientRecord {
+            indications: indications
+                .iter()
+                .filter(|(p, _)| *p == row.id)
+                .map(|(_, i)| i.clone())
+                .collect(),
+            risk_factors: risk_factors
+                .iter()
+                .filter(|r| r.patient_id == row.id)
+                .cloned()
+                .collect(),
+            row,
+        })
+        .collect())
+}
+
+/// Replaces the patient's fields and lists when the stored version is `expected`.
+pub fn replace(
+    conn: &mut DbConnection,
+    record: &PatientRecord,
+    expected: i32,
+) -> Result<(), StoreError> {
+    let row = &record.row;
+    let updated = diesel::update(
+        patients::table
+            .find(&row.id)
+            .filter(patients::version.eq(expected)),
+    )
+    .set((
+        patients::external_ref.eq(&row.external_ref),
+        patients::birth_year.eq(row.birth_year),
+        patients::sex.eq(&row.sex),
+        patients::research_consent.eq(row.research_consent),
+        patients::consented_at.eq(row.consented_at),
+        patients::updated_at.eq(row.updated_at),
+        patients::version.eq(expected + 1),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        return Err(StoreError::Stale);
+    }
+    replace_lists(conn, record)
+}
+
+pub fn link_account(
+    conn: &mut DbConnection,
+    user_id: &str,
+    patient_id: &str,
+) -> Result<(), StoreError> {
+    diesel::insert_into(patient_accounts::table)
+        .values((
+            patient_accounts::user_id.eq(user_id),
+            patient_accounts::patient_id.eq(patient_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The patient record behind a patient's app account.
+pub fn of_account(conn: &mut DbConnection, user_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(patient_accounts::table
+        .find(user_id)
+        .select(patient_accounts::patient_id)
+        .first(conn)
+        .optional()?)
+}
+
+/// The app account of a patient, if one was registered.
+pub fn account_of(conn: &mut DbConnection, patient_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(patient_accounts::table
+        .filter(patient_accounts::patient_id.eq(patient_id))
+        .select(patient_accounts::user_id)
+        .first(conn)
+        .optional()?)
+}

@@ -1,0 +1,101 @@
+//! Sessions (infusions), with their vital signs.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::sessions;
+use super::scope::Scope;
+use super::{DbConnection, Page, StoreError, Window};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = sessions, treat_none_as_null = true)]
+pub struct SessionRow {
+    pub id: String,
+    pub patient_id: String,
+    pub course_id: String,
+    pub route: String,
+    pub started_at: NaiveDateTime,
+    pub ended_at: Option<NaiveDateTime>,
+    pub dose_mg_per_kg: f64,
+    pub weight_kg: f64,
+    pub total_dose_mg: f64,
+    pub status: String,
+    pub hold_reason: Option<String>,
+    pub charge_cents: Option<i64>,
+    pub pre_systolic: Option<i32>,
+    pub pre_diastolic: Option<i32>,
+    pub pre_heart_rate: Option<i32>,
+    pub pre_spo2: Option<i32>,
+    pub post_systolic: Option<i32>,
+    pub post_diastolic: Option<i32>,
+    pub post_heart_rate: Option<i32>,
+    pub post_spo2: Option<i32>,
+    pub readings: String,
+    pub monitoring_minutes: Option<i32>,
+    pub sedation: Option<String>,
+    pub respiratory_concern: bool,
+    pub recorded_by: String,
+    pub body_hash: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub version: i32,
+    pub deleted_at: Option<NaiveDateTime>,
+    pub deleted_reason: Option<String>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> Result<(), StoreError> {
+    diesel::insert_into(sessions::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<SessionRow, StoreError> {
+    find_in_scope!(conn, sessions, SessionRow, scope, id)
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    patient_id: &str,
+    window: &Window,
+    page: &Page,
+) -> Result<Vec<SessionRow>, StoreError> {
+    Ok(list_for_patient!(
+        conn, sessions, started_at, SessionRow, patient_id, window, page
+    )?)
+}
+
+/// The patient's live completed sessions of a course, oldest first.
+pub fn completed_in_course(
+    conn: &mut DbConnection,
+    course_id: &str,
+) -> Result<Vec<SessionRow>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::course_id.eq(course_id))
+        .filter(sessions::status.eq("completed"))
+        .filter(sessions::deleted_at.is_null())
+        .order(sessions::started_at.asc())
+        .select(SessionRow::as_select())
+        .load(conn)?)
+}
+
+/// The patient's most recent live completed session starting no later than `at`.
+pub fn latest_completed_before(
+    conn: &mut DbConnection,
+    patient_id: &str,
+    at: NaiveDateTime,
+) -> Result<Option<SessionRow>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::patient_id.eq(patient_id))
+        .filter(sessions::status.eq("completed"))
+        .filter(sessions::deleted_at.is_null())
+        .filter(sessions::started_at.le(at))
+        .order(sessions::started_at.desc())
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn replace(conn: &mut DbConnection, row: &SessionRow, expected: i32) -> Result<(), StoreError> {
+    replace_versioned!(conn, sessions, row, expected)
+}
