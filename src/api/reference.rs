@@ -166,7 +166,8 @@ pub async fn list_instruments(_caller: Caller) -> HttpResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"effect": "nausea", "source_wording": "nausea", "expected_resolution_hours": 24, "always_flagged": false}))]
+#[schema(example = json!({"effect": "nausea", "source_wording": "nausea", "expected_resolution_hours": 24, "always_flagged": false,
+    "requires_note": false, "patient_severities": ["mild", "moderate", "severe"]}))]
 pub struct SideEffectKindResponse {
     pub effect: Effect,
     /// The wording of the clinical source list, where the catalogue took the effect from it.

@@ -3,12 +3,17 @@
 
 mod helpers;
 
+mod access;
 mod admin;
 mod auth;
 mod errors;
+mod fixtures;
 mod openapi;
 mod operations;
 mod process;
 mod processes;
+mod schedule;
 mod security;
 mod shutdown;
+mod sync;
+mod validation;

@@ -62,7 +62,104 @@ fn endpoints(
             admin,
         ),
         (Method::GET, "/v1/audit-events".into(), json!(null), admin),
+        (Method::GET, "/v1/instruments".into(), json!(null), any),
+        (Method::GET, "/v1/side-effect-kinds".into(), json!(null), any),
+        (Method::GET, "/v1/protocols".into(), json!(null), any),
     ]
+    .into_iter()
+    .chain(clinical_endpoints())
+    .collect()
+}
+
+/// The clinical-record endpoints: clinicians (and patients, tested in access.rs) only.
+fn clinical_endpoints() -> Vec<(
+    reqwest::Method,
+    String,
+    serde_json::Value,
+    &'static [&'static str],
+)> {
+    use reqwest::Method;
+    let clinician: &[&str] = &["clinician"];
+    let id = uuid::Uuid::new_v4();
+    let reason = json!({"reason": "x"});
+    let paths = [
+        (
+            Method::POST,
+            "/v1/patients".to_owned(),
+            json!({"birth_year": 1980, "sex": "male", "indications": ["ocd"]}),
+        ),
+        (Method::GET, "/v1/patients".to_owned(), json!(null)),
+        (Method::GET, format!("/v1/patients/{id}"), json!(null)),
+        (Method::PATCH, format!("/v1/patients/{id}"), json!({})),
+        (
+            Method::POST,
+            format!("/v1/patients/{id}/invites"),
+            json!(null),
+        ),
+        (
+            Method::GET,
+            format!("/v1/patients/{id}/timeline"),
+            json!(null),
+        ),
+        (
+            Method::POST,
+            format!("/v1/patients/{id}/courses"),
+            json!({"indication": "ocd", "start_date": "2026-01-01"}),
+        ),
+        (
+            Method::GET,
+            format!("/v1/patients/{id}/courses"),
+            json!(null),
+        ),
+        (Method::GET, format!("/v1/courses/{id}"), json!(null)),
+        (Method::PATCH, format!("/v1/courses/{id}"), json!({})),
+        (
+            Method::POST,
+            format!("/v1/patients/{id}/sessions"),
+            json!({"route": "iv", "started_at": "2026-01-01T00:00:00Z", "dose_mg_per_kg": 0.5, "weight_kg": 70}),
+        ),
+        (
+            Method::GET,
+            format!("/v1/patients/{id}/sessions"),
+            json!(null),
+        ),
+        (Method::GET, format!("/v1/sessions/{id}"), json!(null)),
+        (Method::PATCH, format!("/v1/sessions/{id}"), json!({})),
+        (Method::DELETE, format!("/v1/sessions/{id}"), reason.clone()),
+        (
+            Method::POST,
+            format!("/v1/patients/{id}/assessments"),
+            json!({"instrument": "gad7", "taken_at": "2026-01-01T00:00:00Z", "items": [0, 0, 0, 0, 0, 0, 0]}),
+        ),
+        (
+            Method::GET,
+            format!("/v1/patients/{id}/assessments"),
+            json!(null),
+        ),
+        (Method::GET, format!("/v1/assessments/{id}"), json!(null)),
+        (
+            Method::DELETE,
+            format!("/v1/assessments/{id}"),
+            reason.clone(),
+        ),
+        (
+            Method::POST,
+            format!("/v1/patients/{id}/side-effects"),
+            json!({"effect": "nausea", "severity": "mild", "onset_at": "2026-01-01T00:00:00Z"}),
+        ),
+        (
+            Method::GET,
+            format!("/v1/patients/{id}/side-effects"),
+            json!(null),
+        ),
+        (Method::GET, format!("/v1/side-effects/{id}"), json!(null)),
+        (Method::PATCH, format!("/v1/side-effects/{id}"), json!({})),
+        (Method::DELETE, format!("/v1/side-effects/{id}"), reason),
+    ];
+    paths
+        .into_iter()
+        .map(|(m, p, b)| (m, p, b, clinician))
+        .collect()
 }
 
 async fn call(

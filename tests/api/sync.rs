@@ -1,0 +1,496 @@
+//! Mobile-grade writes and reads (api.md, Conventions): idempotent creates, If-Match, sync with
+//! `updated_since`, time ranges, corrections, invites, and the audit of every read and write.
+
+use serde_json::{json, Value};
+
+use crate::api_test;
+use crate::fixtures::minutes_from_now;
+use crate::helpers::problem;
+
+api_test!(every_create_is_idempotent_by_client_id, |app| async move {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let token = clinic.clinician.access_token.clone();
+    let patient_body = json!({"id": uuid::Uuid::new_v4(), "birth_year": 1975, "sex": "male", "indications": ["major_depression"]});
+    let first = app.post_as("/v1/patients", &token, &patient_body).await;
+    assert_eq!(first.status(), 201);
+    let patient = first.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let creates = [
+        (
+            "/v1/patients".to_owned(),
+            patient_body.clone(),
+            json!({"birth_year": 1976}),
+        ),
+        (
+            format!("/v1/patients/{patient}/courses"),
+            json!({"id": uuid::Uuid::new_v4(), "indication": "major_depression", "start_date": "2026-01-05"}),
+            json!({"start_date": "2026-01-06"}),
+        ),
+        (
+            format!("/v1/patients/{patient}/sessions"),
+            json!({"id": uuid::Uuid::new_v4(), "route": "iv", "started_at": minutes_from_now(-300), "dose_mg_per_kg": 0.5, "weight_kg": 80}),
+            json!({"weight_kg": 81}),
+        ),
+        (
+            format!("/v1/patients/{patient}/assessments"),
+            json!({"id": uuid::Uuid::new_v4(), "instrument": "phq9", "taken_at": minutes_from_now(-200), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]}),
+            json!({"items": [1, 1, 1, 1, 1, 1, 1, 1, 2]}),
+        ),
+        (
+            format!("/v1/patients/{patient}/side-effects"),
+            json!({"id": uuid::Uuid::new_v4(), "effect": "nausea", "severity": "mild", "onset_at": minutes_from_now(-250)}),
+            json!({"severity": "moderate"}),
+        ),
+    ];
+    for (path, body, change) in creates {
+        let first = app.post_as(&path, &token, &body).await;
+        let first_status = first.status().as_u16();
+        let stored: Value = first.json().await.unwrap();
+        assert!(matches!(first_status, 200 | 201), "{path}");
+        let again = app.post_as(&path, &token, &body).await;
+        assert_eq!(
+            again.status(),
+            200,
+            "{path}: a retry returns the stored record"
+        );
+        assert_eq!(again.json::<Value>().await.unwrap(), stored, "{path}");
+        let mut changed = body.clone();
+        for (k, v) in change.as_object().unwrap() {
+            changed[k] = v.clone();
+        }
+        let (status, _, problem) = problem(app.post_as(&path, &token, &changed).await).await;
+        assert_eq!(status, 409, "{path}: same id, different body");
+        assert_eq!(problem["type"], "/problems/conflict");
+    }
+});
+
+api_test!(
+    fifty_offline_assessments_sent_twice_out_of_order_from_two_threads_make_fifty,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let phone = app.patient_app(&clinic.clinician, &patient).await;
+        let bodies: Vec<Value> = (0..50)
+        .map(|i| json!({"id": uuid::Uuid::new_v4(), "instrument": "daily_mood", "taken_at": minutes_from_now(-600 + i), "items": [i % 11]}))
+        .collect();
+        // Every body twice, shuffled deterministically, split across two concurrent senders.
+        let mut sends: Vec<Value> = bodies.iter().chain(bodies.iter()).cloned().collect();
+        let mut state = 0x2545_f491_u64;
+        for i in (1..sends.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            sends.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let (left, right) = sends.split_at(sends.len() / 2);
+        let send_all = |part: Vec<Value>| {
+            let (client, url, token) = (
+                app.client.clone(),
+                app.url("/v1/me/assessments"),
+                phone.access_token.clone(),
+            );
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for body in part {
+                    statuses.push(
+                        client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap()
+                            .status()
+                            .as_u16(),
+                    );
+                }
+                statuses
+            })
+        };
+        let (a, b) = (send_all(left.to_vec()), send_all(right.to_vec()));
+        let statuses: Vec<u16> = a
+            .await
+            .unwrap()
+            .into_iter()
+            .chain(b.await.unwrap())
+            .collect();
+        assert!(
+            statuses.iter().all(|s| matches!(s, 200 | 201)),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            50,
+            "each created exactly once"
+        );
+        let list: Value = app
+            .get_as("/v1/me/assessments?limit=500", &phone.access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 50);
+    }
+);
+
+api_test!(
+    a_stale_if_match_is_412_and_changes_nothing,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let course = app
+            .new_course(&clinic.clinician, &patient, "2026-01-05")
+            .await;
+        let session = app
+            .new_session(&clinic.clinician, &patient, &minutes_from_now(-120))
+            .await;
+        let side_effect: Value = app
+        .post_as(&format!("/v1/patients/{patient}/side-effects"), token, &json!({"effect": "nausea", "severity": "mild", "onset_at": minutes_from_now(-100)}))
+        .await
+        .json()
+        .await
+        .unwrap();
+        let cases = [
+            (
+                format!("/v1/patients/{patient}"),
+                json!({"sex": "unknown"}),
+                "sex",
+            ),
+            (
+                format!("/v1/courses/{course}"),
+                json!({"closed": true}),
+                "closed",
+            ),
+            (
+                format!("/v1/sessions/{session}"),
+                json!({"charge_cents": 35000}),
+                "charge_cents",
+            ),
+            (
+                format!("/v1/side-effects/{}", side_effect["id"].as_str().unwrap()),
+                json!({"severity": "moderate"}),
+                "severity",
+            ),
+        ];
+        for (path, change, field) in cases {
+            let res = app.patch(&path, token, Some("\"1\""), &change).await;
+            assert_eq!(res.status(), 200, "{path}");
+            assert_eq!(res.headers()["etag"], "\"2\"");
+            let changed: Value = res.json().await.unwrap();
+            assert_eq!(changed[field], change[field], "{path}");
+            let (status, _, body) =
+                problem(app.patch(&path, token, Some("\"1\""), &json!({})).await).await;
+            assert_eq!(status, 412, "{path}");
+            assert_eq!(body["type"], "/problems/precondition-failed");
+            let now: Value = app.get_as(&path, token).await.json().await.unwrap();
+            assert_eq!(
+                now["version"], 2,
+                "{path}: the stale change changed nothing"
+            );
+        }
+        let res = app
+            .patch(
+                &format!("/v1/sessions/{session}"),
+                token,
+                None,
+                &json!({"dose_mg_per_kg": 9}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            422,
+            "a change is checked by the create's rules"
+        );
+        let res = app
+            .patch(
+                &format!("/v1/sessions/{session}"),
+                token,
+                None,
+                &json!({"id": uuid::Uuid::new_v4()}),
+            )
+            .await;
+        assert_eq!(res.status(), 422, "the id cannot change");
+    }
+);
+
+api_test!(
+    sync_returns_changes_and_corrections_and_ranges_filter_by_record_time,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let path = format!("/v1/patients/{patient}/assessments");
+        let mut ids = Vec::new();
+        for hours in [72, 48, 24] {
+            let body = json!({"instrument": "phq9", "taken_at": minutes_from_now(-hours * 60), "items": [2, 2, 2, 2, 2, 2, 2, 2, 0]});
+            ids.push(
+                app.post_as(&path, token, &body)
+                    .await
+                    .json::<Value>()
+                    .await
+                    .unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let checkpoint = chrono::Utc::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let deleted = app
+            .delete_as(
+                &format!("/v1/assessments/{}", ids[0]),
+                token,
+                &json!({"reason": "wrong patient"}),
+            )
+            .await;
+        assert_eq!(deleted.status(), 200);
+        let deleted: Value = deleted.json().await.unwrap();
+        assert_eq!(
+            (
+                deleted["deleted"].as_bool(),
+                deleted["deleted_reason"].as_str()
+            ),
+            (Some(true), Some("wrong patient"))
+        );
+
+        let since = checkpoint
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('+', "%2B");
+        let changes: Value = app
+            .get_as(&format!("{path}?updated_since={since}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let changed: Vec<&str> = changes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            changed,
+            [ids[0].as_str()],
+            "only the correction changed since the checkpoint"
+        );
+        assert_eq!(changes["items"][0]["deleted"], true);
+
+        let live: Value = app.get_as(&path, token).await.json().await.unwrap();
+        let live: Vec<&str> = live["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            live,
+            [ids[1].as_str(), ids[2].as_str()],
+            "a correction leaves the live list, in time order"
+        );
+
+        let from = (chrono::Utc::now() - chrono::Duration::hours(36))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let recent: Value = app
+            .get_as(&format!("{path}?from={from}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(recent["items"].as_array().unwrap().len(), 1);
+        let (status, _, _) = problem(
+            app.get_as(&format!("{path}?from={from}&to={from}"), token)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 422, "an empty range is refused");
+
+        let again = app
+            .delete_as(
+                &format!("/v1/assessments/{}", ids[0]),
+                token,
+                &json!({"reason": "again"}),
+            )
+            .await;
+        assert_eq!(
+            again.json::<Value>().await.unwrap()["deleted_reason"],
+            "wrong patient",
+            "a correction is made once"
+        );
+        let (status, _, _) = problem(
+            app.delete_as(
+                &format!("/v1/assessments/{}", ids[1]),
+                token,
+                &json!({"reason": " "}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 422, "a correction needs a reason");
+    }
+);
+
+api_test!(
+    pages_of_a_patients_records_follow_a_stable_cursor,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.new_course(&clinic.clinician, &patient, "2026-01-05")
+            .await;
+        let mut expected = Vec::new();
+        for i in 0..5 {
+            expected.push(
+                app.new_session(
+                    &clinic.clinician,
+                    &patient,
+                    &minutes_from_now(-1000 + i * 60),
+                )
+                .await,
+            );
+            let body = json!({"instrument": "daily_mood", "taken_at": minutes_from_now(-990 + i * 60), "items": [5]});
+            expected.push(
+                app.post_as(&format!("/v1/patients/{patient}/assessments"), token, &body)
+                    .await
+                    .json::<Value>()
+                    .await
+                    .unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let mut seen = Vec::new();
+        let mut path = format!("/v1/patients/{patient}/timeline?limit=3");
+        loop {
+            let page: Value = app.get_as(&path, token).await.json().await.unwrap();
+            for entry in page["items"].as_array().unwrap() {
+                let kind = entry["kind"].as_str().unwrap();
+                seen.push(entry[kind]["id"].as_str().unwrap().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(cursor) => {
+                    path = format!("/v1/patients/{patient}/timeline?limit=3&cursor={cursor}")
+                }
+                None => break,
+            }
+        }
+        assert_eq!(
+            seen, expected,
+            "sessions and assessments interleaved in time order, each once"
+        );
+    }
+);
+
+api_test!(invites_are_single_use, |app| async move {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let patient = app.new_patient(&clinic.clinician).await;
+    let invite: Value = app
+        .post_as(
+            &format!("/v1/patients/{patient}/invites"),
+            &clinic.clinician.access_token,
+            &json!(null),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        invite["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&days), "valid for 7 days: {days} h");
+    let register = |email: &str| json!({"invite_code": invite["invite_code"], "email": email, "password": crate::helpers::PASSWORD});
+    assert_eq!(
+        app.post("/v1/auth/register", None, &register("sam@example.org"))
+            .await
+            .status(),
+        201
+    );
+    let (status, _, body) = problem(
+        app.post("/v1/auth/register", None, &register("sam2@example.org"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["errors"][0]["field"], "invite_code");
+    let (status, _, body) = problem(
+        app.post(
+            "/v1/auth/register",
+            None,
+            &json!({"invite_code": "nope", "email": "x@example.org", "password": "short"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("password"))
+    );
+});
+
+api_test!(
+    every_read_and_write_of_a_record_is_audited_with_its_actor,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.get_as(
+            &format!("/v1/patients/{patient}"),
+            &clinic.clinician.access_token,
+        )
+        .await;
+        app.new_course(&clinic.clinician, &patient, "2026-01-05")
+            .await;
+        let session = app
+            .new_session(&clinic.clinician, &patient, &minutes_from_now(-60))
+            .await;
+        let phone = app.patient_app(&clinic.clinician, &patient).await;
+        app.get_as(&format!("/v1/sessions/{session}"), &phone.access_token)
+            .await;
+        app.get_as("/v1/me/assessments", &phone.access_token).await;
+
+        let trail: Value = app
+            .get_as(
+                &format!("/v1/audit-events?patient_id={patient}&limit=500"),
+                &admin.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let events: Vec<(String, String)> = trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap().to_owned(),
+                    e["actor_role"].as_str().unwrap_or("-").to_owned(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("patient_created", "clinician"),
+            ("patient_read", "clinician"),
+            ("course_created", "clinician"),
+            ("session_created", "clinician"),
+            ("invite_created", "clinician"),
+            ("patient_registered", "patient"),
+            ("session_read", "patient"),
+            ("assessments_listed", "patient"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, r)| (a.to_string(), r.to_string()))
+            .collect();
+        assert_eq!(events, expected);
+    }
+);
