@@ -81,7 +81,7 @@ use crate::error::{FieldError, Problem};
             responses::TooManyRequests,
         ),
     ),
-    modifiers(&BearerAuth, &InstrumentTable),
+    modifiers(&BearerAuth, &InstrumentTable, &PageExamples),
     tags(
         (name = "operations", description = "Probes and metrics for operators"),
         (name = "auth", description = "Sign-in, token refresh and sign-out"),
@@ -136,6 +136,38 @@ impl Modify for InstrumentTable {
             "{intro}\n\n{}",
             api::reference::instrument_table_markdown()
         ));
+    }
+}
+
+/// Gives every `Paged_*` schema an example: one page holding its item type's example.
+struct PageExamples;
+
+impl Modify for PageExamples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        // The generic item is inlined, so its example is read from the serialised form.
+        let Ok(mut value) = serde_json::to_value(&*components) else {
+            return;
+        };
+        let Some(schemas) = value["schemas"].as_object_mut() else {
+            return;
+        };
+        for (name, schema) in schemas
+            .iter_mut()
+            .filter(|(name, _)| name.starts_with("Paged_"))
+        {
+            let item = schema["properties"]["items"]["items"]["example"].clone();
+            if item.is_null() {
+                tracing::warn!(schema = %name, "a paged item type has no example");
+                continue;
+            }
+            schema["example"] = serde_json::json!({"items": [item], "next_cursor": "MTc5NTYwODU1NzEyMzQ1NnwxYzRlMmE5Yg"});
+        }
+        if let Ok(with_examples) = serde_json::from_value(value) {
+            *components = with_examples;
+        }
     }
 }
 

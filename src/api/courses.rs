@@ -48,6 +48,7 @@ fn standard() -> Protocol {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"planned_date": "2026-12-02", "phase": "induction", "status": "filled", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c"}))]
 pub struct SlotResponse {
     pub planned_date: NaiveDate,
     pub phase: Phase,

@@ -21,6 +21,7 @@ use crate::store::{audit, Db, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"factor": "hypertension", "noted_at": "2026-11-01T10:00:00Z", "note": "treated, controlled"}))]
 pub struct RiskFactorInput {
     pub factor: RiskFactor,
     /// When the clinic noted it; now when absent.
@@ -51,6 +52,7 @@ pub struct CreatePatientRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"factor": "pregnancy", "class": "contraindication", "noted_at": "2026-11-01T10:00:00Z", "note": null}))]
 pub struct RiskFactorResponse {
     pub factor: RiskFactor,
     /// `contraindication` or `caution` (domain.md §1).

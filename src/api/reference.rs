@@ -13,6 +13,7 @@ use crate::domain::schedule::{
 use crate::domain::side_effect::{Effect, Severity};
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "moderate", "min": 10, "max": 14}))]
 pub struct BandResponse {
     pub name: &'static str,
     pub min: i32,
@@ -20,6 +21,7 @@ pub struct BandResponse {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kind": "percent_fall", "value": 0.5}))]
 pub struct ResponseRuleResponse {
     /// `percent_fall` (sev ≤ B × (1 − value)) or `points_fall` (B − sev ≥ value).
     pub kind: &'static str,
@@ -27,6 +29,7 @@ pub struct ResponseRuleResponse {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"panel": "44249-1", "total": "44261-6", "item9": "44260-8"}))]
 pub struct LoincResponse {
     pub panel: Option<&'static str>,
     pub total: &'static str,

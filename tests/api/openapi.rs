@@ -28,3 +28,36 @@ fn the_printed_document_is_byte_for_byte_the_committed_file() {
         "openapi/openapi.json is stale; regenerate it with:\n    {REGENERATE}"
     );
 }
+
+#[test]
+fn every_object_schema_has_an_example_and_every_operation_its_security_and_errors() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    for (name, schema) in document["components"]["schemas"].as_object().unwrap() {
+        if schema["type"] == "object" {
+            assert!(
+                schema.get("example").is_some(),
+                "schema {name} has no example"
+            );
+        }
+    }
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation.get("security").is_some(),
+                "{method} {path} states no security"
+            );
+            let signed_in = operation["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.get("bearer").is_some());
+            if signed_in {
+                assert!(
+                    operation["responses"].get("401").is_some(),
+                    "{method} {path} documents no 401"
+                );
+            }
+        }
+    }
+}
