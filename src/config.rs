@@ -94,6 +94,15 @@ pub struct Settings {
     /// How long in-flight requests get to finish after SIGINT or SIGTERM.
     pub shutdown_timeout: Duration,
     pub auth: AuthSettings,
+    pub clinical: ClinicalSettings,
+}
+
+/// The clinical thresholds clinics set differently (domain.md §6–7), with the spec's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClinicalSettings {
+    /// W: a benefit lost within this many days "wears off within days".
+    pub wear_off_days: f64,
+    pub thresholds: crate::domain::flags::Thresholds,
 }
 
 /// Sign-in, tokens and password hashing.
@@ -176,6 +185,7 @@ impl Settings {
             ));
         }
         let auth = auth_settings(&lookup)?;
+        let clinical = clinical_settings(&lookup)?;
         if production && auth.jwt_secret.is_none() {
             return Err(ConfigError::new(
                 "KO_JWT_SECRET",
@@ -184,6 +194,7 @@ impl Settings {
         }
         Ok(Self {
             auth,
+            clinical,
             bind_address,
             data_dir,
             database_url,
@@ -248,6 +259,33 @@ fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSetting
         argon2_iterations,
         account_failure_limit,
         address_failure_limit,
+    })
+}
+
+fn clinical_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<ClinicalSettings, ConfigError> {
+    let wear_off_days = parse_or(lookup, "KO_WEAR_OFF_DAYS", "7", |v| {
+        match v.parse::<u32>() {
+            Ok(n @ 1..=60) => Ok(f64::from(n)),
+            _ => Err("must be a whole number of days from 1 to 60"),
+        }
+    })?;
+    let mm_hg = |var: &'static str, default: &str| {
+        parse_or(lookup, var, default, |v| match v.parse() {
+            Ok(n @ 60..=260) => Ok(n),
+            _ => Err("must be a blood pressure in mmHg from 60 to 260"),
+        })
+    };
+    let thresholds = crate::domain::flags::Thresholds {
+        pre_systolic: mm_hg("KO_PRE_SESSION_SYSTOLIC", "160")?,
+        pre_diastolic: mm_hg("KO_PRE_SESSION_DIASTOLIC", "100")?,
+        post_systolic: mm_hg("KO_POST_DOSE_SYSTOLIC", "180")?,
+        post_diastolic: mm_hg("KO_POST_DOSE_DIASTOLIC", "110")?,
+    };
+    Ok(ClinicalSettings {
+        wear_off_days,
+        thresholds,
     })
 }
 
@@ -335,6 +373,9 @@ mod tests {
             ("KO_ARGON2_ITERATIONS", "1"),
             ("KO_LOGIN_ACCOUNT_LIMIT", "0"),
             ("KO_LOGIN_ADDRESS_LIMIT", "5"),
+            ("KO_WEAR_OFF_DAYS", "61"),
+            ("KO_PRE_SESSION_SYSTOLIC", "40"),
+            ("KO_POST_DOSE_DIASTOLIC", "high"),
         ];
         for (var, value) in cases {
             let err = settings(&[(var, value)]).expect_err(var);

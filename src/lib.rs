@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod evaluation;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

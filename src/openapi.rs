@@ -66,6 +66,10 @@ use crate::error::{FieldError, Problem};
         api::side_effects::get_side_effect,
         api::side_effects::update_side_effect,
         api::side_effects::delete_side_effect,
+        api::outcomes::get_outcomes,
+        api::outcomes::get_my_outcomes,
+        api::flags::list_flags,
+        api::flags::acknowledge_flag,
     ),
     components(
         schemas(Problem, FieldError),
@@ -93,6 +97,8 @@ use crate::error::{FieldError, Problem};
         (name = "sessions", description = "Infusions with dose and vital signs"),
         (name = "assessments", description = "Questionnaires, scored by the server"),
         (name = "side effects", description = "Side-effect reports"),
+        (name = "outcomes", description = "Per-infusion durability and per-course response, kept current by every write"),
+        (name = "flags", description = "The safety worklist"),
     ),
 )]
 pub struct ApiDoc;

@@ -65,6 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(api::side_effects::get_side_effect)
     .service(api::side_effects::update_side_effect)
     .service(api::side_effects::delete_side_effect)
+    .service(api::outcomes::get_outcomes)
+    .service(api::outcomes::get_my_outcomes)
+    .service(api::flags::list_flags)
+    .service(api::flags::acknowledge_flag)
     .service(web::redirect("/docs", "/docs/"))
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

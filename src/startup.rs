@@ -111,6 +111,7 @@ fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, S
         settings.auth.argon2_iterations,
     )?);
     let auth_settings = web::Data::new(settings.auth.clone());
+    let clinical = web::Data::new(settings.clinical);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
@@ -120,6 +121,7 @@ fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, S
             .app_data(keys.clone())
             .app_data(hasher.clone())
             .app_data(auth_settings.clone())
+            .app_data(clinical.clone())
             .configure(routes::configure)
             .default_service(web::to(not_found))
     })

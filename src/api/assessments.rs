@@ -8,20 +8,26 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::context::RequestContext;
-use crate::api::idempotent::{created_or_replayed, Creation};
+use crate::api::flags::FlagResponse;
+use crate::api::idempotent::created_or_replayed;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
-    body_hash, by_change, mark_entered_in_error, optional, patient_event, rules_broken,
+    body_hash, by_change, carries_flags, created_or_replayed_response, created_with_flags,
+    mark_entered_in_error, one_with_flags, optional, patient_event, rules_broken, with_flags,
     CorrectionRequest, RecordQuery,
 };
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::config::ClinicalSettings;
 use crate::domain::account::Role;
+use crate::domain::flags::FlagKind;
 use crate::domain::instrument::{may_submit, Instrument, Rater, Scored};
 use crate::domain::not_in_future;
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::store::assessments::{self, AssessmentRow};
-use crate::store::{audit, patients, Db, StoreError};
+use crate::store::scope::Scope;
+use crate::store::{audit, clinics, patients, Db, DbConnection, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +53,11 @@ pub struct CreateAssessmentRequest {
     "band": "moderate", "severity": 12, "submitted_by": "patient", "deleted": false, "deleted_reason": null,
     "created_at": "2026-12-01T08:00:03Z", "updated_at": "2026-12-01T08:00:03Z", "version": 1}))]
 pub struct AssessmentResponse {
+    /// The flags this record raised (domain.md §7), open or acknowledged.
+    pub flags: Vec<FlagResponse>,
+    /// The clinic's crisis-resources message, present when the answers raised a
+    /// suicidal-ideation flag, so the app can show it at once.
+    pub crisis_message: Option<String>,
     pub id: String,
     pub patient_id: String,
     pub instrument: Instrument,
@@ -71,6 +82,8 @@ impl From<AssessmentRow> for AssessmentResponse {
     fn from(row: AssessmentRow) -> Self {
         let instrument: Instrument = row.instrument.parse().unwrap_or(Instrument::Phq9);
         Self {
+            flags: vec![],
+            crisis_message: None,
             severity: instrument.definition().severity(row.total),
             instrument,
             items: serde_json::from_str(&row.items).unwrap_or_default(),
@@ -87,6 +100,27 @@ impl From<AssessmentRow> for AssessmentResponse {
             version: row.version,
         }
     }
+}
+
+/// Adds the clinic's crisis message to an assessment that raised a suicidal-ideation flag.
+fn with_crisis_message(
+    conn: &mut DbConnection,
+    mut response: AssessmentResponse,
+) -> Result<AssessmentResponse, StoreError> {
+    if response
+        .flags
+        .iter()
+        .any(|f| f.kind == FlagKind::SuicidalIdeation)
+    {
+        let patient = patients::find(
+            conn,
+            &Scope::Patient(response.patient_id.clone()),
+            &response.patient_id,
+        )?;
+        response.crisis_message =
+            clinics::find(conn, &patient.row.clinic_id)?.map(|c| c.crisis_message);
+    }
+    Ok(response)
 }
 
 /// The rater a caller submits as.
@@ -164,8 +198,11 @@ pub async fn create_assessment(
     body: web::Json<CreateAssessmentRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     submit(
+        clinical,
         caller,
         patient.into_inner().to_string(),
         body.into_inner(),
@@ -196,12 +233,15 @@ pub async fn create_my_assessment(
     body: web::Json<CreateAssessmentRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    submit(caller, patient_id, body.into_inner(), ctx, &db).await
+    submit(clinical, caller, patient_id, body.into_inner(), ctx, &db).await
 }
 
 async fn submit(
+    clinical: ClinicalSettings,
     caller: Caller,
     patient_id: String,
     body: CreateAssessmentRequest,
@@ -210,16 +250,17 @@ async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     let scope = caller.clinical_scope()?;
     let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let creation = db
+    let response = db
         .transaction(move |conn| {
             patients::find(conn, &scope, &patient_id)?;
             let row = build(&body, id.clone(), &patient_id, &caller)?;
-            created_or_replayed(
+            let creation = created_or_replayed(
                 conn,
                 |conn| optional(assessments::find(conn, &scope, &id)),
                 |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
                 |conn| {
                     assessments::insert(conn, &row)?;
+                    evaluation::refresh(conn, &clinical, &patient_id)?;
                     audit::record(
                         conn,
                         &patient_event(
@@ -232,13 +273,12 @@ async fn submit(
                         ),
                     )
                 },
-            )
+            )?;
+            let (created, response) = created_with_flags::<_, AssessmentResponse>(conn, creation)?;
+            Ok::<_, ApiError>((created, with_crisis_message(conn, response)?))
         })
         .await?;
-    Ok(match creation {
-        Creation::Created(row) => HttpResponse::Created().json(AssessmentResponse::from(row)),
-        Creation::Replayed(row) => HttpResponse::Ok().json(AssessmentResponse::from(row)),
-    })
+    Ok(created_or_replayed_response(response))
 }
 
 /// Lists a patient's assessments by time taken, or by change with `updated_since`.
@@ -310,7 +350,7 @@ async fn assessments_of(
     let (window, page) = query.window_and_page(page)?;
     let fetch = page.clone();
     let change_order = by_change(&window);
-    let rows = db
+    let paged = db
         .transaction(move |conn| -> Result<_, StoreError> {
             patients::find(conn, &scope, &patient_id)?;
             let rows = assessments::list(conn, &patient_id, &window, &fetch)?;
@@ -325,24 +365,27 @@ async fn assessments_of(
                     &patient_id,
                 ),
             )?;
-            Ok(rows)
+            let paged = Paged::from_rows(
+                rows,
+                &fetch,
+                |r| {
+                    (
+                        if change_order {
+                            r.updated_at
+                        } else {
+                            r.taken_at
+                        },
+                        r.id.as_str(),
+                    )
+                },
+                AssessmentResponse::from,
+            );
+            Ok(Paged {
+                items: with_flags(conn, paged.items)?,
+                ..paged
+            })
         })
         .await?;
-    let paged = Paged::from_rows(
-        rows,
-        &page,
-        |r| {
-            (
-                if change_order {
-                    r.updated_at
-                } else {
-                    r.taken_at
-                },
-                r.id.as_str(),
-            )
-        },
-        AssessmentResponse::from,
-    );
     Ok(HttpResponse::Ok().json(paged))
 }
 
@@ -382,10 +425,11 @@ pub async fn get_assessment(
                     &row.patient_id,
                 ),
             )?;
-            Ok(row)
+            let response = one_with_flags(conn, AssessmentResponse::from(row))?;
+            with_crisis_message(conn, response)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(AssessmentResponse::from(row)))
+    Ok(HttpResponse::Ok().json(row))
 }
 
 /// Marks an assessment entered in error: kept and audited, excluded from every outcome and
@@ -411,13 +455,15 @@ pub async fn delete_assessment(
     body: web::Json<CorrectionRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let reason = body.reason()?;
     let id = id.into_inner().to_string();
     let row = db
         .transaction(move |conn| {
-            mark_entered_in_error(
+            let row = mark_entered_in_error(
                 conn,
                 reason,
                 |conn| assessments::find(conn, &scope, &id),
@@ -432,8 +478,12 @@ pub async fn delete_assessment(
                         patient,
                     )
                 },
-            )
+            )?;
+            evaluation::refresh(conn, &clinical, &row.patient_id)?;
+            one_with_flags(conn, AssessmentResponse::from(row))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(AssessmentResponse::from(row)))
+    Ok(HttpResponse::Ok().json(row))
 }
+
+carries_flags!(AssessmentResponse);

@@ -7,16 +7,19 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::context::RequestContext;
+use crate::api::flags::{flags_by_record, FlagResponse};
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{body_hash, optional, patched, patient_event};
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::config::ClinicalSettings;
 use crate::domain::instrument::Instrument;
 use crate::domain::patient::Indication;
 use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::store::courses::{self, CourseRow};
 use crate::store::{audit, patients, sessions, Db, DbConnection, StoreError};
 
@@ -75,6 +78,8 @@ pub struct CourseResponse {
     pub closed: bool,
     /// The schedule as of now: every planned slot and what became of it.
     pub slots: Vec<SlotResponse>,
+    /// The flags on the course itself (a contraindication); missed slots are on the worklist.
+    pub flags: Vec<FlagResponse>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -112,7 +117,11 @@ pub fn course_response(
         session_id: s.session_id,
     })
     .collect();
+    let flags = flags_by_record(conn, std::slice::from_ref(&row.id))?
+        .remove(&row.id)
+        .unwrap_or_default();
     Ok(CourseResponse {
+        flags,
         indication: row.indication.parse().unwrap_or(Indication::Other),
         primary_instrument: row.primary_instrument.parse().unwrap_or(Instrument::Phq9),
         protocol,
@@ -222,7 +231,9 @@ pub async fn create_course(
     body: web::Json<CreateCourseRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let patient_id = patient.into_inner().to_string();
     let body = body.into_inner();
@@ -240,6 +251,7 @@ pub async fn create_course(
                 |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
                 |conn| {
                     courses::insert(conn, &row)?;
+                    evaluation::refresh(conn, &clinical, &patient_id)?;
                     audit::record(
                         conn,
                         &patient_event(&ctx, &caller, "course_created", "course", &id, &patient_id),
@@ -378,7 +390,9 @@ pub async fn update_course(
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let expected = if_match(&req)?;
     let id = id.into_inner().to_string();
@@ -395,6 +409,7 @@ pub async fn update_course(
                 ..build(&request, id.clone(), &patient.indications, Some(&current))?
             };
             courses::replace(conn, &row, current.version)?;
+            evaluation::refresh(conn, &clinical, &current.patient_id)?;
             audit::record(
                 conn,
                 &patient_event(

@@ -13,8 +13,10 @@ use crate::api::records::{body_hash, optional, patched, patient_event};
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::config::ClinicalSettings;
 use crate::domain::patient::{self, BirthYear, Indication, RiskClass, RiskFactor, Sex};
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::store::patients::{self, PatientRecord, PatientRow, RiskFactorRow};
 use crate::store::scope::Scope;
 use crate::store::{audit, Db, StoreError};
@@ -381,7 +383,9 @@ pub async fn update_patient(
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let expected = if_match(&req)?;
     let id = id.into_inner().to_string();
@@ -399,6 +403,7 @@ pub async fn update_patient(
                 Some(&current.row),
             )?;
             patients::replace(conn, &record, current.row.version)?;
+            evaluation::refresh(conn, &clinical, &id)?;
             audit::record(
                 conn,
                 &patient_event(&ctx, &caller, "patient_updated", "patient", &id, &id),

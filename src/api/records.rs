@@ -7,6 +7,8 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::context::{Audited, RequestContext};
+use crate::api::flags::{flags_by_record, FlagResponse};
+use crate::api::idempotent::Creation;
 use crate::api::pagination::PageQuery;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -249,3 +251,65 @@ mod tests {
         assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
     }
 }
+
+/// A record response that carries the flags on its record.
+pub trait CarriesFlags {
+    fn record_id(&self) -> &str;
+    fn set_flags(&mut self, flags: Vec<FlagResponse>);
+}
+
+/// Fills in the flags of each response, in one query.
+pub fn with_flags<T: CarriesFlags>(
+    conn: &mut DbConnection,
+    mut items: Vec<T>,
+) -> Result<Vec<T>, StoreError> {
+    let ids: Vec<String> = items.iter().map(|i| i.record_id().to_owned()).collect();
+    let mut by_record = flags_by_record(conn, &ids)?;
+    for item in &mut items {
+        let flags = by_record.remove(item.record_id()).unwrap_or_default();
+        item.set_flags(flags);
+    }
+    Ok(items)
+}
+
+/// One response with its flags.
+pub fn one_with_flags<T: CarriesFlags>(conn: &mut DbConnection, item: T) -> Result<T, StoreError> {
+    Ok(with_flags(conn, vec![item])?.remove(0))
+}
+
+/// A created record with its flags, and whether it was created now or replayed.
+pub fn created_with_flags<R, T: From<R> + CarriesFlags>(
+    conn: &mut DbConnection,
+    creation: Creation<R>,
+) -> Result<(bool, T), StoreError> {
+    let (created, row) = match creation {
+        Creation::Created(row) => (true, row),
+        Creation::Replayed(row) => (false, row),
+    };
+    Ok((created, one_with_flags(conn, T::from(row))?))
+}
+
+/// 201 for a record created now, 200 for a replayed create.
+pub fn created_or_replayed_response<T: Serialize>(
+    (created, body): (bool, T),
+) -> actix_web::HttpResponse {
+    if created {
+        actix_web::HttpResponse::Created().json(body)
+    } else {
+        actix_web::HttpResponse::Ok().json(body)
+    }
+}
+
+macro_rules! carries_flags {
+    ($($response:ty),+) => {$(
+        impl $crate::api::records::CarriesFlags for $response {
+            fn record_id(&self) -> &str {
+                &self.id
+            }
+            fn set_flags(&mut self, flags: Vec<$crate::api::flags::FlagResponse>) {
+                self.flags = flags;
+            }
+        }
+    )+};
+}
+pub(crate) use carries_flags;

@@ -8,19 +8,23 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::context::RequestContext;
-use crate::api::idempotent::{created_or_replayed, Creation};
+use crate::api::flags::FlagResponse;
+use crate::api::idempotent::created_or_replayed;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
-    body_hash, by_change, mark_entered_in_error, optional, patched, patient_event, rules_broken,
-    CorrectionRequest, RecordQuery,
+    body_hash, by_change, carries_flags, created_or_replayed_response, created_with_flags,
+    mark_entered_in_error, one_with_flags, optional, patched, patient_event, rules_broken,
+    with_flags, CorrectionRequest, RecordQuery,
 };
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::config::ClinicalSettings;
 use crate::domain::treatment::{
     Administration, Reading, Route, Sedation, SessionStatus, VitalSigns,
 };
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::{audit, courses, patients, Db, DbConnection, StoreError};
 
@@ -112,6 +116,8 @@ fn completed() -> SessionStatus {
     "sedation": "mild", "respiratory_concern": false, "deleted": false, "deleted_reason": null,
     "created_at": "2026-11-30T09:45:00Z", "updated_at": "2026-11-30T09:45:00Z", "version": 1}))]
 pub struct SessionResponse {
+    /// The flags this record raised (domain.md §7), open or acknowledged.
+    pub flags: Vec<FlagResponse>,
     pub id: String,
     pub patient_id: String,
     pub course_id: String,
@@ -142,6 +148,7 @@ pub struct SessionResponse {
 impl From<SessionRow> for SessionResponse {
     fn from(row: SessionRow) -> Self {
         Self {
+            flags: vec![],
             route: row.route.parse().unwrap_or(Route::Iv),
             status: row.status.parse().unwrap_or(SessionStatus::Completed),
             pre: Vitals {
@@ -325,21 +332,24 @@ pub async fn create_session(
     body: web::Json<CreateSessionRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let patient_id = patient.into_inner().to_string();
     let body = body.into_inner();
     let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let creation = db
+    let response = db
         .transaction(move |conn| {
             patients::find(conn, &scope, &patient_id)?;
             let row = build(conn, &body, id.clone(), &patient_id, &caller.user_id, None)?;
-            created_or_replayed(
+            let creation = created_or_replayed(
                 conn,
                 |conn| optional(sessions::find(conn, &scope, &id)),
                 |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
                 |conn| {
                     sessions::insert(conn, &row)?;
+                    evaluation::refresh(conn, &clinical, &patient_id)?;
                     audit::record(
                         conn,
                         &patient_event(
@@ -352,13 +362,11 @@ pub async fn create_session(
                         ),
                     )
                 },
-            )
+            )?;
+            Ok::<_, ApiError>(created_with_flags::<_, SessionResponse>(conn, creation)?)
         })
         .await?;
-    Ok(match creation {
-        Creation::Created(row) => HttpResponse::Created().json(SessionResponse::from(row)),
-        Creation::Replayed(row) => HttpResponse::Ok().json(SessionResponse::from(row)),
-    })
+    Ok(created_or_replayed_response(response))
 }
 
 /// Lists a patient's sessions by start time, or by change with `updated_since`.
@@ -430,7 +438,7 @@ async fn sessions_of(
     let (window, page) = query.window_and_page(page)?;
     let fetch = page.clone();
     let change_order = by_change(&window);
-    let rows = db
+    let paged = db
         .transaction(move |conn| -> Result<_, StoreError> {
             patients::find(conn, &scope, &patient_id)?;
             let rows = sessions::list(conn, &patient_id, &window, &fetch)?;
@@ -445,24 +453,27 @@ async fn sessions_of(
                     &patient_id,
                 ),
             )?;
-            Ok(rows)
+            let paged = Paged::from_rows(
+                rows,
+                &fetch,
+                |r| {
+                    (
+                        if change_order {
+                            r.updated_at
+                        } else {
+                            r.started_at
+                        },
+                        r.id.as_str(),
+                    )
+                },
+                SessionResponse::from,
+            );
+            Ok(Paged {
+                items: with_flags(conn, paged.items)?,
+                ..paged
+            })
         })
         .await?;
-    let paged = Paged::from_rows(
-        rows,
-        &page,
-        |r| {
-            (
-                if change_order {
-                    r.updated_at
-                } else {
-                    r.started_at
-                },
-                r.id.as_str(),
-            )
-        },
-        SessionResponse::from,
-    );
     Ok(HttpResponse::Ok().json(paged))
 }
 
@@ -502,10 +513,10 @@ pub async fn get_session(
                     &row.patient_id,
                 ),
             )?;
-            Ok(row)
+            one_with_flags(conn, SessionResponse::from(row))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SessionResponse::from(row)))
+    Ok(HttpResponse::Ok().json(row))
 }
 
 /// Changes a session: a JSON merge patch (RFC 7396) of the create request's fields.
@@ -535,7 +546,9 @@ pub async fn update_session(
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let expected = if_match(&req)?;
     let id = id.into_inner().to_string();
@@ -571,7 +584,9 @@ pub async fn update_session(
                     &current.patient_id,
                 ),
             )?;
-            Ok(sessions::find(conn, &scope, &id)?)
+            evaluation::refresh(conn, &clinical, &current.patient_id)?;
+            let row = sessions::find(conn, &scope, &id)?;
+            Ok(one_with_flags(conn, SessionResponse::from(row))?)
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -579,7 +594,7 @@ pub async fn update_session(
             actix_web::http::header::ETAG,
             format!("\"{}\"", row.version),
         ))
-        .json(SessionResponse::from(row)))
+        .json(row))
 }
 
 /// Marks a session entered in error: kept and audited, excluded from every outcome and
@@ -605,13 +620,15 @@ pub async fn delete_session(
     body: web::Json<CorrectionRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let reason = body.reason()?;
     let id = id.into_inner().to_string();
     let row = db
         .transaction(move |conn| {
-            mark_entered_in_error(
+            let row = mark_entered_in_error(
                 conn,
                 reason,
                 |conn| sessions::find(conn, &scope, &id),
@@ -626,8 +643,12 @@ pub async fn delete_session(
                         patient,
                     )
                 },
-            )
+            )?;
+            evaluation::refresh(conn, &clinical, &row.patient_id)?;
+            one_with_flags(conn, SessionResponse::from(row))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SessionResponse::from(row)))
+    Ok(HttpResponse::Ok().json(row))
 }
+
+carries_flags!(SessionResponse);

@@ -9,18 +9,22 @@ use uuid::Uuid;
 
 use crate::api::assessments::rater;
 use crate::api::context::RequestContext;
-use crate::api::idempotent::{created_or_replayed, Creation};
+use crate::api::flags::FlagResponse;
+use crate::api::idempotent::created_or_replayed;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
-    body_hash, by_change, mark_entered_in_error, optional, patched, patient_event, rules_broken,
-    CorrectionRequest, RecordQuery,
+    body_hash, by_change, carries_flags, created_or_replayed_response, created_with_flags,
+    mark_entered_in_error, one_with_flags, optional, patched, patient_event, rules_broken,
+    with_flags, CorrectionRequest, RecordQuery,
 };
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::config::ClinicalSettings;
 use crate::domain::instrument::Rater;
 use crate::domain::side_effect::{Effect, ReportContext, Severity, SideEffectReport};
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::store::scope::Scope;
 use crate::store::side_effects::{self, SideEffectRow};
 use crate::store::{audit, patients, sessions, Db, DbConnection, StoreError};
@@ -52,6 +56,8 @@ pub struct CreateSideEffectRequest {
     "expected_resolution_hours": 24, "persistent": false, "deleted": false, "deleted_reason": null,
     "created_at": "2026-11-30T09:35:00Z", "updated_at": "2026-11-30T09:35:00Z", "version": 1}))]
 pub struct SideEffectResponse {
+    /// The flags this record raised (domain.md §7), open or acknowledged.
+    pub flags: Vec<FlagResponse>,
     pub id: String,
     pub patient_id: String,
     pub session_id: String,
@@ -88,6 +94,7 @@ impl From<SideEffectRow> for SideEffectResponse {
     fn from(row: SideEffectRow) -> Self {
         let report = report_of(&row);
         Self {
+            flags: vec![],
             expected_resolution_hours: report.effect.expected_resolution().map(|d| d.num_hours()),
             persistent: row.deleted_at.is_none() && report.is_persistent(clock::now()),
             effect: report.effect,
@@ -206,8 +213,11 @@ pub async fn create_side_effect(
     body: web::Json<CreateSideEffectRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     report(
+        clinical,
         caller,
         patient.into_inner().to_string(),
         body.into_inner(),
@@ -238,12 +248,15 @@ pub async fn create_my_side_effect(
     body: web::Json<CreateSideEffectRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    report(caller, patient_id, body.into_inner(), ctx, &db).await
+    report(clinical, caller, patient_id, body.into_inner(), ctx, &db).await
 }
 
 async fn report(
+    clinical: ClinicalSettings,
     caller: Caller,
     patient_id: String,
     body: CreateSideEffectRequest,
@@ -252,7 +265,7 @@ async fn report(
 ) -> Result<HttpResponse, ApiError> {
     let scope = caller.clinical_scope()?;
     let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let creation = db
+    let response = db
         .transaction(move |conn| {
             patients::find(conn, &scope, &patient_id)?;
             let row = build(
@@ -263,12 +276,13 @@ async fn report(
                 (rater(&caller), &caller.user_id),
                 None,
             )?;
-            created_or_replayed(
+            let creation = created_or_replayed(
                 conn,
                 |conn| optional(side_effects::find(conn, &scope, &id)),
                 |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
                 |conn| {
                     side_effects::insert(conn, &row)?;
+                    evaluation::refresh(conn, &clinical, &patient_id)?;
                     audit::record(
                         conn,
                         &patient_event(
@@ -281,13 +295,11 @@ async fn report(
                         ),
                     )
                 },
-            )
+            )?;
+            Ok::<_, ApiError>(created_with_flags::<_, SideEffectResponse>(conn, creation)?)
         })
         .await?;
-    Ok(match creation {
-        Creation::Created(row) => HttpResponse::Created().json(SideEffectResponse::from(row)),
-        Creation::Replayed(row) => HttpResponse::Ok().json(SideEffectResponse::from(row)),
-    })
+    Ok(created_or_replayed_response(response))
 }
 
 /// Lists a patient's side effects by onset, or by change with `updated_since`.
@@ -359,7 +371,7 @@ async fn side_effects_of(
     let (window, page) = query.window_and_page(page)?;
     let fetch = page.clone();
     let change_order = by_change(&window);
-    let rows = db
+    let paged = db
         .transaction(move |conn| -> Result<_, StoreError> {
             patients::find(conn, &scope, &patient_id)?;
             let rows = side_effects::list(conn, &patient_id, &window, &fetch)?;
@@ -374,24 +386,27 @@ async fn side_effects_of(
                     &patient_id,
                 ),
             )?;
-            Ok(rows)
+            let paged = Paged::from_rows(
+                rows,
+                &fetch,
+                |r| {
+                    (
+                        if change_order {
+                            r.updated_at
+                        } else {
+                            r.onset_at
+                        },
+                        r.id.as_str(),
+                    )
+                },
+                SideEffectResponse::from,
+            );
+            Ok(Paged {
+                items: with_flags(conn, paged.items)?,
+                ..paged
+            })
         })
         .await?;
-    let paged = Paged::from_rows(
-        rows,
-        &page,
-        |r| {
-            (
-                if change_order {
-                    r.updated_at
-                } else {
-                    r.onset_at
-                },
-                r.id.as_str(),
-            )
-        },
-        SideEffectResponse::from,
-    );
     Ok(HttpResponse::Ok().json(paged))
 }
 
@@ -431,10 +446,10 @@ pub async fn get_side_effect(
                     &row.patient_id,
                 ),
             )?;
-            Ok(row)
+            one_with_flags(conn, SideEffectResponse::from(row))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SideEffectResponse::from(row)))
+    Ok(HttpResponse::Ok().json(row))
 }
 
 /// Changes a side effect: a JSON merge patch (RFC 7396). A patient may change only
@@ -466,7 +481,9 @@ pub async fn update_side_effect(
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinical_scope()?;
     let expected = if_match(&req)?;
     if rater(&caller) == Rater::Patient {
@@ -513,7 +530,9 @@ pub async fn update_side_effect(
                     &current.patient_id,
                 ),
             )?;
-            Ok(side_effects::find(conn, &scope, &id)?)
+            evaluation::refresh(conn, &clinical, &current.patient_id)?;
+            let row = side_effects::find(conn, &scope, &id)?;
+            Ok(one_with_flags(conn, SideEffectResponse::from(row))?)
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -521,7 +540,7 @@ pub async fn update_side_effect(
             actix_web::http::header::ETAG,
             format!("\"{}\"", row.version),
         ))
-        .json(SideEffectResponse::from(row)))
+        .json(row))
 }
 
 /// Marks a side effect entered in error: kept and audited, excluded from every figure, and
@@ -547,13 +566,15 @@ pub async fn delete_side_effect(
     body: web::Json<CorrectionRequest>,
     ctx: RequestContext,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let reason = body.reason()?;
     let id = id.into_inner().to_string();
     let row = db
         .transaction(move |conn| {
-            mark_entered_in_error(
+            let row = mark_entered_in_error(
                 conn,
                 reason,
                 |conn| side_effects::find(conn, &scope, &id),
@@ -568,8 +589,12 @@ pub async fn delete_side_effect(
                         patient,
                     )
                 },
-            )
+            )?;
+            evaluation::refresh(conn, &clinical, &row.patient_id)?;
+            one_with_flags(conn, SideEffectResponse::from(row))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SideEffectResponse::from(row)))
+    Ok(HttpResponse::Ok().json(row))
 }
+
+carries_flags!(SideEffectResponse);

@@ -38,7 +38,9 @@ macro_rules! vocabulary {
 }
 
 pub mod account;
+pub mod flags;
 pub mod instrument;
+pub mod outcomes;
 pub mod patient;
 pub mod schedule;
 pub mod side_effect;

@@ -62,3 +62,16 @@ pub fn replace(
 ) -> Result<(), StoreError> {
     replace_versioned!(conn, assessments, row, expected)
 }
+
+/// Every live assessment of a patient, oldest first.
+pub fn live_of_patient(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Vec<AssessmentRow>, StoreError> {
+    Ok(assessments::table
+        .filter(assessments::patient_id.eq(patient_id))
+        .filter(assessments::deleted_at.is_null())
+        .order((assessments::taken_at.asc(), assessments::id.asc()))
+        .select(AssessmentRow::as_select())
+        .load(conn)?)
+}

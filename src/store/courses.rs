@@ -64,3 +64,26 @@ pub fn latest_open(
 pub fn replace(conn: &mut DbConnection, row: &CourseRow, expected: i32) -> Result<(), StoreError> {
     replace_versioned!(conn, courses, row, expected)
 }
+
+/// Every course of a patient, oldest first.
+pub fn of_patient(conn: &mut DbConnection, patient_id: &str) -> Result<Vec<CourseRow>, StoreError> {
+    Ok(courses::table
+        .filter(courses::patient_id.eq(patient_id))
+        .order((courses::start_date.asc(), courses::id.asc()))
+        .select(CourseRow::as_select())
+        .load(conn)?)
+}
+
+/// Patients in scope with an open course: the candidates for a missed-session flag.
+pub fn patients_with_open_courses(
+    conn: &mut DbConnection,
+    scope: &Scope,
+) -> Result<Vec<String>, StoreError> {
+    let query = courses::table
+        .inner_join(crate::store::schema::patients::table)
+        .filter(courses::closed.eq(false))
+        .select(courses::patient_id)
+        .distinct()
+        .into_boxed();
+    Ok(in_scope!(query, scope).load(conn)?)
+}

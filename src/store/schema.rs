@@ -207,6 +207,56 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    session_outcomes (session_id) {
+        session_id -> Text,
+        patient_id -> Text,
+        course_id -> Text,
+        instrument -> Text,
+        status -> Text,
+        baseline -> Nullable<Integer>,
+        nadir -> Nullable<Integer>,
+        gain -> Nullable<Integer>,
+        durability_days -> Nullable<Double>,
+        censored -> Bool,
+        wears_off_within_days -> Bool,
+        computed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    course_outcomes (course_id) {
+        course_id -> Text,
+        patient_id -> Text,
+        instrument -> Text,
+        first_session_at -> Nullable<Timestamp>,
+        baseline -> Nullable<Integer>,
+        end_of_induction_assessment_id -> Nullable<Text>,
+        end_of_induction_response -> Nullable<Bool>,
+        end_of_induction_remission -> Nullable<Bool>,
+        time_to_response_days -> Nullable<Double>,
+        computed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    flags (id) {
+        id -> Text,
+        patient_id -> Text,
+        kind -> Text,
+        level -> Text,
+        level_rank -> Integer,
+        record_type -> Text,
+        record_id -> Text,
+        detail -> Text,
+        raised_at -> Timestamp,
+        status -> Text,
+        acknowledged_by -> Nullable<Text>,
+        acknowledged_at -> Nullable<Timestamp>,
+        note -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(users -> clinics (clinic_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(patients -> clinics (clinic_id));
@@ -218,6 +268,9 @@ diesel::joinable!(courses -> patients (patient_id));
 diesel::joinable!(sessions -> patients (patient_id));
 diesel::joinable!(side_effects -> patients (patient_id));
 diesel::joinable!(assessments -> patients (patient_id));
+diesel::joinable!(session_outcomes -> patients (patient_id));
+diesel::joinable!(course_outcomes -> patients (patient_id));
+diesel::joinable!(flags -> patients (patient_id));
 diesel::allow_tables_to_appear_in_same_query!(
     clinics,
     users,
@@ -233,4 +286,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     side_effects,
     assessments,
+    session_outcomes,
+    course_outcomes,
+    flags,
 );

@@ -99,3 +99,16 @@ pub fn latest_completed_before(
 pub fn replace(conn: &mut DbConnection, row: &SessionRow, expected: i32) -> Result<(), StoreError> {
     replace_versioned!(conn, sessions, row, expected)
 }
+
+/// Every live session of a patient, oldest first.
+pub fn live_of_patient(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Vec<SessionRow>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::patient_id.eq(patient_id))
+        .filter(sessions::deleted_at.is_null())
+        .order((sessions::started_at.asc(), sessions::id.asc()))
+        .select(SessionRow::as_select())
+        .load(conn)?)
+}

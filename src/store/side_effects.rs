@@ -63,3 +63,32 @@ pub fn replace(
 ) -> Result<(), StoreError> {
     replace_versioned!(conn, side_effects, row, expected)
 }
+
+/// Every live side effect of a patient, oldest first.
+pub fn live_of_patient(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Vec<SideEffectRow>, StoreError> {
+    Ok(side_effects::table
+        .filter(side_effects::patient_id.eq(patient_id))
+        .filter(side_effects::deleted_at.is_null())
+        .order((side_effects::onset_at.asc(), side_effects::id.asc()))
+        .select(SideEffectRow::as_select())
+        .load(conn)?)
+}
+
+/// Patients in scope with an unresolved live side effect: the candidates for a
+/// persistent-side-effect flag.
+pub fn patients_with_unresolved(
+    conn: &mut DbConnection,
+    scope: &Scope,
+) -> Result<Vec<String>, StoreError> {
+    let query = side_effects::table
+        .inner_join(crate::store::schema::patients::table)
+        .filter(side_effects::resolved_at.is_null())
+        .filter(side_effects::deleted_at.is_null())
+        .select(side_effects::patient_id)
+        .distinct()
+        .into_boxed();
+    Ok(in_scope!(query, scope).load(conn)?)
+}

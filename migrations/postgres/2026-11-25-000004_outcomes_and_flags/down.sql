@@ -1,0 +1,3 @@
+DROP TABLE flags;
+DROP TABLE course_outcomes;
+DROP TABLE session_outcomes;

@@ -1,0 +1,91 @@
+//! Stored outcomes, written only where a recomputation changed them.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{course_outcomes, session_outcomes};
+use super::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = session_outcomes, treat_none_as_null = true)]
+pub struct SessionOutcomeRow {
+    pub session_id: String,
+    pub patient_id: String,
+    pub course_id: String,
+    pub instrument: String,
+    pub status: String,
+    pub baseline: Option<i32>,
+    pub nadir: Option<i32>,
+    pub gain: Option<i32>,
+    pub durability_days: Option<f64>,
+    pub censored: bool,
+    pub wears_off_within_days: bool,
+    pub computed_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = course_outcomes, treat_none_as_null = true)]
+pub struct CourseOutcomeRow {
+    pub course_id: String,
+    pub patient_id: String,
+    pub instrument: String,
+    pub first_session_at: Option<NaiveDateTime>,
+    pub baseline: Option<i32>,
+    pub end_of_induction_assessment_id: Option<String>,
+    pub end_of_induction_response: Option<bool>,
+    pub end_of_induction_remission: Option<bool>,
+    pub time_to_response_days: Option<f64>,
+    pub computed_at: NaiveDateTime,
+}
+
+pub fn sessions_of(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Vec<SessionOutcomeRow>, StoreError> {
+    Ok(session_outcomes::table
+        .filter(session_outcomes::patient_id.eq(patient_id))
+        .select(SessionOutcomeRow::as_select())
+        .load(conn)?)
+}
+
+pub fn courses_of(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Vec<CourseOutcomeRow>, StoreError> {
+    Ok(course_outcomes::table
+        .filter(course_outcomes::patient_id.eq(patient_id))
+        .select(CourseOutcomeRow::as_select())
+        .load(conn)?)
+}
+
+pub fn put_session(conn: &mut DbConnection, row: &SessionOutcomeRow) -> Result<(), StoreError> {
+    let updated = diesel::update(session_outcomes::table.find(&row.session_id))
+        .set(row)
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(session_outcomes::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn put_course(conn: &mut DbConnection, row: &CourseOutcomeRow) -> Result<(), StoreError> {
+    let updated = diesel::update(course_outcomes::table.find(&row.course_id))
+        .set(row)
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(course_outcomes::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn remove_sessions(conn: &mut DbConnection, session_ids: &[String]) -> Result<(), StoreError> {
+    diesel::delete(
+        session_outcomes::table.filter(session_outcomes::session_id.eq_any(session_ids)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
