@@ -2,8 +2,9 @@
 //! the patient's outcomes are recomputed (and stored where they changed) and every flag the
 //! record now warrants is raised. Rules come from `domain`; rows from and to `store`.
 //!
-//! The same evaluation runs when the flag list is read, for the flags that time alone raises
-//! (a side effect that outlasts its expected time, an induction slot more than 3 days overdue).
+//! The flags that time alone raises (a side effect that outlasts its expected time, an
+//! induction slot more than 3 days overdue) are raised when the flag list is read, from the
+//! record as it stands then.
 
 use std::collections::{HashMap, HashSet};
 
@@ -85,7 +86,7 @@ impl Record {
     }
 }
 
-/// Recomputes the patient's outcomes and raises the flags their record warrants.
+/// Recomputes the patient's outcomes and raises the flags their records warrant.
 pub fn refresh(
     conn: &mut DbConnection,
     settings: &ClinicalSettings,
@@ -111,7 +112,6 @@ pub fn refresh(
                 },
             }),
     );
-    wanted.extend(time_flags(&record, now));
     raise_missing(conn, &record.patient_id, wanted, now)
 }
 

@@ -520,7 +520,8 @@ mod tests {
     fn course_response_table() {
         let phq9 = Instrument::Phq9.definition();
         let first = Some(t(0.0));
-        let cases: Vec<(&str, Vec<(f64, i32)>, CourseOutcome)> = vec![
+        type Case = (&'static str, Vec<(f64, i32)>, CourseOutcome);
+        let cases: Vec<Case> = vec![
             (
                 "baseline from the 14 days before; response at day 10; end of induction at day 35, a remission",
                 vec![(-15.0, 26), (-14.0, 22), (3.0, 14), (10.0, 11), (12.0, 10), (35.0, 4), (43.0, 20)],

@@ -1,0 +1,484 @@
+//! Every flag of domain.md §7, raised by the write that causes it (or, for the time-based
+//! ones, by the next read of the worklist), once per kind per record, never reopened.
+
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::api_test;
+use crate::fixtures::minutes_from_now;
+use crate::helpers::{problem, Session, TestApp};
+
+fn kinds(record: &Value) -> Vec<String> {
+    record["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn worklist(app: &TestApp, clinician: &Session, query: &str) -> Vec<Value> {
+    let res = app
+        .get_as(
+            &format!("/v1/flags?limit=500{query}"),
+            &clinician.access_token,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn created(res: reqwest::Response) -> Value {
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+api_test!(
+    each_write_raises_its_flags_in_its_own_response,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.new_course(
+            &clinic.clinician,
+            &patient,
+            &Utc::now().date_naive().to_string(),
+        )
+        .await;
+        let sessions = format!("/v1/patients/{patient}/sessions");
+        let session = |pre: Value, post: Value, readings: Value, minutes: i64| json!({"route": "iv", "started_at": minutes_from_now(minutes), "dose_mg_per_kg": 0.5, "weight_kg": 70, "pre": pre, "post": post, "readings": readings});
+        let quiet = created(
+            app.post_as(
+                &sessions,
+                &token,
+                &session(
+                    json!({"systolic": 159, "diastolic": 99}),
+                    json!({"systolic": 179, "diastolic": 109}),
+                    json!([]),
+                    -900,
+                ),
+            )
+            .await,
+        )
+        .await;
+        assert!(kinds(&quiet).is_empty(), "just under every threshold");
+        let high_pre = created(
+            app.post_as(
+                &sessions,
+                &token,
+                &session(
+                    json!({"systolic": 160, "diastolic": 90}),
+                    json!(null),
+                    json!([]),
+                    -800,
+                ),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(kinds(&high_pre), ["pre_session_hypertension"]);
+        let peak = created(
+            app.post_as(
+                &sessions,
+                &token,
+                &session(
+                    json!(null),
+                    json!({"systolic": 140, "diastolic": 90}),
+                    json!([{"minutes_after_start": 40, "systolic": 150, "diastolic": 110}]),
+                    -700,
+                ),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(kinds(&peak), ["hypertensive_response"]);
+
+        let assessments = format!("/v1/patients/{patient}/assessments");
+        let ideation = created(app.post_as(&assessments, &token, &json!({"instrument": "phq9", "taken_at": minutes_from_now(-60), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]})).await).await;
+        assert_eq!(kinds(&ideation), ["suicidal_ideation"]);
+        assert_eq!(ideation["flags"][0]["level"], "urgent");
+        assert!(
+            ideation["crisis_message"]
+                .as_str()
+                .unwrap()
+                .contains("emergency"),
+            "the crisis message comes with it"
+        );
+        let calm = created(app.post_as(&assessments, &token, &json!({"instrument": "phq9", "taken_at": minutes_from_now(-50), "items": [1, 1, 1, 1, 1, 1, 1, 1, 0]})).await).await;
+        assert!(kinds(&calm).is_empty());
+        assert!(calm["crisis_message"].is_null());
+        let madrs = created(app.post_as(&assessments, &token, &json!({"instrument": "madrs", "taken_at": minutes_from_now(-40), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1, 4]})).await).await;
+        assert_eq!(kinds(&madrs), ["suicidal_ideation"]);
+
+        let effects = format!("/v1/patients/{patient}/side-effects");
+        let effect = |effect: &str, severity: &str| json!({"effect": effect, "severity": severity, "onset_at": minutes_from_now(-30)});
+        let cases = [
+            (
+                effect("nausea", "life_threatening"),
+                vec!["life_threatening_side_effect"],
+            ),
+            (effect("bladder_symptoms", "mild"), vec!["bladder_symptoms"]),
+            (effect("craving", "moderate"), vec!["dependence_risk"]),
+            (effect("mania_symptoms", "severe"), vec!["mania_symptoms"]),
+            (effect("headache", "severe"), vec![]),
+        ];
+        for (body, expected) in cases {
+            let report = created(app.post_as(&effects, &token, &body).await).await;
+            let mut got = kinds(&report);
+            got.retain(|k| k != "persistent_side_effect");
+            assert_eq!(got, expected, "{body}");
+        }
+
+        // The next read shows them too, urgent first.
+        let list = worklist(&app, &clinic.clinician, "").await;
+        let levels: Vec<&str> = list.iter().map(|f| f["level"].as_str().unwrap()).collect();
+        let mut sorted = levels.clone();
+        sorted.sort_by_key(|l| ["urgent", "high", "info"].iter().position(|x| x == l));
+        assert_eq!(levels, sorted, "urgent first, then high, then info");
+        assert!(levels.iter().filter(|l| **l == "urgent").count() >= 4);
+    }
+);
+
+api_test!(
+    a_contraindication_flags_the_course_and_every_session,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let body = json!({"birth_year": 1990, "sex": "female", "indications": ["ptsd"], "risk_factors": [{"factor": "pregnancy"}]});
+        let patient = created(app.post_as("/v1/patients", &token, &body).await).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let course = created(
+            app.post_as(
+                &format!("/v1/patients/{patient}/courses"),
+                &token,
+                &json!({"indication": "ptsd", "start_date": "2026-01-05"}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(kinds(&course), ["contraindication"]);
+        assert_eq!(course["flags"][0]["level"], "high");
+        let session = created(app.post_as(&format!("/v1/patients/{patient}/sessions"), &token, &json!({"route": "im", "started_at": minutes_from_now(-30), "dose_mg_per_kg": 0.5, "weight_kg": 60})).await).await;
+        assert_eq!(kinds(&session), ["contraindication"]);
+
+        // A caution-class risk factor is not a contraindication.
+        let body = json!({"birth_year": 1990, "sex": "male", "indications": ["ptsd"], "risk_factors": [{"factor": "hypertension"}]});
+        let cautious = created(app.post_as("/v1/patients", &token, &body).await).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let course = created(
+            app.post_as(
+                &format!("/v1/patients/{cautious}/courses"),
+                &token,
+                &json!({"indication": "ptsd", "start_date": "2026-01-05"}),
+            )
+            .await,
+        )
+        .await;
+        assert!(kinds(&course).is_empty());
+    }
+);
+
+api_test!(
+    more_than_three_sessions_in_seven_days_is_a_dependence_risk,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.new_course(
+            &clinic.clinician,
+            &patient,
+            &(Utc::now() - Duration::days(10)).date_naive().to_string(),
+        )
+        .await;
+        let day = |n: i64| (Utc::now() - Duration::days(10) + Duration::days(n)).to_rfc3339();
+        for n in [0, 2, 4] {
+            let id = app.new_session(&clinic.clinician, &patient, &day(n)).await;
+            let s: Value = app
+                .get_as(
+                    &format!("/v1/sessions/{id}"),
+                    &clinic.clinician.access_token,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert!(kinds(&s).is_empty());
+        }
+        let fourth = app.new_session(&clinic.clinician, &patient, &day(6)).await;
+        let s: Value = app
+            .get_as(
+                &format!("/v1/sessions/{fourth}"),
+                &clinic.clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(kinds(&s), ["dependence_risk"]);
+    }
+);
+
+api_test!(
+    time_raises_persistent_side_effects_and_missed_sessions_by_the_next_read,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let start = (Utc::now() - Duration::days(10)).date_naive();
+        let course = app
+            .new_course(&clinic.clinician, &patient, &start.to_string())
+            .await;
+        app.new_session(
+            &clinic.clinician,
+            &patient,
+            &(Utc::now() - Duration::days(10)).to_rfc3339(),
+        )
+        .await;
+        let effects = format!("/v1/patients/{patient}/side-effects");
+        let long_ago = created(app.post_as(&effects, &token, &json!({"effect": "dissociation", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(5)).to_rfc3339()})).await).await;
+        let recent = created(app.post_as(&effects, &token, &json!({"effect": "dissociation", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(3)).to_rfc3339()})).await).await;
+        let resolved = created(app.post_as(&effects, &token, &json!({"effect": "nausea", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(30)).to_rfc3339(), "resolved_at": (Utc::now() - Duration::hours(1)).to_rfc3339()})).await).await;
+
+        let persistent = worklist(&app, &clinic.clinician, "&kind=persistent_side_effect").await;
+        let records: Vec<&str> = persistent
+            .iter()
+            .map(|f| f["record_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            records,
+            [long_ago["id"].as_str().unwrap()],
+            "4 h after onset it persists; 3 h is not yet; resolved never"
+        );
+        assert!(
+            !records.contains(&recent["id"].as_str().unwrap())
+                && !records.contains(&resolved["id"].as_str().unwrap())
+        );
+
+        let missed = worklist(&app, &clinic.clinician, "&kind=missed_session").await;
+        let mut slots: Vec<String> = missed
+            .iter()
+            .map(|f| f["record_id"].as_str().unwrap().to_owned())
+            .collect();
+        slots.sort();
+        let slot = |d: i64| format!("{course}:{}", start + Duration::days(d));
+        // Day 0 was filled; days 2 and 4 are more than 3 days overdue; day 7 is exactly 3.
+        assert_eq!(slots, [slot(2), slot(4)]);
+        assert!(missed
+            .iter()
+            .all(|f| f["level"] == "info" && f["record_type"] == "planned_slot"));
+    }
+);
+
+api_test!(an_acknowledged_flag_stays_acknowledged, |app| async move {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let token = clinic.clinician.access_token.clone();
+    let patient = app.new_patient(&clinic.clinician).await;
+    app.new_course(
+        &clinic.clinician,
+        &patient,
+        &Utc::now().date_naive().to_string(),
+    )
+    .await;
+    let session = created(app.post_as(&format!("/v1/patients/{patient}/sessions"), &token, &json!({"route": "iv", "started_at": minutes_from_now(-60), "dose_mg_per_kg": 0.5, "weight_kg": 70, "pre": {"systolic": 170, "diastolic": 95}})).await).await;
+    let flag = session["flags"][0]["id"].as_str().unwrap().to_owned();
+
+    let (status, _, body) = problem(
+        app.post_as(
+            &format!("/v1/flags/{flag}/acknowledge"),
+            &token,
+            &json!({"note": " "}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (422, Some("note"))
+    );
+    let res = app
+        .post_as(
+            &format!("/v1/flags/{flag}/acknowledge"),
+            &token,
+            &json!({"note": "Held 20 min; BP 150/90 on recheck."}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let acknowledged: Value = res.json().await.unwrap();
+    assert_eq!(acknowledged["status"], "acknowledged");
+    assert_eq!(
+        acknowledged["acknowledged_by"],
+        clinic.clinician.user_id.as_str()
+    );
+    assert_eq!(
+        app.post_as(
+            &format!("/v1/flags/{flag}/acknowledge"),
+            &token,
+            &json!({"note": "again"})
+        )
+        .await
+        .status(),
+        409
+    );
+
+    // A change that still warrants the flag does not reopen it or add another.
+    let path = format!("/v1/sessions/{}", session["id"].as_str().unwrap());
+    let changed: Value = app
+        .patch(
+            &path,
+            &token,
+            None,
+            &json!({"pre": {"systolic": 175, "diastolic": 95}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed["flags"].as_array().unwrap().len(), 1);
+    assert_eq!(changed["flags"][0]["status"], "acknowledged");
+    assert!(worklist(&app, &clinic.clinician, "&status=open")
+        .await
+        .is_empty());
+
+    let trail: Value = app
+        .get_as(
+            &format!("/v1/audit-events?action=flag_acknowledged&patient_id={patient}"),
+            &admin.access_token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trail["items"].as_array().unwrap().len(), 1);
+
+    let other = app.clinic(&admin, "Lighthouse").await;
+    assert_eq!(
+        app.post_as(
+            &format!("/v1/flags/{flag}/acknowledge"),
+            &other.clinician.access_token,
+            &json!({"note": "x"})
+        )
+        .await
+        .status(),
+        404
+    );
+    assert!(
+        worklist(&app, &other.clinician, "").await.is_empty(),
+        "another clinic's worklist is its own"
+    );
+});
+
+api_test!(
+    concurrent_writers_on_two_instances_leave_one_flag_per_record,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let other = app.second_instance().await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let start = (Utc::now() - Duration::days(20)).date_naive();
+        app.new_course(&clinic.clinician, &patient, &start.to_string())
+            .await;
+        let body = json!({"id": uuid::Uuid::new_v4(), "instrument": "phq9", "taken_at": minutes_from_now(-5), "items": [0, 0, 0, 0, 0, 0, 0, 0, 3]});
+        let path = format!("/v1/patients/{patient}/assessments");
+        let token = &clinic.clinician.access_token;
+        let (a, b) = tokio::join!(
+            app.post_as(&path, token, &body),
+            other.post_as(&path, token, &body)
+        );
+        assert!(a.status().is_success() && b.status().is_success());
+        // Two instances race to raise the same time-based flags.
+        let (a, b) = tokio::join!(
+            app.get_as("/v1/flags?limit=500", token),
+            other.get_as("/v1/flags?limit=500", token)
+        );
+        assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+        let all = worklist(&app, &clinic.clinician, "").await;
+        let mut keys: Vec<(String, String)> = all
+            .iter()
+            .map(|f| {
+                (
+                    f["kind"].as_str().unwrap().to_owned(),
+                    f["record_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let total = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), total, "no kind is raised twice for one record");
+        assert_eq!(
+            all.iter()
+                .filter(|f| f["kind"] == "suicidal_ideation")
+                .count(),
+            1
+        );
+        assert_eq!(
+            all.iter().filter(|f| f["kind"] == "missed_session").count(),
+            6,
+            "days 0, 2, 4, 7, 10 and 14 of 20"
+        );
+    }
+);
+
+api_test!(the_worklist_filters_and_pages, |app| async move {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let token = clinic.clinician.access_token.clone();
+    let patient = app.new_patient(&clinic.clinician).await;
+    app.new_course(
+        &clinic.clinician,
+        &patient,
+        &(Utc::now() - Duration::days(30)).date_naive().to_string(),
+    )
+    .await;
+    let assessments = format!("/v1/patients/{patient}/assessments");
+    for i in 0..3 {
+        app.post_as(&assessments, &token, &json!({"instrument": "phq9", "taken_at": minutes_from_now(-10 - i), "items": [0, 0, 0, 0, 0, 0, 0, 0, 2]})).await;
+    }
+    let urgent = worklist(&app, &clinic.clinician, "&level=urgent").await;
+    assert_eq!(urgent.len(), 3);
+    let all = worklist(&app, &clinic.clinician, "").await;
+    let mut seen = Vec::new();
+    let mut path = "/v1/flags?limit=2".to_owned();
+    loop {
+        let page: Value = app.get_as(&path, &token).await.json().await.unwrap();
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/flags?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let ids: Vec<String> = all
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        seen, ids,
+        "pages follow the worklist's order without gaps or repeats"
+    );
+    assert!(ids.len() > 3);
+    let other_patient = app.new_patient(&clinic.clinician).await;
+    assert!(worklist(
+        &app,
+        &clinic.clinician,
+        &format!("&patient_id={other_patient}")
+    )
+    .await
+    .is_empty());
+});
