@@ -68,6 +68,7 @@ use crate::error::{FieldError, Problem};
         api::side_effects::delete_side_effect,
         api::outcomes::get_outcomes,
         api::outcomes::get_my_outcomes,
+        api::trajectory::get_trajectory,
         api::flags::list_flags,
         api::flags::acknowledge_flag,
     ),

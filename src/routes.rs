@@ -67,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(api::side_effects::delete_side_effect)
     .service(api::outcomes::get_outcomes)
     .service(api::outcomes::get_my_outcomes)
+    .service(api::trajectory::get_trajectory)
     .service(api::flags::list_flags)
     .service(api::flags::acknowledge_flag)
     .service(web::redirect("/docs", "/docs/"))

@@ -20,4 +20,5 @@ pub mod reference;
 pub mod sessions;
 pub mod side_effects;
 pub mod timeline;
+pub mod trajectory;
 pub mod users;

@@ -229,3 +229,84 @@ api_test!(
         assert_eq!(statuses, ["no_baseline", "no_follow_up"]);
     }
 );
+
+api_test!(
+    the_trajectory_svg_marks_scores_bands_infusions_and_wear_off,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let h = history(&app, &clinic.clinician).await;
+        let res = app
+            .get_as(
+                &format!("/v1/patients/{}/trajectory.svg?instrument=phq9", h.patient),
+                &clinic.clinician.access_token,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "image/svg+xml");
+        let svg = res.text().await.unwrap();
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let painted = |tag: &str, attr: &str, color: &str| {
+            doc.descendants()
+                .filter(|n| {
+                    n.has_tag_name(tag)
+                        && n.attribute(attr)
+                            .is_some_and(|c| c.eq_ignore_ascii_case(color))
+                })
+                .count()
+        };
+        assert_eq!(
+            painted("circle", "fill", "#1F77B4"),
+            5,
+            "one point per PHQ-9 score"
+        );
+        assert_eq!(
+            painted("polygon", "fill", "#D62728"),
+            1 + 1,
+            "the one wear-off point, and its legend mark"
+        );
+        assert_eq!(
+            painted("polyline", "stroke", "#9467BD"),
+            2 + 1,
+            "two infusions, and the legend line"
+        );
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        for band in ["minimal", "mild", "moderate", "moderately severe", "severe"] {
+            assert!(texts.contains(&band), "band {band} is labelled: {texts:?}");
+        }
+        assert!(texts.contains(&"wore off") && texts.contains(&"infusion"));
+        let width: f64 = doc
+            .root_element()
+            .attribute("width")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(width <= 640.0, "fits a phone held sideways and scales down");
+
+        let phone = app.patient_app(&clinic.clinician, &h.patient).await;
+        assert_eq!(
+            app.get_as(
+                &format!("/v1/patients/{}/trajectory.svg", h.patient),
+                &phone.access_token
+            )
+            .await
+            .status(),
+            200
+        );
+        let other = app.clinic(&admin, "Lighthouse").await;
+        assert_eq!(
+            app.get_as(
+                &format!("/v1/patients/{}/trajectory.svg", h.patient),
+                &other.clinician.access_token
+            )
+            .await
+            .status(),
+            404
+        );
+    }
+);
