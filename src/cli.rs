@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::startup::{self, Application};
-use crate::{accounts, openapi, telemetry};
+use crate::{accounts, demo, openapi, telemetry};
 
 #[derive(Parser)]
 #[command(name = "ketamine-outcomes", version, about)]
@@ -21,6 +21,12 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Fill the database with a deterministic synthetic clinic and print a sign-in for each role.
+    Demo {
+        /// The same seed gives the same clinic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Manage accounts.
     User {
         #[command(subcommand)]
@@ -73,6 +79,14 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let id =
                 accounts::create_staff_account(&db, &settings, &email, &role, clinic, &password)?;
             println!("created {role} account {id} for {email}");
+            Ok(())
+        }
+        Command::Demo { seed } => {
+            let sign_ins = demo::run(&settings, seed)?;
+            println!("Demo clinic written (seed {seed}). Sign in with:");
+            for s in sign_ins {
+                println!("  {:<10} {:<32} {}", s.role, s.email, s.password);
+            }
             Ok(())
         }
         Command::Openapi => unreachable!("handled before settings are read"),

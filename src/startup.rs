@@ -9,7 +9,8 @@ use actix_web::{web, App, HttpServer};
 
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
-use crate::config::{DatabaseUrl, Settings};
+use crate::auth::token::TokenKeys;
+use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, Settings};
 use crate::error;
 use crate::routes;
 use crate::store::{Db, StoreError};
@@ -102,28 +103,52 @@ pub fn open_database(settings: &Settings, url: &DatabaseUrl) -> Result<Db, Start
     ))
 }
 
+/// What every request may reach: the pool, the keys, the hasher, the settings.
+#[derive(Clone)]
+pub struct SharedState {
+    db: web::Data<Db>,
+    keys: web::Data<TokenKeys>,
+    hasher: web::Data<PasswordHasher>,
+    auth: web::Data<AuthSettings>,
+    clinical: web::Data<ClinicalSettings>,
+}
+
+impl SharedState {
+    pub fn new(db: Db, settings: &Settings) -> Result<Self, StartupError> {
+        Ok(Self {
+            db: web::Data::new(db),
+            keys: web::Data::new(keys::load(&settings.auth, &settings.data_dir)?),
+            hasher: web::Data::new(PasswordHasher::new(
+                settings.auth.argon2_memory_kib,
+                settings.auth.argon2_iterations,
+            )?),
+            auth: web::Data::new(settings.auth.clone()),
+            clinical: web::Data::new(settings.clinical),
+        })
+    }
+
+    /// Registers the state and the whole route table, for the server and for in-process
+    /// clients such as `demo`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.db.clone())
+            .app_data(self.keys.clone())
+            .app_data(self.hasher.clone())
+            .app_data(self.auth.clone())
+            .app_data(self.clinical.clone())
+            .configure(routes::configure)
+            .default_service(web::to(not_found));
+    }
+}
+
 fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, StartupError> {
-    let db = web::Data::new(db);
+    let state = SharedState::new(db, settings)?;
     let metrics = web::Data::new(Metrics::new());
-    let keys = web::Data::new(keys::load(&settings.auth, &settings.data_dir)?);
-    let hasher = web::Data::new(PasswordHasher::new(
-        settings.auth.argon2_memory_kib,
-        settings.auth.argon2_iterations,
-    )?);
-    let auth_settings = web::Data::new(settings.auth.clone());
-    let clinical = web::Data::new(settings.clinical);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
             .wrap(from_fn(telemetry::observe))
-            .app_data(db.clone())
             .app_data(metrics.clone())
-            .app_data(keys.clone())
-            .app_data(hasher.clone())
-            .app_data(auth_settings.clone())
-            .app_data(clinical.clone())
-            .configure(routes::configure)
-            .default_service(web::to(not_found))
+            .configure(|cfg| state.configure(cfg))
     })
     .disable_signals()
     .shutdown_timeout(settings.shutdown_timeout.as_secs())

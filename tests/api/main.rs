@@ -6,6 +6,7 @@ mod helpers;
 mod access;
 mod admin;
 mod auth;
+mod demo;
 mod errors;
 mod fixtures;
 mod flags;

@@ -1,0 +1,101 @@
+//! `ketamine-outcomes demo` writes a clinic that shows every flag kind and every session
+//! outcome status.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::api_test;
+
+api_test!(
+    the_demo_clinic_shows_every_flag_kind_and_every_session_status,
+    |app| async move {
+        let settings = app.settings.clone();
+        let sign_ins =
+            tokio::task::spawn_blocking(move || ketamine_outcomes::demo::run(&settings, 42))
+                .await
+                .unwrap()
+                .expect("demo runs");
+        let roles: Vec<&str> = sign_ins.iter().map(|s| s.role).collect();
+        assert_eq!(roles, ["admin", "clinician", "researcher", "patient"]);
+        for s in &sign_ins {
+            app.sign_in(&s.email, &s.password).await;
+        }
+        let clinician = app.sign_in(&sign_ins[1].email, &sign_ins[1].password).await;
+
+        let flags: Value = app
+            .get_as("/v1/flags?limit=500", &clinician.access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let kinds: BTreeSet<&str> = flags["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        let all: BTreeSet<&str> = [
+            "suicidal_ideation",
+            "hypertensive_response",
+            "life_threatening_side_effect",
+            "contraindication",
+            "pre_session_hypertension",
+            "bladder_symptoms",
+            "dependence_risk",
+            "mania_symptoms",
+            "persistent_side_effect",
+            "wears_off_within_days",
+            "missed_session",
+        ]
+        .into();
+        assert_eq!(kinds, all);
+
+        let patients: Value = app
+            .get_as("/v1/patients?limit=500", &clinician.access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let patients = patients["items"].as_array().unwrap();
+        assert!(patients.len() >= 36, "several dozen patients");
+        let consenting = patients
+            .iter()
+            .filter(|p| p["research_consent"] == true)
+            .count();
+        assert!(
+            consenting > 0 && consenting < patients.len(),
+            "mixed research consent"
+        );
+        let mut statuses = BTreeSet::new();
+        for p in patients {
+            let o: Value = app
+                .get_as(
+                    &format!("/v1/patients/{}/outcomes", p["id"].as_str().unwrap()),
+                    &clinician.access_token,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            statuses.extend(
+                o["sessions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["status"].as_str().unwrap().to_owned()),
+            );
+        }
+        let expected: BTreeSet<String> = [
+            "no_baseline",
+            "no_follow_up",
+            "no_benefit",
+            "wore_off",
+            "sustained",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(statuses, expected);
+    }
+);
