@@ -73,7 +73,7 @@ use crate::error::{FieldError, Problem};
         api::flags::acknowledge_flag,
     ),
     components(
-        schemas(Problem, FieldError),
+        schemas(Problem, FieldError, api::flags::FlagStatus),
         responses(
             responses::BadRequest,
             responses::Unauthorized,

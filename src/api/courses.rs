@@ -62,7 +62,7 @@ pub struct SlotResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+#[schema(example = json!({"flags": [], "id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "indication": "treatment_resistant_depression", "protocol": "standard_induction", "primary_instrument": "phq9",
     "start_date": "2026-11-30", "planned_dates": null, "closed": false,
     "slots": [{"planned_date": "2026-11-30", "phase": "induction", "status": "open", "session_id": null}],

@@ -13,7 +13,7 @@ use crate::auth::caller::Caller;
 use crate::clock;
 use crate::config::ClinicalSettings;
 use crate::domain::instrument::Instrument;
-use crate::domain::outcomes::SessionStatus;
+use crate::domain::outcomes::BenefitStatus;
 use crate::error::ApiError;
 use crate::store::{audit, outcomes, patients, sessions, Db, StoreError};
 
@@ -27,7 +27,7 @@ pub struct SessionOutcomeResponse {
     pub started_at: DateTime<Utc>,
     /// The course's primary instrument, whose severities the arithmetic uses.
     pub instrument: Instrument,
-    pub status: SessionStatus,
+    pub status: BenefitStatus,
     /// Severity of the latest score in the 7 days up to the session.
     pub baseline: Option<i32>,
     /// Lowest severity before the next session (at most 90 days).

@@ -108,7 +108,7 @@ fn completed() -> SessionStatus {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+#[schema(example = json!({"flags": [], "id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "route": "iv", "started_at": "2026-11-30T09:00:00Z",
     "ended_at": "2026-11-30T09:40:00Z", "dose_mg_per_kg": 0.5, "weight_kg": 72.5, "total_dose_mg": 36.3, "status": "completed",
     "hold_reason": null, "charge_cents": 40000, "pre": {"systolic": 128, "diastolic": 82, "heart_rate": 74, "spo2": 98},

@@ -50,7 +50,7 @@ pub struct CreateSideEffectRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"id": "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+#[schema(example = json!({"flags": [], "id": "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "effect": "nausea", "severity": "moderate",
     "onset_at": "2026-11-30T09:30:00Z", "resolved_at": null, "reported_by": "patient", "note": null,
     "expected_resolution_hours": 24, "persistent": false, "deleted": false, "deleted_reason": null,

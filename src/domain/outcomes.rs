@@ -16,7 +16,7 @@ const END_OF_INDUCTION_TO: Duration = Duration::days(42);
 
 vocabulary!(
     /// What became of one infusion's benefit (§6 steps 1–4).
-    SessionStatus {
+    BenefitStatus {
         NoBaseline = "no_baseline",
         NoFollowUp = "no_follow_up",
         NoBenefit = "no_benefit",
@@ -38,7 +38,7 @@ pub struct Score {
 /// One infusion's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionOutcome {
-    pub status: SessionStatus,
+    pub status: BenefitStatus,
     pub baseline: Option<i32>,
     pub nadir: Option<i32>,
     pub gain: Option<i32>,
@@ -82,7 +82,7 @@ pub fn session_outcome(
         .max_by_key(|s| s.taken_at)
         .map(|s| s.severity)
     else {
-        return none(SessionStatus::NoBaseline);
+        return none(BenefitStatus::NoBaseline);
     };
     // Step 2: scores in (t_s, min(t_next, t_s + 90 d)).
     let end = next_session.map_or(started_at + WINDOW_CAP, |next| {
@@ -95,7 +95,7 @@ pub fn session_outcome(
     if window.is_empty() {
         return SessionOutcome {
             baseline: Some(baseline),
-            ..none(SessionStatus::NoFollowUp)
+            ..none(BenefitStatus::NoFollowUp)
         };
     }
     // Step 3: the lowest severity, the first if tied.
@@ -115,7 +115,7 @@ pub fn session_outcome(
         baseline: Some(baseline),
         nadir: Some(nadir.severity),
         gain: Some(gain),
-        ..none(SessionStatus::NoBenefit)
+        ..none(BenefitStatus::NoBenefit)
     };
     if gain < mic {
         return measured;
@@ -129,7 +129,7 @@ pub fn session_outcome(
         Some(wear) => {
             let durability = days_between(started_at, wear.taken_at);
             SessionOutcome {
-                status: SessionStatus::WoreOff,
+                status: BenefitStatus::WoreOff,
                 durability_days: Some(durability),
                 // Step 5.
                 wears_off_within_days: durability <= wear_off_days,
@@ -139,7 +139,7 @@ pub fn session_outcome(
         None => {
             let last = window.last().map_or(started_at, |s| s.taken_at);
             SessionOutcome {
-                status: SessionStatus::Sustained,
+                status: BenefitStatus::Sustained,
                 durability_days: Some(days_between(started_at, last)),
                 censored: true,
                 ..measured
@@ -252,13 +252,13 @@ mod tests {
     /// and the expected (status, baseline, nadir, gain, durability, censored, within W).
     #[test]
     fn session_outcome_table() {
-        use SessionStatus::*;
+        use BenefitStatus::*;
         type Row = (
             &'static str,
             Vec<(f64, i32)>,
             Option<f64>,
             (
-                SessionStatus,
+                BenefitStatus,
                 Option<i32>,
                 Option<i32>,
                 Option<i32>,
@@ -499,7 +499,7 @@ mod tests {
         let o = session_outcome(t(0.0), None, &scores(&points), mood.mic.unwrap(), 7.0);
         assert_eq!(
             (o.status, o.baseline, o.nadir, o.gain),
-            (SessionStatus::WoreOff, Some(8), Some(2), Some(6))
+            (BenefitStatus::WoreOff, Some(8), Some(2), Some(6))
         );
         assert_eq!(o.durability_days, Some(5.0));
     }
@@ -602,8 +602,8 @@ mod tests {
             #[test]
             fn censored_exactly_when_sustained((points, next) in history()) {
                 let o = outcome(&points, next);
-                prop_assert_eq!(o.censored, o.status == SessionStatus::Sustained);
-                prop_assert_eq!(o.wears_off_within_days, o.status == SessionStatus::WoreOff && o.durability_days.unwrap() <= 7.0);
+                prop_assert_eq!(o.censored, o.status == BenefitStatus::Sustained);
+                prop_assert_eq!(o.wears_off_within_days, o.status == BenefitStatus::WoreOff && o.durability_days.unwrap() <= 7.0);
             }
 
             #[test]

@@ -61,3 +61,29 @@ fn every_object_schema_has_an_example_and_every_operation_its_security_and_error
         }
     }
 }
+
+#[test]
+fn every_reference_in_the_document_resolves() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let mut stack = vec![&document];
+    let mut checked = 0;
+    while let Some(node) = stack.pop() {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    let pointer = target.strip_prefix('#').expect("a local reference");
+                    assert!(document.pointer(pointer).is_some(), "unresolved {target}");
+                    checked += 1;
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    assert!(
+        checked > 50,
+        "the document has references to check ({checked})"
+    );
+}
