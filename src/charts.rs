@@ -121,6 +121,87 @@ fn draw(t: &Trajectory<'_>, svg: &mut String) -> Result<(), Box<dyn std::error::
     Ok(())
 }
 
+/// Research trajectories: one curve of weekly mean severity per unsuppressed group.
+pub fn research_curves(
+    instrument: &Definition,
+    rows: &[crate::research::TrajectoryRow],
+) -> Result<String, String> {
+    let mut svg = String::new();
+    draw_curves(instrument, rows, &mut svg).map_err(|e| e.to_string())?;
+    Ok(svg)
+}
+
+const PALETTE: [RGBColor; 6] = [
+    SCORE,
+    WEAR_OFF,
+    INFUSION,
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+];
+
+fn draw_curves(
+    instrument: &Definition,
+    rows: &[crate::research::TrajectoryRow],
+    svg: &mut String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut curves: std::collections::BTreeMap<String, Vec<(f64, f64)>> =
+        std::collections::BTreeMap::new();
+    for row in rows.iter().filter(|r| !r.suppressed) {
+        let label = if row.group.is_empty() {
+            "all".to_owned()
+        } else {
+            row.group
+                .values()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+                .replace('_', " ")
+        };
+        if let Some(mean) = row.mean {
+            curves
+                .entry(label)
+                .or_default()
+                .push((row.week as f64, mean));
+        }
+    }
+    let top = f64::from(instrument.total_max());
+    let root = SVGBackend::with_string(svg, (640, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{}: mean severity by week", instrument.title),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0.0..52.0, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("weeks since first session")
+        .y_desc("mean severity")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, (label, points)) in curves.into_iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(3)))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

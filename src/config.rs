@@ -102,6 +102,8 @@ pub struct Settings {
 pub struct ClinicalSettings {
     /// W: a benefit lost within this many days "wears off within days".
     pub wear_off_days: f64,
+    /// k: research rows with fewer distinct patients are suppressed (never below 5).
+    pub min_cell: usize,
     pub thresholds: crate::domain::flags::Thresholds,
 }
 
@@ -283,8 +285,13 @@ fn clinical_settings(
         post_systolic: mm_hg("KO_POST_DOSE_SYSTOLIC", "180")?,
         post_diastolic: mm_hg("KO_POST_DOSE_DIASTOLIC", "110")?,
     };
+    let min_cell = parse_or(lookup, "KO_RESEARCH_MIN_CELL", "11", |v| match v.parse() {
+        Ok(n @ 5..=1000) => Ok(n),
+        _ => Err("must be a whole number from 5 to 1000 (small cells below 5 are never shown)"),
+    })?;
     Ok(ClinicalSettings {
         wear_off_days,
+        min_cell,
         thresholds,
     })
 }
@@ -374,6 +381,7 @@ mod tests {
             ("KO_LOGIN_ACCOUNT_LIMIT", "0"),
             ("KO_LOGIN_ADDRESS_LIMIT", "5"),
             ("KO_WEAR_OFF_DAYS", "61"),
+            ("KO_RESEARCH_MIN_CELL", "4"),
             ("KO_PRE_SESSION_SYSTOLIC", "40"),
             ("KO_POST_DOSE_DIASTOLIC", "high"),
         ];

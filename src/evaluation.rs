@@ -16,9 +16,7 @@ use crate::domain::flags::{self, CompletedSession, FlagKind, Raised};
 use crate::domain::instrument::{Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
 use crate::domain::patient::{RiskClass, RiskFactor};
-use crate::domain::schedule::{
-    self, Phase, Protocol, SlotStatus, INDUCTION_DAY_OFFSETS, SLOT_TOLERANCE_DAYS,
-};
+use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
 use crate::domain::side_effect::{Effect, Severity, SideEffectReport};
 use crate::domain::treatment::VitalSigns;
 use crate::store::assessments::{self, AssessmentRow};
@@ -354,12 +352,9 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
     wanted
 }
 
-/// A session after its standard course's induction (the last induction day and its
-/// tolerance) is a maintenance session.
 fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
-    let last = INDUCTION_DAY_OFFSETS[INDUCTION_DAY_OFFSETS.len() - 1] + SLOT_TOLERANCE_DAYS;
-    course.protocol == Protocol::StandardInduction.as_str()
-        && (day - course.start_date).num_days() > last
+    let protocol = course.protocol.parse().unwrap_or(Protocol::Custom);
+    schedule::phase_of(protocol, course.start_date, day) == Phase::Maintenance
 }
 
 /// The flags that time raises: persistent side effects and missed induction slots.

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod evaluation;
 pub mod openapi;
+pub mod research;
 pub mod routes;
 pub mod startup;
 pub mod store;

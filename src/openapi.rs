@@ -71,9 +71,14 @@ use crate::error::{FieldError, Problem};
         api::trajectory::get_trajectory,
         api::flags::list_flags,
         api::flags::acknowledge_flag,
+        api::research::research_outcomes,
+        api::research::research_side_effects,
+        api::research::research_trajectories,
+        api::research::research_trajectories_svg,
+        api::research::research_export,
     ),
     components(
-        schemas(Problem, FieldError, api::flags::FlagStatus),
+        schemas(Problem, FieldError, api::flags::FlagStatus, crate::domain::research::Dimension),
         responses(
             responses::BadRequest,
             responses::Unauthorized,
@@ -100,6 +105,7 @@ use crate::error::{FieldError, Problem};
         (name = "side effects", description = "Side-effect reports"),
         (name = "outcomes", description = "Per-infusion durability and per-course response, kept current by every write"),
         (name = "flags", description = "The safety worklist"),
+        (name = "research", description = "De-identified aggregates of consenting patients, with small-cell suppression, and the streamed export (researchers)"),
     ),
 )]
 pub struct ApiDoc;

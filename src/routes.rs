@@ -70,6 +70,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(api::trajectory::get_trajectory)
     .service(api::flags::list_flags)
     .service(api::flags::acknowledge_flag)
+    .service(api::research::research_outcomes)
+    .service(api::research::research_side_effects)
+    .service(api::research::research_trajectories_svg)
+    .service(api::research::research_trajectories)
+    .service(api::research::research_export)
     .service(web::redirect("/docs", "/docs/"))
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

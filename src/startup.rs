@@ -103,10 +103,15 @@ pub fn open_database(settings: &Settings, url: &DatabaseUrl) -> Result<Db, Start
     ))
 }
 
+/// The pool research queries read from: a read replica when one is configured.
+#[derive(Clone)]
+pub struct ResearchDb(pub Db);
+
 /// What every request may reach: the pool, the keys, the hasher, the settings.
 #[derive(Clone)]
 pub struct SharedState {
     db: web::Data<Db>,
+    research: web::Data<ResearchDb>,
     keys: web::Data<TokenKeys>,
     hasher: web::Data<PasswordHasher>,
     auth: web::Data<AuthSettings>,
@@ -115,8 +120,13 @@ pub struct SharedState {
 
 impl SharedState {
     pub fn new(db: Db, settings: &Settings) -> Result<Self, StartupError> {
+        let research = match &settings.research_database_url {
+            Some(url) => open_database(settings, url)?,
+            None => db.clone(),
+        };
         Ok(Self {
             db: web::Data::new(db),
+            research: web::Data::new(ResearchDb(research)),
             keys: web::Data::new(keys::load(&settings.auth, &settings.data_dir)?),
             hasher: web::Data::new(PasswordHasher::new(
                 settings.auth.argon2_memory_kib,
@@ -131,6 +141,7 @@ impl SharedState {
     /// clients such as `demo`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.db.clone())
+            .app_data(self.research.clone())
             .app_data(self.keys.clone())
             .app_data(self.hasher.clone())
             .app_data(self.auth.clone())

@@ -17,6 +17,7 @@ pub mod pagination;
 pub mod patients;
 pub mod records;
 pub mod reference;
+pub mod research;
 pub mod sessions;
 pub mod side_effects;
 pub mod timeline;

@@ -35,6 +35,18 @@ pub const MAINTENANCE_INTERVAL_DAYS: i64 = 28;
 /// A session fills a slot within this many days either side; a slot later than this is missed.
 pub const SLOT_TOLERANCE_DAYS: i64 = 3;
 
+/// The phase of a session on `day`: after a standard course's induction (its last planned
+/// day and the tolerance) it is maintenance.
+pub fn phase_of(protocol: Protocol, start: NaiveDate, day: NaiveDate) -> Phase {
+    let last_induction =
+        INDUCTION_DAY_OFFSETS[INDUCTION_DAY_OFFSETS.len() - 1] + SLOT_TOLERANCE_DAYS;
+    if protocol == Protocol::StandardInduction && (day - start).num_days() > last_induction {
+        Phase::Maintenance
+    } else {
+        Phase::Induction
+    }
+}
+
 /// One planned infusion day and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
@@ -210,6 +222,22 @@ mod tests {
         assert_eq!(slots.len(), 9);
         assert_eq!(slots[7].session_id.as_deref(), Some("last"));
         assert_eq!((slots[8].planned_date - day(0)).num_days(), 88);
+    }
+
+    #[test]
+    fn maintenance_begins_after_the_last_induction_day_and_its_tolerance() {
+        assert_eq!(
+            phase_of(Protocol::StandardInduction, day(0), day(31)),
+            Phase::Induction
+        );
+        assert_eq!(
+            phase_of(Protocol::StandardInduction, day(0), day(32)),
+            Phase::Maintenance
+        );
+        assert_eq!(
+            phase_of(Protocol::Custom, day(0), day(300)),
+            Phase::Induction
+        );
     }
 
     #[test]

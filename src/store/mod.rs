@@ -19,6 +19,7 @@ pub mod login_failures;
 pub mod outcomes;
 pub mod patients;
 pub mod refresh_tokens;
+pub mod research;
 pub mod schema;
 pub mod sessions;
 pub mod side_effects;

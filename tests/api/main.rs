@@ -15,6 +15,7 @@ mod operations;
 mod outcomes;
 mod process;
 mod processes;
+mod research;
 mod schedule;
 mod security;
 mod shutdown;

@@ -1,0 +1,560 @@
+//! The research API (domain.md §8): de-identified aggregates of consenting patients, with
+//! small-cell suppression, and a streamed row-level export. Researchers only; every query
+//! reads from the research pool.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures_util::stream;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::caller::Caller;
+use crate::charts;
+use crate::clock;
+use crate::config::ClinicalSettings;
+use crate::domain::account::Role;
+use crate::domain::instrument::Instrument;
+use crate::domain::patient::{Indication, Sex};
+use crate::domain::research::Dimension;
+use crate::domain::schedule::Phase;
+use crate::domain::treatment::Route;
+use crate::error::ApiError;
+use crate::research::{self, DerivedFilter, Group, OutcomeRow, SideEffectRow, TrajectoryRow};
+use crate::startup::ResearchDb;
+use crate::store::research::{self as facts, ResearchFilter};
+use crate::store::StoreError;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResearchQuery {
+    /// Restricts to courses with this primary instrument (outcomes), or the instrument drawn
+    /// (trajectories, required there).
+    pub instrument: Option<Instrument>,
+    /// Comma-separated dimensions: indication, route, dose_band, sex, age_band, clinic, phase.
+    #[param(example = "indication,route")]
+    pub group_by: Option<String>,
+    /// Overrides W, the wear-off threshold in days, for this query (1–60).
+    #[param(minimum = 1, maximum = 60)]
+    pub wear_off_days: Option<u32>,
+    pub indication: Option<Indication>,
+    pub route: Option<Route>,
+    /// `lt_0.5`, `0.5_to_0.75`, `0.75_to_1.0` or `ge_1.0` (mg/kg).
+    pub dose_band: Option<String>,
+    pub sex: Option<Sex>,
+    /// A 10-year band such as `40-49`, or `90+`.
+    pub age_band: Option<String>,
+    /// A clinic's id.
+    pub clinic: Option<Uuid>,
+    pub phase: Option<Phase>,
+    /// Records at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Records before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+const DOSE_BANDS: [&str; 4] = ["lt_0.5", "0.5_to_0.75", "0.75_to_1.0", "ge_1.0"];
+
+fn is_age_band(band: &str) -> bool {
+    band == "90+"
+        || band.split_once('-').is_some_and(|(lo, hi)| {
+            lo.parse::<u32>()
+                .is_ok_and(|lo| lo % 10 == 0 && lo < 90 && hi.parse::<u32>() == Ok(lo + 9))
+        })
+}
+
+impl ResearchQuery {
+    fn group_by(&self) -> Result<Vec<Dimension>, ApiError> {
+        let mut dims = Vec::new();
+        for name in self
+            .group_by
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let dim: Dimension = name
+                .parse()
+                .map_err(|rule: String| ApiError::invalid("group_by", rule))?;
+            if dims.contains(&dim) {
+                return Err(ApiError::invalid("group_by", format!("names {name} twice")));
+            }
+            dims.push(dim);
+        }
+        Ok(dims)
+    }
+
+    fn filters(&self) -> Result<(ResearchFilter, DerivedFilter), ApiError> {
+        if self
+            .dose_band
+            .as_deref()
+            .is_some_and(|d| !DOSE_BANDS.contains(&d))
+        {
+            return Err(ApiError::invalid(
+                "dose_band",
+                "must be one of lt_0.5, 0.5_to_0.75, 0.75_to_1.0, ge_1.0",
+            ));
+        }
+        if self.age_band.as_deref().is_some_and(|a| !is_age_band(a)) {
+            return Err(ApiError::invalid(
+                "age_band",
+                "must be a 10-year band such as 40-49, or 90+",
+            ));
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if to <= from {
+                return Err(ApiError::invalid("to", "must be after from"));
+            }
+        }
+        Ok((
+            ResearchFilter {
+                clinic_id: self.clinic.map(|c| c.to_string()),
+                indication: self.indication.map(|i| i.as_str().to_owned()),
+                route: self.route.map(|r| r.as_str().to_owned()),
+                sex: self.sex.map(|s| s.as_str().to_owned()),
+                from: self.from.map(clock::to_db),
+                to: self.to.map(clock::to_db),
+            },
+            DerivedFilter {
+                dose_band: self.dose_band.clone(),
+                age_band: self.age_band.clone(),
+                phase: self.phase.map(|p| p.as_str().to_owned()),
+            },
+        ))
+    }
+
+    fn wear_off_days(&self, settings: &ClinicalSettings) -> Result<f64, ApiError> {
+        match self.wear_off_days {
+            None => Ok(settings.wear_off_days),
+            Some(days @ 1..=60) => Ok(f64::from(days)),
+            Some(_) => Err(ApiError::invalid("wear_off_days", "must be from 1 to 60")),
+        }
+    }
+}
+
+fn suppressed_groups<'a>(rows: impl Iterator<Item = (&'a Group, bool)>) -> Vec<Group> {
+    rows.filter(|(_, hidden)| *hidden)
+        .map(|(g, _)| g.clone())
+        .collect()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResearchOutcomesResponse {
+    /// The small-cell threshold: rows with fewer distinct patients are suppressed.
+    pub k: usize,
+    /// W used for this query.
+    pub wear_off_days: f64,
+    pub instrument: Option<Instrument>,
+    pub group_by: Vec<Dimension>,
+    pub rows: Vec<OutcomeRow>,
+    /// The groups whose figures are suppressed (fewer than k patients, or the complement).
+    pub suppressed_groups: Vec<Group>,
+}
+
+/// Outcome aggregates per group, of patients consenting now.
+#[utoipa::path(
+    tag = "research",
+    security(("bearer" = [])),
+    params(ResearchQuery),
+    responses(
+        (status = 200, description = "One row per group", body = ResearchOutcomesResponse),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 422, response = crate::openapi::responses::Unprocessable),
+    )
+)]
+#[get("/v1/research/outcomes")]
+pub async fn research_outcomes(
+    caller: Caller,
+    query: web::Query<ResearchQuery>,
+    db: web::Data<ResearchDb>,
+    settings: web::Data<ClinicalSettings>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Researcher])?;
+    let group_by = query.group_by()?;
+    let (filter, derived) = query.filters()?;
+    let wear_off_days = query.wear_off_days(&settings)?;
+    let instrument = query.instrument;
+    let k = settings.min_cell;
+    let dims = group_by.clone();
+    let rows =
+        db.0.run(move |conn| -> Result<_, StoreError> {
+            let mut sessions = facts::session_facts(conn, &filter)?;
+            if let Some(i) = instrument {
+                sessions.retain(|s| s.primary_instrument == i.as_str());
+            }
+            let firsts = first_sessions(conn)?;
+            let courses = facts::course_facts(conn)?;
+            let placed = research::place(&sessions, &firsts, &derived);
+            Ok(research::outcome_rows(
+                &placed,
+                &courses,
+                &dims,
+                wear_off_days,
+                instrument.is_some(),
+                k,
+            ))
+        })
+        .await?;
+    let suppressed_groups = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
+    Ok(HttpResponse::Ok().json(ResearchOutcomesResponse {
+        k,
+        wear_off_days,
+        instrument,
+        group_by,
+        rows,
+        suppressed_groups,
+    }))
+}
+
+fn first_sessions(
+    conn: &mut crate::store::DbConnection,
+) -> Result<HashMap<String, chrono::NaiveDateTime>, StoreError> {
+    Ok(facts::first_sessions(conn)?
+        .into_iter()
+        .filter_map(|(p, t)| Some((p, t?)))
+        .collect())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResearchSideEffectsResponse {
+    pub k: usize,
+    pub group_by: Vec<Dimension>,
+    /// One row per group and effect; suppression applies among the groups of one effect.
+    pub rows: Vec<SideEffectRow>,
+    pub suppressed_groups: Vec<Group>,
+}
+
+/// Side-effect rates per group and effect, of patients consenting now.
+#[utoipa::path(
+    tag = "research",
+    security(("bearer" = [])),
+    params(ResearchQuery),
+    responses(
+        (status = 200, description = "One row per group and effect", body = ResearchSideEffectsResponse),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 422, response = crate::openapi::responses::Unprocessable),
+    )
+)]
+#[get("/v1/research/side-effects")]
+pub async fn research_side_effects(
+    caller: Caller,
+    query: web::Query<ResearchQuery>,
+    db: web::Data<ResearchDb>,
+    settings: web::Data<ClinicalSettings>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Researcher])?;
+    let group_by = query.group_by()?;
+    let (filter, derived) = query.filters()?;
+    let k = settings.min_cell;
+    let dims = group_by.clone();
+    let rows =
+        db.0.run(move |conn| -> Result<_, StoreError> {
+            let sessions = facts::session_facts(conn, &filter)?;
+            let firsts = first_sessions(conn)?;
+            let effects = facts::side_effect_facts(conn)?;
+            let placed = research::place(&sessions, &firsts, &derived);
+            Ok(research::side_effect_rows(&placed, &effects, &dims, k))
+        })
+        .await?;
+    let mut suppressed = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
+    suppressed.dedup();
+    Ok(HttpResponse::Ok().json(ResearchSideEffectsResponse {
+        k,
+        group_by,
+        rows,
+        suppressed_groups: suppressed,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResearchTrajectoriesResponse {
+    pub k: usize,
+    pub instrument: Instrument,
+    pub group_by: Vec<Dimension>,
+    /// One row per group and week; suppression applies among the groups of one week.
+    pub rows: Vec<TrajectoryRow>,
+    pub suppressed_groups: Vec<Group>,
+}
+
+/// Weekly mean severity of one instrument per group (weeks 0–52 since the first session).
+/// With `Accept: image/svg+xml`, or at `/v1/research/trajectories.svg`, the curves as SVG.
+#[utoipa::path(
+    tag = "research",
+    security(("bearer" = [])),
+    params(ResearchQuery),
+    responses(
+        (status = 200, description = "Weekly means per group", content(
+            (ResearchTrajectoriesResponse = "application/json"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 422, response = crate::openapi::responses::Unprocessable),
+    )
+)]
+#[get("/v1/research/trajectories")]
+pub async fn research_trajectories(
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<ResearchQuery>,
+    db: web::Data<ResearchDb>,
+    settings: web::Data<ClinicalSettings>,
+) -> Result<HttpResponse, ApiError> {
+    let wants_svg = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("image/svg+xml"));
+    trajectories(caller, query.into_inner(), &db, &settings, wants_svg).await
+}
+
+/// The research trajectories drawn as SVG curves, one per unsuppressed group.
+#[utoipa::path(
+    tag = "research",
+    security(("bearer" = [])),
+    params(ResearchQuery),
+    responses(
+        (status = 200, description = "The curves", content_type = "image/svg+xml", body = String),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 422, response = crate::openapi::responses::Unprocessable),
+    )
+)]
+#[get("/v1/research/trajectories.svg")]
+pub async fn research_trajectories_svg(
+    caller: Caller,
+    query: web::Query<ResearchQuery>,
+    db: web::Data<ResearchDb>,
+    settings: web::Data<ClinicalSettings>,
+) -> Result<HttpResponse, ApiError> {
+    trajectories(caller, query.into_inner(), &db, &settings, true).await
+}
+
+async fn trajectories(
+    caller: Caller,
+    query: ResearchQuery,
+    db: &ResearchDb,
+    settings: &ClinicalSettings,
+    svg: bool,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Researcher])?;
+    let instrument = query
+        .instrument
+        .ok_or_else(|| ApiError::invalid("instrument", "is required for trajectories"))?;
+    let group_by = query.group_by()?;
+    if let Some(d) = group_by
+        .iter()
+        .find(|d| matches!(d, Dimension::Route | Dimension::DoseBand | Dimension::Phase))
+    {
+        return Err(ApiError::invalid(
+            "group_by",
+            format!("{d} describes a session, not a patient's trajectory"),
+        ));
+    }
+    let (filter, derived) = query.filters()?;
+    let k = settings.min_cell;
+    let dims = group_by.clone();
+    let rows =
+        db.0.run(move |conn| -> Result<_, StoreError> {
+            let sessions = facts::session_facts(
+                conn,
+                &ResearchFilter {
+                    from: None,
+                    to: None,
+                    ..filter.clone()
+                },
+            )?;
+            let firsts = first_sessions(conn)?;
+            let placed = research::place(&sessions, &firsts, &derived);
+            // A patient's group is that of their first session.
+            let mut patient_dims = HashMap::new();
+            for p in &placed {
+                patient_dims
+                    .entry(p.fact.patient_id.clone())
+                    .or_insert_with(|| p.dims.clone());
+            }
+            let mut scores = facts::scores(conn, instrument.as_str(), &filter)?;
+            scores.retain(|(_, at, _)| {
+                filter.from.is_none_or(|f| *at >= f) && filter.to.is_none_or(|t| *at < t)
+            });
+            Ok(research::trajectory_rows(
+                &scores,
+                &firsts,
+                &patient_dims,
+                instrument,
+                &dims,
+                k,
+            ))
+        })
+        .await?;
+    if svg {
+        let drawing = charts::research_curves(instrument.definition(), &rows)
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("image/svg+xml")
+            .body(drawing));
+    }
+    let mut suppressed = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
+    suppressed.sort();
+    suppressed.dedup();
+    Ok(HttpResponse::Ok().json(ResearchTrajectoriesResponse {
+        k,
+        instrument,
+        group_by,
+        rows,
+        suppressed_groups: suppressed,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (the default) or `ndjson`.
+    pub format: Option<String>,
+}
+
+/// Patients per database round trip of the export: memory stays flat however many rows.
+const EXPORT_BATCH: i64 = 100;
+
+/// The de-identified row-level export, streamed: one row per session, assessment and side
+/// effect of patients consenting now. Patient keys are pseudonyms that differ between
+/// exports; times are days since the patient's first session.
+#[utoipa::path(
+    tag = "research",
+    security(("bearer" = [])),
+    params(ExportQuery, ResearchQuery),
+    responses(
+        (status = 200, description = "The rows", content(
+            (research::ExportRow = "text/csv"),
+            (research::ExportRow = "application/x-ndjson"),
+        )),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 422, response = crate::openapi::responses::Unprocessable),
+    )
+)]
+#[get("/v1/research/export")]
+pub async fn research_export(
+    caller: Caller,
+    format: web::Query<ExportQuery>,
+    query: web::Query<ResearchQuery>,
+    db: web::Data<ResearchDb>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Researcher])?;
+    let csv = match format.format.as_deref().unwrap_or("csv") {
+        "csv" => true,
+        "ndjson" => false,
+        _ => return Err(ApiError::invalid("format", "must be csv or ndjson")),
+    };
+    let (filter, derived) = query.filters()?;
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let db = db.0.clone();
+    let pages = stream::try_unfold(
+        (None::<String>, true, false),
+        move |(after, first_page, done)| {
+            let (db, filter, derived) = (db.clone(), filter.clone(), derived.clone());
+            async move {
+                if done {
+                    return Ok::<_, ApiError>(None);
+                }
+                let cursor = after.clone();
+                let (patients, batch) = db
+                    .run(move |conn| -> Result<_, StoreError> {
+                        let patients =
+                            facts::patients_page(conn, cursor.as_deref(), EXPORT_BATCH, &filter)?;
+                        let ids: Vec<String> = patients.iter().map(|p| p.0.clone()).collect();
+                        Ok((patients, facts::export_batch(conn, &ids)?))
+                    })
+                    .await?;
+                let last = patients.last().map(|p| p.0.clone());
+                let mut out = Vec::new();
+                let rows = patients.iter().flat_map(|(id, sex, birth_year)| {
+                    research::export_rows(
+                        &pseudonym(&secret, id),
+                        sex,
+                        *birth_year,
+                        &batch,
+                        id,
+                        &derived,
+                    )
+                });
+                if csv {
+                    let mut writer = ::csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .from_writer(&mut out);
+                    let failed = |e: ::csv::Error| ApiError::Internal(Box::new(e));
+                    if first_page {
+                        writer.write_record(EXPORT_COLUMNS).map_err(failed)?;
+                    }
+                    for row in rows {
+                        writer.serialize(row).map_err(failed)?;
+                    }
+                    writer
+                        .flush()
+                        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+                } else {
+                    for row in rows {
+                        serde_json::to_writer(&mut out, &row)
+                            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+                        out.push(b'\n');
+                    }
+                }
+                let done = last.is_none() || patients.len() < EXPORT_BATCH as usize;
+                Ok(Some((web::Bytes::from(out), (last, false, done))))
+            }
+        },
+    );
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .streaming(pages))
+}
+
+/// The CSV header, written on its own when the export has no rows.
+const EXPORT_COLUMNS: [&str; 22] = [
+    "kind",
+    "patient",
+    "day",
+    "sex",
+    "age_band",
+    "indication",
+    "route",
+    "dose_band",
+    "dose_mg_per_kg",
+    "total_dose_mg",
+    "session_status",
+    "phase",
+    "charge_cents",
+    "benefit_status",
+    "durability_days",
+    "instrument",
+    "total",
+    "severity",
+    "band",
+    "effect",
+    "effect_severity",
+    "resolved_day",
+];
+
+/// A keyed hash of the patient id with this export's secret: stable within the export,
+/// unlinkable across exports.
+fn pseudonym(secret: &[u8], patient_id: &str) -> String {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(patient_id.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..8])
+}

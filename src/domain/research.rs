@@ -1,0 +1,266 @@
+//! Research aggregates (domain.md §8): grouping dimensions, the statistics of a group, the
+//! Kaplan–Meier median, and small-cell suppression. Pure functions over plain numbers.
+
+vocabulary!(
+    /// What research results may be grouped and filtered by.
+    Dimension {
+        Indication = "indication",
+        Route = "route",
+        DoseBand = "dose_band",
+        Sex = "sex",
+        AgeBand = "age_band",
+        Clinic = "clinic",
+        Phase = "phase",
+    }
+);
+
+/// The dose band of a dose in mg/kg: < 0.5, 0.5–0.75, 0.75–1.0, ≥ 1.0.
+pub fn dose_band(mg_per_kg: f64) -> &'static str {
+    if mg_per_kg < 0.5 {
+        "lt_0.5"
+    } else if mg_per_kg < 0.75 {
+        "0.5_to_0.75"
+    } else if mg_per_kg < 1.0 {
+        "0.75_to_1.0"
+    } else {
+        "ge_1.0"
+    }
+}
+
+/// The 10-year age band at a given year; ages over 89 are top-coded as `90+` (HIPAA Safe
+/// Harbor).
+pub fn age_band(birth_year: i32, at_year: i32) -> String {
+    let age = (at_year - birth_year).max(0);
+    if age >= 90 {
+        return "90+".into();
+    }
+    let low = age / 10 * 10;
+    format!("{low}-{}", low + 9)
+}
+
+/// A proportion with what it was computed from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub numerator: usize,
+    pub denominator: usize,
+    /// Null when the denominator is 0.
+    pub rate: Option<f64>,
+}
+
+pub fn rate(numerator: usize, denominator: usize) -> Rate {
+    Rate {
+        numerator,
+        denominator,
+        rate: (denominator > 0).then(|| round4(numerator as f64 / denominator as f64)),
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Mean and sample standard deviation (n − 1); SD is null below 2 values.
+pub fn mean_sd(values: &[f64]) -> (Option<f64>, Option<f64>) {
+    if values.is_empty() {
+        return (None, None);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = (values.len() > 1)
+        .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (Some(round4(mean)), sd.map(round4))
+}
+
+/// The median (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let mid = sorted.len() / 2;
+    Some(if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    })
+}
+
+/// One observation for Kaplan–Meier: a time and whether the event (wear-off) happened then
+/// (false: censored, the benefit was still there).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation {
+    pub time: f64,
+    pub event: bool,
+}
+
+/// The Kaplan–Meier median: the first time at which the survival curve falls to 0.5 or
+/// below; null when it never does. At a time with both events and censorings, the events
+/// come first (the censored are still at risk for them).
+pub fn kaplan_meier_median(observations: &[Observation]) -> Option<f64> {
+    let mut sorted = observations.to_vec();
+    sorted.sort_by(|a, b| a.time.total_cmp(&b.time));
+    let mut at_risk = sorted.len();
+    let mut survival = 1.0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let time = sorted[i].time;
+        let same: Vec<&Observation> = sorted[i..].iter().take_while(|o| o.time == time).collect();
+        let events = same.iter().filter(|o| o.event).count();
+        if events > 0 {
+            survival *= 1.0 - events as f64 / at_risk as f64;
+            if survival <= 0.5 + 1e-12 {
+                return Some(time);
+            }
+        }
+        at_risk -= same.len();
+        i += same.len();
+    }
+    None
+}
+
+/// Which rows of one grouping are suppressed: those with fewer than `k` distinct patients,
+/// and, where that leaves exactly one suppressed, the next smallest row too, so that no
+/// suppressed figure can be recovered from a total.
+pub fn suppressed(patients_per_row: &[usize], k: usize) -> Vec<bool> {
+    let mut hidden: Vec<bool> = patients_per_row.iter().map(|n| *n < k).collect();
+    if hidden.iter().filter(|h| **h).count() == 1 {
+        let next = patients_per_row
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !hidden[*i])
+            .min_by_key(|(_, n)| **n)
+            .map(|(i, _)| i);
+        if let Some(i) = next {
+            hidden[i] = true;
+        }
+    }
+    hidden
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(list: &[(f64, bool)]) -> Vec<Observation> {
+        list.iter()
+            .map(|(time, event)| Observation {
+                time: *time,
+                event: *event,
+            })
+            .collect()
+    }
+
+    /// Hand-computed curves. S(t) = Π (1 − d/n) over event times.
+    #[test]
+    fn kaplan_meier_medians() {
+        // 4 events, no censoring: S = .75, .5 → median at the second time.
+        assert_eq!(
+            kaplan_meier_median(&obs(&[(2.0, true), (4.0, true), (6.0, true), (8.0, true)])),
+            Some(4.0)
+        );
+        // Censored at 3 leaves 2 at risk: S(2) = .75, S(5) = .75 × (1 − 1/2) = .375.
+        assert_eq!(
+            kaplan_meier_median(&obs(&[
+                (2.0, true),
+                (3.0, false),
+                (5.0, true),
+                (9.0, false)
+            ])),
+            Some(5.0)
+        );
+        // Ties, events before censorings: at t = 3, 1 event and 1 censored among 4 at risk:
+        // S(3) = .75; then 2 at risk; S(6) = .75 × 1/2 = .375.
+        assert_eq!(
+            kaplan_meier_median(&obs(&[
+                (3.0, true),
+                (3.0, false),
+                (6.0, true),
+                (7.0, false)
+            ])),
+            Some(6.0)
+        );
+        // Had the censoring at 3 come first, S(3) would be 1 − 1/3 = .667; the order matters
+        // only through the risk set, which this pins: 2 events at 3 among 4 → S = .5 at once.
+        assert_eq!(
+            kaplan_meier_median(&obs(&[
+                (3.0, true),
+                (3.0, true),
+                (3.0, false),
+                (7.0, false)
+            ])),
+            Some(3.0)
+        );
+        // Never reaches 0.5.
+        assert_eq!(
+            kaplan_meier_median(&obs(&[
+                (2.0, true),
+                (3.0, false),
+                (4.0, false),
+                (5.0, false)
+            ])),
+            None
+        );
+        assert_eq!(kaplan_meier_median(&[]), None);
+    }
+
+    /// domain.md §8: dose bands and age bands.
+    #[test]
+    fn bands() {
+        let doses = [
+            (0.49, "lt_0.5"),
+            (0.5, "0.5_to_0.75"),
+            (0.749, "0.5_to_0.75"),
+            (0.75, "0.75_to_1.0"),
+            (0.99, "0.75_to_1.0"),
+            (1.0, "ge_1.0"),
+            (3.0, "ge_1.0"),
+        ];
+        for (dose, band) in doses {
+            assert_eq!(dose_band(dose), band, "{dose}");
+        }
+        assert_eq!(age_band(1990, 2026), "30-39");
+        assert_eq!(age_band(1996, 2026), "30-39");
+        assert_eq!(age_band(1997, 2026), "20-29");
+        assert_eq!(age_band(1937, 2026), "80-89");
+        assert_eq!(age_band(1936, 2026), "90+");
+    }
+
+    /// domain.md §8: rows under k, and the complementary suppression of the next smallest.
+    #[test]
+    fn small_cells() {
+        assert_eq!(suppressed(&[20, 15, 30], 11), [false, false, false]);
+        assert_eq!(
+            suppressed(&[20, 4, 30, 12], 11),
+            [false, true, false, true],
+            "one small row drags the next smallest"
+        );
+        assert_eq!(
+            suppressed(&[20, 4, 30, 3], 11),
+            [false, true, false, true],
+            "two small rows hide each other"
+        );
+        assert_eq!(suppressed(&[11, 10], 11), [true, true]);
+        assert_eq!(suppressed(&[5], 11), [true]);
+    }
+
+    #[test]
+    fn summary_statistics() {
+        assert_eq!(
+            mean_sd(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]),
+            (Some(5.0), Some(2.1381))
+        );
+        assert_eq!(mean_sd(&[3.0]), (Some(3.0), None));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(
+            rate(1, 3),
+            Rate {
+                numerator: 1,
+                denominator: 3,
+                rate: Some(0.3333)
+            }
+        );
+        assert_eq!(rate(0, 0).rate, None);
+    }
+}

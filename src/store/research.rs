@@ -1,0 +1,256 @@
+//! The rows research results are computed from: completed, live records of patients who
+//! consent to research now. Filters that the database can apply portably are applied here;
+//! every query reads from the research pool (a read replica when one is configured).
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::dsl::min;
+use diesel::prelude::*;
+
+use super::schema::{
+    assessments, course_outcomes, courses, patients, session_outcomes, sessions, side_effects,
+};
+use super::{DbConnection, StoreError};
+
+/// Filters on what every research row is about.
+#[derive(Clone, Debug, Default)]
+pub struct ResearchFilter {
+    pub clinic_id: Option<String>,
+    pub indication: Option<String>,
+    pub route: Option<String>,
+    pub sex: Option<String>,
+    /// Sessions (or assessments, or onsets) at or after this instant.
+    pub from: Option<NaiveDateTime>,
+    /// … and before this one.
+    pub to: Option<NaiveDateTime>,
+}
+
+/// One completed session with what it is grouped by and what became of it.
+#[derive(Clone, Debug, Queryable)]
+pub struct SessionFact {
+    pub session_id: String,
+    pub patient_id: String,
+    pub course_id: String,
+    pub started_at: NaiveDateTime,
+    pub route: String,
+    pub dose_mg_per_kg: f64,
+    pub charge_cents: Option<i64>,
+    pub clinic_id: String,
+    pub sex: String,
+    pub birth_year: i32,
+    pub indication: String,
+    pub protocol: String,
+    pub start_date: NaiveDate,
+    pub primary_instrument: String,
+    pub status: Option<String>,
+    pub durability_days: Option<f64>,
+}
+
+pub fn session_facts(
+    conn: &mut DbConnection,
+    filter: &ResearchFilter,
+) -> Result<Vec<SessionFact>, StoreError> {
+    let mut query = sessions::table
+        .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
+        .inner_join(courses::table.on(courses::id.eq(sessions::course_id)))
+        .left_join(session_outcomes::table.on(session_outcomes::session_id.eq(sessions::id)))
+        .filter(sessions::deleted_at.is_null())
+        .filter(sessions::status.eq("completed"))
+        .filter(patients::research_consent.eq(true))
+        .into_boxed();
+    if let Some(clinic) = &filter.clinic_id {
+        query = query.filter(patients::clinic_id.eq(clinic.clone()));
+    }
+    if let Some(indication) = &filter.indication {
+        query = query.filter(courses::indication.eq(indication.clone()));
+    }
+    if let Some(route) = &filter.route {
+        query = query.filter(sessions::route.eq(route.clone()));
+    }
+    if let Some(sex) = &filter.sex {
+        query = query.filter(patients::sex.eq(sex.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(sessions::started_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(sessions::started_at.lt(to));
+    }
+    Ok(query
+        .select((
+            sessions::id,
+            sessions::patient_id,
+            sessions::course_id,
+            sessions::started_at,
+            sessions::route,
+            sessions::dose_mg_per_kg,
+            sessions::charge_cents,
+            patients::clinic_id,
+            patients::sex,
+            patients::birth_year,
+            courses::indication,
+            courses::protocol,
+            courses::start_date,
+            courses::primary_instrument,
+            session_outcomes::status.nullable(),
+            session_outcomes::durability_days.nullable(),
+        ))
+        .order((sessions::patient_id, sessions::started_at))
+        .load(conn)?)
+}
+
+/// Each consenting patient's first completed session, for age bands and day offsets.
+pub fn first_sessions(
+    conn: &mut DbConnection,
+) -> Result<Vec<(String, Option<NaiveDateTime>)>, StoreError> {
+    Ok(sessions::table
+        .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
+        .filter(sessions::deleted_at.is_null())
+        .filter(sessions::status.eq("completed"))
+        .filter(patients::research_consent.eq(true))
+        .group_by(sessions::patient_id)
+        .select((sessions::patient_id, min(sessions::started_at)))
+        .load(conn)?)
+}
+
+/// The stored course outcomes of consenting patients: course id, baseline, end-of-induction
+/// response and remission, time to response.
+pub type CourseFact = (String, Option<i32>, Option<bool>, Option<bool>, Option<f64>);
+
+pub fn course_facts(conn: &mut DbConnection) -> Result<Vec<CourseFact>, StoreError> {
+    Ok(course_outcomes::table
+        .inner_join(patients::table.on(patients::id.eq(course_outcomes::patient_id)))
+        .filter(patients::research_consent.eq(true))
+        .select((
+            course_outcomes::course_id,
+            course_outcomes::baseline,
+            course_outcomes::end_of_induction_response,
+            course_outcomes::end_of_induction_remission,
+            course_outcomes::time_to_response_days,
+        ))
+        .load(conn)?)
+}
+
+/// A live side effect of a consenting patient, with the session it belongs to.
+#[derive(Clone, Debug, Queryable)]
+pub struct SideEffectFact {
+    pub session_id: String,
+    pub effect: String,
+    pub severity: String,
+    pub onset_at: NaiveDateTime,
+    pub resolved_at: Option<NaiveDateTime>,
+}
+
+pub fn side_effect_facts(conn: &mut DbConnection) -> Result<Vec<SideEffectFact>, StoreError> {
+    Ok(side_effects::table
+        .inner_join(patients::table.on(patients::id.eq(side_effects::patient_id)))
+        .filter(side_effects::deleted_at.is_null())
+        .filter(patients::research_consent.eq(true))
+        .select((
+            side_effects::session_id,
+            side_effects::effect,
+            side_effects::severity,
+            side_effects::onset_at,
+            side_effects::resolved_at,
+        ))
+        .load(conn)?)
+}
+
+/// A live score of one instrument of a consenting patient: patient, time, total.
+pub fn scores(
+    conn: &mut DbConnection,
+    instrument: &str,
+    filter: &ResearchFilter,
+) -> Result<Vec<(String, NaiveDateTime, i32)>, StoreError> {
+    let mut query = assessments::table
+        .inner_join(patients::table.on(patients::id.eq(assessments::patient_id)))
+        .filter(assessments::deleted_at.is_null())
+        .filter(assessments::instrument.eq(instrument.to_owned()))
+        .filter(patients::research_consent.eq(true))
+        .into_boxed();
+    if let Some(clinic) = &filter.clinic_id {
+        query = query.filter(patients::clinic_id.eq(clinic.clone()));
+    }
+    if let Some(sex) = &filter.sex {
+        query = query.filter(patients::sex.eq(sex.clone()));
+    }
+    Ok(query
+        .select((
+            assessments::patient_id,
+            assessments::taken_at,
+            assessments::total,
+        ))
+        .order((assessments::patient_id, assessments::taken_at))
+        .load(conn)?)
+}
+
+/// One page of consenting patients for the export, in id order after `after`:
+/// (id, sex, birth year).
+pub fn patients_page(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+    filter: &ResearchFilter,
+) -> Result<Vec<(String, String, i32)>, StoreError> {
+    let mut query = patients::table
+        .filter(patients::research_consent.eq(true))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(patients::id.gt(after.to_owned()));
+    }
+    if let Some(clinic) = &filter.clinic_id {
+        query = query.filter(patients::clinic_id.eq(clinic.clone()));
+    }
+    if let Some(sex) = &filter.sex {
+        query = query.filter(patients::sex.eq(sex.clone()));
+    }
+    Ok(query
+        .select((patients::id, patients::sex, patients::birth_year))
+        .order(patients::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Everything of a page of patients that the export writes.
+pub struct ExportBatch {
+    pub courses: Vec<crate::store::courses::CourseRow>,
+    pub sessions: Vec<crate::store::sessions::SessionRow>,
+    pub outcomes: Vec<crate::store::outcomes::SessionOutcomeRow>,
+    pub assessments: Vec<crate::store::assessments::AssessmentRow>,
+    pub side_effects: Vec<crate::store::side_effects::SideEffectRow>,
+}
+
+pub fn export_batch(conn: &mut DbConnection, ids: &[String]) -> Result<ExportBatch, StoreError> {
+    use crate::store::assessments::AssessmentRow;
+    use crate::store::courses::CourseRow;
+    use crate::store::outcomes::SessionOutcomeRow;
+    use crate::store::sessions::SessionRow;
+    use crate::store::side_effects::SideEffectRow;
+    Ok(ExportBatch {
+        courses: courses::table
+            .filter(courses::patient_id.eq_any(ids))
+            .select(CourseRow::as_select())
+            .load(conn)?,
+        sessions: sessions::table
+            .filter(sessions::patient_id.eq_any(ids))
+            .filter(sessions::deleted_at.is_null())
+            .order((sessions::patient_id, sessions::started_at))
+            .select(SessionRow::as_select())
+            .load(conn)?,
+        outcomes: session_outcomes::table
+            .filter(session_outcomes::patient_id.eq_any(ids))
+            .select(SessionOutcomeRow::as_select())
+            .load(conn)?,
+        assessments: assessments::table
+            .filter(assessments::patient_id.eq_any(ids))
+            .filter(assessments::deleted_at.is_null())
+            .order((assessments::patient_id, assessments::taken_at))
+            .select(AssessmentRow::as_select())
+            .load(conn)?,
+        side_effects: side_effects::table
+            .filter(side_effects::patient_id.eq_any(ids))
+            .filter(side_effects::deleted_at.is_null())
+            .order((side_effects::patient_id, side_effects::onset_at))
+            .select(SideEffectRow::as_select())
+            .load(conn)?,
+    })
+}

@@ -1,0 +1,511 @@
+//! The research API on fixture cohorts with hand-computed rows (domain.md §8), small-cell and
+//! complementary suppression, consent withdrawal, the identifier scan, and the export.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::api_test;
+use crate::helpers::{Session, TestApp};
+
+fn phq9(total: i64) -> Vec<i64> {
+    let mut left = total;
+    (0..9)
+        .map(|i| {
+            if i == 8 {
+                0
+            } else {
+                let v = left.min(3);
+                left -= v;
+                v
+            }
+        })
+        .collect()
+}
+
+/// One patient: a baseline the day before one infusion, scores on the given days after it,
+/// and the given side effects (effect, severity, hours to resolution).
+struct Fixture {
+    route: &'static str,
+    baseline: i64,
+    scores: Vec<(i64, i64)>,
+    side_effects: Vec<(&'static str, &'static str, Option<i64>)>,
+}
+
+async fn enrol(app: &TestApp, clinician: &Session, day0: DateTime<Utc>, f: &Fixture) -> String {
+    let token = &clinician.access_token;
+    let body = json!({"external_ref": format!("MRN-{}", uuid::Uuid::new_v4().simple()), "birth_year": 1980, "sex": "female",
+        "indications": ["treatment_resistant_depression"], "research_consent": true,
+        "risk_factors": [{"factor": "hypertension", "note": "a note that must never reach research"}]});
+    let patient: Value = app
+        .post_as("/v1/patients", token, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let patient = patient["id"].as_str().unwrap().to_owned();
+    app.new_course(clinician, &patient, &day0.date_naive().to_string())
+        .await;
+    let score = |day: i64, total: i64| json!({"instrument": "phq9", "taken_at": (day0 + Duration::days(day)).to_rfc3339(), "items": phq9(total)});
+    let assessments = format!("/v1/patients/{patient}/assessments");
+    assert_eq!(
+        app.post_as(&assessments, token, &score(-1, f.baseline))
+            .await
+            .status(),
+        201
+    );
+    let session = json!({"route": f.route, "started_at": day0.to_rfc3339(), "dose_mg_per_kg": 0.5, "weight_kg": 80, "charge_cents": 40000});
+    let session: Value = app
+        .post_as(&format!("/v1/patients/{patient}/sessions"), token, &session)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for (day, total) in &f.scores {
+        assert_eq!(
+            app.post_as(&assessments, token, &score(*day, *total))
+                .await
+                .status(),
+            201
+        );
+    }
+    for (effect, severity, hours) in &f.side_effects {
+        let onset = day0 + Duration::minutes(20);
+        let body = json!({"session_id": session["id"], "effect": effect, "severity": severity, "onset_at": onset.to_rfc3339(),
+            "resolved_at": hours.map(|h| (onset + Duration::hours(h)).to_rfc3339()), "note": "free text never exported"});
+        assert_eq!(
+            app.post_as(
+                &format!("/v1/patients/{patient}/side-effects"),
+                token,
+                &body
+            )
+            .await
+            .status(),
+            201
+        );
+    }
+    patient
+}
+
+fn plain(route: &'static str) -> Fixture {
+    Fixture {
+        route,
+        baseline: 20,
+        scores: vec![(2, 9)],
+        side_effects: vec![],
+    }
+}
+
+/// Cohort A (iv, 5 patients) has hand-computed outcomes; B (im, 3) is a small cell; C
+/// (intranasal, 6) is not. Day 0 is 35 days ago. k is 5.
+async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
+    let day0: DateTime<Utc> = (Utc::now() - Duration::days(35))
+        .format("%Y-%m-%dT10:00:00Z")
+        .to_string()
+        .parse()
+        .unwrap();
+    let dizzy = |hours| vec![("dizziness", "mild", hours)];
+    let a = [
+        Fixture {
+            route: "iv",
+            baseline: 20,
+            scores: vec![(2, 8), (5, 14), (30, 9)],
+            side_effects: vec![
+                ("dizziness", "mild", Some(2)),
+                ("dizziness", "moderate", Some(4)),
+            ],
+        },
+        Fixture {
+            route: "iv",
+            baseline: 20,
+            scores: vec![(2, 10), (4, 15), (30, 10)],
+            side_effects: dizzy(Some(2)),
+        },
+        Fixture {
+            route: "iv",
+            baseline: 20,
+            scores: vec![(2, 10), (6, 12), (30, 12)],
+            side_effects: dizzy(Some(2)),
+        },
+        Fixture {
+            route: "iv",
+            baseline: 18,
+            scores: vec![(2, 16), (30, 17)],
+            side_effects: dizzy(Some(2)),
+        },
+        Fixture {
+            route: "iv",
+            baseline: 22,
+            scores: vec![(3, 6), (9, 8), (30, 11)],
+            side_effects: dizzy(None),
+        },
+    ];
+    let mut patients = Vec::new();
+    for f in a
+        .iter()
+        .chain(std::iter::repeat_n(&plain("im"), 3))
+        .chain(std::iter::repeat_n(&plain("intranasal"), 6))
+    {
+        patients.push(enrol(app, clinician, day0, f).await);
+    }
+    patients
+}
+
+async fn research(app: &TestApp, researcher: &Session, path: &str) -> Value {
+    let res = app.get_as(path, &researcher.access_token).await;
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.unwrap()
+}
+
+fn row<'a>(body: &'a Value, key: &str, value: &str) -> &'a Value {
+    body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"][key] == value)
+        .unwrap_or_else(|| panic!("no row {key}={value}: {body}"))
+}
+
+api_test!(
+    outcome_rows_match_hand_computation,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        cohorts(&app, &clinic.clinician).await;
+        let body = research(
+            &app,
+            &researcher,
+            "/v1/research/outcomes?instrument=phq9&group_by=route,dose_band&route=iv",
+        )
+        .await;
+        assert_eq!(
+            (body["k"].as_u64(), body["wear_off_days"].as_f64()),
+            (Some(5), Some(7.0))
+        );
+        let iv = row(&body, "route", "iv");
+        assert_eq!(
+            iv["group"],
+            json!({"route": "iv", "dose_band": "0.5_to_0.75"})
+        );
+        assert_eq!(iv["suppressed"], false);
+        assert_eq!(
+            (
+                iv["patients"].as_u64(),
+                iv["courses"].as_u64(),
+                iv["sessions"].as_u64()
+            ),
+            (Some(5), Some(5), Some(5))
+        );
+        // Baselines 20, 20, 20, 18, 22: mean 20, sample SD √2.
+        assert_eq!(
+            (
+                iv["course_baseline_mean"].as_f64(),
+                iv["course_baseline_sd"].as_f64(),
+                iv["course_baseline_n"].as_u64()
+            ),
+            (
+                Some(20.0),
+                Some((std::f64::consts::SQRT_2 * 1e4).round() / 1e4),
+                Some(5)
+            )
+        );
+        // Day 30: 9, 10, 12, 17, 11 against half of 20, 20, 20, 18, 22 → 3 of 5 respond; none ≤ 4.
+        assert_eq!(
+            iv["end_of_induction_response"],
+            json!({"numerator": 3, "denominator": 5, "rate": 0.6})
+        );
+        assert_eq!(
+            iv["end_of_induction_remission"],
+            json!({"numerator": 0, "denominator": 5, "rate": 0.0})
+        );
+        // First responses at days 2, 2, 2 and 3; the fourth patient never responds.
+        assert_eq!(iv["median_time_to_response_days"], 2.0);
+        // Benefit in 4 of 5 sessions: wore off at days 5 and 4; sustained (censored) at day 30 twice.
+        assert_eq!(
+            iv["session_benefit"],
+            json!({"numerator": 4, "denominator": 5, "rate": 0.8})
+        );
+        // KM: at day 4, 1 of 4 → 0.75; at day 5, 1 of 3 → 0.5: the median is day 5.
+        assert_eq!(iv["km_median_durability_days"], 5.0);
+        assert_eq!(
+            iv["wears_off_within_days"],
+            json!({"numerator": 2, "denominator": 4, "rate": 0.5})
+        );
+        // 5 sessions at $400: $400 per course; $2000 over 3 responders.
+        assert_eq!(iv["mean_charge_per_course_cents"], 40000.0);
+        assert!((iv["charge_per_responder_cents"].as_f64().unwrap() - 200000.0 / 3.0).abs() < 0.01);
+
+        let narrower = research(
+            &app,
+            &researcher,
+            "/v1/research/outcomes?instrument=phq9&route=iv&wear_off_days=4",
+        )
+        .await;
+        assert_eq!(
+            narrower["rows"][0]["wears_off_within_days"],
+            json!({"numerator": 1, "denominator": 4, "rate": 0.25}),
+            "W overridden to 4 days"
+        );
+        let (status, _, _) = crate::helpers::problem(
+            app.get_as(
+                "/v1/research/outcomes?wear_off_days=61",
+                &researcher.access_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 422);
+    }
+);
+
+api_test!(
+    side_effect_rows_match_hand_computation,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        cohorts(&app, &clinic.clinician).await;
+        let body = research(
+            &app,
+            &researcher,
+            "/v1/research/side-effects?group_by=route&route=iv",
+        )
+        .await;
+        let dizziness = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["effect"] == "dizziness")
+            .unwrap();
+        assert_eq!(dizziness["patients"], 5);
+        assert_eq!(dizziness["reports"], 6);
+        assert_eq!(dizziness["sessions"], 5);
+        assert_eq!(dizziness["sessions_with_effect_per_100"], 100.0);
+        assert_eq!(
+            dizziness["severity_counts"],
+            json!({"mild": 5, "moderate": 1, "severe": 0, "life_threatening": 0})
+        );
+        assert_eq!(dizziness["median_hours_to_resolution"], 2.0);
+        assert_eq!(dizziness["share_unresolved"], 0.1667);
+    }
+);
+
+api_test!(
+    small_cells_and_their_complement_are_suppressed_and_consent_is_honoured,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        let patients = cohorts(&app, &clinic.clinician).await;
+        let body = research(&app, &researcher, "/v1/research/outcomes?group_by=route").await;
+        let im = row(&body, "route", "im");
+        assert_eq!(
+            (
+                im["suppressed"].as_bool(),
+                im["patients"].is_null(),
+                im["session_benefit"]["rate"].is_null()
+            ),
+            (Some(true), true, true)
+        );
+        let iv = row(&body, "route", "iv");
+        assert_eq!(
+            iv["suppressed"], true,
+            "iv (5) is the next smallest row: suppressed so im's 3 cannot be recovered"
+        );
+        assert!(iv["sessions"].is_null() && iv["km_median_durability_days"].is_null());
+        let intranasal = row(&body, "route", "intranasal");
+        assert_eq!(
+            (
+                intranasal["suppressed"].as_bool(),
+                intranasal["patients"].as_u64()
+            ),
+            (Some(false), Some(6))
+        );
+        let hidden: Vec<&str> = body["suppressed_groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["route"].as_str().unwrap())
+            .collect();
+        assert_eq!(hidden, ["im", "iv"]);
+
+        // Withdrawing consent removes the patient from the next result.
+        let withdrawn = &patients[patients.len() - 1];
+        let res = app
+            .patch(
+                &format!("/v1/patients/{withdrawn}"),
+                &clinic.clinician.access_token,
+                None,
+                &json!({"research_consent": false}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let body = research(&app, &researcher, "/v1/research/outcomes?route=intranasal").await;
+        assert_eq!(body["rows"][0]["patients"], 5);
+        let res = app
+            .patch(
+                &format!("/v1/patients/{}", patients[patients.len() - 2]),
+                &clinic.clinician.access_token,
+                None,
+                &json!({"research_consent": false}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let body = research(&app, &researcher, "/v1/research/outcomes?route=intranasal").await;
+        assert_eq!(
+            body["rows"][0]["suppressed"], true,
+            "4 patients are now a small cell"
+        );
+    }
+);
+
+api_test!(
+    research_is_for_researchers_and_never_shows_an_identifier,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        let patients = cohorts(&app, &clinic.clinician).await;
+        let paths = [
+            "/v1/research/outcomes?group_by=indication,route,dose_band,sex,age_band,phase",
+            "/v1/research/outcomes?instrument=phq9",
+            "/v1/research/side-effects?group_by=route",
+            "/v1/research/trajectories?instrument=phq9&group_by=sex",
+            "/v1/research/export?format=csv",
+            "/v1/research/export?format=ndjson",
+        ];
+        let patient: Value = app
+            .get_as(
+                &format!("/v1/patients/{}", patients[0]),
+                &clinic.clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let external_ref = patient["external_ref"].as_str().unwrap().to_owned();
+        let date = regex_like_date();
+        for path in paths {
+            for session in [&admin, &clinic.clinician] {
+                assert_eq!(
+                    app.get_as(path, &session.access_token).await.status(),
+                    403,
+                    "{path}"
+                );
+            }
+            let res = app.get_as(path, &researcher.access_token).await;
+            assert_eq!(res.status(), 200, "{path}");
+            let text = res.text().await.unwrap();
+            for id in &patients {
+                assert!(!text.contains(id.as_str()), "{path} shows a patient id");
+            }
+            for secret in [
+                external_ref.as_str(),
+                "never reach research",
+                "never exported",
+                "@clinic.example",
+                "@example.org",
+            ] {
+                assert!(!text.contains(secret), "{path} shows {secret}");
+            }
+            assert!(!date(&text), "{path} shows a calendar date");
+        }
+        let svg = app
+            .client
+            .get(app.url("/v1/research/trajectories?instrument=phq9"))
+            .bearer_auth(&researcher.access_token)
+            .header("accept", "image/svg+xml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+        assert!(roxmltree::Document::parse(&svg.text().await.unwrap()).is_ok());
+    }
+);
+
+/// True when the text holds something shaped like a calendar date (YYYY-MM-DD).
+fn regex_like_date() -> impl Fn(&str) -> bool {
+    |text: &str| {
+        let b = text.as_bytes();
+        b.windows(10).any(|w| {
+            w[..4].iter().all(u8::is_ascii_digit)
+                && w[4] == b'-'
+                && w[5..7].iter().all(u8::is_ascii_digit)
+                && w[7] == b'-'
+                && w[8..].iter().all(u8::is_ascii_digit)
+        })
+    }
+}
+
+api_test!(
+    the_demo_export_parses_and_pseudonyms_differ_between_exports,
+    |app| async move {
+        let settings = app.settings.clone();
+        let sign_ins =
+            tokio::task::spawn_blocking(move || ketamine_outcomes::demo::run(&settings, 9))
+                .await
+                .unwrap()
+                .expect("demo");
+        let researcher = app.sign_in(&sign_ins[2].email, &sign_ins[2].password).await;
+        let export = |format: &'static str| {
+            let (client, url, token) = (
+                app.client.clone(),
+                app.url(&format!("/v1/research/export?format={format}")),
+                researcher.access_token.clone(),
+            );
+            async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = export("csv").await;
+        let mut reader = csv::Reader::from_reader(first.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        assert_eq!(&headers[0], "kind");
+        let records: Vec<csv::StringRecord> =
+            reader.records().map(|r| r.expect("a CSV record")).collect();
+        assert!(records.len() > 500, "{} rows", records.len());
+        assert!(records.iter().all(|r| r.len() == headers.len()));
+        let kinds: std::collections::BTreeSet<&str> =
+            records.iter().map(|r| r.get(0).unwrap()).collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["assessment", "session", "side_effect"]
+        );
+        let first_keys: std::collections::BTreeSet<String> = records
+            .iter()
+            .map(|r| r.get(1).unwrap().to_owned())
+            .collect();
+
+        let ndjson = export("ndjson").await;
+        let rows: Vec<Value> = ndjson
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        assert_eq!(rows.len(), records.len(), "the same rows in both formats");
+        let second_keys: std::collections::BTreeSet<String> = rows
+            .iter()
+            .map(|r| r["patient"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            first_keys.len(),
+            second_keys.len(),
+            "one pseudonym per patient in each export"
+        );
+        assert!(
+            first_keys.is_disjoint(&second_keys),
+            "two exports share no pseudonym"
+        );
+    }
+);
