@@ -89,7 +89,9 @@ fn group_of(dims: &HashMap<Dimension, String>, group_by: &[Dimension]) -> Group 
         .collect()
 }
 
+/// A proportion with its numerator and denominator; all null in a suppressed row.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"numerator": 3, "denominator": 5, "rate": 0.6}))]
 pub struct RateResponse {
     pub numerator: Option<usize>,
     pub denominator: Option<usize>,
@@ -128,6 +130,8 @@ impl RateResponse {
     "wears_off_within_days": {"numerator": 40, "denominator": 120, "rate": 0.3333},
     "mean_charge_per_course_cents": 325000.0, "charge_per_responder_cents": 739000.0}))]
 pub struct OutcomeRow {
+    /// The value of each grouping dimension.
+    #[schema(value_type = Object)]
     pub group: Group,
     pub suppressed: bool,
     pub patients: Option<usize>,
@@ -293,6 +297,7 @@ fn suppress<R>(
     "sessions": 240, "sessions_with_effect_per_100": 12.5, "severity_counts": {"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0},
     "median_hours_to_resolution": 3.5, "share_unresolved": 0.0323}))]
 pub struct SideEffectRow {
+    #[schema(value_type = Object)]
     pub group: Group,
     pub effect: String,
     pub suppressed: bool,
@@ -302,6 +307,7 @@ pub struct SideEffectRow {
     /// All completed sessions of the group: the denominator of the incidence.
     pub sessions: Option<usize>,
     pub sessions_with_effect_per_100: Option<f64>,
+    #[schema(value_type = Option<Object>)]
     pub severity_counts: Option<BTreeMap<String, usize>>,
     pub median_hours_to_resolution: Option<f64>,
     pub share_unresolved: Option<f64>,
@@ -411,6 +417,7 @@ pub fn side_effect_rows(
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"group": {"indication": "ptsd"}, "week": 2, "suppressed": false, "patients": 14, "count": 30, "mean": 38.2, "sd": 9.4}))]
 pub struct TrajectoryRow {
+    #[schema(value_type = Object)]
     pub group: Group,
     /// Whole weeks since the patient's first session, 0–52.
     pub week: i64,

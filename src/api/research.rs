@@ -146,6 +146,15 @@ fn suppressed_groups<'a>(rows: impl Iterator<Item = (&'a Group, bool)>) -> Vec<G
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"k": 11, "wear_off_days": 7.0, "instrument": "phq9", "group_by": ["route"],
+    "rows": [{"group": {"route": "im"}, "suppressed": true, "patients": null, "courses": null, "sessions": null,
+    "course_baseline_mean": null, "course_baseline_sd": null, "course_baseline_n": null,
+    "end_of_induction_response": {"numerator": null, "denominator": null, "rate": null},
+    "end_of_induction_remission": {"numerator": null, "denominator": null, "rate": null},
+    "median_time_to_response_days": null, "session_benefit": {"numerator": null, "denominator": null, "rate": null},
+    "km_median_durability_days": null, "wears_off_within_days": {"numerator": null, "denominator": null, "rate": null},
+    "mean_charge_per_course_cents": null, "charge_per_responder_cents": null}],
+    "suppressed_groups": [{"route": "im"}]}))]
 pub struct ResearchOutcomesResponse {
     /// The small-cell threshold: rows with fewer distinct patients are suppressed.
     pub k: usize,
@@ -155,6 +164,7 @@ pub struct ResearchOutcomesResponse {
     pub group_by: Vec<Dimension>,
     pub rows: Vec<OutcomeRow>,
     /// The groups whose figures are suppressed (fewer than k patients, or the complement).
+    #[schema(value_type = Vec<Object>)]
     pub suppressed_groups: Vec<Group>,
 }
 
@@ -224,11 +234,16 @@ fn first_sessions(
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"k": 11, "group_by": ["route"], "rows": [{"group": {"route": "iv"}, "effect": "nausea", "suppressed": false,
+    "patients": 18, "reports": 31, "sessions": 240, "sessions_with_effect_per_100": 12.5,
+    "severity_counts": {"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0}, "median_hours_to_resolution": 3.5,
+    "share_unresolved": 0.0323}], "suppressed_groups": []}))]
 pub struct ResearchSideEffectsResponse {
     pub k: usize,
     pub group_by: Vec<Dimension>,
     /// One row per group and effect; suppression applies among the groups of one effect.
     pub rows: Vec<SideEffectRow>,
+    #[schema(value_type = Vec<Object>)]
     pub suppressed_groups: Vec<Group>,
 }
 
@@ -276,12 +291,15 @@ pub async fn research_side_effects(
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"k": 11, "instrument": "phq9", "group_by": ["sex"], "rows": [{"group": {"sex": "female"}, "week": 0,
+    "suppressed": false, "patients": 14, "count": 30, "mean": 17.2, "sd": 4.1}], "suppressed_groups": []}))]
 pub struct ResearchTrajectoriesResponse {
     pub k: usize,
     pub instrument: Instrument,
     pub group_by: Vec<Dimension>,
     /// One row per group and week; suppression applies among the groups of one week.
     pub rows: Vec<TrajectoryRow>,
+    #[schema(value_type = Vec<Object>)]
     pub suppressed_groups: Vec<Group>,
 }
 

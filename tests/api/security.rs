@@ -21,6 +21,7 @@ fn endpoints(
     use reqwest::Method;
     let any: &[&str] = &["admin", "clinician", "researcher"];
     let admin: &[&str] = &["admin"];
+    let researcher: &[&str] = &["researcher"];
     vec![
         (Method::GET, "/v1/me".into(), json!(null), any),
         (
@@ -65,6 +66,15 @@ fn endpoints(
         (Method::GET, "/v1/instruments".into(), json!(null), any),
         (Method::GET, "/v1/side-effect-kinds".into(), json!(null), any),
         (Method::GET, "/v1/protocols".into(), json!(null), any),
+        (Method::GET, "/v1/research/outcomes".into(), json!(null), researcher),
+        (Method::GET, "/v1/research/side-effects".into(), json!(null), researcher),
+        (Method::GET, "/v1/research/trajectories?instrument=phq9".into(), json!(null), researcher),
+        (Method::GET, "/v1/research/trajectories.svg?instrument=phq9".into(), json!(null), researcher),
+        (Method::GET, "/v1/research/export".into(), json!(null), researcher),
+        (Method::GET, "/v1/flags".into(), json!(null), &["clinician"]),
+        (Method::POST, format!("/v1/flags/{some_user}/acknowledge"), json!({"note": "x"}), &["clinician"]),
+        (Method::GET, format!("/v1/patients/{some_user}/outcomes"), json!(null), &["clinician"]),
+        (Method::GET, format!("/v1/patients/{some_user}/trajectory.svg"), json!(null), &["clinician"]),
     ]
     .into_iter()
     .chain(clinical_endpoints())
