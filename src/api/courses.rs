@@ -10,7 +10,7 @@ use crate::api::context::RequestContext;
 use crate::api::flags::{flags_by_record, FlagResponse};
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{body_hash, optional, patched, patient_event};
+use crate::api::records::{body_hash, by_change, optional, patched, patient_event, RecordQuery};
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -272,11 +272,12 @@ pub async fn create_course(
     })
 }
 
-/// Lists a patient's courses, oldest first.
+/// Lists a patient's courses, oldest first. `from` and `to` apply to when a course was
+/// planned; `updated_since` returns the courses changed since, in order of change.
 #[utoipa::path(
     tag = "courses",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The patient's id"), PageQuery),
+    params(("id" = Uuid, Path, description = "The patient's id"), RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of courses", body = Paged<CourseResponse>),
         (status = 401, response = crate::openapi::responses::Unauthorized),
@@ -289,18 +290,20 @@ pub async fn create_course(
 pub async fn list_courses(
     caller: Caller,
     patient: web::Path<Uuid>,
+    query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = caller.clinical_scope()?;
     let patient_id = patient.into_inner().to_string();
-    let page = page.page()?;
+    let (window, page) = query.window_and_page(&page)?;
+    let change_order = by_change(&window);
     let fetch = page.clone();
     let paged = db
         .transaction(move |conn| -> Result<_, StoreError> {
             patients::find(conn, &scope, &patient_id)?;
-            let rows = courses::list(conn, &patient_id, &fetch)?;
+            let rows = courses::list(conn, &patient_id, &window, &fetch)?;
             audit::record(
                 conn,
                 &patient_event(
@@ -312,7 +315,19 @@ pub async fn list_courses(
                     &patient_id,
                 ),
             )?;
-            let keys: Vec<_> = rows.iter().map(|r| (r.created_at, r.id.clone())).collect();
+            let keys: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        if change_order {
+                            r.updated_at
+                        } else {
+                            r.created_at
+                        },
+                        r.id.clone(),
+                    )
+                })
+                .collect();
             let responses = rows
                 .into_iter()
                 .map(|r| course_response(conn, r))

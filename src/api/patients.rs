@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::api::context::RequestContext;
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{body_hash, optional, patched, patient_event};
+use crate::api::records::{body_hash, by_change, optional, patched, patient_event, RecordQuery};
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -271,11 +271,12 @@ pub async fn create_patient(
     })
 }
 
-/// Lists the clinic's patients, oldest first.
+/// Lists the clinic's patients, oldest first. `from` and `to` apply to when a patient was
+/// registered; `updated_since` returns the patients changed since, in order of change.
 #[utoipa::path(
     tag = "patients",
     security(("bearer" = [])),
-    params(PageQuery),
+    params(RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of patients", body = Paged<PatientResponse>),
         (status = 401, response = crate::openapi::responses::Unauthorized),
@@ -286,16 +287,18 @@ pub async fn create_patient(
 #[get("/v1/patients")]
 pub async fn list_patients(
     caller: Caller,
+    query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = caller.clinician_scope()?;
-    let page = page.page()?;
+    let (window, page) = query.window_and_page(&page)?;
+    let change_order = by_change(&window);
     let fetch = page.clone();
     let records = db
         .transaction(move |conn| -> Result<_, StoreError> {
-            let records = patients::list(conn, &scope, &fetch)?;
+            let records = patients::list(conn, &scope, &window, &fetch)?;
             for record in &records {
                 audit::record(
                     conn,
@@ -315,7 +318,16 @@ pub async fn list_patients(
     Ok(HttpResponse::Ok().json(Paged::from_rows(
         records,
         &page,
-        |r| (r.row.created_at, r.row.id.as_str()),
+        |r| {
+            (
+                if change_order {
+                    r.row.updated_at
+                } else {
+                    r.row.created_at
+                },
+                r.row.id.as_str(),
+            )
+        },
         PatientResponse::from,
     )))
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::courses;
 use super::scope::Scope;
-use super::{DbConnection, Page, StoreError};
+use super::{DbConnection, Page, StoreError, Window};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = courses, treat_none_as_null = true)]
@@ -35,16 +35,18 @@ pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<CourseRo
     find_in_scope!(conn, courses, CourseRow, scope, id)
 }
 
+/// A patient's courses, planned in a range or changed since an instant.
 pub fn list(
     conn: &mut DbConnection,
     patient_id: &str,
+    window: &Window,
     page: &Page,
 ) -> Result<Vec<CourseRow>, StoreError> {
     let query = courses::table
         .filter(courses::patient_id.eq(patient_id.to_owned()))
         .select(CourseRow::as_select())
         .into_boxed();
-    Ok(page_of!(query, courses::created_at, courses::id, page).load(conn)?)
+    Ok(in_window!(conn, query, courses, created_at, window, page)?)
 }
 
 /// The patient's most recently started course that is not closed.

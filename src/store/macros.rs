@@ -14,16 +14,14 @@ macro_rules! page_of {
     };
 }
 
-/// Lists one patient's records of a table in a [`super::Window`], one [`super::Page`] at a time.
-macro_rules! list_for_patient {
-    ($conn:expr, $table:ident, $time:ident, $row:ty, $patient:expr, $window:expr, $page:expr) => {{
-        let query = $table::table
-            .filter($table::patient_id.eq($patient.to_owned()))
-            .select(<$row>::as_select())
-            .into_boxed();
+/// Runs a boxed query of `$table` over a [`super::Window`], one [`super::Page`] at a time:
+/// in the records' own time order for a range, in order of change for sync.
+macro_rules! in_window {
+    ($conn:expr, $query:expr, $table:ident, $time:ident, $window:expr, $page:expr) => {{
+        let query = $query;
         match $window {
             $crate::store::Window::Range { from, to } => {
-                let mut query = query.filter($table::deleted_at.is_null());
+                let mut query = query;
                 if let Some(from) = from {
                     query = query.filter($table::$time.ge(*from));
                 }
@@ -40,6 +38,21 @@ macro_rules! list_for_patient {
                 page_of!(query, $table::updated_at, $table::id, $page).load($conn)
             }
         }
+    }};
+}
+
+/// Lists one patient's records of a table in a [`super::Window`]; a range leaves out records
+/// entered in error, sync returns them.
+macro_rules! list_for_patient {
+    ($conn:expr, $table:ident, $time:ident, $row:ty, $patient:expr, $window:expr, $page:expr) => {{
+        let mut query = $table::table
+            .filter($table::patient_id.eq($patient.to_owned()))
+            .select(<$row>::as_select())
+            .into_boxed();
+        if matches!($window, $crate::store::Window::Range { .. }) {
+            query = query.filter($table::deleted_at.is_null());
+        }
+        in_window!($conn, query, $table, $time, $window, $page)
     }};
 }
 

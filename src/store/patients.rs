@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{patient_accounts, patient_indications, patient_risk_factors, patients};
 use super::scope::Scope;
-use super::{DbConnection, Page, StoreError};
+use super::{DbConnection, Page, StoreError, Window};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
@@ -84,14 +84,16 @@ pub fn exists_anywhere(conn: &mut DbConnection, id: &str) -> Result<bool, StoreE
     Ok(diesel::select(diesel::dsl::exists(patients::table.find(id))).get_result(conn)?)
 }
 
+/// The patients in scope, registered in a range or changed since an instant.
 pub fn list(
     conn: &mut DbConnection,
     scope: &Scope,
+    window: &Window,
     page: &Page,
 ) -> Result<Vec<PatientRecord>, StoreError> {
     let query = patients::table.select(PatientRow::as_select()).into_boxed();
     let query = in_scope!(query, scope);
-    let rows = page_of!(query, patients::created_at, patients::id, page).load(conn)?;
+    let rows = in_window!(conn, query, patients, created_at, window, page)?;
     with_lists(conn, rows)
 }
 

@@ -19,7 +19,7 @@ fn endpoints(
     &'static [&'static str],
 )> {
     use reqwest::Method;
-    let any: &[&str] = &["admin", "clinician", "researcher"];
+    let any: &[&str] = &["admin", "clinician", "researcher", "patient"];
     let admin: &[&str] = &["admin"];
     let researcher: &[&str] = &["researcher"];
     vec![
@@ -73,15 +73,16 @@ fn endpoints(
         (Method::GET, "/v1/research/export".into(), json!(null), researcher),
         (Method::GET, "/v1/flags".into(), json!(null), &["clinician"]),
         (Method::POST, format!("/v1/flags/{some_user}/acknowledge"), json!({"note": "x"}), &["clinician"]),
-        (Method::GET, format!("/v1/patients/{some_user}/outcomes"), json!(null), &["clinician"]),
-        (Method::GET, format!("/v1/patients/{some_user}/trajectory.svg"), json!(null), &["clinician"]),
+        (Method::GET, format!("/v1/patients/{some_user}/outcomes"), json!(null), &["clinician", "patient"]),
+        (Method::GET, format!("/v1/patients/{some_user}/trajectory.svg"), json!(null), &["clinician", "patient"]),
     ]
     .into_iter()
     .chain(clinical_endpoints())
     .collect()
 }
 
-/// The clinical-record endpoints: clinicians (and patients, tested in access.rs) only.
+/// The clinical-record endpoints: clinicians, and patients on their own record (object-level
+/// access for patients is tested in access.rs).
 fn clinical_endpoints() -> Vec<(
     reqwest::Method,
     String,
@@ -89,7 +90,7 @@ fn clinical_endpoints() -> Vec<(
     &'static [&'static str],
 )> {
     use reqwest::Method;
-    let clinician: &[&str] = &["clinician"];
+    let clinician: &[&str] = &["clinician", "patient"];
     let id = uuid::Uuid::new_v4();
     let reason = json!({"reason": "x"});
     let paths = [
@@ -253,6 +254,8 @@ api_test!(
         let clinic = app.create_clinic(&admin, "Harbour").await;
         let clinician = app.sign_in_new(&admin, "clinician", Some(&clinic)).await;
         let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        let record = app.new_patient(&clinician).await;
+        let patient = app.patient_app(&clinician, &record).await;
         let forged = forged_tokens(&app, &clinician);
         // Sanity: the forger's own correct token is accepted, so a 401 below is the defect's doing.
         assert_eq!(
@@ -278,6 +281,7 @@ api_test!(
                 ("admin", &admin),
                 ("clinician", &clinician),
                 ("researcher", &researcher),
+                ("patient", &patient),
             ] {
                 if allowed.contains(&role) {
                     continue;

@@ -494,3 +494,78 @@ api_test!(
         assert_eq!(events, expected);
     }
 );
+
+api_test!(
+    patients_and_courses_sync_and_filter_by_time_too,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let first = app.new_patient(&clinic.clinician).await;
+        let second = app.new_patient(&clinic.clinician).await;
+        let course = app
+            .new_course(&clinic.clinician, &second, "2026-01-05")
+            .await;
+        let checkpoint = chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('+', "%2B");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        app.patch(
+            &format!("/v1/patients/{first}"),
+            token,
+            None,
+            &json!({"sex": "unknown"}),
+        )
+        .await;
+        let changed: Value = app
+            .get_as(&format!("/v1/patients?updated_since={checkpoint}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = changed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [first.as_str()]);
+        let later: Value = app
+            .get_as(&format!("/v1/patients?from={checkpoint}"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            later["items"].as_array().unwrap().is_empty(),
+            "both were registered before the checkpoint"
+        );
+        let courses: Value = app
+            .get_as(
+                &format!("/v1/patients/{second}/courses?updated_since={checkpoint}"),
+                token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(courses["items"].as_array().unwrap().is_empty());
+        app.patch(
+            &format!("/v1/courses/{course}"),
+            token,
+            None,
+            &json!({"closed": true}),
+        )
+        .await;
+        let courses: Value = app
+            .get_as(
+                &format!("/v1/patients/{second}/courses?updated_since={checkpoint}"),
+                token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(courses["items"][0]["id"], course.as_str());
+    }
+);
