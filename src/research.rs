@@ -159,120 +159,150 @@ pub struct OutcomeRow {
     pub charge_per_responder_cents: Option<f64>,
 }
 
-/// The outcome rows of a grouping, ordered by group, small cells suppressed.
-pub fn outcome_rows(
-    placed: &[Placed<'_>],
-    courses: &[CourseFact],
-    group_by: &[Dimension],
+/// What one group of sessions adds up to, gathered a page of rows at a time.
+#[derive(Default)]
+struct OutcomeCell {
+    patients: HashSet<String>,
+    courses: HashSet<String>,
+    sessions: usize,
+    /// Sessions with a baseline and a follow-up.
+    judged: usize,
+    /// Sessions with benefit, as Kaplan–Meier observations.
+    benefit: Vec<Observation>,
+    within: usize,
+    charges: i64,
+}
+
+/// The outcome rows of a grouping, built a page of sessions at a time.
+pub struct OutcomeAggregate {
+    group_by: Vec<Dimension>,
     wear_off_days: f64,
-    with_baseline: bool,
-    k: usize,
-) -> Vec<OutcomeRow> {
-    let course_facts: HashMap<&str, &CourseFact> =
-        courses.iter().map(|c| (c.0.as_str(), c)).collect();
-    let mut groups: BTreeMap<Group, Vec<&SessionFact>> = BTreeMap::new();
-    for p in placed {
-        groups
-            .entry(group_of(&p.dims, group_by))
-            .or_default()
-            .push(p.fact);
+    cells: BTreeMap<Group, OutcomeCell>,
+}
+
+impl OutcomeAggregate {
+    pub fn new(group_by: &[Dimension], wear_off_days: f64) -> Self {
+        Self {
+            group_by: group_by.to_vec(),
+            wear_off_days,
+            cells: BTreeMap::new(),
+        }
     }
-    let rows: Vec<OutcomeRow> = groups
-        .into_iter()
-        .map(|(group, sessions)| {
-            let patients: HashSet<&str> = sessions.iter().map(|s| s.patient_id.as_str()).collect();
-            let course_ids: HashSet<&str> = sessions.iter().map(|s| s.course_id.as_str()).collect();
-            let course_rows: Vec<&CourseFact> = course_ids
-                .iter()
-                .filter_map(|c| course_facts.get(c).copied())
-                .collect();
-            let baselines: Vec<f64> = course_rows
-                .iter()
-                .filter_map(|c| c.1)
-                .map(f64::from)
-                .collect();
-            let (mean, sd) = mean_sd(&baselines);
-            let judged_response: Vec<bool> = course_rows.iter().filter_map(|c| c.2).collect();
-            let judged_remission: Vec<bool> = course_rows.iter().filter_map(|c| c.3).collect();
-            let responders = judged_response.iter().filter(|r| **r).count();
-            let times: Vec<f64> = course_rows.iter().filter_map(|c| c.4).collect();
-            let status = |s: &&SessionFact, list: &[&str]| {
-                s.status.as_deref().is_some_and(|st| list.contains(&st))
-            };
-            let judged = sessions
-                .iter()
-                .filter(|s| status(s, &["no_benefit", "wore_off", "sustained"]))
-                .count();
-            let with_benefit: Vec<&&SessionFact> = sessions
-                .iter()
-                .filter(|s| status(s, &["wore_off", "sustained"]))
-                .collect();
-            let observations: Vec<Observation> = with_benefit
-                .iter()
-                .map(|s| Observation {
-                    time: s.durability_days.unwrap_or(0.0),
-                    event: s.status.as_deref() == Some("wore_off"),
-                })
-                .collect();
-            let within = with_benefit
-                .iter()
-                .filter(|s| {
-                    s.status.as_deref() == Some("wore_off")
-                        && s.durability_days.is_some_and(|d| d <= wear_off_days)
-                })
-                .count();
-            let charges: i64 = sessions.iter().filter_map(|s| s.charge_cents).sum();
-            OutcomeRow {
-                group,
-                suppressed: false,
-                patients: Some(patients.len()),
-                courses: Some(course_ids.len()),
-                sessions: Some(sessions.len()),
-                course_baseline_mean: mean.filter(|_| with_baseline),
-                course_baseline_sd: sd.filter(|_| with_baseline),
-                course_baseline_n: with_baseline.then_some(baselines.len()),
-                end_of_induction_response: rate(responders, judged_response.len()).into(),
-                end_of_induction_remission: rate(
-                    judged_remission.iter().filter(|r| **r).count(),
-                    judged_remission.len(),
-                )
-                .into(),
-                median_time_to_response_days: median(&times),
-                session_benefit: rate(with_benefit.len(), judged).into(),
-                km_median_durability_days: kaplan_meier_median(&observations),
-                wears_off_within_days: rate(within, with_benefit.len()).into(),
-                mean_charge_per_course_cents: (!course_ids.is_empty())
-                    .then(|| charges as f64 / course_ids.len() as f64),
-                charge_per_responder_cents: (responders > 0)
-                    .then(|| charges as f64 / responders as f64),
+
+    pub fn add(&mut self, p: &Placed<'_>) {
+        let cell = self
+            .cells
+            .entry(group_of(&p.dims, &self.group_by))
+            .or_default();
+        let s = p.fact;
+        cell.patients.insert(s.patient_id.clone());
+        cell.courses.insert(s.course_id.clone());
+        cell.sessions += 1;
+        cell.charges += s.charge_cents.unwrap_or(0);
+        let status = s.status.as_deref();
+        if matches!(status, Some("no_benefit" | "wore_off" | "sustained")) {
+            cell.judged += 1;
+        }
+        if matches!(status, Some("wore_off" | "sustained")) {
+            let event = status == Some("wore_off");
+            let time = s.durability_days.unwrap_or(0.0);
+            cell.benefit.push(Observation { time, event });
+            if event && time <= self.wear_off_days {
+                cell.within += 1;
             }
-        })
-        .collect();
-    suppress(
-        rows,
-        k,
-        |r| r.patients.unwrap_or(0),
-        |r| {
-            *r = OutcomeRow {
-                group: std::mem::take(&mut r.group),
-                suppressed: true,
-                patients: None,
-                courses: None,
-                sessions: None,
-                course_baseline_mean: None,
-                course_baseline_sd: None,
-                course_baseline_n: None,
-                end_of_induction_response: RateResponse::hidden(),
-                end_of_induction_remission: RateResponse::hidden(),
-                median_time_to_response_days: None,
-                session_benefit: RateResponse::hidden(),
-                km_median_durability_days: None,
-                wears_off_within_days: RateResponse::hidden(),
-                mean_charge_per_course_cents: None,
-                charge_per_responder_cents: None,
-            }
-        },
-    )
+        }
+    }
+
+    /// Every course the groups hold, for fetching their outcomes.
+    pub fn course_ids(&self) -> Vec<String> {
+        let all: HashSet<&String> = self.cells.values().flat_map(|c| c.courses.iter()).collect();
+        all.into_iter().cloned().collect()
+    }
+
+    /// The rows, ordered by group, small cells suppressed.
+    pub fn rows(
+        self,
+        courses: &HashMap<String, CourseFact>,
+        with_baseline: bool,
+        k: usize,
+    ) -> Vec<OutcomeRow> {
+        let rows: Vec<OutcomeRow> = self
+            .cells
+            .into_iter()
+            .map(|(group, cell)| cell.row(group, courses, with_baseline))
+            .collect();
+        suppress(rows, k, |r| r.patients.unwrap_or(0), OutcomeRow::hide)
+    }
+}
+
+impl OutcomeCell {
+    fn row(
+        self,
+        group: Group,
+        courses: &HashMap<String, CourseFact>,
+        with_baseline: bool,
+    ) -> OutcomeRow {
+        let course_rows: Vec<&CourseFact> =
+            self.courses.iter().filter_map(|c| courses.get(c)).collect();
+        let baselines: Vec<f64> = course_rows
+            .iter()
+            .filter_map(|c| c.1)
+            .map(f64::from)
+            .collect();
+        let (mean, sd) = mean_sd(&baselines);
+        let judged_response: Vec<bool> = course_rows.iter().filter_map(|c| c.2).collect();
+        let judged_remission: Vec<bool> = course_rows.iter().filter_map(|c| c.3).collect();
+        let responders = judged_response.iter().filter(|r| **r).count();
+        let times: Vec<f64> = course_rows.iter().filter_map(|c| c.4).collect();
+        let courses = self.courses.len();
+        OutcomeRow {
+            group,
+            suppressed: false,
+            patients: Some(self.patients.len()),
+            courses: Some(courses),
+            sessions: Some(self.sessions),
+            course_baseline_mean: mean.filter(|_| with_baseline),
+            course_baseline_sd: sd.filter(|_| with_baseline),
+            course_baseline_n: with_baseline.then_some(baselines.len()),
+            end_of_induction_response: rate(responders, judged_response.len()).into(),
+            end_of_induction_remission: rate(
+                judged_remission.iter().filter(|r| **r).count(),
+                judged_remission.len(),
+            )
+            .into(),
+            median_time_to_response_days: median(&times),
+            session_benefit: rate(self.benefit.len(), self.judged).into(),
+            km_median_durability_days: kaplan_meier_median(&self.benefit),
+            wears_off_within_days: rate(self.within, self.benefit.len()).into(),
+            mean_charge_per_course_cents: (courses > 0)
+                .then(|| self.charges as f64 / courses as f64),
+            charge_per_responder_cents: (responders > 0)
+                .then(|| self.charges as f64 / responders as f64),
+        }
+    }
+}
+
+impl OutcomeRow {
+    fn hide(&mut self) {
+        *self = OutcomeRow {
+            group: std::mem::take(&mut self.group),
+            suppressed: true,
+            patients: None,
+            courses: None,
+            sessions: None,
+            course_baseline_mean: None,
+            course_baseline_sd: None,
+            course_baseline_n: None,
+            end_of_induction_response: RateResponse::hidden(),
+            end_of_induction_remission: RateResponse::hidden(),
+            median_time_to_response_days: None,
+            session_benefit: RateResponse::hidden(),
+            km_median_durability_days: None,
+            wears_off_within_days: RateResponse::hidden(),
+            mean_charge_per_course_cents: None,
+            charge_per_responder_cents: None,
+        }
+    }
 }
 
 /// Applies the small-cell rule to the rows of one grouping.
@@ -313,103 +343,108 @@ pub struct SideEffectRow {
     pub share_unresolved: Option<f64>,
 }
 
-pub fn side_effect_rows(
-    placed: &[Placed<'_>],
-    effects: &[SideEffectFact],
-    group_by: &[Dimension],
-    k: usize,
-) -> Vec<SideEffectRow> {
-    let by_session: HashMap<&str, &Placed<'_>> = placed
-        .iter()
-        .map(|p| (p.fact.session_id.as_str(), p))
-        .collect();
-    let mut sessions_per_group: BTreeMap<Group, usize> = BTreeMap::new();
-    for p in placed {
-        *sessions_per_group
-            .entry(group_of(&p.dims, group_by))
-            .or_default() += 1;
-    }
-    let mut cells: BTreeMap<(String, Group), Vec<(&SideEffectFact, &Placed<'_>)>> = BTreeMap::new();
-    for e in effects {
-        if let Some(p) = by_session.get(e.session_id.as_str()) {
-            cells
-                .entry((e.effect.clone(), group_of(&p.dims, group_by)))
-                .or_default()
-                .push((e, p));
+#[derive(Default)]
+struct EffectCell {
+    patients: HashSet<String>,
+    sessions: HashSet<String>,
+    reports: usize,
+    severity: BTreeMap<String, usize>,
+    hours: Vec<f64>,
+    unresolved: usize,
+}
+
+/// The side-effect rows of a grouping, built a page at a time: every session of a group
+/// counts in its denominator; every report in its effect's cell.
+pub struct SideEffectAggregate {
+    group_by: Vec<Dimension>,
+    sessions: BTreeMap<Group, usize>,
+    cells: BTreeMap<(String, Group), EffectCell>,
+}
+
+impl SideEffectAggregate {
+    pub fn new(group_by: &[Dimension]) -> Self {
+        Self {
+            group_by: group_by.to_vec(),
+            sessions: BTreeMap::new(),
+            cells: BTreeMap::new(),
         }
     }
-    let mut rows = Vec::new();
-    let effects_in_order: Vec<String> = cells
-        .keys()
-        .map(|(e, _)| e.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for effect in effects_in_order {
-        let of_effect: Vec<SideEffectRow> = cells
-            .iter()
-            .filter(|((e, _), _)| *e == effect)
-            .map(|((_, group), reports)| {
-                let sessions = sessions_per_group.get(group).copied().unwrap_or(0);
-                let affected: HashSet<&str> =
-                    reports.iter().map(|(e, _)| e.session_id.as_str()).collect();
-                let patients: HashSet<&str> = reports
+
+    pub fn add_session(&mut self, p: &Placed<'_>) {
+        *self
+            .sessions
+            .entry(group_of(&p.dims, &self.group_by))
+            .or_default() += 1;
+    }
+
+    pub fn add_report(&mut self, p: &Placed<'_>, e: &SideEffectFact) {
+        let cell = self
+            .cells
+            .entry((e.effect.clone(), group_of(&p.dims, &self.group_by)))
+            .or_default();
+        cell.patients.insert(p.fact.patient_id.clone());
+        cell.sessions.insert(p.fact.session_id.clone());
+        cell.reports += 1;
+        *cell.severity.entry(e.severity.clone()).or_default() += 1;
+        match e.resolved_at {
+            Some(r) => cell
+                .hours
+                .push((r - e.onset_at).num_seconds() as f64 / 3600.0),
+            None => cell.unresolved += 1,
+        }
+    }
+
+    /// The rows, by effect and group; suppression applies among the groups of one effect.
+    pub fn rows(self, k: usize) -> Vec<SideEffectRow> {
+        let mut by_effect: BTreeMap<String, Vec<SideEffectRow>> = BTreeMap::new();
+        for ((effect, group), cell) in self.cells {
+            let sessions = self.sessions.get(&group).copied().unwrap_or(0);
+            let mut severity: BTreeMap<String, usize> =
+                ["mild", "moderate", "severe", "life_threatening"]
                     .iter()
-                    .map(|(_, p)| p.fact.patient_id.as_str())
+                    .map(|s| (s.to_string(), 0))
                     .collect();
-                let mut severity = BTreeMap::from([
-                    ("mild".to_owned(), 0),
-                    ("moderate".to_owned(), 0),
-                    ("severe".to_owned(), 0),
-                    ("life_threatening".to_owned(), 0),
-                ]);
-                for (e, _) in reports {
-                    *severity.entry(e.severity.clone()).or_default() += 1;
-                }
-                let hours: Vec<f64> = reports
-                    .iter()
-                    .filter_map(|(e, _)| {
-                        e.resolved_at
-                            .map(|r| (r - e.onset_at).num_seconds() as f64 / 3600.0)
-                    })
-                    .collect();
-                let unresolved = reports
-                    .iter()
-                    .filter(|(e, _)| e.resolved_at.is_none())
-                    .count();
-                SideEffectRow {
-                    group: group.clone(),
-                    effect: effect.clone(),
+            severity.extend(cell.severity);
+            by_effect
+                .entry(effect.clone())
+                .or_default()
+                .push(SideEffectRow {
+                    group,
+                    effect,
                     suppressed: false,
-                    patients: Some(patients.len()),
-                    reports: Some(reports.len()),
+                    patients: Some(cell.patients.len()),
+                    reports: Some(cell.reports),
                     sessions: Some(sessions),
                     sessions_with_effect_per_100: (sessions > 0).then(|| {
-                        (affected.len() as f64 * 100.0 / sessions as f64 * 100.0).round() / 100.0
+                        (cell.sessions.len() as f64 * 10_000.0 / sessions as f64).round() / 100.0
                     }),
                     severity_counts: Some(severity),
-                    median_hours_to_resolution: median(&hours).map(|h| (h * 100.0).round() / 100.0),
-                    share_unresolved: rate(unresolved, reports.len()).rate,
-                }
+                    median_hours_to_resolution: median(&cell.hours)
+                        .map(|h| (h * 100.0).round() / 100.0),
+                    share_unresolved: rate(cell.unresolved, cell.reports).rate,
+                });
+        }
+        by_effect
+            .into_values()
+            .flat_map(|rows| {
+                suppress(
+                    rows,
+                    k,
+                    |r| r.patients.unwrap_or(0),
+                    |r| {
+                        r.suppressed = true;
+                        r.patients = None;
+                        r.reports = None;
+                        r.sessions = None;
+                        r.sessions_with_effect_per_100 = None;
+                        r.severity_counts = None;
+                        r.median_hours_to_resolution = None;
+                        r.share_unresolved = None;
+                    },
+                )
             })
-            .collect();
-        rows.extend(suppress(
-            of_effect,
-            k,
-            |r| r.patients.unwrap_or(0),
-            |r| {
-                r.suppressed = true;
-                r.patients = None;
-                r.reports = None;
-                r.sessions = None;
-                r.sessions_with_effect_per_100 = None;
-                r.severity_counts = None;
-                r.median_hours_to_resolution = None;
-                r.share_unresolved = None;
-            },
-        ));
+            .collect()
     }
-    rows
 }
 
 /// One trajectory row: the severities of one instrument in one week since the first

@@ -196,21 +196,18 @@ pub async fn research_outcomes(
     let dims = group_by.clone();
     let rows =
         db.0.run(move |conn| -> Result<_, StoreError> {
-            let mut sessions = facts::session_facts(conn, &filter)?;
-            if let Some(i) = instrument {
-                sessions.retain(|s| s.primary_instrument == i.as_str());
-            }
             let firsts = first_sessions(conn)?;
-            let courses = facts::course_facts(conn)?;
-            let placed = research::place(&sessions, &firsts, &derived);
-            Ok(research::outcome_rows(
-                &placed,
-                &courses,
-                &dims,
-                wear_off_days,
-                instrument.is_some(),
-                k,
-            ))
+            let mut aggregate = research::OutcomeAggregate::new(&dims, wear_off_days);
+            each_session(conn, &filter, &derived, &firsts, |p| {
+                if instrument.is_none_or(|i| p.fact.primary_instrument == i.as_str()) {
+                    aggregate.add(p);
+                }
+            })?;
+            let courses = facts::course_facts(conn, &aggregate.course_ids())?
+                .into_iter()
+                .map(|c| (c.0.clone(), c))
+                .collect();
+            Ok(aggregate.rows(&courses, instrument.is_some(), k))
         })
         .await?;
     let suppressed_groups = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
@@ -222,6 +219,30 @@ pub async fn research_outcomes(
         rows,
         suppressed_groups,
     }))
+}
+
+/// Rows per database round trip of an aggregate.
+const PAGE: i64 = 2000;
+
+/// Feeds every session fact the filters allow to `add`, a page at a time.
+fn each_session(
+    conn: &mut crate::store::DbConnection,
+    filter: &ResearchFilter,
+    derived: &DerivedFilter,
+    firsts: &HashMap<String, chrono::NaiveDateTime>,
+    mut add: impl FnMut(&research::Placed<'_>),
+) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = facts::session_facts(conn, filter, after.as_deref(), PAGE)?;
+        for placed in research::place(&page, firsts, derived) {
+            add(&placed);
+        }
+        if (page.len() as i64) < PAGE {
+            return Ok(());
+        }
+        after = page.last().map(|s| s.session_id.clone());
+    }
 }
 
 fn first_sessions(
@@ -273,11 +294,25 @@ pub async fn research_side_effects(
     let dims = group_by.clone();
     let rows =
         db.0.run(move |conn| -> Result<_, StoreError> {
-            let sessions = facts::session_facts(conn, &filter)?;
             let firsts = first_sessions(conn)?;
-            let effects = facts::side_effect_facts(conn)?;
-            let placed = research::place(&sessions, &firsts, &derived);
-            Ok(research::side_effect_rows(&placed, &effects, &dims, k))
+            let mut aggregate = research::SideEffectAggregate::new(&dims);
+            each_session(conn, &filter, &derived, &firsts, |p| {
+                aggregate.add_session(p)
+            })?;
+            let mut after: Option<String> = None;
+            loop {
+                let page = facts::side_effect_facts(conn, &filter, after.as_deref(), PAGE)?;
+                let (sessions, effects): (Vec<_>, Vec<_>) = page.into_iter().unzip();
+                let placed = research::place(&sessions, &firsts, &derived);
+                for (p, effect) in placed.iter().zip(&effects) {
+                    aggregate.add_report(p, effect);
+                }
+                if (effects.len() as i64) < PAGE {
+                    break;
+                }
+                after = effects.last().map(|e| e.id.clone());
+            }
+            Ok(aggregate.rows(k))
         })
         .await?;
     let mut suppressed = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
@@ -383,23 +418,29 @@ async fn trajectories(
     let dims = group_by.clone();
     let rows =
         db.0.run(move |conn| -> Result<_, StoreError> {
-            let sessions = facts::session_facts(
-                conn,
-                &ResearchFilter {
-                    from: None,
-                    to: None,
-                    ..filter.clone()
-                },
-            )?;
             let firsts = first_sessions(conn)?;
-            let placed = research::place(&sessions, &firsts, &derived);
             // A patient's group is that of their first session.
-            let mut patient_dims = HashMap::new();
-            for p in &placed {
-                patient_dims
+            let mut first_dims: HashMap<
+                String,
+                (chrono::NaiveDateTime, HashMap<Dimension, String>),
+            > = HashMap::new();
+            let everywhen = ResearchFilter {
+                from: None,
+                to: None,
+                ..filter.clone()
+            };
+            each_session(conn, &everywhen, &derived, &firsts, |p| {
+                let entry = first_dims
                     .entry(p.fact.patient_id.clone())
-                    .or_insert_with(|| p.dims.clone());
-            }
+                    .or_insert_with(|| (p.fact.started_at, p.dims.clone()));
+                if p.fact.started_at < entry.0 {
+                    *entry = (p.fact.started_at, p.dims.clone());
+                }
+            })?;
+            let patient_dims: HashMap<String, HashMap<Dimension, String>> = first_dims
+                .into_iter()
+                .map(|(id, (_, dims))| (id, dims))
+                .collect();
             let mut scores = facts::scores(conn, instrument.as_str(), &filter)?;
             scores.retain(|(_, at, _)| {
                 filter.from.is_none_or(|f| *at >= f) && filter.to.is_none_or(|t| *at < t)

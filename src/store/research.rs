@@ -45,38 +45,44 @@ pub struct SessionFact {
     pub durability_days: Option<f64>,
 }
 
-pub fn session_facts(
-    conn: &mut DbConnection,
-    filter: &ResearchFilter,
-) -> Result<Vec<SessionFact>, StoreError> {
-    let mut query = sessions::table
-        .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
-        .inner_join(courses::table.on(courses::id.eq(sessions::course_id)))
-        .left_join(session_outcomes::table.on(session_outcomes::session_id.eq(sessions::id)))
-        .filter(sessions::deleted_at.is_null())
-        .filter(sessions::status.eq("completed"))
-        .filter(patients::research_consent.eq(true))
-        .into_boxed();
-    if let Some(clinic) = &filter.clinic_id {
-        query = query.filter(patients::clinic_id.eq(clinic.clone()));
-    }
-    if let Some(indication) = &filter.indication {
-        query = query.filter(courses::indication.eq(indication.clone()));
-    }
-    if let Some(route) = &filter.route {
-        query = query.filter(sessions::route.eq(route.clone()));
-    }
-    if let Some(sex) = &filter.sex {
-        query = query.filter(patients::sex.eq(sex.clone()));
-    }
-    if let Some(from) = filter.from {
-        query = query.filter(sessions::started_at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(sessions::started_at.lt(to));
-    }
-    Ok(query
-        .select((
+/// The completed, live sessions of consenting patients joined to what they are grouped by,
+/// from `$base` (sessions, or side effects joined to their sessions), with the filters applied.
+macro_rules! consenting_sessions {
+    ($base:expr, $filter:expr) => {{
+        let filter: &ResearchFilter = $filter;
+        let mut query = $base
+            .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
+            .inner_join(courses::table.on(courses::id.eq(sessions::course_id)))
+            .left_join(session_outcomes::table.on(session_outcomes::session_id.eq(sessions::id)))
+            .filter(sessions::deleted_at.is_null())
+            .filter(sessions::status.eq("completed"))
+            .filter(patients::research_consent.eq(true))
+            .into_boxed();
+        if let Some(clinic) = &filter.clinic_id {
+            query = query.filter(patients::clinic_id.eq(clinic.clone()));
+        }
+        if let Some(indication) = &filter.indication {
+            query = query.filter(courses::indication.eq(indication.clone()));
+        }
+        if let Some(route) = &filter.route {
+            query = query.filter(sessions::route.eq(route.clone()));
+        }
+        if let Some(sex) = &filter.sex {
+            query = query.filter(patients::sex.eq(sex.clone()));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(sessions::started_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(sessions::started_at.lt(to));
+        }
+        query
+    }};
+}
+
+macro_rules! session_fact_columns {
+    () => {
+        (
             sessions::id,
             sessions::patient_id,
             sessions::course_id,
@@ -93,8 +99,26 @@ pub fn session_facts(
             courses::primary_instrument,
             session_outcomes::status.nullable(),
             session_outcomes::durability_days.nullable(),
-        ))
-        .order((sessions::patient_id, sessions::started_at))
+        )
+    };
+}
+
+/// One page of session facts in session-id order after `after`: the aggregates read them a
+/// page at a time, so no query result is held whole.
+pub fn session_facts(
+    conn: &mut DbConnection,
+    filter: &ResearchFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SessionFact>, StoreError> {
+    let mut query = consenting_sessions!(sessions::table, filter);
+    if let Some(after) = after {
+        query = query.filter(sessions::id.gt(after.to_owned()));
+    }
+    Ok(query
+        .select(session_fact_columns!())
+        .order(sessions::id)
+        .limit(limit)
         .load(conn)?)
 }
 
@@ -112,46 +136,69 @@ pub fn first_sessions(
         .load(conn)?)
 }
 
-/// The stored course outcomes of consenting patients: course id, baseline, end-of-induction
-/// response and remission, time to response.
+/// The stored outcomes of the given courses: course id, baseline, end-of-induction response
+/// and remission, time to response.
 pub type CourseFact = (String, Option<i32>, Option<bool>, Option<bool>, Option<f64>);
 
-pub fn course_facts(conn: &mut DbConnection) -> Result<Vec<CourseFact>, StoreError> {
-    Ok(course_outcomes::table
-        .inner_join(patients::table.on(patients::id.eq(course_outcomes::patient_id)))
-        .filter(patients::research_consent.eq(true))
-        .select((
-            course_outcomes::course_id,
-            course_outcomes::baseline,
-            course_outcomes::end_of_induction_response,
-            course_outcomes::end_of_induction_remission,
-            course_outcomes::time_to_response_days,
-        ))
-        .load(conn)?)
+pub fn course_facts(
+    conn: &mut DbConnection,
+    course_ids: &[String],
+) -> Result<Vec<CourseFact>, StoreError> {
+    let mut facts = Vec::with_capacity(course_ids.len());
+    // In chunks: SQLite caps the number of bound parameters in one statement.
+    for chunk in course_ids.chunks(500) {
+        facts.extend(
+            course_outcomes::table
+                .filter(course_outcomes::course_id.eq_any(chunk))
+                .select((
+                    course_outcomes::course_id,
+                    course_outcomes::baseline,
+                    course_outcomes::end_of_induction_response,
+                    course_outcomes::end_of_induction_remission,
+                    course_outcomes::time_to_response_days,
+                ))
+                .load::<CourseFact>(conn)?,
+        );
+    }
+    Ok(facts)
 }
 
-/// A live side effect of a consenting patient, with the session it belongs to.
+/// A live side effect of a consenting patient.
 #[derive(Clone, Debug, Queryable)]
 pub struct SideEffectFact {
-    pub session_id: String,
+    pub id: String,
     pub effect: String,
     pub severity: String,
     pub onset_at: NaiveDateTime,
     pub resolved_at: Option<NaiveDateTime>,
 }
 
-pub fn side_effect_facts(conn: &mut DbConnection) -> Result<Vec<SideEffectFact>, StoreError> {
-    Ok(side_effects::table
-        .inner_join(patients::table.on(patients::id.eq(side_effects::patient_id)))
-        .filter(side_effects::deleted_at.is_null())
-        .filter(patients::research_consent.eq(true))
+/// One page of side effects, each with the facts of its session, in side-effect-id order.
+pub fn side_effect_facts(
+    conn: &mut DbConnection,
+    filter: &ResearchFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(SessionFact, SideEffectFact)>, StoreError> {
+    let base = side_effects::table
+        .inner_join(sessions::table.on(sessions::id.eq(side_effects::session_id)));
+    let mut query = consenting_sessions!(base, filter).filter(side_effects::deleted_at.is_null());
+    if let Some(after) = after {
+        query = query.filter(side_effects::id.gt(after.to_owned()));
+    }
+    Ok(query
         .select((
-            side_effects::session_id,
-            side_effects::effect,
-            side_effects::severity,
-            side_effects::onset_at,
-            side_effects::resolved_at,
+            session_fact_columns!(),
+            (
+                side_effects::id,
+                side_effects::effect,
+                side_effects::severity,
+                side_effects::onset_at,
+                side_effects::resolved_at,
+            ),
         ))
+        .order(side_effects::id)
+        .limit(limit)
         .load(conn)?)
 }
 

@@ -509,3 +509,56 @@ api_test!(
         );
     }
 );
+
+/// Research queries read from the research pool: pointed at another (empty) database, they
+/// see none of the clinic's records.
+async fn reads_from_the_research_database(backend: crate::helpers::Backend) {
+    use crate::helpers::TestDatabase;
+    let (Some(main), Some(replica)) =
+        (TestDatabase::create(backend), TestDatabase::create(backend))
+    else {
+        eprintln!("skipped: {} is not set", crate::helpers::POSTGRES_VAR);
+        return;
+    };
+    let replica_url = replica.url();
+    let app = TestApp::spawn(
+        main,
+        &[
+            ("KO_RESEARCH_DATABASE_URL", replica_url.as_str()),
+            ("KO_RESEARCH_MIN_CELL", "5"),
+        ],
+    )
+    .await;
+    let settings = ketamine_outcomes::config::Settings {
+        database_url: app.settings.research_database_url.clone().unwrap(),
+        ..app.settings.clone()
+    };
+    tokio::task::spawn_blocking(move || {
+        ketamine_outcomes::startup::open_database(&settings, &settings.database_url)
+            .unwrap()
+            .migrate()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let researcher = app.sign_in_new(&admin, "researcher", None).await;
+    cohorts(&app, &clinic.clinician).await;
+    let body = research(&app, &researcher, "/v1/research/outcomes").await;
+    assert!(
+        body["rows"].as_array().unwrap().is_empty(),
+        "the replica holds nothing yet: {body}"
+    );
+    drop(replica);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn research_reads_from_the_research_database_sqlite() {
+    reads_from_the_research_database(crate::helpers::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn research_reads_from_the_research_database_postgres() {
+    reads_from_the_research_database(crate::helpers::Backend::Postgres).await;
+}
