@@ -12,8 +12,8 @@ use crate::api::flags::FlagResponse;
 use crate::api::idempotent::created_or_replayed;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
-    body_hash, by_change, carries_flags, created_or_replayed_response, created_with_flags,
-    mark_entered_in_error, one_with_flags, optional, patient_event, rules_broken, with_flags,
+    body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
+    mark_entered_in_error, one_with_flags, optional, patient_event, rules_broken,
     CorrectionRequest, RecordQuery,
 };
 use crate::auth::caller::Caller;
@@ -303,13 +303,14 @@ pub async fn list_assessments(
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    assessments_of(
+    list_of_patient::<_, AssessmentResponse>(
         caller,
         patient.into_inner().to_string(),
-        &query,
-        &page,
+        (&query, &page),
         ctx,
         &db,
+        "assessments_listed",
+        assessments::list,
     )
     .await
 }
@@ -335,58 +336,16 @@ pub async fn list_my_assessments(
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    assessments_of(caller, patient_id, &query, &page, ctx, &db).await
-}
-
-async fn assessments_of(
-    caller: Caller,
-    patient_id: String,
-    query: &RecordQuery,
-    page: &PageQuery,
-    ctx: RequestContext,
-    db: &Db,
-) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let (window, page) = query.window_and_page(page)?;
-    let fetch = page.clone();
-    let change_order = by_change(&window);
-    let paged = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let rows = assessments::list(conn, &patient_id, &window, &fetch)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "assessments_listed",
-                    "patient",
-                    &patient_id,
-                    &patient_id,
-                ),
-            )?;
-            let paged = Paged::from_rows(
-                rows,
-                &fetch,
-                |r| {
-                    (
-                        if change_order {
-                            r.updated_at
-                        } else {
-                            r.taken_at
-                        },
-                        r.id.as_str(),
-                    )
-                },
-                AssessmentResponse::from,
-            );
-            Ok(Paged {
-                items: with_flags(conn, paged.items)?,
-                ..paged
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(paged))
+    list_of_patient::<_, AssessmentResponse>(
+        caller,
+        patient_id,
+        (&query, &page),
+        ctx,
+        &db,
+        "assessments_listed",
+        assessments::list,
+    )
+    .await
 }
 
 /// One assessment.

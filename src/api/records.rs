@@ -10,12 +10,16 @@ use crate::api::context::{Audited, RequestContext};
 use crate::api::flags::{flags_by_record, FlagResponse};
 use crate::api::idempotent::Creation;
 use crate::api::pagination::PageQuery;
+use crate::api::pagination::Paged;
 use crate::auth::caller::Caller;
 use crate::clock;
 use crate::domain::RuleBroken;
 use crate::error::{ApiError, FieldError};
 use crate::store::audit::AuditEventRow;
-use crate::store::{audit, Correctable, DbConnection, Page, StoreError, Window};
+use crate::store::scope::Scope;
+use crate::store::{
+    audit, patients, Correctable, Db, DbConnection, Page, StoreError, Timed, Window,
+};
 
 /// SHA-256 of a create request as the server understood it: a retry with the same body has
 /// the same hash, a different body a different one.
@@ -312,4 +316,83 @@ mod tests {
         assert_eq!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 1})));
         assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
     }
+}
+
+/// The shape of a store function that lists one patient's records.
+pub type ListFn<R> = fn(&mut DbConnection, &str, &Window, &Page) -> Result<Vec<R>, StoreError>;
+
+/// Lists one patient's records of a kind, within the caller's scope, audited, with flags: by
+/// their own time, or by change for sync.
+pub async fn list_of_patient<R, T>(
+    caller: Caller,
+    patient_id: String,
+    (query, page): (&RecordQuery, &PageQuery),
+    ctx: RequestContext,
+    db: &Db,
+    action: &'static str,
+    list: ListFn<R>,
+) -> Result<actix_web::HttpResponse, ApiError>
+where
+    R: Timed,
+    T: From<R> + CarriesFlags + Serialize + Send + 'static,
+{
+    let scope = caller.clinical_scope()?;
+    let (window, page) = query.window_and_page(page)?;
+    let change_order = by_change(&window);
+    let paged = db
+        .transaction(move |conn| -> Result<_, StoreError> {
+            patients::find(conn, &scope, &patient_id)?;
+            let rows = list(conn, &patient_id, &window, &page)?;
+            audit::record(
+                conn,
+                &patient_event(&ctx, &caller, action, "patient", &patient_id, &patient_id),
+            )?;
+            let paged = Paged::from_rows(
+                rows,
+                &page,
+                |r| {
+                    (
+                        if change_order {
+                            r.updated_at()
+                        } else {
+                            r.own_time()
+                        },
+                        r.id(),
+                    )
+                },
+                T::from,
+            );
+            Ok(Paged {
+                items: with_flags(conn, paged.items)?,
+                ..paged
+            })
+        })
+        .await?;
+    Ok(actix_web::HttpResponse::Ok().json(paged))
+}
+
+/// Reads one record within the caller's scope, audited, with its flags.
+pub async fn read_one<R, T>(
+    caller: Caller,
+    id: String,
+    ctx: RequestContext,
+    db: &Db,
+    (action, resource_type): (&'static str, &'static str),
+    find: fn(&mut DbConnection, &Scope, &str) -> Result<R, StoreError>,
+) -> Result<T, ApiError>
+where
+    R: Correctable,
+    T: From<R> + CarriesFlags + Send + 'static,
+{
+    let scope = caller.clinical_scope()?;
+    Ok(db
+        .transaction(move |conn| -> Result<_, StoreError> {
+            let row = find(conn, &scope, &id)?;
+            audit::record(
+                conn,
+                &patient_event(&ctx, &caller, action, resource_type, &id, row.patient_id()),
+            )?;
+            one_with_flags(conn, T::from(row))
+        })
+        .await?)
 }

@@ -12,9 +12,9 @@ use crate::api::flags::FlagResponse;
 use crate::api::idempotent::created_or_replayed;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
-    body_hash, by_change, carries_flags, created_or_replayed_response, created_with_flags,
-    mark_entered_in_error, one_with_flags, optional, patched, patient_event, rules_broken,
-    with_flags, CorrectionRequest, RecordQuery,
+    body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
+    mark_entered_in_error, one_with_flags, optional, patched, patient_event, read_one,
+    rules_broken, CorrectionRequest, RecordQuery,
 };
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
@@ -26,7 +26,7 @@ use crate::domain::treatment::{
 use crate::error::ApiError;
 use crate::evaluation;
 use crate::store::sessions::{self, SessionRow};
-use crate::store::{audit, courses, patients, Db, DbConnection, StoreError};
+use crate::store::{audit, courses, patients, Db, DbConnection};
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -391,13 +391,14 @@ pub async fn list_sessions(
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    sessions_of(
+    list_of_patient::<_, SessionResponse>(
         caller,
         patient.into_inner().to_string(),
-        &query,
-        &page,
+        (&query, &page),
         ctx,
         &db,
+        "sessions_listed",
+        sessions::list,
     )
     .await
 }
@@ -423,58 +424,16 @@ pub async fn list_my_sessions(
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    sessions_of(caller, patient_id, &query, &page, ctx, &db).await
-}
-
-async fn sessions_of(
-    caller: Caller,
-    patient_id: String,
-    query: &RecordQuery,
-    page: &PageQuery,
-    ctx: RequestContext,
-    db: &Db,
-) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let (window, page) = query.window_and_page(page)?;
-    let fetch = page.clone();
-    let change_order = by_change(&window);
-    let paged = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let rows = sessions::list(conn, &patient_id, &window, &fetch)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "sessions_listed",
-                    "patient",
-                    &patient_id,
-                    &patient_id,
-                ),
-            )?;
-            let paged = Paged::from_rows(
-                rows,
-                &fetch,
-                |r| {
-                    (
-                        if change_order {
-                            r.updated_at
-                        } else {
-                            r.started_at
-                        },
-                        r.id.as_str(),
-                    )
-                },
-                SessionResponse::from,
-            );
-            Ok(Paged {
-                items: with_flags(conn, paged.items)?,
-                ..paged
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(paged))
+    list_of_patient::<_, SessionResponse>(
+        caller,
+        patient_id,
+        (&query, &page),
+        ctx,
+        &db,
+        "sessions_listed",
+        sessions::list,
+    )
+    .await
 }
 
 /// One session.
@@ -497,26 +456,16 @@ pub async fn get_session(
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            let row = sessions::find(conn, &scope, &id)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "session_read",
-                    "session",
-                    &id,
-                    &row.patient_id,
-                ),
-            )?;
-            one_with_flags(conn, SessionResponse::from(row))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(row))
+    let response: SessionResponse = read_one(
+        caller,
+        id.into_inner().to_string(),
+        ctx,
+        &db,
+        ("session_read", "session"),
+        sessions::find,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(response))
 }
 
 /// Changes a session: a JSON merge patch (RFC 7396) of the create request's fields.

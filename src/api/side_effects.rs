@@ -13,9 +13,9 @@ use crate::api::flags::FlagResponse;
 use crate::api::idempotent::created_or_replayed;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
-    body_hash, by_change, carries_flags, created_or_replayed_response, created_with_flags,
-    mark_entered_in_error, one_with_flags, optional, patched, patient_event, rules_broken,
-    with_flags, CorrectionRequest, RecordQuery,
+    body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
+    mark_entered_in_error, one_with_flags, optional, patched, patient_event, read_one,
+    rules_broken, CorrectionRequest, RecordQuery,
 };
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::evaluation;
 use crate::store::scope::Scope;
 use crate::store::side_effects::{self, SideEffectRow};
-use crate::store::{audit, patients, sessions, Db, DbConnection, StoreError};
+use crate::store::{audit, patients, sessions, Db, DbConnection};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -324,13 +324,14 @@ pub async fn list_side_effects(
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    side_effects_of(
+    list_of_patient::<_, SideEffectResponse>(
         caller,
         patient.into_inner().to_string(),
-        &query,
-        &page,
+        (&query, &page),
         ctx,
         &db,
+        "side_effects_listed",
+        side_effects::list,
     )
     .await
 }
@@ -356,58 +357,16 @@ pub async fn list_my_side_effects(
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    side_effects_of(caller, patient_id, &query, &page, ctx, &db).await
-}
-
-async fn side_effects_of(
-    caller: Caller,
-    patient_id: String,
-    query: &RecordQuery,
-    page: &PageQuery,
-    ctx: RequestContext,
-    db: &Db,
-) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let (window, page) = query.window_and_page(page)?;
-    let fetch = page.clone();
-    let change_order = by_change(&window);
-    let paged = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let rows = side_effects::list(conn, &patient_id, &window, &fetch)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "side_effects_listed",
-                    "patient",
-                    &patient_id,
-                    &patient_id,
-                ),
-            )?;
-            let paged = Paged::from_rows(
-                rows,
-                &fetch,
-                |r| {
-                    (
-                        if change_order {
-                            r.updated_at
-                        } else {
-                            r.onset_at
-                        },
-                        r.id.as_str(),
-                    )
-                },
-                SideEffectResponse::from,
-            );
-            Ok(Paged {
-                items: with_flags(conn, paged.items)?,
-                ..paged
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(paged))
+    list_of_patient::<_, SideEffectResponse>(
+        caller,
+        patient_id,
+        (&query, &page),
+        ctx,
+        &db,
+        "side_effects_listed",
+        side_effects::list,
+    )
+    .await
 }
 
 /// One side effect.
@@ -430,26 +389,16 @@ pub async fn get_side_effect(
     ctx: RequestContext,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            let row = side_effects::find(conn, &scope, &id)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "side_effect_read",
-                    "side_effect",
-                    &id,
-                    &row.patient_id,
-                ),
-            )?;
-            one_with_flags(conn, SideEffectResponse::from(row))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(row))
+    let response: SideEffectResponse = read_one(
+        caller,
+        id.into_inner().to_string(),
+        ctx,
+        &db,
+        ("side_effect_read", "side_effect"),
+        side_effects::find,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(response))
 }
 
 /// Changes a side effect: a JSON merge patch (RFC 7396). A patient may change only

@@ -303,3 +303,29 @@ correctable!(
     side_effects::SideEffectRow,
     assessments::AssessmentRow
 );
+
+/// A patient's record with a time of its own (a session's start, an assessment's time taken,
+/// a side effect's onset) and a time of last change: what lists order by.
+pub trait Timed: Send + 'static {
+    fn id(&self) -> &str;
+    fn own_time(&self) -> chrono::NaiveDateTime;
+    fn updated_at(&self) -> chrono::NaiveDateTime;
+}
+
+macro_rules! timed {
+    ($($row:ty: $time:ident),+) => {$(
+        impl Timed for $row {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn own_time(&self) -> chrono::NaiveDateTime {
+                self.$time
+            }
+            fn updated_at(&self) -> chrono::NaiveDateTime {
+                self.updated_at
+            }
+        }
+    )+};
+}
+
+timed!(sessions::SessionRow: started_at, side_effects::SideEffectRow: onset_at, assessments::AssessmentRow: taken_at);
