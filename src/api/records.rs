@@ -273,51 +273,6 @@ macro_rules! carries_flags {
 }
 pub(crate) use carries_flags;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    /// RFC 7396's own examples.
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let cases = [
-            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (
-                json!({"a": "b"}),
-                json!({"b": "c"}),
-                json!({"a": "b", "b": "c"}),
-            ),
-            (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (
-                json!({"a": {"b": "c"}}),
-                json!({"a": {"b": "d", "c": null}}),
-                json!({"a": {"b": "d"}}),
-            ),
-            (
-                json!({"a": [{"b": "c"}]}),
-                json!({"a": [1]}),
-                json!({"a": [1]}),
-            ),
-            (
-                json!({"e": null}),
-                json!({"a": 1}),
-                json!({"e": null, "a": 1}),
-            ),
-        ];
-        for (mut target, patch, expected) in cases {
-            merge_patch(&mut target, &patch);
-            assert_eq!(target, expected);
-        }
-    }
-
-    #[test]
-    fn the_body_hash_tells_bodies_apart() {
-        assert_eq!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 1})));
-        assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
-    }
-}
-
 /// The shape of a store function that lists one patient's records.
 pub type ListFn<R> = fn(&mut DbConnection, &str, &Window, &Page) -> Result<Vec<R>, StoreError>;
 
@@ -395,4 +350,49 @@ where
             one_with_flags(conn, T::from(row))
         })
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// RFC 7396's own examples.
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, expected);
+        }
+    }
+
+    #[test]
+    fn the_body_hash_tells_bodies_apart() {
+        assert_eq!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 1})));
+        assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
+    }
 }
