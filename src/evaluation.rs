@@ -357,7 +357,8 @@ fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
     schedule::phase_of(protocol, course.start_date, day) == Phase::Maintenance
 }
 
-/// The flags that time raises: persistent side effects and missed induction slots.
+/// The flags that time raises: persistent side effects, missed follow-ups and missed
+/// induction slots.
 fn time_flags(record: &Record, now: DateTime<Utc>) -> Vec<Wanted> {
     let mut wanted = Vec::new();
     for e in &record.side_effects {
@@ -383,6 +384,20 @@ fn time_flags(record: &Record, now: DateTime<Utc>) -> Vec<Wanted> {
                 kind: FlagKind::PersistentSideEffect,
                 detail,
             }));
+        }
+    }
+    for s in record.completed() {
+        let primary = record
+            .course(&s.course_id)
+            .and_then(|c| c.primary_instrument.parse::<Instrument>().ok());
+        let Some(primary) = primary else { continue };
+        let scores: Vec<DateTime<Utc>> = record
+            .scores(primary)
+            .iter()
+            .map(|sc| sc.taken_at)
+            .collect();
+        if let Some(raised) = flags::missed_follow_up(clock::from_db(s.started_at), &scores, now) {
+            wanted.push(on("session", &s.id)(raised));
         }
     }
     for course in record.courses.iter().filter(|c| !c.closed) {

@@ -17,6 +17,7 @@ use crate::clock;
 use crate::config::ClinicalSettings;
 use crate::domain::instrument::Instrument;
 use crate::domain::patient::Indication;
+use crate::domain::plan::MeasurementPlan;
 use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
 use crate::error::ApiError;
 use crate::evaluation;
@@ -44,6 +45,8 @@ pub struct CreateCourseRequest {
     /// A closed course takes no more sessions by default.
     #[serde(default)]
     pub closed: bool,
+    /// What the app must ask and when; the default plan when absent.
+    pub measurement_plan: Option<MeasurementPlan>,
 }
 
 fn standard() -> Protocol {
@@ -65,6 +68,7 @@ pub struct SlotResponse {
 #[schema(example = json!({"flags": [], "id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "indication": "treatment_resistant_depression", "protocol": "standard_induction", "primary_instrument": "phq9",
     "start_date": "2026-11-30", "planned_dates": null, "closed": false,
+    "measurement_plan": {"pre_session_hours": 24, "follow_up_days": [1, 3, 7, 14], "daily_mood": true, "first_day_window_hours": 12, "window_hours": 24},
     "slots": [{"planned_date": "2026-11-30", "phase": "induction", "status": "open", "session_id": null}],
     "created_at": "2026-11-25T09:30:00Z", "updated_at": "2026-11-25T09:30:00Z", "version": 1}))]
 pub struct CourseResponse {
@@ -80,9 +84,19 @@ pub struct CourseResponse {
     pub slots: Vec<SlotResponse>,
     /// The flags on the course itself (a contraindication); missed slots are on the worklist.
     pub flags: Vec<FlagResponse>,
+    /// What the app must ask and when.
+    pub measurement_plan: MeasurementPlan,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
+}
+
+/// The course's plan: its own, or the default.
+pub fn measurement_plan(row: &CourseRow) -> MeasurementPlan {
+    row.measurement_plan
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default()
 }
 
 fn planned_dates(row: &CourseRow) -> Option<Vec<NaiveDate>> {
@@ -122,6 +136,7 @@ pub fn course_response(
         .unwrap_or_default();
     Ok(CourseResponse {
         flags,
+        measurement_plan: measurement_plan(&row),
         indication: row.indication.parse().unwrap_or(Indication::Other),
         primary_instrument: row.primary_instrument.parse().unwrap_or(Instrument::Phq9),
         protocol,
@@ -146,6 +161,10 @@ fn as_request(row: &CourseRow) -> CreateCourseRequest {
         start_date: row.start_date,
         planned_dates: planned_dates(row),
         closed: row.closed,
+        measurement_plan: row
+            .measurement_plan
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok()),
     }
 }
 
@@ -204,6 +223,14 @@ fn build(
         created_at: existing.map_or(now, |c| c.created_at),
         updated_at: now,
         version: existing.map_or(1, |c| c.version + 1),
+        measurement_plan: body
+            .measurement_plan
+            .clone()
+            .map(|p| {
+                p.check()
+                    .map(|p| serde_json::to_string(&p).unwrap_or_default())
+            })
+            .transpose()?,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod operations;
 pub mod outcomes;
 pub mod pagination;
 pub mod patients;
+pub mod plan;
 pub mod records;
 pub mod reference;
 pub mod research;

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::context::RequestContext;
+use crate::api::plan::{due_for_course, AdherenceResponse};
 use crate::api::records::patient_event;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -15,7 +16,7 @@ use crate::config::ClinicalSettings;
 use crate::domain::instrument::Instrument;
 use crate::domain::outcomes::BenefitStatus;
 use crate::error::ApiError;
-use crate::store::{audit, outcomes, patients, sessions, Db, StoreError};
+use crate::store::{audit, courses, outcomes, patients, sessions, Db, StoreError};
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
@@ -53,7 +54,7 @@ pub struct EndOfInduction {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "instrument": "phq9", "first_session_at": "2026-11-30T09:00:00Z",
     "baseline": 21, "end_of_induction": {"assessment_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "response": true, "remission": false},
-    "time_to_response_days": 9.0}))]
+    "time_to_response_days": 9.0, "adherence": {"completed": 8, "due": 10, "rate": 0.8}}))]
 pub struct CourseOutcomeResponse {
     pub course_id: String,
     pub instrument: Instrument,
@@ -63,19 +64,25 @@ pub struct CourseOutcomeResponse {
     pub end_of_induction: EndOfInduction,
     /// Days from the first session to the first response.
     pub time_to_response_days: Option<f64>,
+    /// The course's measurement plan: due items completed on time.
+    pub adherence: AdherenceResponse,
 }
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "wear_off_days": 7.0,
+    "adherence": {"completed": 8, "due": 10, "rate": 0.8},
     "sessions": [{"session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
     "started_at": "2026-11-30T09:00:00Z", "instrument": "phq9", "status": "wore_off", "baseline": 20, "nadir": 9, "gain": 11,
     "durability_days": 5.0, "censored": false, "wears_off_within_days": true}],
     "courses": [{"course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "instrument": "phq9", "first_session_at": "2026-11-30T09:00:00Z",
-    "baseline": 21, "end_of_induction": {"assessment_id": null, "response": null, "remission": null}, "time_to_response_days": null}]}))]
+    "baseline": 21, "end_of_induction": {"assessment_id": null, "response": null, "remission": null}, "time_to_response_days": null,
+    "adherence": {"completed": 8, "due": 10, "rate": 0.8}}]}))]
 pub struct OutcomesResponse {
     pub patient_id: String,
     /// W, the deployment's wear-off threshold in days.
     pub wear_off_days: f64,
+    /// All of the patient's courses' due items completed on time.
+    pub adherence: AdherenceResponse,
     /// One entry per completed session, oldest first.
     pub sessions: Vec<SessionOutcomeResponse>,
     pub courses: Vec<CourseOutcomeResponse>,
@@ -170,10 +177,20 @@ async fn outcomes_of(
                     })
                 })
                 .collect();
+            let now = clock::now();
+            let mut all_items = Vec::new();
+            let mut adherence_by_course = std::collections::HashMap::new();
+            for course in courses::of_patient(conn, &patient_id)? {
+                let items = due_for_course(conn, &course, now)?;
+                adherence_by_course.insert(course.id.clone(), AdherenceResponse::of(&items));
+                all_items.extend(items);
+            }
+            let adherence = AdherenceResponse::of(&all_items);
             let courses = outcomes::courses_of(conn, &patient_id)?
                 .into_iter()
                 .filter_map(|r| {
                     Some(CourseOutcomeResponse {
+                        adherence: adherence_by_course.remove(&r.course_id)?,
                         instrument: r.instrument.parse().ok()?,
                         first_session_at: r.first_session_at.map(clock::from_db),
                         course_id: r.course_id,
@@ -201,6 +218,7 @@ async fn outcomes_of(
             Ok(OutcomesResponse {
                 patient_id,
                 wear_off_days,
+                adherence,
                 sessions,
                 courses,
             })

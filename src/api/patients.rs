@@ -17,9 +17,10 @@ use crate::config::ClinicalSettings;
 use crate::domain::patient::{self, BirthYear, Indication, RiskClass, RiskFactor, Sex};
 use crate::error::ApiError;
 use crate::evaluation;
+use crate::store::consent::{self, ConsentEventRow};
 use crate::store::patients::{self, PatientRecord, PatientRow, RiskFactorRow};
 use crate::store::scope::Scope;
-use crate::store::{audit, Db, StoreError};
+use crate::store::{audit, Db, DbConnection, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -219,6 +220,78 @@ fn build(
     })
 }
 
+/// Keeps a grant or withdrawal of research consent in the patient's consent history.
+fn record_consent(
+    conn: &mut DbConnection,
+    row: &PatientRow,
+    caller: &Caller,
+) -> Result<(), StoreError> {
+    consent::record(
+        conn,
+        &ConsentEventRow {
+            id: Uuid::new_v4().to_string(),
+            patient_id: row.id.clone(),
+            granted: row.research_consent,
+            occurred_at: row.updated_at,
+            actor_id: Some(caller.user_id.clone()),
+        },
+    )
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"granted": false, "occurred_at": "2026-12-10T14:02:11Z", "actor_id": "0f8fad5b-d9cb-469f-a165-70867728950e"}))]
+pub struct ConsentEventResponse {
+    /// True for a grant, false for a withdrawal.
+    pub granted: bool,
+    /// From this instant the patient is (or is no longer) counted in research results.
+    pub occurred_at: DateTime<Utc>,
+    /// The account that recorded it.
+    pub actor_id: Option<String>,
+}
+
+/// Every grant and withdrawal of the patient's research consent, oldest first.
+#[utoipa::path(
+    tag = "patients",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "The consent history", body = Vec<ConsentEventResponse>),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 422, response = crate::openapi::responses::Unprocessable),
+    )
+)]
+#[get("/v1/patients/{id}/consent-history")]
+pub async fn get_consent_history(
+    caller: Caller,
+    id: web::Path<Uuid>,
+    ctx: RequestContext,
+    db: web::Data<Db>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = caller.clinical_scope()?;
+    let id = id.into_inner().to_string();
+    let events = db
+        .transaction(move |conn| -> Result<_, StoreError> {
+            patients::find(conn, &scope, &id)?;
+            audit::record(
+                conn,
+                &patient_event(&ctx, &caller, "consent_history_read", "patient", &id, &id),
+            )?;
+            consent::of_patient(conn, &id)
+        })
+        .await?;
+    let events: Vec<ConsentEventResponse> = events
+        .into_iter()
+        .map(|e| ConsentEventResponse {
+            granted: e.granted,
+            occurred_at: clock::from_db(e.occurred_at),
+            actor_id: e.actor_id,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(events))
+}
+
 /// Registers a patient in the clinician's clinic.
 #[utoipa::path(
     tag = "patients",
@@ -257,6 +330,9 @@ pub async fn create_patient(
                 |found| found.row.body_hash == hash,
                 |conn| {
                     patients::insert(conn, &record)?;
+                    if record.row.research_consent {
+                        record_consent(conn, &record.row, &caller)?;
+                    }
                     audit::record(
                         conn,
                         &patient_event(&ctx, &caller, "patient_created", "patient", &id, &id),
@@ -415,6 +491,9 @@ pub async fn update_patient(
                 Some(&current.row),
             )?;
             patients::replace(conn, &record, current.row.version)?;
+            if record.row.research_consent != current.row.research_consent {
+                record_consent(conn, &record.row, &caller)?;
+            }
             evaluation::refresh(conn, &clinical, &id)?;
             audit::record(
                 conn,

@@ -21,6 +21,7 @@ vocabulary!(
         PersistentSideEffect = "persistent_side_effect",
         WearsOffWithinDays = "wears_off_within_days",
         MissedSession = "missed_session",
+        MissedFollowUp = "missed_follow_up",
     }
 );
 
@@ -41,7 +42,9 @@ impl FlagKind {
             | BladderSymptoms
             | DependenceRisk
             | ManiaSymptoms => FlagLevel::High,
-            PersistentSideEffect | WearsOffWithinDays | MissedSession => FlagLevel::Info,
+            PersistentSideEffect | WearsOffWithinDays | MissedSession | MissedFollowUp => {
+                FlagLevel::Info
+            }
         }
     }
 }
@@ -171,6 +174,26 @@ pub fn side_effect_flags(effect: Effect, severity: Severity) -> Vec<Raised> {
         _ => {}
     }
     flags
+}
+
+/// After a session, the follow-up the measurement plan needs must come within this time.
+pub const FOLLOW_UP_GRACE: Duration = Duration::days(3);
+
+/// A session whose post-infusion follow-up is missing `FOLLOW_UP_GRACE` after it: no score of
+/// the primary instrument in (start, start + 3 days], and that time has passed.
+pub fn missed_follow_up(
+    started_at: DateTime<Utc>,
+    scores: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Option<Raised> {
+    let due_by = started_at + FOLLOW_UP_GRACE;
+    let followed_up = scores.iter().any(|t| *t > started_at && *t <= due_by);
+    (now > due_by && !followed_up).then(|| {
+        raised(
+            FlagKind::MissedFollowUp,
+            "no follow-up score in the 3 days after the session",
+        )
+    })
 }
 
 /// A completed session, for the dependence rules.
@@ -382,6 +405,30 @@ mod tests {
 
     /// domain.md §7: more than 3 completed sessions in any 7 days; two consecutive
     /// maintenance intervals shorter than 21 days.
+    #[test]
+    fn missed_follow_up_after_three_days() {
+        let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let day = |d: f64| start + Duration::seconds((d * 86_400.0) as i64);
+        assert_eq!(
+            missed_follow_up(start, &[], day(2.9)),
+            None,
+            "not yet 3 days"
+        );
+        assert_eq!(
+            missed_follow_up(start, &[], day(3.1)).map(|f| f.kind),
+            Some(FlagKind::MissedFollowUp)
+        );
+        assert_eq!(
+            missed_follow_up(start, &[day(3.0)], day(5.0)),
+            None,
+            "a score on day 3 counts"
+        );
+        assert!(
+            missed_follow_up(start, &[day(0.0), day(3.5)], day(5.0)).is_some(),
+            "neither at the start nor after day 3"
+        );
+    }
+
     #[test]
     fn dependence_by_frequency_rules() {
         let induction = [

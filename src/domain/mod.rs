@@ -42,6 +42,7 @@ pub mod flags;
 pub mod instrument;
 pub mod outcomes;
 pub mod patient;
+pub mod plan;
 pub mod research;
 pub mod schedule;
 pub mod side_effect;

@@ -22,6 +22,8 @@ pub struct CourseRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i32,
+    /// The course's measurement plan as JSON; null is the default plan.
+    pub measurement_plan: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError> {

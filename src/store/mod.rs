@@ -12,6 +12,7 @@ pub mod scope;
 pub mod assessments;
 pub mod audit;
 pub mod clinics;
+pub mod consent;
 pub mod courses;
 pub mod flags;
 pub mod invites;

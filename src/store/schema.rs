@@ -127,6 +127,17 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> Integer,
+        measurement_plan -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    consent_events (id) {
+        id -> Text,
+        patient_id -> Text,
+        granted -> Bool,
+        occurred_at -> Timestamp,
+        actor_id -> Nullable<Text>,
     }
 }
 
@@ -271,6 +282,7 @@ diesel::joinable!(assessments -> patients (patient_id));
 diesel::joinable!(session_outcomes -> patients (patient_id));
 diesel::joinable!(course_outcomes -> patients (patient_id));
 diesel::joinable!(flags -> patients (patient_id));
+diesel::joinable!(consent_events -> patients (patient_id));
 diesel::allow_tables_to_appear_in_same_query!(
     clinics,
     users,
@@ -289,4 +301,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     session_outcomes,
     course_outcomes,
     flags,
+    consent_events,
 );

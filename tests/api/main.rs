@@ -13,6 +13,7 @@ mod flags;
 mod openapi;
 mod operations;
 mod outcomes;
+mod plan;
 mod process;
 mod processes;
 mod research;

@@ -1,0 +1,35 @@
+//! The history of a patient's research consent: every grant and withdrawal.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::consent_events;
+use super::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = consent_events)]
+pub struct ConsentEventRow {
+    pub id: String,
+    pub patient_id: String,
+    pub granted: bool,
+    pub occurred_at: NaiveDateTime,
+    pub actor_id: Option<String>,
+}
+
+pub fn record(conn: &mut DbConnection, row: &ConsentEventRow) -> Result<(), StoreError> {
+    diesel::insert_into(consent_events::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn of_patient(
+    conn: &mut DbConnection,
+    patient_id: &str,
+) -> Result<Vec<ConsentEventRow>, StoreError> {
+    Ok(consent_events::table
+        .filter(consent_events::patient_id.eq(patient_id))
+        .order((consent_events::occurred_at.asc(), consent_events::id.asc()))
+        .select(ConsentEventRow::as_select())
+        .load(conn)?)
+}

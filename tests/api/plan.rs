@@ -1,0 +1,342 @@
+//! The measurement plan through the API: the due list at chosen instants, adherence, the
+//! missed-follow-up flag and the consent history.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::api_test;
+use crate::helpers::{Session, TestApp};
+
+struct Course {
+    patient: String,
+    t0: DateTime<Utc>,
+    sessions: Vec<String>,
+    scores: Vec<String>,
+}
+
+/// Sessions on days 0, 2 and 4 of a standard course (day 0 is 20 days ago, 10:00), PHQ-9
+/// scores at days −0.5, 1.2 and 3.9, no daily mood in the plan.
+async fn course(app: &TestApp, clinician: &Session) -> Course {
+    let t0: DateTime<Utc> = (Utc::now() - Duration::days(20))
+        .format("%Y-%m-%dT10:00:00Z")
+        .to_string()
+        .parse()
+        .unwrap();
+    let at = |d: f64| (t0 + Duration::seconds((d * 86_400.0) as i64)).to_rfc3339();
+    let patient = app.new_patient(clinician).await;
+    let body = json!({"indication": "treatment_resistant_depression", "start_date": t0.date_naive(),
+        "measurement_plan": {"daily_mood": false}});
+    let res = app
+        .post_as(
+            &format!("/v1/patients/{patient}/courses"),
+            &clinician.access_token,
+            &body,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(
+        created["measurement_plan"],
+        json!({"pre_session_hours": 24, "follow_up_days": [1, 3, 7, 14], "daily_mood": false,
+        "first_day_window_hours": 12, "window_hours": 24}),
+        "the defaults fill what the clinic did not change"
+    );
+    let mut scores = Vec::new();
+    let mut sessions = Vec::new();
+    for (kind, day) in [
+        ("score", -0.5),
+        ("session", 0.0),
+        ("score", 1.2),
+        ("session", 2.0),
+        ("score", 3.9),
+        ("session", 4.0),
+    ] {
+        if kind == "session" {
+            sessions.push(app.new_session(clinician, &patient, &at(day)).await);
+        } else {
+            let body = json!({"instrument": "phq9", "taken_at": at(day), "items": [2, 2, 2, 2, 2, 1, 1, 1, 0]});
+            let res = app
+                .post_as(
+                    &format!("/v1/patients/{patient}/assessments"),
+                    &clinician.access_token,
+                    &body,
+                )
+                .await;
+            scores.push(
+                res.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    Course {
+        patient,
+        t0,
+        sessions,
+        scores,
+    }
+}
+
+/// The session items of a due list as (status, session index, day, window start, window end)
+/// in days from day 0.
+fn session_items(body: &Value, c: &Course) -> Vec<(String, usize, Option<i64>, f64, f64)> {
+    let days = |v: &Value| {
+        let at: DateTime<Utc> = v.as_str().unwrap().parse().unwrap();
+        ((at - c.t0).num_seconds() as f64 / 86_400.0 * 100.0).round() / 100.0
+    };
+    let mut items: Vec<_> = ["completed", "due_now", "missed", "upcoming"]
+        .iter()
+        .flat_map(|status| body[*status].as_array().unwrap().iter())
+        .filter(|i| !i["session_id"].is_null())
+        .map(|i| {
+            let session = c
+                .sessions
+                .iter()
+                .position(|s| i["session_id"] == s.as_str())
+                .unwrap();
+            (
+                i["status"].as_str().unwrap().to_owned(),
+                session,
+                i["day"].as_i64(),
+                days(&i["window_start"]),
+                days(&i["window_end"]),
+            )
+        })
+        .collect();
+    items.sort_by(|a, b| a.3.total_cmp(&b.3));
+    items
+}
+
+api_test!(
+    the_due_list_at_chosen_instants_matches_the_plan,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let c = course(&app, &clinic.clinician).await;
+        let at = |d: f64| {
+            (c.t0 + Duration::seconds((d * 86_400.0) as i64))
+                .to_rfc3339()
+                .replace('+', "%2B")
+        };
+        let due = |d: f64| {
+            let (app, token, path) = (
+                &app,
+                clinic.clinician.access_token.clone(),
+                format!("/v1/patients/{}/due-assessments?at={}", c.patient, at(d)),
+            );
+            async move {
+                let res = app.get_as(&path, &token).await;
+                assert_eq!(res.status(), 200);
+                res.json::<Value>().await.unwrap()
+            }
+        };
+        let row =
+            |status: &str, session, day, from, to| (status.to_owned(), session, day, from, to);
+
+        // Before the first session: nothing tied to a session yet; the first planned day's
+        // pre-session item is already met by the score taken the evening before.
+        let before = due(-0.3).await;
+        assert!(session_items(&before, &c).is_empty());
+        assert_eq!(before["completed"][0]["purpose"], "pre_session", "{before}");
+        assert_eq!(before["completed"][0]["completed_by"], c.scores[0].as_str());
+        assert!(before["due_now"].as_array().unwrap().is_empty());
+
+        // After the first session.
+        assert_eq!(
+            session_items(&due(0.4).await, &c),
+            [
+                row("completed", 0, None, -1.0, 0.0),
+                row("upcoming", 0, Some(1), 0.5, 1.5),
+                row("upcoming", 0, Some(3), 2.0, 4.0),
+                row("upcoming", 0, Some(7), 6.0, 8.0),
+                row("upcoming", 0, Some(14), 13.0, 15.0),
+            ]
+        );
+        // Before the second session: day 1 was completed at 1.2; the second session's
+        // pre-session item is the planned one, not yet tied to a session.
+        assert_eq!(
+            session_items(&due(1.7).await, &c)[1],
+            row("completed", 0, Some(1), 0.5, 1.5)
+        );
+        // After the second session: the first session's follow-ups stop at it.
+        assert_eq!(
+            session_items(&due(2.8).await, &c),
+            [
+                row("completed", 0, None, -1.0, 0.0),
+                row("completed", 0, Some(1), 0.5, 1.5),
+                row("completed", 1, None, 1.0, 2.0),
+                row("due_now", 1, Some(1), 2.5, 3.5),
+                row("upcoming", 1, Some(3), 4.0, 6.0),
+                row("upcoming", 1, Some(7), 8.0, 10.0),
+                row("upcoming", 1, Some(14), 15.0, 17.0),
+            ]
+        );
+        // After the third: the second session's day 1 was missed.
+        let third = due(4.2).await;
+        assert_eq!(
+            session_items(&third, &c),
+            [
+                row("completed", 0, None, -1.0, 0.0),
+                row("completed", 0, Some(1), 0.5, 1.5),
+                row("completed", 1, None, 1.0, 2.0),
+                row("missed", 1, Some(1), 2.5, 3.5),
+                row("completed", 2, None, 3.0, 4.0),
+                row("upcoming", 2, Some(1), 4.5, 5.5),
+                row("upcoming", 2, Some(3), 6.0, 8.0),
+                row("upcoming", 2, Some(7), 10.0, 12.0),
+                row("upcoming", 2, Some(14), 17.0, 19.0),
+            ]
+        );
+        assert_eq!(third["missed"][0]["completed_by"], Value::Null);
+        assert_eq!(third["completed"][0]["completed_by"], c.scores[0].as_str());
+    }
+);
+
+api_test!(
+    adherence_is_the_share_of_due_items_completed_on_time,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let c = course(&app, &clinic.clinician).await;
+        // Now (day 20): completed — pre-session of sessions 1, 2, 3 and session 1's day 1 (4);
+        // missed — session 2's day 1, session 3's days 1, 3, 7 and 14 (5). Planned days that
+        // passed without a session are missed sessions, not missed questionnaires.
+        let outcomes: Value = app
+            .get_as(
+                &format!("/v1/patients/{}/outcomes", c.patient),
+                &clinic.clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes["courses"][0]["adherence"],
+            json!({"completed": 4, "due": 9, "rate": 0.4444})
+        );
+        assert_eq!(outcomes["adherence"], outcomes["courses"][0]["adherence"]);
+        let phone = app.patient_app(&clinic.clinician, &c.patient).await;
+        let mine: Value = app
+            .get_as("/v1/me/due-assessments", &phone.access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            mine["adherence"],
+            json!({"completed": 4, "due": 9, "rate": 0.4444})
+        );
+    }
+);
+
+api_test!(
+    a_missing_follow_up_after_three_days_raises_an_info_flag_once,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let c = course(&app, &clinic.clinician).await;
+        let flags = |query: &'static str| {
+            let (app, token) = (&app, clinic.clinician.access_token.clone());
+            async move {
+                app.get_as(&format!("/v1/flags?kind=missed_follow_up{query}"), &token)
+                    .await
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = flags("").await;
+        let records: Vec<&str> = first["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["record_id"].as_str().unwrap())
+            .collect();
+        // Session 1 was followed up at day 1.2 and session 2 at day 3.9; session 3 never was.
+        assert_eq!(records, [c.sessions[2].as_str()]);
+        assert!(first["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["level"] == "info"));
+        assert_eq!(
+            flags("").await["items"].as_array().unwrap().len(),
+            1,
+            "de-duplicated like every flag"
+        );
+    }
+);
+
+api_test!(
+    consent_history_keeps_every_grant_and_withdrawal,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.patch(
+            &format!("/v1/patients/{patient}"),
+            token,
+            None,
+            &json!({"research_consent": false}),
+        )
+        .await;
+        app.patch(
+            &format!("/v1/patients/{patient}"),
+            token,
+            None,
+            &json!({"sex": "unknown"}),
+        )
+        .await;
+        app.patch(
+            &format!("/v1/patients/{patient}"),
+            token,
+            None,
+            &json!({"research_consent": true}),
+        )
+        .await;
+        let history: Value = app
+            .get_as(&format!("/v1/patients/{patient}/consent-history"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let granted: Vec<bool> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["granted"].as_bool().unwrap())
+            .collect();
+        assert_eq!(
+            granted,
+            [true, false, true],
+            "a change that leaves consent alone adds nothing"
+        );
+        assert!(history
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor_id"] == clinic.clinician.user_id.as_str()));
+        let phone = app.patient_app(&clinic.clinician, &patient).await;
+        assert_eq!(
+            app.get_as(
+                &format!("/v1/patients/{patient}/consent-history"),
+                &phone.access_token
+            )
+            .await
+            .status(),
+            200
+        );
+        let other = app.clinic(&admin, "Lighthouse").await;
+        assert_eq!(
+            app.get_as(
+                &format!("/v1/patients/{patient}/consent-history"),
+                &other.clinician.access_token
+            )
+            .await
+            .status(),
+            404
+        );
+    }
+);
