@@ -128,7 +128,8 @@ impl RateResponse {
     "session_benefit": {"numerator": 120, "denominator": 180, "rate": 0.6667},
     "km_median_durability_days": 11.5,
     "wears_off_within_days": {"numerator": 40, "denominator": 120, "rate": 0.3333},
-    "mean_charge_per_course_cents": 325000.0, "charge_per_responder_cents": 739000.0}))]
+    "mean_charge_per_course_cents": 325000.0, "charge_per_responder_cents": 739000.0,
+    "sessions_with_follow_up": 180, "adherence": {"numerator": 610, "denominator": 820, "rate": 0.7439}}))]
 pub struct OutcomeRow {
     /// The value of each grouping dimension.
     #[schema(value_type = Object)]
@@ -157,6 +158,10 @@ pub struct OutcomeRow {
     pub mean_charge_per_course_cents: Option<f64>,
     /// All charges of the group over the courses that responded by the end of induction.
     pub charge_per_responder_cents: Option<f64>,
+    /// Sessions with a baseline and a follow-up: enough to judge benefit and wear-off.
+    pub sessions_with_follow_up: Option<usize>,
+    /// Of the items the group's courses' measurement plans made due, those completed on time.
+    pub adherence: RateResponse,
 }
 
 /// What one group of sessions adds up to, gathered a page of rows at a time.
@@ -223,13 +228,14 @@ impl OutcomeAggregate {
     pub fn rows(
         self,
         courses: &HashMap<String, CourseFact>,
+        adherence: &HashMap<String, (usize, usize)>,
         with_baseline: bool,
         k: usize,
     ) -> Vec<OutcomeRow> {
         let rows: Vec<OutcomeRow> = self
             .cells
             .into_iter()
-            .map(|(group, cell)| cell.row(group, courses, with_baseline))
+            .map(|(group, cell)| cell.row(group, courses, adherence, with_baseline))
             .collect();
         suppress(rows, k, |r| r.patients.unwrap_or(0), OutcomeRow::hide)
     }
@@ -240,8 +246,14 @@ impl OutcomeCell {
         self,
         group: Group,
         courses: &HashMap<String, CourseFact>,
+        adherence: &HashMap<String, (usize, usize)>,
         with_baseline: bool,
     ) -> OutcomeRow {
+        let (completed, due) = self
+            .courses
+            .iter()
+            .filter_map(|c| adherence.get(c))
+            .fold((0, 0), |(c, d), (cc, dd)| (c + cc, d + dd));
         let course_rows: Vec<&CourseFact> =
             self.courses.iter().filter_map(|c| courses.get(c)).collect();
         let baselines: Vec<f64> = course_rows
@@ -278,6 +290,8 @@ impl OutcomeCell {
                 .then(|| self.charges as f64 / courses as f64),
             charge_per_responder_cents: (responders > 0)
                 .then(|| self.charges as f64 / responders as f64),
+            sessions_with_follow_up: Some(self.judged),
+            adherence: rate(completed, due).into(),
         }
     }
 }
@@ -301,6 +315,8 @@ impl OutcomeRow {
             wears_off_within_days: RateResponse::hidden(),
             mean_charge_per_course_cents: None,
             charge_per_responder_cents: None,
+            sessions_with_follow_up: None,
+            adherence: RateResponse::hidden(),
         }
     }
 }

@@ -203,11 +203,13 @@ pub async fn research_outcomes(
                     aggregate.add(p);
                 }
             })?;
-            let courses = facts::course_facts(conn, &aggregate.course_ids())?
+            let course_ids = aggregate.course_ids();
+            let courses = facts::course_facts(conn, &course_ids)?
                 .into_iter()
                 .map(|c| (c.0.clone(), c))
                 .collect();
-            Ok(aggregate.rows(&courses, instrument.is_some(), k))
+            let adherence = course_adherence(conn, &course_ids)?;
+            Ok(aggregate.rows(&courses, &adherence, instrument.is_some(), k))
         })
         .await?;
     let suppressed_groups = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
@@ -219,6 +221,20 @@ pub async fn research_outcomes(
         rows,
         suppressed_groups,
     }))
+}
+
+/// Each course's measurement-plan adherence now: (completed on time, due).
+fn course_adherence(
+    conn: &mut crate::store::DbConnection,
+    course_ids: &[String],
+) -> Result<HashMap<String, (usize, usize)>, StoreError> {
+    let now = clock::now();
+    let mut adherence = HashMap::new();
+    for course in facts::courses_by_id(conn, course_ids)? {
+        let items = crate::api::plan::due_for_course(conn, &course, now)?;
+        adherence.insert(course.id.clone(), crate::domain::plan::adherence(&items));
+    }
+    Ok(adherence)
 }
 
 /// Rows per database round trip of an aggregate.

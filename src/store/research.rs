@@ -301,3 +301,20 @@ pub fn export_batch(conn: &mut DbConnection, ids: &[String]) -> Result<ExportBat
             .load(conn)?,
     })
 }
+
+/// The given courses, for evaluating their measurement plans.
+pub fn courses_by_id(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<Vec<crate::store::courses::CourseRow>, StoreError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        rows.extend(
+            courses::table
+                .filter(courses::id.eq_any(chunk))
+                .select(crate::store::courses::CourseRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
+}

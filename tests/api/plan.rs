@@ -340,3 +340,72 @@ api_test!(
         );
     }
 );
+
+api_test!(
+    research_reports_adherence_and_follow_up_with_the_small_cell_rule,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        let mut patients = Vec::new();
+        for _ in 0..5 {
+            patients.push(course(&app, &clinic.clinician).await.patient);
+        }
+        let body: Value = app
+            .get_as(
+                "/v1/research/outcomes?instrument=phq9",
+                &researcher.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let row = &body["rows"][0];
+        // Each patient: 4 of 9 due items on time (see the adherence test); sessions 1 and 2 had a
+        // follow-up, session 3 none.
+        assert_eq!(
+            row["adherence"],
+            json!({"numerator": 20, "denominator": 45, "rate": 0.4444})
+        );
+        assert_eq!(row["sessions_with_follow_up"], 10);
+        assert_eq!(row["sessions"], 15);
+
+        // Withdrawing one patient's consent leaves 4: a small cell, every figure hidden.
+        let res = app
+            .patch(
+                &format!("/v1/patients/{}", patients[0]),
+                &clinic.clinician.access_token,
+                None,
+                &json!({"research_consent": false}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let body: Value = app
+            .get_as(
+                "/v1/research/outcomes?instrument=phq9",
+                &researcher.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let row = &body["rows"][0];
+        assert_eq!(row["suppressed"], true);
+        assert!(row["adherence"]["rate"].is_null() && row["sessions_with_follow_up"].is_null());
+        let history: Value = app
+            .get_as(
+                &format!("/v1/patients/{}/consent-history", patients[0]),
+                &clinic.clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            history.as_array().unwrap().last().unwrap()["granted"],
+            false,
+            "the withdrawal is in the history"
+        );
+    }
+);
