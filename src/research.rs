@@ -24,6 +24,7 @@ pub struct DerivedFilter {
     pub dose_band: Option<String>,
     pub age_band: Option<String>,
     pub phase: Option<String>,
+    pub adherence_band: Option<String>,
 }
 
 /// A completed session with the values of every dimension.
@@ -36,6 +37,7 @@ pub struct Placed<'a> {
 pub fn place<'a>(
     facts: &'a [SessionFact],
     first_sessions: &HashMap<String, NaiveDateTime>,
+    adherence: &HashMap<String, (usize, usize)>,
     filter: &DerivedFilter,
 ) -> Vec<Placed<'a>> {
     facts
@@ -64,11 +66,16 @@ pub fn place<'a>(
                         .as_str()
                         .to_owned(),
                 ),
+                (Dimension::AdherenceBand, {
+                    let (completed, due) = adherence.get(&f.course_id).copied().unwrap_or((0, 0));
+                    research::adherence_band(completed, due).to_owned()
+                }),
             ]);
             let allowed = [
                 (Dimension::DoseBand, &filter.dose_band),
                 (Dimension::AgeBand, &filter.age_band),
                 (Dimension::Phase, &filter.phase),
+                (Dimension::AdherenceBand, &filter.adherence_band),
             ]
             .iter()
             .all(|(d, wanted)| wanted.as_ref().is_none_or(|w| dims.get(d) == Some(w)));

@@ -37,7 +37,8 @@ pub struct ResearchQuery {
     /// Restricts to courses with this primary instrument (outcomes), or the instrument drawn
     /// (trajectories, required there).
     pub instrument: Option<Instrument>,
-    /// Comma-separated dimensions: indication, route, dose_band, sex, age_band, clinic, phase.
+    /// Comma-separated dimensions: indication, route, dose_band, sex, age_band, clinic, phase,
+    /// adherence_band.
     #[param(example = "indication,route")]
     pub group_by: Option<String>,
     /// Overrides W, the wear-off threshold in days, for this query (1–60).
@@ -53,6 +54,9 @@ pub struct ResearchQuery {
     /// A clinic's id.
     pub clinic: Option<Uuid>,
     pub phase: Option<Phase>,
+    /// The course's measurement-plan adherence: `none` (nothing due yet), `lt_50`,
+    /// `50_to_80` or `ge_80` (per cent of due items completed on time).
+    pub adherence_band: Option<String>,
     /// Records at or after this instant.
     pub from: Option<DateTime<Utc>>,
     /// Records before this instant.
@@ -60,6 +64,7 @@ pub struct ResearchQuery {
 }
 
 const DOSE_BANDS: [&str; 4] = ["lt_0.5", "0.5_to_0.75", "0.75_to_1.0", "ge_1.0"];
+const ADHERENCE_BANDS: [&str; 4] = ["none", "lt_50", "50_to_80", "ge_80"];
 
 fn is_age_band(band: &str) -> bool {
     band == "90+"
@@ -102,6 +107,16 @@ impl ResearchQuery {
                 "must be one of lt_0.5, 0.5_to_0.75, 0.75_to_1.0, ge_1.0",
             ));
         }
+        if self
+            .adherence_band
+            .as_deref()
+            .is_some_and(|a| !ADHERENCE_BANDS.contains(&a))
+        {
+            return Err(ApiError::invalid(
+                "adherence_band",
+                "must be one of none, lt_50, 50_to_80, ge_80",
+            ));
+        }
         if self.age_band.as_deref().is_some_and(|a| !is_age_band(a)) {
             return Err(ApiError::invalid(
                 "age_band",
@@ -126,6 +141,7 @@ impl ResearchQuery {
                 dose_band: self.dose_band.clone(),
                 age_band: self.age_band.clone(),
                 phase: self.phase.map(|p| p.as_str().to_owned()),
+                adherence_band: self.adherence_band.clone(),
             },
         ))
     }
@@ -196,9 +212,9 @@ pub async fn research_outcomes(
     let dims = group_by.clone();
     let rows =
         db.0.run(move |conn| -> Result<_, StoreError> {
-            let firsts = first_sessions(conn)?;
+            let ctx = Derivations::load(conn, &filter, &derived, &dims)?;
             let mut aggregate = research::OutcomeAggregate::new(&dims, wear_off_days);
-            each_session(conn, &filter, &derived, &firsts, |p| {
+            each_session(conn, &filter, &derived, &ctx, |p| {
                 if instrument.is_none_or(|i| p.fact.primary_instrument == i.as_str()) {
                     aggregate.add(p);
                 }
@@ -237,6 +253,36 @@ fn course_adherence(
     Ok(adherence)
 }
 
+/// What dimensions are derived from beyond a session's own row: each patient's first
+/// session (age band), and each course's adherence (only when a query asks for its band).
+struct Derivations {
+    firsts: HashMap<String, chrono::NaiveDateTime>,
+    adherence: HashMap<String, (usize, usize)>,
+}
+
+impl Derivations {
+    fn load(
+        conn: &mut crate::store::DbConnection,
+        filter: &ResearchFilter,
+        derived: &DerivedFilter,
+        group_by: &[Dimension],
+    ) -> Result<Self, StoreError> {
+        let mut ctx = Self {
+            firsts: first_sessions(conn)?,
+            adherence: HashMap::new(),
+        };
+        if derived.adherence_band.is_some() || group_by.contains(&Dimension::AdherenceBand) {
+            let mut courses = std::collections::HashSet::new();
+            let everything = DerivedFilter::default();
+            each_session(conn, filter, &everything, &ctx, |p| {
+                courses.insert(p.fact.course_id.clone());
+            })?;
+            ctx.adherence = course_adherence(conn, &courses.into_iter().collect::<Vec<_>>())?;
+        }
+        Ok(ctx)
+    }
+}
+
 /// Rows per database round trip of an aggregate.
 const PAGE: i64 = 2000;
 
@@ -245,13 +291,13 @@ fn each_session(
     conn: &mut crate::store::DbConnection,
     filter: &ResearchFilter,
     derived: &DerivedFilter,
-    firsts: &HashMap<String, chrono::NaiveDateTime>,
+    ctx: &Derivations,
     mut add: impl FnMut(&research::Placed<'_>),
 ) -> Result<(), StoreError> {
     let mut after: Option<String> = None;
     loop {
         let page = facts::session_facts(conn, filter, after.as_deref(), PAGE)?;
-        for placed in research::place(&page, firsts, derived) {
+        for placed in research::place(&page, &ctx.firsts, &ctx.adherence, derived) {
             add(&placed);
         }
         if (page.len() as i64) < PAGE {
@@ -310,16 +356,14 @@ pub async fn research_side_effects(
     let dims = group_by.clone();
     let rows =
         db.0.run(move |conn| -> Result<_, StoreError> {
-            let firsts = first_sessions(conn)?;
+            let ctx = Derivations::load(conn, &filter, &derived, &dims)?;
             let mut aggregate = research::SideEffectAggregate::new(&dims);
-            each_session(conn, &filter, &derived, &firsts, |p| {
-                aggregate.add_session(p)
-            })?;
+            each_session(conn, &filter, &derived, &ctx, |p| aggregate.add_session(p))?;
             let mut after: Option<String> = None;
             loop {
                 let page = facts::side_effect_facts(conn, &filter, after.as_deref(), PAGE)?;
                 let (sessions, effects): (Vec<_>, Vec<_>) = page.into_iter().unzip();
-                let placed = research::place(&sessions, &firsts, &derived);
+                let placed = research::place(&sessions, &ctx.firsts, &ctx.adherence, &derived);
                 for (p, effect) in placed.iter().zip(&effects) {
                     aggregate.add_report(p, effect);
                 }
@@ -434,7 +478,7 @@ async fn trajectories(
     let dims = group_by.clone();
     let rows =
         db.0.run(move |conn| -> Result<_, StoreError> {
-            let firsts = first_sessions(conn)?;
+            let ctx = Derivations::load(conn, &filter, &derived, &dims)?;
             // A patient's group is that of their first session.
             let mut first_dims: HashMap<
                 String,
@@ -445,7 +489,7 @@ async fn trajectories(
                 to: None,
                 ..filter.clone()
             };
-            each_session(conn, &everywhen, &derived, &firsts, |p| {
+            each_session(conn, &everywhen, &derived, &ctx, |p| {
                 let entry = first_dims
                     .entry(p.fact.patient_id.clone())
                     .or_insert_with(|| (p.fact.started_at, p.dims.clone()));
@@ -463,7 +507,7 @@ async fn trajectories(
             });
             Ok(research::trajectory_rows(
                 &scores,
-                &firsts,
+                &ctx.firsts,
                 &patient_dims,
                 instrument,
                 &dims,

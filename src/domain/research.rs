@@ -11,8 +11,25 @@ vocabulary!(
         AgeBand = "age_band",
         Clinic = "clinic",
         Phase = "phase",
+        AdherenceBand = "adherence_band",
     }
 );
+
+/// The band of a course's measurement-plan adherence: `none` when nothing was due yet, then
+/// below 50 %, 50–80 %, and 80 % or more.
+pub fn adherence_band(completed: usize, due: usize) -> &'static str {
+    if due == 0 {
+        return "none";
+    }
+    let share = completed as f64 / due as f64;
+    if share < 0.5 {
+        "lt_50"
+    } else if share < 0.8 {
+        "50_to_80"
+    } else {
+        "ge_80"
+    }
+}
 
 /// The dose band of a dose in mg/kg: < 0.5, 0.5–0.75, 0.75–1.0, ≥ 1.0.
 pub fn dose_band(mg_per_kg: f64) -> &'static str {
@@ -224,6 +241,21 @@ mod tests {
         assert_eq!(age_band(1997, 2026), "20-29");
         assert_eq!(age_band(1937, 2026), "80-89");
         assert_eq!(age_band(1936, 2026), "90+");
+    }
+
+    #[test]
+    fn adherence_bands() {
+        let cases = [
+            ((0, 0), "none"),
+            ((4, 9), "lt_50"),
+            ((1, 2), "50_to_80"),
+            ((7, 9), "50_to_80"),
+            ((4, 5), "ge_80"),
+            ((5, 5), "ge_80"),
+        ];
+        for ((completed, due), band) in cases {
+            assert_eq!(adherence_band(completed, due), band, "{completed}/{due}");
+        }
     }
 
     /// domain.md §8: rows under k, and the complementary suppression of the next smallest.

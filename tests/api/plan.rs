@@ -371,6 +371,41 @@ api_test!(
         assert_eq!(row["sessions_with_follow_up"], 10);
         assert_eq!(row["sessions"], 15);
 
+        // Adherence is also a dimension: 4 of 9 is below 50 %.
+        let by_band: Value = app
+            .get_as(
+                "/v1/research/outcomes?instrument=phq9&group_by=adherence_band",
+                &researcher.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            by_band["rows"][0]["group"],
+            json!({"adherence_band": "lt_50"})
+        );
+        assert_eq!(by_band["rows"][0]["patients"], 5);
+        let well: Value = app
+            .get_as(
+                "/v1/research/outcomes?adherence_band=ge_80",
+                &researcher.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(well["rows"].as_array().unwrap().is_empty());
+        assert_eq!(
+            app.get_as(
+                "/v1/research/outcomes?adherence_band=most",
+                &researcher.access_token
+            )
+            .await
+            .status(),
+            422
+        );
+
         // Withdrawing one patient's consent leaves 4: a small cell, every figure hidden.
         let res = app
             .patch(
