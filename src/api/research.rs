@@ -169,7 +169,8 @@ fn suppressed_groups<'a>(rows: impl Iterator<Item = (&'a Group, bool)>) -> Vec<G
     "end_of_induction_remission": {"numerator": null, "denominator": null, "rate": null},
     "median_time_to_response_days": null, "session_benefit": {"numerator": null, "denominator": null, "rate": null},
     "km_median_durability_days": null, "wears_off_within_days": {"numerator": null, "denominator": null, "rate": null},
-    "mean_charge_per_course_cents": null, "charge_per_responder_cents": null}],
+    "mean_charge_per_course_cents": null, "charge_per_responder_cents": null, "sessions_with_follow_up": null,
+    "adherence": {"numerator": null, "denominator": null, "rate": null}}],
     "suppressed_groups": [{"route": "im"}]}))]
 pub struct ResearchOutcomesResponse {
     /// The small-cell threshold: rows with fewer distinct patients are suppressed.
