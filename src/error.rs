@@ -73,6 +73,9 @@ pub enum ApiError {
     Forbidden,
     #[error("not found")]
     NotFound,
+    /// The path exists, but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
     /// The record changed since the version the client sent in If-Match.
@@ -120,6 +123,12 @@ impl ApiError {
                 "forbidden",
                 "Not allowed",
                 "your role may not do this".into(),
+                vec![],
+            ),
+            Self::MethodNotAllowed => (
+                "method-not-allowed",
+                "Method not allowed",
+                "this resource does not support this method; see the Allow header".into(),
                 vec![],
             ),
             Self::NotFound => ("not-found", "Not found", "no such resource".into(), vec![]),
@@ -192,6 +201,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

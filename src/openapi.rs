@@ -92,9 +92,11 @@ use crate::error::{FieldError, Problem};
             responses::PreconditionFailed,
             responses::Unprocessable,
             responses::TooManyRequests,
+            responses::PayloadTooLarge,
+            responses::UnsupportedMediaType,
         ),
     ),
-    modifiers(&BearerAuth, &InstrumentTable, &PageExamples),
+    modifiers(&BearerAuth, &InstrumentTable, &PageExamples, &BodyErrors),
     tags(
         (name = "operations", description = "Probes and metrics for operators"),
         (name = "auth", description = "Sign-in, token refresh and sign-out"),
@@ -243,11 +245,85 @@ pub mod responses {
     pub struct Unprocessable(pub Problem);
 
     #[derive(ToResponse)]
+    #[response(description = "The body is larger than 256 KiB", content_type = "application/problem+json",
+        example = json!({"type": "/problems/payload-too-large", "title": "Payload too large", "status": 413,
+            "detail": "the body must not exceed 262144 bytes"}))]
+    pub struct PayloadTooLarge(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The body is not application/json", content_type = "application/problem+json",
+        example = json!({"type": "/problems/unsupported-media-type", "title": "Unsupported media type", "status": 415,
+            "detail": "send the body as application/json"}))]
+    pub struct UnsupportedMediaType(pub Problem);
+
+    #[derive(ToResponse)]
     #[response(description = "Too many failed sign-ins; see Retry-After", content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "Seconds to wait")),
         example = json!({"type": "/problems/too-many-requests", "title": "Too many requests", "status": 429,
             "detail": "too many failed sign-ins; retry after 30 seconds"}))]
     pub struct TooManyRequests(pub Problem);
+}
+
+/// The methods the document offers for a concrete request path, if any path template matches
+/// it (`/v1/sessions/{id}` matches `/v1/sessions/5f…`).
+pub fn methods_of(path: &str) -> Option<Vec<&'static str>> {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(ApiDoc::openapi);
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let (_, item) = document.paths.paths.iter().find(|(template, _)| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+    })?;
+    let offered = [
+        ("GET", item.get.is_some()),
+        ("POST", item.post.is_some()),
+        ("PUT", item.put.is_some()),
+        ("PATCH", item.patch.is_some()),
+        ("DELETE", item.delete.is_some()),
+    ];
+    Some(
+        offered
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(m, _)| *m)
+            .collect(),
+    )
+}
+
+/// Documents the answers every operation with a body can give before it runs: 413 and 415.
+struct BodyErrors;
+
+impl Modify for BodyErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, RefOr};
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.request_body.is_none() {
+                    continue;
+                }
+                for (status, name) in [("413", "PayloadTooLarge"), ("415", "UnsupportedMediaType")]
+                {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                }
+            }
+        }
+    }
 }
 
 /// The document as committed and served: pretty JSON with a trailing newline.

@@ -12,6 +12,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenKeys;
 use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, Settings};
 use crate::error;
+use crate::openapi;
 use crate::routes;
 use crate::store::{Db, StoreError};
 use crate::telemetry::{self, Metrics};
@@ -172,9 +173,20 @@ fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, S
     Ok(server)
 }
 
-async fn not_found() -> actix_web::HttpResponse {
+/// No route matched: 405 with `Allow` when the path exists for other methods, else 404.
+async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
     use actix_web::ResponseError;
-    error::ApiError::NotFound.error_response()
+    match openapi::methods_of(req.path()) {
+        Some(allowed) => {
+            let mut res = error::ApiError::MethodNotAllowed.error_response();
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+                res.headers_mut()
+                    .insert(actix_web::http::header::ALLOW, value);
+            }
+            res
+        }
+        None => error::ApiError::NotFound.error_response(),
+    }
 }
 
 async fn wait_for_stop_signal() {

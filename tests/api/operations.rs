@@ -110,10 +110,21 @@ api_test!(
         assert_eq!(body["type"], "/problems/not-found");
 
         let res = app.client.delete(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(res.headers()["allow"], "GET");
         let (status, content_type, body) = problem(res).await;
-        assert_eq!(status, 404, "no DELETE route exists at all");
+        assert_eq!(status, 405, "the path exists, the method does not");
         assert_eq!(content_type, "application/problem+json");
-        assert_eq!(body["status"], 404);
+        assert_eq!(body["type"], "/problems/method-not-allowed");
+
+        let id = uuid::Uuid::new_v4();
+        let res = app
+            .client
+            .put(app.url(&format!("/v1/sessions/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()["allow"], "GET, PATCH, DELETE");
     }
 );
 
