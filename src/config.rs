@@ -122,6 +122,9 @@ pub struct AuthSettings {
     pub account_failure_limit: u32,
     /// Failed sign-ins per client address in the throttle window before it is refused.
     pub address_failure_limit: u32,
+    /// Load balancers whose `X-Forwarded-For` names the client; from anyone else the header
+    /// is ignored, so a client cannot forge its way out of the per-address throttle.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The smallest key accepted for HS256: as many bytes as the hash output.
@@ -253,7 +256,22 @@ fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSetting
             "must be higher than KO_LOGIN_ACCOUNT_LIMIT (staff share one address)",
         ));
     }
+    let trusted_proxies = lookup("KO_TRUSTED_PROXIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|_| {
+                ConfigError::new(
+                    "KO_TRUSTED_PROXIES",
+                    "must be a comma-separated list of IP addresses",
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(AuthSettings {
+        trusted_proxies,
         jwt_secret,
         jwt_previous_secrets,
         access_token_ttl,
@@ -382,6 +400,7 @@ mod tests {
             ("KO_LOGIN_ADDRESS_LIMIT", "5"),
             ("KO_WEAR_OFF_DAYS", "61"),
             ("KO_RESEARCH_MIN_CELL", "4"),
+            ("KO_TRUSTED_PROXIES", "10.0.0.1, lb"),
             ("KO_PRE_SESSION_SYSTOLIC", "40"),
             ("KO_POST_DOSE_DIASTOLIC", "high"),
         ];

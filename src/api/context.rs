@@ -2,11 +2,13 @@
 //! address, for the audit trail and the sign-in throttle.
 
 use std::future::{ready, Ready};
+use std::net::IpAddr;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use crate::auth::caller::Caller;
+use crate::config::AuthSettings;
 use crate::error::ApiError;
 use crate::store::audit::AuditEventRow;
 use crate::telemetry::RequestId;
@@ -14,9 +16,31 @@ use crate::telemetry::RequestId;
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     pub request_id: String,
-    /// The TCP peer. Forwarded headers are not trusted: a client could forge them to dodge
-    /// the per-address throttle.
+    /// The TCP peer; or, when the peer is a trusted proxy, the last address in
+    /// `X-Forwarded-For` (the one that proxy saw). Anyone else's header is ignored: a client
+    /// could forge it to dodge the per-address throttle.
     pub client_address: Option<String>,
+}
+
+fn client_address(req: &HttpRequest) -> Option<String> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req
+        .app_data::<actix_web::web::Data<AuthSettings>>()
+        .is_some_and(|s| s.trusted_proxies.contains(&peer));
+    let forwarded = trusted
+        .then(|| {
+            req.headers()
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .rsplit(',')
+                .next()?
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+        })
+        .flatten();
+    Some(forwarded.unwrap_or(peer).to_string())
 }
 
 impl FromRequest for RequestContext {
@@ -28,7 +52,7 @@ impl FromRequest for RequestContext {
             .extensions()
             .get::<RequestId>()
             .map_or_else(|| "unknown".to_owned(), |id| id.0.clone());
-        let client_address = req.peer_addr().map(|a| a.ip().to_string());
+        let client_address = client_address(req);
         ready(Ok(Self {
             request_id,
             client_address,

@@ -329,3 +329,53 @@ api_test!(
         assert!(successes <= 1, "a refresh token is single use");
     }
 );
+
+async fn login_from(app: &TestApp, forwarded_for: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": "nobody@clinic.example", "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+api_test!(
+    a_forged_forwarded_for_does_not_escape_the_address_limit,
+    overrides = &[("KO_LOGIN_ADDRESS_LIMIT", "10")],
+    |app| async move {
+        for i in 0..10 {
+            login_from(&app, &format!("198.51.100.{i}"), "not the password at all").await;
+        }
+        assert_eq!(
+            login_from(&app, "198.51.100.77", "not the password at all")
+                .await
+                .status(),
+            429,
+            "the header is not trusted"
+        );
+    }
+);
+
+api_test!(
+    behind_a_trusted_proxy_each_client_has_its_own_address_limit,
+    overrides = &[
+        ("KO_LOGIN_ADDRESS_LIMIT", "10"),
+        ("KO_TRUSTED_PROXIES", "127.0.0.1")
+    ],
+    |app| async move {
+        for _ in 0..10 {
+            login_from(&app, "203.0.113.9, 198.51.100.1", "not the password at all").await;
+        }
+        assert_eq!(
+            login_from(&app, "198.51.100.1", "x").await.status(),
+            429,
+            "that client is throttled"
+        );
+        assert_eq!(
+            app.login(&app.admin.email, PASSWORD).await.status(),
+            200,
+            "the proxy itself is not"
+        );
+    }
+);
