@@ -13,7 +13,7 @@ use crate::auth::token::TokenKeys;
 use crate::domain::account::Role;
 use crate::error::ApiError;
 use crate::store::scope::Scope;
-use crate::store::{patients, users, Db, StoreError};
+use crate::store::{users, Db, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -74,11 +74,7 @@ impl FromRequest for Caller {
             };
             let claims = keys.verify(&token).map_err(|_| ApiError::Unauthorized)?;
             let row = db
-                .run(move |conn| {
-                    let user = users::find(conn, &claims.sub)?;
-                    let patient = patients::of_account(conn, &user.id)?;
-                    Ok::<_, StoreError>((user, patient))
-                })
+                .run(move |conn| users::find_with_patient(conn, &claims.sub))
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound => ApiError::Unauthorized,

@@ -151,15 +151,6 @@ impl SideEffectReport {
             None => true,
         }
     }
-
-    /// When an unresolved report becomes persistent.
-    pub fn persistent_from(&self) -> DateTime<Utc> {
-        self.onset_at
-            + self
-                .effect
-                .expected_resolution()
-                .unwrap_or_else(Duration::zero)
-    }
 }
 
 #[cfg(test)]

@@ -79,11 +79,6 @@ pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<PatientR
     with_lists(conn, vec![row]).map(|mut v| v.remove(0))
 }
 
-/// Whether any patient, in any clinic, has this id.
-pub fn exists_anywhere(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
-    Ok(diesel::select(diesel::dsl::exists(patients::table.find(id))).get_result(conn)?)
-}
-
 /// The patients in scope, registered in a range or changed since an instant.
 pub fn list(
     conn: &mut DbConnection,
@@ -173,15 +168,6 @@ pub fn link_account(
         ))
         .execute(conn)?;
     Ok(())
-}
-
-/// The patient record behind a patient's app account.
-pub fn of_account(conn: &mut DbConnection, user_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(patient_accounts::table
-        .find(user_id)
-        .select(patient_accounts::patient_id)
-        .first(conn)
-        .optional()?)
 }
 
 /// The app account of a patient, if one was registered.

@@ -128,3 +128,20 @@ pub fn set_password_hash(
         .execute(conn)?;
     Ok(())
 }
+
+/// The account and, for a patient's app account, the patient it belongs to: one query per
+/// signed-in request.
+pub fn find_with_patient(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<(UserRow, Option<String>), StoreError> {
+    use super::schema::patient_accounts;
+    Ok(users::table
+        .left_join(patient_accounts::table.on(patient_accounts::user_id.eq(users::id)))
+        .filter(users::id.eq(id))
+        .select((
+            UserRow::as_select(),
+            patient_accounts::patient_id.nullable(),
+        ))
+        .first(conn)?)
+}
