@@ -104,6 +104,10 @@ pub struct ClinicalSettings {
     pub wear_off_days: f64,
     /// k: research rows with fewer distinct patients are suppressed (never below 5).
     pub min_cell: usize,
+    /// How long side effects are expected to last before they count as persistent.
+    pub persistence: crate::domain::side_effect::Persistence,
+    /// Each instrument's remission cut-off.
+    pub remission: crate::domain::instrument::RemissionCutOffs,
     pub thresholds: crate::domain::flags::Thresholds,
 }
 
@@ -307,12 +311,50 @@ fn clinical_settings(
         Ok(n @ 5..=1000) => Ok(n),
         _ => Err("must be a whole number from 5 to 1000 (small cells below 5 are never shown)"),
     })?;
+    let hours = |var: &'static str, default: &str| {
+        parse_or(lookup, var, default, |v| match v.parse() {
+            Ok(n @ 1..=168) => Ok(Duration::from_secs(n * 3600)),
+            _ => Err("must be a whole number of hours from 1 to 168"),
+        })
+    };
+    let as_chrono = |d: Duration| chrono::Duration::seconds(d.as_secs() as i64);
+    let persistence = crate::domain::side_effect::Persistence {
+        short: as_chrono(hours("KO_PERSISTENCE_SHORT_HOURS", "4")?),
+        long: as_chrono(hours("KO_PERSISTENCE_LONG_HOURS", "24")?),
+    };
+    let mut remission = crate::domain::instrument::RemissionCutOffs::default();
+    for (var, instrument) in REMISSION_VARS {
+        if let Some(raw) = lookup(var) {
+            let cut_off = raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(var, "must be a whole-number total"))?;
+            remission = remission
+                .with(instrument, cut_off)
+                .map_err(|rule| ConfigError::new(var, rule))?;
+        }
+    }
     Ok(ClinicalSettings {
         wear_off_days,
         min_cell,
+        persistence,
+        remission,
         thresholds,
     })
 }
+
+/// The variables that override each instrument's remission cut-off.
+const REMISSION_VARS: [(&str, crate::domain::instrument::Instrument); 6] = {
+    use crate::domain::instrument::Instrument::*;
+    [
+        ("KO_REMISSION_PHQ9", Phq9),
+        ("KO_REMISSION_GAD7", Gad7),
+        ("KO_REMISSION_MADRS", Madrs),
+        ("KO_REMISSION_PCL5", Pcl5),
+        ("KO_REMISSION_YBOCS", Ybocs),
+        ("KO_REMISSION_PAIN_NRS", PainNrs),
+    ]
+};
 
 fn parse_jwt_secret(var: &'static str, raw: &str) -> Result<Secret, ConfigError> {
     use base64::Engine;
@@ -401,6 +443,9 @@ mod tests {
             ("KO_WEAR_OFF_DAYS", "61"),
             ("KO_RESEARCH_MIN_CELL", "4"),
             ("KO_TRUSTED_PROXIES", "10.0.0.1, lb"),
+            ("KO_PERSISTENCE_SHORT_HOURS", "0"),
+            ("KO_REMISSION_PHQ9", "28"),
+            ("KO_REMISSION_GAD7", "four"),
             ("KO_PRE_SESSION_SYSTOLIC", "40"),
             ("KO_POST_DOSE_DIASTOLIC", "high"),
         ];
@@ -419,6 +464,24 @@ mod tests {
         assert_eq!(err.var, "KO_JWT_SECRET");
         let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
         assert!(settings(&[("KO_PRODUCTION", "true"), ("KO_JWT_SECRET", key)]).is_ok());
+    }
+
+    #[test]
+    fn clinics_may_set_their_own_remission_and_persistence() {
+        let s = settings(&[
+            ("KO_REMISSION_PHQ9", "5"),
+            ("KO_PERSISTENCE_SHORT_HOURS", "6"),
+        ])
+        .expect("valid");
+        use crate::domain::instrument::Instrument;
+        assert_eq!(s.clinical.remission.of(Instrument::Phq9), Some(5));
+        assert_eq!(
+            s.clinical.remission.of(Instrument::Gad7),
+            Some(4),
+            "the others keep the spec's cut-offs"
+        );
+        assert_eq!(s.clinical.remission.of(Instrument::DailyMood), None);
+        assert_eq!(s.clinical.persistence.short, chrono::Duration::hours(6));
     }
 
     #[test]

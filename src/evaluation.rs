@@ -17,7 +17,7 @@ use crate::domain::instrument::{Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
 use crate::domain::patient::{RiskClass, RiskFactor};
 use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
-use crate::domain::side_effect::{Effect, Severity, SideEffectReport};
+use crate::domain::side_effect::{Effect, Persistence, Severity, SideEffectReport};
 use crate::domain::treatment::VitalSigns;
 use crate::store::assessments::{self, AssessmentRow};
 use crate::store::courses::{self, CourseRow};
@@ -114,7 +114,11 @@ pub fn refresh(
 }
 
 /// Raises the flags that time alone raises, for every patient in the scope who could have one.
-pub fn refresh_time_based(conn: &mut DbConnection, scope: &Scope) -> Result<(), StoreError> {
+pub fn refresh_time_based(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    scope: &Scope,
+) -> Result<(), StoreError> {
     let mut candidates = side_effects::patients_with_unresolved(conn, scope)?;
     candidates.extend(courses::patients_with_open_courses(conn, scope)?);
     candidates.sort();
@@ -122,7 +126,12 @@ pub fn refresh_time_based(conn: &mut DbConnection, scope: &Scope) -> Result<(), 
     let now = clock::now();
     for patient_id in candidates {
         let record = Record::load(conn, &patient_id)?;
-        raise_missing(conn, &patient_id, time_flags(&record, now), now)?;
+        raise_missing(
+            conn,
+            &patient_id,
+            time_flags(&record, now, settings.persistence),
+            now,
+        )?;
     }
     Ok(())
 }
@@ -214,6 +223,7 @@ fn store_outcomes(
             first.map(clock::from_db),
             &record.scores(instrument),
             instrument.definition(),
+            settings.remission.of(instrument),
         );
         let row = CourseOutcomeRow {
             course_id: course.id.clone(),
@@ -359,7 +369,7 @@ fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
 
 /// The flags that time raises: persistent side effects, missed follow-ups and missed
 /// induction slots.
-fn time_flags(record: &Record, now: DateTime<Utc>) -> Vec<Wanted> {
+fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> Vec<Wanted> {
     let mut wanted = Vec::new();
     for e in &record.side_effects {
         let (Ok(effect), Ok(severity)) =
@@ -375,7 +385,7 @@ fn time_flags(record: &Record, now: DateTime<Utc>) -> Vec<Wanted> {
             reported_by: crate::domain::instrument::Rater::Clinician,
             note: None,
         };
-        if report.is_persistent(now) {
+        if report.is_persistent(now, persistence) {
             let detail = format!(
                 "{effect} unresolved since {}",
                 report.onset_at.format("%Y-%m-%d %H:%M UTC")

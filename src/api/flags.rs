@@ -13,6 +13,7 @@ use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::patient_event;
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::config::ClinicalSettings;
 use crate::domain::flags::{FlagKind, FlagLevel};
 use crate::error::ApiError;
 use crate::evaluation;
@@ -123,7 +124,9 @@ pub async fn list_flags(
     query: web::Query<FlagQuery>,
     page: web::Query<PageQuery>,
     db: web::Data<Db>,
+    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
+    let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let page = page.page()?;
     let fetch = page.clone();
@@ -136,7 +139,7 @@ pub async fn list_flags(
     };
     let rows = db
         .transaction(move |conn| -> Result<_, StoreError> {
-            evaluation::refresh_time_based(conn, &scope)?;
+            evaluation::refresh_time_based(conn, &clinical, &scope)?;
             flags::list(conn, &scope, &filter, &fetch)
         })
         .await?;

@@ -1,12 +1,13 @@
 //! Reference data any signed-in caller may read: the instrument table (domain.md §5), the
 //! side-effect catalogue (§4) and the protocols (§2), straight from the domain definitions.
 
-use actix_web::{get, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::caller::Caller;
-use crate::domain::instrument::{Direction, Instrument, Rater, ResponseRule};
+use crate::config::ClinicalSettings;
+use crate::domain::instrument::{Direction, Instrument, Rater, RemissionCutOffs, ResponseRule};
 use crate::domain::schedule::{
     Protocol, INDUCTION_DAY_OFFSETS, MAINTENANCE_INTERVAL_DAYS, SLOT_TOLERANCE_DAYS,
 };
@@ -65,7 +66,8 @@ pub struct InstrumentResponse {
     pub is_outcome: bool,
 }
 
-pub fn instruments() -> Vec<InstrumentResponse> {
+/// The instrument table, with the deployment's remission cut-offs.
+pub fn instruments(remission: &RemissionCutOffs) -> Vec<InstrumentResponse> {
     Instrument::ALL
         .iter()
         .map(|i| {
@@ -88,7 +90,7 @@ pub fn instruments() -> Vec<InstrumentResponse> {
                         max: b.max,
                     })
                     .collect(),
-                remission_max: d.remission_max,
+                remission_max: remission.of(*i),
                 response: d.response.map(|r| match r {
                     ResponseRule::PercentFall(p) => ResponseRuleResponse {
                         kind: "percent_fall",
@@ -118,7 +120,7 @@ pub fn instrument_table_markdown() -> String {
     let mut table = String::from(
         "| code | instrument | by | items × range | total | bands | remission | response | MIC | LOINC |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for i in instruments() {
+    for i in instruments(&RemissionCutOffs::default()) {
         let bands: Vec<String> = i
             .bands
             .iter()
@@ -164,8 +166,11 @@ pub fn instrument_table_markdown() -> String {
     )
 )]
 #[get("/v1/instruments")]
-pub async fn list_instruments(_caller: Caller) -> HttpResponse {
-    HttpResponse::Ok().json(instruments())
+pub async fn list_instruments(
+    _caller: Caller,
+    settings: web::Data<ClinicalSettings>,
+) -> HttpResponse {
+    HttpResponse::Ok().json(instruments(&settings.remission))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -195,14 +200,18 @@ pub struct SideEffectKindResponse {
     )
 )]
 #[get("/v1/side-effect-kinds")]
-pub async fn list_side_effect_kinds(_caller: Caller) -> HttpResponse {
+pub async fn list_side_effect_kinds(
+    _caller: Caller,
+    settings: web::Data<ClinicalSettings>,
+) -> HttpResponse {
+    let persistence = settings.persistence;
     let kinds: Vec<SideEffectKindResponse> = Effect::ALL
         .iter()
         .map(|e| SideEffectKindResponse {
             effect: *e,
             source_wording: e.source_wording(),
-            expected_resolution_hours: e.expected_resolution().map(|d| d.num_hours()),
-            always_flagged: e.expected_resolution().is_none(),
+            expected_resolution_hours: e.expected_resolution(persistence).map(|d| d.num_hours()),
+            always_flagged: e.expected_resolution(persistence).is_none(),
             requires_note: *e == Effect::Other,
             patient_severities: vec![Severity::Mild, Severity::Moderate, Severity::Severe],
         })

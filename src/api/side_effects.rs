@@ -53,7 +53,7 @@ pub struct CreateSideEffectRequest {
 #[schema(example = json!({"flags": [], "id": "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "effect": "nausea", "severity": "moderate",
     "onset_at": "2026-11-30T09:30:00Z", "resolved_at": null, "reported_by": "patient", "note": null,
-    "expected_resolution_hours": 24, "persistent": false, "deleted": false, "deleted_reason": null,
+    "deleted": false, "deleted_reason": null,
     "created_at": "2026-11-30T09:35:00Z", "updated_at": "2026-11-30T09:35:00Z", "version": 1}))]
 pub struct SideEffectResponse {
     /// The flags this record raised (domain.md §7), open or acknowledged.
@@ -68,10 +68,6 @@ pub struct SideEffectResponse {
     /// Set by the server from the reporter's role.
     pub reported_by: Rater,
     pub note: Option<String>,
-    /// How long the effect is expected to last; null when it is never expected.
-    pub expected_resolution_hours: Option<i64>,
-    /// Unresolved longer than expected (domain.md §4), as of this response.
-    pub persistent: bool,
     pub deleted: bool,
     pub deleted_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -95,8 +91,6 @@ impl From<SideEffectRow> for SideEffectResponse {
         let report = report_of(&row);
         Self {
             flags: vec![],
-            expected_resolution_hours: report.effect.expected_resolution().map(|d| d.num_hours()),
-            persistent: row.deleted_at.is_none() && report.is_persistent(clock::now()),
             effect: report.effect,
             severity: report.severity,
             onset_at: report.onset_at,

@@ -284,6 +284,43 @@ impl Definition {
     }
 }
 
+/// The remission cut-off of each instrument (deployment settings; defaults from domain.md §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemissionCutOffs([Option<i32>; 8]);
+
+impl Default for RemissionCutOffs {
+    fn default() -> Self {
+        let mut cut_offs = [None; 8];
+        for (i, instrument) in Instrument::ALL.iter().enumerate() {
+            cut_offs[i] = instrument.definition().remission_max;
+        }
+        Self(cut_offs)
+    }
+}
+
+impl RemissionCutOffs {
+    /// A total at or below this is a remission; `None` for instruments without one.
+    pub fn of(&self, instrument: Instrument) -> Option<i32> {
+        Instrument::ALL
+            .iter()
+            .position(|i| *i == instrument)
+            .and_then(|i| self.0[i])
+    }
+
+    /// Overrides one instrument's cut-off; refused outside its total range or where the
+    /// instrument has no remission.
+    pub fn with(mut self, instrument: Instrument, cut_off: i32) -> Result<Self, &'static str> {
+        let def = instrument.definition();
+        if def.remission_max.is_none() || !(0..=def.total_max()).contains(&cut_off) {
+            return Err("must be a total within the instrument's range");
+        }
+        if let Some(i) = Instrument::ALL.iter().position(|i| *i == instrument) {
+            self.0[i] = Some(cut_off);
+        }
+        Ok(self)
+    }
+}
+
 /// A scored questionnaire: the answers as given, and what the server computed from them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scored {

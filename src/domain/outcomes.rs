@@ -170,11 +170,12 @@ pub fn is_response(rule: ResponseRule, baseline: i32, severity: i32) -> bool {
 }
 
 /// §6 "Course response" from the course's first completed session and the scores of its
-/// primary instrument.
+/// primary instrument; `remission_max` is the deployment's cut-off for that instrument.
 pub fn course_outcome(
     first_session: Option<DateTime<Utc>>,
     scores: &[Score],
     instrument: &Definition,
+    remission_max: Option<i32>,
 ) -> CourseOutcome {
     let empty = CourseOutcome {
         baseline: None,
@@ -210,7 +211,7 @@ pub fn course_outcome(
         end_of_induction_score: end_of_induction.map(|s| s.id.clone()),
         end_of_induction_response: end_of_induction.and_then(responds),
         end_of_induction_remission: end_of_induction
-            .and_then(|s| instrument.remission_max.map(|cut_off| s.total <= cut_off)),
+            .and_then(|s| remission_max.map(|cut_off| s.total <= cut_off)),
         time_to_response_days: first_response.map(|s| days_between(first, s.taken_at)),
     }
 }
@@ -558,14 +559,14 @@ mod tests {
         ];
         for (case, points, expected) in cases {
             assert_eq!(
-                course_outcome(first, &scores(&points), phq9),
+                course_outcome(first, &scores(&points), phq9, phq9.remission_max),
                 expected,
                 "{case}"
             );
         }
         let pcl5 = Instrument::Pcl5.definition();
         let points = scores(&[(-1.0, 50), (30.0, 40), (31.0, 32)]);
-        let o = course_outcome(first, &points, pcl5);
+        let o = course_outcome(first, &points, pcl5, pcl5.remission_max);
         assert_eq!(
             (o.end_of_induction_response, o.end_of_induction_remission),
             (Some(true), Some(true))

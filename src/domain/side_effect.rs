@@ -35,10 +35,29 @@ vocabulary!(
     Severity { Mild = "mild", Moderate = "moderate", Severe = "severe", LifeThreatening = "life_threatening" }
 );
 
+/// How long side effects are expected to last before a report counts as persistent
+/// (deployment settings; defaults from domain.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// For the effects of the infusion itself: heart rate, blood pressure, perception.
+    pub short: Duration,
+    /// For nausea, headache and the like.
+    pub long: Duration,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Self {
+            short: Duration::hours(4),
+            long: Duration::hours(24),
+        }
+    }
+}
+
 impl Effect {
     /// How long the effect is expected to last after onset; `None` when it is never expected
     /// and is always flagged (domain.md §4).
-    pub fn expected_resolution(self) -> Option<Duration> {
+    pub fn expected_resolution(self, persistence: Persistence) -> Option<Duration> {
         use Effect::*;
         match self {
             IncreasedHeartRate
@@ -48,9 +67,9 @@ impl Effect {
             | AlteredVisualPerception
             | AlteredTactilePerception
             | AlteredAuditoryPerception
-            | OutOfBodyExperience => Some(Duration::hours(4)),
+            | OutOfBodyExperience => Some(persistence.short),
             Nausea | Vomiting | BlurryVision | Headache | Dizziness | Sedation
-            | AnxietyOrAgitation | Other => Some(Duration::hours(24)),
+            | AnxietyOrAgitation | Other => Some(persistence.long),
             BladderSymptoms | Craving | ManiaSymptoms => None,
         }
     }
@@ -142,11 +161,11 @@ impl SideEffectReport {
 
     /// Unresolved longer than the effect's expected time after onset; effects never expected
     /// to resolve are persistent from the start.
-    pub fn is_persistent(&self, now: DateTime<Utc>) -> bool {
+    pub fn is_persistent(&self, now: DateTime<Utc>, persistence: Persistence) -> bool {
         if self.resolved_at.is_some() {
             return false;
         }
-        match self.effect.expected_resolution() {
+        match self.effect.expected_resolution(persistence) {
             Some(expected) => now - self.onset_at > expected,
             None => true,
         }
@@ -263,7 +282,7 @@ mod tests {
         ];
         for (effect, hours) in table {
             assert_eq!(
-                effect.expected_resolution(),
+                effect.expected_resolution(Persistence::default()),
                 hours.map(Duration::hours),
                 "{effect}"
             );
@@ -277,10 +296,10 @@ mod tests {
             None,
         );
         assert!(
-            !dissociation.is_persistent(at(240)),
+            !dissociation.is_persistent(at(240), Persistence::default()),
             "exactly 4 h is not yet past it"
         );
-        assert!(dissociation.is_persistent(at(241)));
+        assert!(dissociation.is_persistent(at(241), Persistence::default()));
         let resolved = report(
             Effect::Dissociation,
             Severity::Mild,
@@ -289,7 +308,7 @@ mod tests {
             Some(500),
             None,
         );
-        assert!(!resolved.is_persistent(at(1000)));
+        assert!(!resolved.is_persistent(at(1000), Persistence::default()));
         let bladder = report(
             Effect::BladderSymptoms,
             Severity::Mild,
@@ -298,7 +317,15 @@ mod tests {
             None,
             None,
         );
-        assert!(bladder.is_persistent(at(0)));
+        assert!(bladder.is_persistent(at(0), Persistence::default()));
         assert_eq!(Effect::ALL.len(), 19);
+        let strict = Persistence {
+            short: Duration::hours(2),
+            ..Persistence::default()
+        };
+        assert!(
+            dissociation.is_persistent(at(121), strict),
+            "a clinic may expect less"
+        );
     }
 }

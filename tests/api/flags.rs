@@ -482,3 +482,69 @@ api_test!(the_worklist_filters_and_pages, |app| async move {
     .await
     .is_empty());
 });
+
+api_test!(
+    a_clinic_sets_its_own_persistence_times_and_remission_cut_offs,
+    overrides = &[
+        ("KO_PERSISTENCE_SHORT_HOURS", "2"),
+        ("KO_REMISSION_PHQ9", "9")
+    ],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.new_course(
+            &clinic.clinician,
+            &patient,
+            &Utc::now().date_naive().to_string(),
+        )
+        .await;
+        app.new_session(
+            &clinic.clinician,
+            &patient,
+            &(Utc::now() - Duration::hours(4)).to_rfc3339(),
+        )
+        .await;
+        let body = json!({"effect": "dissociation", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(3)).to_rfc3339()});
+        let report = created(
+            app.post_as(
+                &format!("/v1/patients/{patient}/side-effects"),
+                &token,
+                &body,
+            )
+            .await,
+        )
+        .await;
+        let persistent = worklist(&app, &clinic.clinician, "&kind=persistent_side_effect").await;
+        assert_eq!(
+            persistent[0]["record_id"], report["id"],
+            "3 h is past this clinic's 2 h"
+        );
+
+        let kinds: Value = app
+            .get_as("/v1/side-effect-kinds", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let dissociation = kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["effect"] == "dissociation")
+            .unwrap();
+        assert_eq!(dissociation["expected_resolution_hours"], 2);
+        let instruments: Value = app
+            .get_as("/v1/instruments", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(instruments[0]["remission_max"], 9);
+        assert_eq!(
+            instruments[1]["remission_max"], 4,
+            "GAD-7 keeps the specification's"
+        );
+    }
+);
