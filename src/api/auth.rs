@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::context::{Audited, RequestContext};
+use sha2::{Digest, Sha256};
+
 use crate::auth::caller::Caller;
 use crate::auth::password::{PasswordHasher, Verified};
 use crate::auth::token::{hash_refresh_token, RefreshToken, TokenKeys, REFRESH_TOKEN_LIFETIME};
@@ -262,7 +264,9 @@ pub(crate) struct ThrottleKeys {
 impl ThrottleKeys {
     pub fn new(email: &str, ctx: &RequestContext) -> Self {
         Self {
-            account: format!("account:{email}"),
+            // Hashed: a fixed-length key whatever the client sent, and no email kept in the
+            // throttle table.
+            account: format!("account:{}", hex::encode(Sha256::digest(email.as_bytes()))),
             address: ctx.client_address.as_ref().map(|a| format!("address:{a}")),
         }
     }

@@ -160,3 +160,18 @@ api_test!(an_unknown_route_is_404, |app| async move {
     );
     assert_eq!(body["title"], "Not found");
 });
+
+api_test!(
+    an_overlong_email_at_sign_in_is_an_ordinary_failure,
+    |app| async move {
+        let email = format!("{}@clinic.example", "a".repeat(5000));
+        let (status, content_type, body) =
+            problem(app.login(&email, "whatever whatever").await).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (401, "application/problem+json")
+        );
+        assert_eq!(body["type"], "/problems/invalid-credentials");
+        assert_clean(&body);
+    }
+);
