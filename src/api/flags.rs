@@ -129,6 +129,17 @@ pub async fn list_flags(
     let clinical = **clinical;
     let scope = caller.clinician_scope()?;
     let page = page.page()?;
+    // The worklist's cursor carries the level rank with the id (`rank:id`).
+    let well_formed = page.after.as_ref().is_none_or(|(_, key)| {
+        key.split_once(':')
+            .is_some_and(|(rank, _)| rank.parse::<i32>().is_ok())
+    });
+    if !well_formed {
+        return Err(ApiError::invalid(
+            "cursor",
+            "is not a cursor this server issued",
+        ));
+    }
     let fetch = page.clone();
     let query = query.into_inner();
     let filter = FlagFilter {

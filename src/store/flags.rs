@@ -94,8 +94,9 @@ pub fn list(
         query = query.filter(flags::patient_id.eq(patient.clone()));
     }
     if let Some((at, key)) = &page.after {
-        let (rank, id) = key.split_once(':').ok_or(StoreError::NotFound)?;
-        let rank: i32 = rank.parse().map_err(|_| StoreError::NotFound)?;
+        // Checked by the handler; a malformed key matches from the start.
+        let (rank, id) = key.split_once(':').unwrap_or(("0", ""));
+        let rank: i32 = rank.parse().unwrap_or(0);
         query = query.filter(
             flags::level_rank
                 .gt(rank)

@@ -548,3 +548,31 @@ api_test!(
         );
     }
 );
+
+api_test!(
+    another_lists_cursor_is_refused_by_the_worklist,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        for _ in 0..3 {
+            app.new_patient(&clinic.clinician).await;
+        }
+        let page: Value = app
+            .get_as("/v1/patients?limit=1", &clinic.clinician.access_token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let cursor = page["next_cursor"].as_str().unwrap();
+        let (status, _, body) = problem(
+            app.get_as(
+                &format!("/v1/flags?cursor={cursor}"),
+                &clinic.clinician.access_token,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 422);
+        assert_eq!(body["errors"][0]["field"], "cursor");
+    }
+);
