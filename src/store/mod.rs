@@ -77,9 +77,11 @@ impl From<diesel::result::Error> for StoreError {
                     constraint: info.constraint_name().unwrap_or("unique").to_owned(),
                 }
             }
-            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
-                Self::Unavailable(Box::new(err))
-            }
+            Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _)
+            | Error::BrokenTransactionManager => Self::Unavailable(Box::new(err)),
+            // The connection died at COMMIT and the rollback could not be sent either: what
+            // the commit met decides (a lost connection is a 503; the client retries by id).
+            Error::RollbackErrorOnCommit { commit_error, .. } => Self::from(*commit_error),
             other => Self::Query(other),
         }
     }

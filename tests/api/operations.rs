@@ -1,5 +1,6 @@
 use crate::api_test;
 use crate::helpers::{problem, Backend, TestApp, TestDatabase};
+use crate::relay::Relay;
 
 api_test!(healthz_answers_ok_with_a_request_id, |app| async move {
     let res = app.get("/healthz").await;
@@ -128,77 +129,14 @@ api_test!(
     }
 );
 
-/// A TCP relay to PostgreSQL that the test can cut and restore, so the server sees its
-/// database go away and come back without being restarted.
-mod relay {
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::task::JoinSet;
-
-    pub struct Relay {
-        pub port: u16,
-        target: String,
-        tasks: Option<JoinSet<()>>,
-    }
-
-    impl Relay {
-        pub async fn start(target: String) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let mut relay = Self {
-                port,
-                target,
-                tasks: None,
-            };
-            relay.serve(listener);
-            relay
-        }
-
-        fn serve(&mut self, listener: TcpListener) {
-            let target = self.target.clone();
-            let mut tasks = JoinSet::new();
-            tasks.spawn(async move {
-                let mut pipes = JoinSet::new();
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    let target = target.clone();
-                    pipes.spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                }
-            });
-            self.tasks = Some(tasks);
-        }
-
-        /// Closes the listener and every relayed connection.
-        pub async fn cut(&mut self) {
-            if let Some(mut tasks) = self.tasks.take() {
-                tasks.shutdown().await;
-            }
-        }
-
-        pub async fn restore(&mut self) {
-            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-            self.serve(listener);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_database_down_and_back_up_without_a_restart() {
     let Some(database) = TestDatabase::create(Backend::Postgres) else {
         eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
         return;
     };
-    let url = reqwest::Url::parse(&database.url()).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-    let mut relay = relay::Relay::start(target).await;
-    let mut relayed = url.clone();
-    relayed.set_host(Some("127.0.0.1")).unwrap();
-    relayed.set_port(Some(relay.port)).unwrap();
-    let relayed = relayed.to_string();
-    let app = TestApp::spawn(database, &[("DATABASE_URL", relayed.as_str())]).await;
+    let mut relay = Relay::in_front_of(&database.url()).await;
+    let app = TestApp::spawn(database, &[("DATABASE_URL", relay.database_url.as_str())]).await;
 
     assert_eq!(app.get("/readyz").await.status(), 200);
 

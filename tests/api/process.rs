@@ -4,7 +4,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
+use serde_json::{json, Value};
+
+use crate::helpers::PASSWORD;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_ketamine-outcomes");
+
+/// The signing key the processes of one test share, as processes behind a load balancer do.
+pub const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 pub struct Process {
     pub child: Child,
@@ -89,4 +96,27 @@ pub fn create_account(env: &[(&str, &str)], role: &str, email: &str, password: &
         "user create: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Signs in the administrator, creates a clinic, a clinician and a patient through `server`;
+/// returns the clinician's token and the patient's id.
+pub async fn clinic_with_patient(client: &reqwest::Client, server: &Process) -> (String, String) {
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut req = client.post(server.url(path)).json(&body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let login = |email: &str| json!({"email": email, "password": PASSWORD});
+    let admin = post("/v1/auth/login", None, login("admin@clinic.example")).await;
+    let admin = admin["access_token"].as_str().unwrap().to_owned();
+    let clinic = post("/v1/clinics", Some(&admin), json!({"name": "Harbour"})).await;
+    let user = json!({"email": "doc@clinic.example", "password": PASSWORD, "role": "clinician", "clinic_id": clinic["id"]});
+    post("/v1/users", Some(&admin), user).await;
+    let doc = post("/v1/auth/login", None, login("doc@clinic.example")).await;
+    let doc = doc["access_token"].as_str().unwrap().to_owned();
+    let body = json!({"birth_year": 1980, "sex": "male", "indications": ["major_depression"]});
+    let patient = post("/v1/patients", Some(&doc), body).await;
+    (doc, patient["id"].as_str().unwrap().to_owned())
 }

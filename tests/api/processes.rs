@@ -4,9 +4,7 @@
 use serde_json::json;
 
 use crate::helpers::{Backend, TestDatabase, PASSWORD};
-use crate::process::{create_account, Process};
-
-const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+use crate::process::{clinic_with_patient, create_account, Process, SECRET};
 
 async fn login(client: &reqwest::Client, server: &Process, password: &str) -> reqwest::Response {
     client
@@ -72,8 +70,7 @@ async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
     create_account(&env, "admin", "admin@clinic.example", PASSWORD);
     let (one, two) = (Process::start(&env), Process::start(&env));
     let client = reqwest::Client::new();
-    let token = |res: serde_json::Value| res["access_token"].as_str().unwrap().to_owned();
-    let admin = token(login(&client, &one, PASSWORD).await.json().await.unwrap());
+    let (doc, patient) = clinic_with_patient(&client, &one).await;
     let post = |server: &Process, path: &str, token: &str, body: serde_json::Value| {
         client
             .post(server.url(path))
@@ -81,36 +78,6 @@ async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
             .json(&body)
             .send()
     };
-    let clinic: serde_json::Value = post(&one, "/v1/clinics", &admin, json!({"name": "Harbour"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body = json!({"email": "doc@clinic.example", "password": PASSWORD, "role": "clinician", "clinic_id": clinic["id"]});
-    post(&one, "/v1/users", &admin, body).await.unwrap();
-    let signed_in: serde_json::Value = client
-        .post(one.url("/v1/auth/login"))
-        .json(&json!({"email": "doc@clinic.example", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let doc = token(signed_in);
-    let patient: serde_json::Value = post(
-        &one,
-        "/v1/patients",
-        &doc,
-        json!({"birth_year": 1980, "sex": "male", "indications": ["major_depression"]}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let patient = patient["id"].as_str().unwrap().to_owned();
     let start = (chrono::Utc::now() - chrono::Duration::days(20)).date_naive();
     post(
         &one,
@@ -151,4 +118,114 @@ async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
         6,
         "days 0, 2, 4, 7, 10 and 14 of 20, once each"
     );
+}
+
+/// Both processes under concurrent load at once: forty assessments, each raising suicidal
+/// ideation and each sent through both processes simultaneously, eight pairs at a time, are
+/// stored once and flagged once; a refresh token spent through both at once works once and
+/// its family is then revoked; a burst of failed sign-ins across both engages one throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_concurrent_load_two_processes_create_once_flag_once_and_spend_a_token_once() {
+    use futures_util::StreamExt;
+    let Some(database) = TestDatabase::create(Backend::Postgres) else {
+        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
+        return;
+    };
+    let url = database.url();
+    let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
+    create_account(&env, "admin", "admin@clinic.example", PASSWORD);
+    let (one, two) = (Process::start(&env), Process::start(&env));
+    let client = reqwest::Client::new();
+    let (doc, patient) = clinic_with_patient(&client, &one).await;
+
+    let path = format!("/v1/patients/{patient}/assessments");
+    let send = |server: &Process, body: &serde_json::Value| {
+        client
+            .post(server.url(&path))
+            .bearer_auth(&doc)
+            .json(body)
+            .send()
+    };
+    let bodies: Vec<serde_json::Value> = (0..40)
+        .map(|_| json!({"id": uuid::Uuid::new_v4(), "instrument": "phq9", "taken_at": chrono::Utc::now().to_rfc3339(), "items": [0, 0, 0, 0, 0, 0, 0, 0, 1]}))
+        .collect();
+    let (first, second) = (&one, &two);
+    let pairs: Vec<(u16, u16)> = futures_util::stream::iter(&bodies)
+        .map(|body| async move {
+            let (a, b) = tokio::join!(send(first, body), send(second, body));
+            (a.unwrap().status().as_u16(), b.unwrap().status().as_u16())
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for pair in &pairs {
+        assert!(
+            matches!(pair, (201, 200) | (200, 201)),
+            "one process creates, the other replays: {pair:?}"
+        );
+    }
+    let stored: serde_json::Value = client
+        .get(one.url(&format!("{path}?limit=100")))
+        .bearer_auth(&doc)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["items"].as_array().unwrap().len(), 40);
+    let flags: serde_json::Value = client
+        .get(two.url("/v1/flags?kind=suicidal_ideation&limit=100"))
+        .bearer_auth(&doc)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        flags["items"].as_array().unwrap().len(),
+        40,
+        "one flag per assessment"
+    );
+
+    // One refresh token, spent through both processes at the same moment.
+    let tokens: serde_json::Value = login(&client, &one, PASSWORD).await.json().await.unwrap();
+    let refresh = json!({"refresh_token": tokens["refresh_token"]});
+    let spend = |server: &Process| {
+        client
+            .post(server.url("/v1/auth/refresh"))
+            .json(&refresh)
+            .send()
+    };
+    let (a, b) = tokio::join!(spend(&one), spend(&two));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401], "the token is spent once");
+    let winner = if a.status() == 200 { a } else { b };
+    let rotated: serde_json::Value = winner.json().await.unwrap();
+    let next = json!({"refresh_token": rotated["refresh_token"]});
+    let after_reuse = client
+        .post(two.url("/v1/auth/refresh"))
+        .json(&next)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after_reuse.status(),
+        401,
+        "the reuse revoked the whole family"
+    );
+
+    // Ten failed sign-ins at once, half through each process, make one throttle.
+    let failures = (0..10).map(|i| {
+        let server = if i % 2 == 0 { &one } else { &two };
+        login(&client, server, "not the password at all")
+    });
+    for res in futures_util::future::join_all(failures).await {
+        assert!(matches!(res.status().as_u16(), 401 | 429));
+    }
+    assert_eq!(login(&client, &one, PASSWORD).await.status(), 429);
+    assert_eq!(login(&client, &two, PASSWORD).await.status(), 429);
 }
