@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::context::RequestContext;
-use crate::api::plan::{due_for_course, AdherenceResponse};
+use crate::api::plan::{AdherenceResponse, PlanRecords};
 use crate::api::records::patient_event;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -180,8 +180,9 @@ async fn outcomes_of(
             let now = clock::now();
             let mut all_items = Vec::new();
             let mut adherence_by_course = std::collections::HashMap::new();
+            let records = PlanRecords::load(conn, std::slice::from_ref(&patient_id))?;
             for course in courses::of_patient(conn, &patient_id)? {
-                let items = due_for_course(conn, &course, now)?;
+                let items = records.due_for_course(&course, now);
                 adherence_by_course.insert(course.id.clone(), AdherenceResponse::of(&items));
                 all_items.extend(items);
             }

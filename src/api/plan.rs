@@ -2,6 +2,8 @@
 //! missed, with the share completed on time.
 
 use actix_web::{get, web, HttpResponse};
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -23,27 +25,84 @@ use crate::store::{assessments, audit, courses, patients, sessions, Db, DbConnec
 /// How far back daily items are listed.
 const DAILY_LOOKBACK_DAYS: i64 = 30;
 
+/// A live session as a measurement plan sees it.
+struct PlanSession {
+    id: String,
+    course_id: String,
+    completed: bool,
+    started_at: DateTime<Utc>,
+}
+
+/// What measurement plans are checked against: the live sessions and scores of some
+/// patients, loaded for all of them in two queries.
+#[derive(Default)]
+pub struct PlanRecords {
+    sessions: HashMap<String, Vec<PlanSession>>,
+    scores: HashMap<String, Vec<(String, Instrument, DateTime<Utc>)>>,
+}
+
+impl PlanRecords {
+    pub fn load(conn: &mut DbConnection, patient_ids: &[String]) -> Result<Self, StoreError> {
+        let mut records = Self::default();
+        for (patient, id, course_id, status, started_at) in
+            sessions::starts_of_patients(conn, patient_ids)?
+        {
+            records
+                .sessions
+                .entry(patient)
+                .or_default()
+                .push(PlanSession {
+                    id,
+                    course_id,
+                    completed: status == "completed",
+                    started_at: clock::from_db(started_at),
+                });
+        }
+        for (patient, id, instrument, taken_at) in
+            assessments::times_of_patients(conn, patient_ids)?
+        {
+            if let Ok(instrument) = instrument.parse() {
+                let score = (id, instrument, clock::from_db(taken_at));
+                records.scores.entry(patient).or_default().push(score);
+            }
+        }
+        Ok(records)
+    }
+
+    /// The items `course`'s plan asks for, with their status at `at`.
+    pub fn due_for_course(&self, course: &CourseRow, at: DateTime<Utc>) -> Vec<DueItem> {
+        let completed: Vec<(String, DateTime<Utc>)> = self
+            .sessions
+            .get(&course.patient_id)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.course_id == course.id && s.completed && s.started_at <= at)
+            .map(|s| (s.id.clone(), s.started_at))
+            .collect();
+        let scores = self
+            .scores
+            .get(&course.patient_id)
+            .map_or(&[][..], Vec::as_slice);
+        due_items_of(course, &completed, scores, at)
+    }
+}
+
 /// The items a course's plan asks for, with their status at `at`.
 pub fn due_for_course(
     conn: &mut DbConnection,
     course: &CourseRow,
     at: DateTime<Utc>,
 ) -> Result<Vec<DueItem>, StoreError> {
-    let live = sessions::live_of_patient(conn, &course.patient_id)?;
-    let completed: Vec<(String, DateTime<Utc>)> = live
-        .iter()
-        .filter(|s| {
-            s.course_id == course.id
-                && s.status == "completed"
-                && clock::from_db(s.started_at) <= at
-        })
-        .map(|s| (s.id.clone(), clock::from_db(s.started_at)))
-        .collect();
-    let scores: Vec<(String, Instrument, DateTime<Utc>)> =
-        assessments::live_of_patient(conn, &course.patient_id)?
-            .into_iter()
-            .filter_map(|a| Some((a.id, a.instrument.parse().ok()?, clock::from_db(a.taken_at))))
-            .collect();
+    let records = PlanRecords::load(conn, std::slice::from_ref(&course.patient_id))?;
+    Ok(records.due_for_course(course, at))
+}
+
+fn due_items_of(
+    course: &CourseRow,
+    completed: &[(String, DateTime<Utc>)],
+    scores: &[(String, Instrument, DateTime<Utc>)],
+    at: DateTime<Utc>,
+) -> Vec<DueItem> {
     let protocol = course.protocol.parse().unwrap_or(Protocol::Custom);
     let custom: Vec<_> = course
         .planned_dates
@@ -71,17 +130,17 @@ pub fn due_for_course(
         .primary_instrument
         .parse()
         .unwrap_or(Instrument::Phq9);
-    Ok(plan::due_items(
+    plan::due_items(
         &PlanInput {
             plan: &plan,
             primary,
-            sessions: &completed,
+            sessions: completed,
             next_planned,
-            scores: &scores,
+            scores,
             daily_from,
         },
         at,
-    ))
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -240,16 +240,28 @@ pub async fn research_outcomes(
     }))
 }
 
-/// Each course's measurement-plan adherence now: (completed on time, due).
+/// Each course's measurement-plan adherence now: (completed on time, due). The records the
+/// plans are checked against are loaded for a few hundred patients at a time.
 fn course_adherence(
     conn: &mut crate::store::DbConnection,
     course_ids: &[String],
 ) -> Result<HashMap<String, (usize, usize)>, StoreError> {
     let now = clock::now();
-    let mut adherence = HashMap::new();
+    let mut by_patient: HashMap<String, Vec<_>> = HashMap::new();
     for course in facts::courses_by_id(conn, course_ids)? {
-        let items = crate::api::plan::due_for_course(conn, &course, now)?;
-        adherence.insert(course.id.clone(), crate::domain::plan::adherence(&items));
+        by_patient
+            .entry(course.patient_id.clone())
+            .or_default()
+            .push(course);
+    }
+    let patients: Vec<String> = by_patient.keys().cloned().collect();
+    let mut adherence = HashMap::new();
+    for chunk in patients.chunks(500) {
+        let records = crate::api::plan::PlanRecords::load(conn, chunk)?;
+        for course in chunk.iter().flat_map(|p| &by_patient[p]) {
+            let items = records.due_for_course(course, now);
+            adherence.insert(course.id.clone(), crate::domain::plan::adherence(&items));
+        }
     }
     Ok(adherence)
 }

@@ -208,17 +208,9 @@ fn as_request(row: &SessionRow) -> CreateSessionRequest {
     }
 }
 
-/// Checks the request against §3 and finds its course; the row is ready to store.
-fn build(
-    conn: &mut DbConnection,
-    body: &CreateSessionRequest,
-    id: String,
-    patient_id: &str,
-    recorded_by: &str,
-    existing: Option<&SessionRow>,
-) -> Result<SessionRow, ApiError> {
-    let now = clock::now();
-    let administration = Administration {
+/// The session a request describes, before the rules of §3 are checked.
+pub fn administration(body: &CreateSessionRequest) -> Administration {
+    Administration {
         route: body.route,
         started_at: body.started_at,
         ended_at: body.ended_at,
@@ -246,8 +238,19 @@ fn build(
         sedation: body.sedation,
         respiratory_concern: body.respiratory_concern,
     }
-    .check(now)
-    .map_err(rules_broken)?;
+}
+
+/// Checks the request against §3 and finds its course; the row is ready to store.
+fn build(
+    conn: &mut DbConnection,
+    body: &CreateSessionRequest,
+    id: String,
+    patient_id: &str,
+    recorded_by: &str,
+    existing: Option<&SessionRow>,
+) -> Result<SessionRow, ApiError> {
+    let now = clock::now();
+    let administration = administration(body).check(now).map_err(rules_broken)?;
     let course_id = match body.course_id {
         Some(course) => {
             let course = course.to_string();

@@ -1,10 +1,15 @@
-//! argon2id password hashing on a bounded pool.
+//! argon2id password hashing on threads of its own.
 //!
-//! Hashing is deliberately slow (tens of milliseconds of CPU and 19 MiB each). Requests wait
-//! for a slot asynchronously and hash on blocking threads, at most one per core, so a login
-//! flood queues up instead of starving every other request.
+//! Hashing is deliberately slow (tens of milliseconds of CPU and 19 MiB each). It runs on a
+//! fixed set of threads, one fewer than the cores (at least one), at the lowest CPU priority;
+//! requests wait for one asynchronously. A login flood therefore queues up for those threads
+//! while every other request keeps a core and the scheduler's preference (quality.md, login),
+//! and the process holds at most one 19 MiB working area per hashing thread: a thread's
+//! allocator keeps the area it freed for the next hash instead of every blocking thread
+//! keeping one of its own.
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
@@ -32,7 +37,9 @@ pub enum Verified {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
+    /// One per hashing thread: a hash waits here, asynchronously, for a free thread.
     slots: Arc<Semaphore>,
+    threads: HashingThreads,
     /// Verified against when the account does not exist, so both answers take as long.
     dummy_hash: Arc<String>,
 }
@@ -41,10 +48,12 @@ impl PasswordHasher {
     pub fn new(memory_kib: u32, iterations: u32) -> Result<Self, HashError> {
         let params = Params::new(memory_kib, iterations, 1, None).map_err(|_| HashError)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = cores.saturating_sub(1).max(1);
         let dummy_hash = hash_with(&params, "an account that does not exist")?;
         Ok(Self {
             params,
-            slots: Arc::new(Semaphore::new(cores)),
+            slots: Arc::new(Semaphore::new(threads)),
+            threads: HashingThreads::start(threads),
             dummy_hash: Arc::new(dummy_hash),
         })
     }
@@ -87,9 +96,55 @@ impl PasswordHasher {
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let _permit = self.slots.acquire().await.map_err(|_| HashError)?;
-        actix_web::rt::task::spawn_blocking(work)
-            .await
-            .map_err(|_| HashError)?
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.threads.run(Box::new(move || {
+            let _ = done.send(work());
+        }))?;
+        result.await.map_err(|_| HashError)?
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads and the queue they take work from. They end when the last
+/// [`PasswordHasher`] clone is dropped.
+#[derive(Clone)]
+struct HashingThreads {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl HashingThreads {
+    fn start(count: usize) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..count {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    if let Err(e) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    ) {
+                        tracing::warn!(error = ?e, "password hashing keeps normal CPU priority");
+                    }
+                    // The lock is held only while waiting for the next job, not while hashing.
+                    while let Ok(job) = queue
+                        .lock()
+                        .map_err(drop)
+                        .and_then(|q| q.recv().map_err(drop))
+                    {
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    fn run(&self, job: Job) -> Result<(), HashError> {
+        self.jobs.send(job).map_err(|_| HashError)
     }
 }
 
@@ -145,6 +200,28 @@ mod tests {
                 .unwrap(),
             Verified::No
         );
+    }
+
+    /// The nice value of the calling thread, from the kernel's own account of it.
+    #[cfg(target_os = "linux")]
+    fn niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name (which may hold spaces) start at "state"; nice is 19th.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[actix_web::test]
+    async fn hashing_runs_on_its_own_threads_at_the_lowest_priority() {
+        let hasher = PasswordHasher::new(19_456, 2).unwrap();
+        let (name, nice) = hasher
+            .on_pool(|| Ok((std::thread::current().name().map(str::to_owned), niceness())))
+            .await
+            .unwrap();
+        assert!(name.is_some_and(|n| n.starts_with("argon2-")));
+        assert_eq!(nice, 19);
+        assert_eq!(niceness(), 0, "request threads keep the normal priority");
     }
 
     #[actix_web::test]

@@ -75,3 +75,32 @@ pub fn live_of_patient(
         .select(AssessmentRow::as_select())
         .load(conn)?)
 }
+
+/// The live scores of many patients, narrowly: (patient, id, instrument, time), in each
+/// patient's time order. In chunks, as SQLite caps the parameters of one statement.
+pub fn times_of_patients(
+    conn: &mut DbConnection,
+    patient_ids: &[String],
+) -> Result<Vec<(String, String, String, NaiveDateTime)>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in patient_ids.chunks(500) {
+        rows.extend(
+            assessments::table
+                .filter(assessments::patient_id.eq_any(chunk))
+                .filter(assessments::deleted_at.is_null())
+                .order((
+                    assessments::patient_id,
+                    assessments::taken_at,
+                    assessments::id,
+                ))
+                .select((
+                    assessments::patient_id,
+                    assessments::id,
+                    assessments::instrument,
+                    assessments::taken_at,
+                ))
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
+}

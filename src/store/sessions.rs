@@ -112,3 +112,29 @@ pub fn live_of_patient(
         .select(SessionRow::as_select())
         .load(conn)?)
 }
+
+/// The live sessions of many patients, narrowly: (patient, id, course, status, start), in
+/// each patient's time order. In chunks, as SQLite caps the parameters of one statement.
+pub fn starts_of_patients(
+    conn: &mut DbConnection,
+    patient_ids: &[String],
+) -> Result<Vec<(String, String, String, String, NaiveDateTime)>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in patient_ids.chunks(500) {
+        rows.extend(
+            sessions::table
+                .filter(sessions::patient_id.eq_any(chunk))
+                .filter(sessions::deleted_at.is_null())
+                .order((sessions::patient_id, sessions::started_at, sessions::id))
+                .select((
+                    sessions::patient_id,
+                    sessions::id,
+                    sessions::course_id,
+                    sessions::status,
+                    sessions::started_at,
+                ))
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
+}
