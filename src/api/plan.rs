@@ -66,6 +66,13 @@ impl PlanRecords {
                 records.scores.entry(patient).or_default().push(score);
             }
         }
+        // Each patient's records in time order, ties by id, as the plan reads them.
+        for sessions in records.sessions.values_mut() {
+            sessions.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        }
+        for scores in records.scores.values_mut() {
+            scores.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+        }
         Ok(records)
     }
 

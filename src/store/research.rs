@@ -47,13 +47,21 @@ pub struct SessionFact {
 
 /// The completed, live sessions of consenting patients joined to what they are grouped by,
 /// from `$base` (sessions, or side effects joined to their sessions), with the filters applied.
+/// `$outcomes_after` starts the outcomes join after a session id: a page of sessions in id
+/// order then reads only its own outcomes, where PostgreSQL's merge join would otherwise read
+/// every outcome before the page, on every page.
 macro_rules! consenting_sessions {
-    ($base:expr, $filter:expr) => {{
+    ($base:expr, $filter:expr, $outcomes_after:expr) => {{
         let filter: &ResearchFilter = $filter;
+        let outcomes_after: &str = $outcomes_after;
         let mut query = $base
             .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
             .inner_join(courses::table.on(courses::id.eq(sessions::course_id)))
-            .left_join(session_outcomes::table.on(session_outcomes::session_id.eq(sessions::id)))
+            .left_join(
+                session_outcomes::table.on(session_outcomes::session_id
+                    .eq(sessions::id)
+                    .and(session_outcomes::session_id.gt(outcomes_after.to_owned()))),
+            )
             .filter(sessions::deleted_at.is_null())
             .filter(sessions::status.eq("completed"))
             .filter(patients::research_consent.eq(true))
@@ -111,7 +119,7 @@ pub fn session_facts(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<SessionFact>, StoreError> {
-    let mut query = consenting_sessions!(sessions::table, filter);
+    let mut query = consenting_sessions!(sessions::table, filter, after.unwrap_or_default());
     if let Some(after) = after {
         query = query.filter(sessions::id.gt(after.to_owned()));
     }
@@ -182,7 +190,8 @@ pub fn side_effect_facts(
 ) -> Result<Vec<(SessionFact, SideEffectFact)>, StoreError> {
     let base = side_effects::table
         .inner_join(sessions::table.on(sessions::id.eq(side_effects::session_id)));
-    let mut query = consenting_sessions!(base, filter).filter(side_effects::deleted_at.is_null());
+    let mut query =
+        consenting_sessions!(base, filter, "").filter(side_effects::deleted_at.is_null());
     if let Some(after) = after {
         query = query.filter(side_effects::id.gt(after.to_owned()));
     }

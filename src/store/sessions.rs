@@ -113,8 +113,8 @@ pub fn live_of_patient(
         .load(conn)?)
 }
 
-/// The live sessions of many patients, narrowly: (patient, id, course, status, start), in
-/// each patient's time order. In chunks, as SQLite caps the parameters of one statement.
+/// The live sessions of many patients, narrowly: (patient, id, course, status, start), in no
+/// order. In chunks, as SQLite caps the parameters of one statement.
 pub fn starts_of_patients(
     conn: &mut DbConnection,
     patient_ids: &[String],
@@ -125,7 +125,6 @@ pub fn starts_of_patients(
             sessions::table
                 .filter(sessions::patient_id.eq_any(chunk))
                 .filter(sessions::deleted_at.is_null())
-                .order((sessions::patient_id, sessions::started_at, sessions::id))
                 .select((
                     sessions::patient_id,
                     sessions::id,
