@@ -31,7 +31,7 @@ use crate::store::{audit, clinics, patients, Db, DbConnection, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "instrument": "phq9", "taken_at": "2026-12-01T08:00:00Z",
+#[schema(example = json!({"id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "instrument": "phq9", "taken_at": "2026-10-01T08:00:00Z",
     "items": [2, 2, 1, 2, 1, 1, 2, 1, 0]}))]
 pub struct CreateAssessmentRequest {
     /// Client-generated id for an idempotent create: a phone's retry never duplicates.
@@ -49,9 +49,9 @@ pub struct CreateAssessmentRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"flags": [], "crisis_message": null, "id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-    "instrument": "phq9", "taken_at": "2026-12-01T08:00:00Z", "items": [2, 2, 1, 2, 1, 1, 2, 1, 0], "total": 12,
+    "instrument": "phq9", "taken_at": "2026-10-01T08:00:00Z", "items": [2, 2, 1, 2, 1, 1, 2, 1, 0], "total": 12,
     "band": "moderate", "severity": 12, "submitted_by": "patient", "deleted": false, "deleted_reason": null,
-    "created_at": "2026-12-01T08:00:03Z", "updated_at": "2026-12-01T08:00:03Z", "version": 1}))]
+    "created_at": "2026-10-01T08:00:03Z", "updated_at": "2026-10-01T08:00:03Z", "version": 1}))]
 pub struct AssessmentResponse {
     /// The flags this record raised (domain.md §7), open or acknowledged.
     pub flags: Vec<FlagResponse>,

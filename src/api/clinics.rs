@@ -38,7 +38,7 @@ pub struct CreateClinicRequest {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "name": "Harbour Ketamine Clinic",
     "crisis_message": "Call 988 (Suicide & Crisis Lifeline) or 911 now.",
-    "created_at": "2026-11-25T09:30:00Z", "updated_at": "2026-11-25T09:30:00Z", "version": 1}))]
+    "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct ClinicResponse {
     pub id: String,
     pub name: String,

@@ -10,7 +10,9 @@ use crate::api::context::RequestContext;
 use crate::api::flags::{flags_by_record, FlagResponse};
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{body_hash, by_change, optional, patched, patient_event, RecordQuery};
+use crate::api::records::{
+    body_hash, by_change, optional, patched, patient_event, MergePatch, RecordQuery,
+};
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -27,7 +29,7 @@ use crate::store::{audit, patients, sessions, Db, DbConnection, StoreError};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "indication": "treatment_resistant_depression",
-    "protocol": "standard_induction", "start_date": "2026-11-30"}))]
+    "protocol": "standard_induction", "start_date": "2026-09-30"}))]
 pub struct CreateCourseRequest {
     /// Client-generated id for an idempotent create.
     pub id: Option<Uuid>,
@@ -54,7 +56,7 @@ fn standard() -> Protocol {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"planned_date": "2026-12-02", "phase": "induction", "status": "filled", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c"}))]
+#[schema(example = json!({"planned_date": "2026-10-02", "phase": "induction", "status": "filled", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c"}))]
 pub struct SlotResponse {
     pub planned_date: NaiveDate,
     pub phase: Phase,
@@ -67,10 +69,10 @@ pub struct SlotResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"flags": [], "id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "indication": "treatment_resistant_depression", "protocol": "standard_induction", "primary_instrument": "phq9",
-    "start_date": "2026-11-30", "planned_dates": null, "closed": false,
+    "start_date": "2026-09-30", "planned_dates": null, "closed": false,
     "measurement_plan": {"pre_session_hours": 24, "follow_up_days": [1, 3, 7, 14], "daily_mood": true, "first_day_window_hours": 12, "window_hours": 24},
-    "slots": [{"planned_date": "2026-11-30", "phase": "induction", "status": "open", "session_id": null}],
-    "created_at": "2026-11-25T09:30:00Z", "updated_at": "2026-11-25T09:30:00Z", "version": 1}))]
+    "slots": [{"planned_date": "2026-09-30", "phase": "induction", "status": "open", "session_id": null}],
+    "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct CourseResponse {
     pub id: String,
     pub patient_id: String,
@@ -411,9 +413,9 @@ pub async fn get_course(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The course's id"),
-        ("If-Match" = Option<String>, Header, description = "The version the change is based on; 412 when stale"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
     ),
-    request_body(content = serde_json::Value, description = "The fields to change", example = json!({"closed": true})),
+    request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"closed": true})),
     responses(
         (status = 200, description = "The changed course", body = CourseResponse),
         (status = 400, response = crate::openapi::responses::BadRequest),
@@ -428,7 +430,7 @@ pub async fn get_course(
 pub async fn update_course(
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<serde_json::Value>,
+    body: web::Json<MergePatch>,
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,

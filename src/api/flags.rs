@@ -40,7 +40,7 @@ impl FlagStatus {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"id": "0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "kind": "suicidal_ideation", "level": "urgent", "record_type": "assessment", "record_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-    "detail": "phq9 item 9 answered 1", "raised_at": "2026-12-01T08:00:03Z", "status": "open",
+    "detail": "phq9 item 9 answered 1", "raised_at": "2026-10-01T08:00:03Z", "status": "open",
     "acknowledged_by": null, "acknowledged_at": null, "note": null}))]
 pub struct FlagResponse {
     pub id: String,

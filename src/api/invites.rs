@@ -27,7 +27,7 @@ use crate::store::{audit, patients, users, Db};
 pub const INVITE_LIFETIME: Duration = Duration::days(7);
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"invite_code": "hV3k9Qz2LmP8xR4tYw6n", "expires_at": "2026-12-02T09:30:00Z"}))]
+#[schema(example = json!({"invite_code": "hV3k9Qz2LmP8xR4tYw6n", "expires_at": "2026-10-02T09:30:00Z"}))]
 pub struct InviteResponse {
     /// Give this to the patient; it is shown once and stored only as a hash.
     pub invite_code: String,

@@ -20,7 +20,7 @@ use crate::store::{audit, courses, outcomes, patients, sessions, Db, StoreError}
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
-    "started_at": "2026-11-30T09:00:00Z", "instrument": "phq9", "status": "wore_off", "baseline": 20, "nadir": 9, "gain": 11,
+    "started_at": "2026-09-30T09:00:00Z", "instrument": "phq9", "status": "wore_off", "baseline": 20, "nadir": 9, "gain": 11,
     "durability_days": 5.0, "censored": false, "wears_off_within_days": true}))]
 pub struct SessionOutcomeResponse {
     pub session_id: String,
@@ -52,7 +52,7 @@ pub struct EndOfInduction {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "instrument": "phq9", "first_session_at": "2026-11-30T09:00:00Z",
+#[schema(example = json!({"course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "instrument": "phq9", "first_session_at": "2026-09-30T09:00:00Z",
     "baseline": 21, "end_of_induction": {"assessment_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "response": true, "remission": false},
     "time_to_response_days": 9.0, "adherence": {"completed": 8, "due": 10, "rate": 0.8}}))]
 pub struct CourseOutcomeResponse {
@@ -72,9 +72,9 @@ pub struct CourseOutcomeResponse {
 #[schema(example = json!({"patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "wear_off_days": 7.0,
     "adherence": {"completed": 8, "due": 10, "rate": 0.8},
     "sessions": [{"session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
-    "started_at": "2026-11-30T09:00:00Z", "instrument": "phq9", "status": "wore_off", "baseline": 20, "nadir": 9, "gain": 11,
+    "started_at": "2026-09-30T09:00:00Z", "instrument": "phq9", "status": "wore_off", "baseline": 20, "nadir": 9, "gain": 11,
     "durability_days": 5.0, "censored": false, "wears_off_within_days": true}],
-    "courses": [{"course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "instrument": "phq9", "first_session_at": "2026-11-30T09:00:00Z",
+    "courses": [{"course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "instrument": "phq9", "first_session_at": "2026-09-30T09:00:00Z",
     "baseline": 21, "end_of_induction": {"assessment_id": null, "response": null, "remission": null}, "time_to_response_days": null,
     "adherence": {"completed": 8, "due": 10, "rate": 0.8}}]}))]
 pub struct OutcomesResponse {

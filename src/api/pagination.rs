@@ -29,7 +29,11 @@ impl PageQuery {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid("limit", "must be from 1 to 500"));
         }
-        let after = self.cursor.as_deref().map(decode).transpose()?;
+        // An empty `cursor=` is what a client sends for "no cursor yet": the first page.
+        let after = (self.cursor.as_deref())
+            .filter(|c| !c.is_empty())
+            .map(decode)
+            .transpose()?;
         // One more than asked for tells whether another page follows.
         Ok(Page {
             limit: i64::from(limit) + 1,

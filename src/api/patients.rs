@@ -9,7 +9,9 @@ use uuid::Uuid;
 use crate::api::context::RequestContext;
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{body_hash, by_change, optional, patched, patient_event, RecordQuery};
+use crate::api::records::{
+    body_hash, by_change, optional, patched, patient_event, MergePatch, RecordQuery,
+};
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
@@ -24,7 +26,7 @@ use crate::store::{audit, Db, DbConnection, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"factor": "hypertension", "noted_at": "2026-11-01T10:00:00Z", "note": "treated, controlled"}))]
+#[schema(example = json!({"factor": "hypertension", "noted_at": "2026-09-01T10:00:00Z", "note": "treated, controlled"}))]
 pub struct RiskFactorInput {
     pub factor: RiskFactor,
     /// When the clinic noted it; now when absent.
@@ -36,16 +38,20 @@ pub struct RiskFactorInput {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "external_ref": "MRN-0042", "birth_year": 1984,
     "sex": "female", "indications": ["treatment_resistant_depression"],
-    "risk_factors": [{"factor": "hypertension", "noted_at": "2026-11-01T10:00:00Z", "note": "treated, controlled"}],
+    "risk_factors": [{"factor": "hypertension", "noted_at": "2026-09-01T10:00:00Z", "note": "treated, controlled"}],
     "research_consent": true}))]
 pub struct CreatePatientRequest {
     /// Client-generated id for an idempotent create.
     pub id: Option<Uuid>,
     /// The clinic's own reference, unique within the clinic. No names, no addresses.
+    #[schema(min_length = 1, max_length = 64)]
     pub external_ref: Option<String>,
+    /// From 1900 to the current year.
+    #[schema(minimum = 1900)]
     pub birth_year: i32,
     pub sex: Sex,
     /// One or more.
+    #[schema(min_items = 1)]
     pub indications: Vec<Indication>,
     #[serde(default)]
     pub risk_factors: Vec<RiskFactorInput>,
@@ -55,7 +61,7 @@ pub struct CreatePatientRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"factor": "pregnancy", "class": "contraindication", "noted_at": "2026-11-01T10:00:00Z", "note": null}))]
+#[schema(example = json!({"factor": "pregnancy", "class": "contraindication", "noted_at": "2026-09-01T10:00:00Z", "note": null}))]
 pub struct RiskFactorResponse {
     pub factor: RiskFactor,
     /// `contraindication` or `caution` (domain.md §1).
@@ -67,9 +73,9 @@ pub struct RiskFactorResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "clinic_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
     "external_ref": "MRN-0042", "birth_year": 1984, "sex": "female", "indications": ["treatment_resistant_depression"],
-    "risk_factors": [{"factor": "hypertension", "class": "caution", "noted_at": "2026-11-01T10:00:00Z", "note": "treated, controlled"}],
-    "has_contraindication": false, "research_consent": true, "consented_at": "2026-11-25T09:30:00Z",
-    "created_at": "2026-11-25T09:30:00Z", "updated_at": "2026-11-25T09:30:00Z", "version": 1}))]
+    "risk_factors": [{"factor": "hypertension", "class": "caution", "noted_at": "2026-09-01T10:00:00Z", "note": "treated, controlled"}],
+    "has_contraindication": false, "research_consent": true, "consented_at": "2026-09-25T09:30:00Z",
+    "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct PatientResponse {
     pub id: String,
     pub clinic_id: String,
@@ -239,7 +245,7 @@ fn record_consent(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"granted": false, "occurred_at": "2026-12-10T14:02:11Z", "actor_id": "0f8fad5b-d9cb-469f-a165-70867728950e"}))]
+#[schema(example = json!({"granted": false, "occurred_at": "2026-10-10T14:02:11Z", "actor_id": "0f8fad5b-d9cb-469f-a165-70867728950e"}))]
 pub struct ConsentEventResponse {
     /// True for a grant, false for a withdrawal.
     pub granted: bool,
@@ -449,9 +455,9 @@ pub async fn get_patient(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The patient's id"),
-        ("If-Match" = Option<String>, Header, description = "The version the change is based on; 412 when stale"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
     ),
-    request_body(content = serde_json::Value, description = "The fields to change", example = json!({"research_consent": false})),
+    request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"research_consent": false})),
     responses(
         (status = 200, description = "The changed patient", body = PatientResponse),
         (status = 400, response = crate::openapi::responses::BadRequest),
@@ -467,7 +473,7 @@ pub async fn get_patient(
 pub async fn update_patient(
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<serde_json::Value>,
+    body: web::Json<MergePatch>,
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,

@@ -152,7 +152,7 @@ fn due_items_of(
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"instrument": "phq9", "purpose": "follow_up", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c",
-    "day": 3, "window_start": "2026-12-02T09:00:00Z", "window_end": "2026-12-04T09:00:00Z", "status": "due_now", "completed_by": null}))]
+    "day": 3, "window_start": "2026-10-02T09:00:00Z", "window_end": "2026-10-04T09:00:00Z", "status": "due_now", "completed_by": null}))]
 pub struct DueItemResponse {
     pub instrument: Instrument,
     /// `pre_session`, `follow_up` or `daily_mood`.
@@ -205,11 +205,11 @@ impl AdherenceResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"at": "2026-12-03T08:00:00Z", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
+#[schema(example = json!({"at": "2026-10-03T08:00:00Z", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
     "plan": {"pre_session_hours": 24, "follow_up_days": [1, 3, 7, 14], "daily_mood": true, "first_day_window_hours": 12, "window_hours": 24},
     "adherence": {"completed": 3, "due": 4, "rate": 0.75},
     "due_now": [{"instrument": "phq9", "purpose": "follow_up", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "day": 3,
-        "window_start": "2026-12-02T09:00:00Z", "window_end": "2026-12-04T09:00:00Z", "status": "due_now", "completed_by": null}],
+        "window_start": "2026-10-02T09:00:00Z", "window_end": "2026-10-04T09:00:00Z", "status": "due_now", "completed_by": null}],
     "upcoming": [], "missed": [], "completed": []}))]
 pub struct DueAssessmentsResponse {
     /// The instant the list is for.

@@ -105,6 +105,7 @@ pub fn by_change(window: &Window) -> bool {
 #[schema(example = json!({"reason": "entered for the wrong patient"}))]
 pub struct CorrectionRequest {
     /// Why the record was entered in error; kept with it and audited.
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 
@@ -140,23 +141,31 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
+/// A JSON merge patch (RFC 7396) body: an object of the fields to change. Anything else is
+/// refused as the body is read, before the record is looked at.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct MergePatch(serde_json::Map<String, serde_json::Value>);
+
+impl MergePatch {
+    /// The names of the fields the patch changes.
+    pub fn fields(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
 /// Applies a merge patch to the request form of a stored record and reads it back as that
 /// request type, so a change is checked by the same rules as a create.
 pub fn patched<T: Serialize + for<'de> Deserialize<'de>>(
     current: &T,
-    patch: &serde_json::Value,
+    patch: &MergePatch,
 ) -> Result<T, ApiError> {
-    if !patch.is_object() {
-        return Err(ApiError::invalid(
-            "body",
-            "must be a JSON object of the fields to change",
-        ));
-    }
+    let patch = serde_json::Value::Object(patch.0.clone());
     if patch.get("id").is_some() {
         return Err(ApiError::invalid("id", "cannot be changed"));
     }
     let mut value = serde_json::to_value(current).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    merge_patch(&mut value, patch);
+    merge_patch(&mut value, &patch);
     serde_json::from_value(value).map_err(|e| {
         let message = e.to_string();
         let field = message

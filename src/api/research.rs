@@ -47,15 +47,18 @@ pub struct ResearchQuery {
     pub indication: Option<Indication>,
     pub route: Option<Route>,
     /// `lt_0.5`, `0.5_to_0.75`, `0.75_to_1.0` or `ge_1.0` (mg/kg).
+    #[param(pattern = r"^(lt_0\.5|0\.5_to_0\.75|0\.75_to_1\.0|ge_1\.0)$")]
     pub dose_band: Option<String>,
     pub sex: Option<Sex>,
     /// A 10-year band such as `40-49`, or `90+`.
+    #[param(pattern = r"^(0-9|10-19|20-29|30-39|40-49|50-59|60-69|70-79|80-89|90\+)$")]
     pub age_band: Option<String>,
     /// A clinic's id.
     pub clinic: Option<Uuid>,
     pub phase: Option<Phase>,
     /// The course's measurement-plan adherence: `none` (nothing due yet), `lt_50`,
     /// `50_to_80` or `ge_80` (per cent of due items completed on time).
+    #[param(pattern = "^(none|lt_50|50_to_80|ge_80)$")]
     pub adherence_band: Option<String>,
     /// Records at or after this instant.
     pub from: Option<DateTime<Utc>>,
@@ -97,6 +100,7 @@ impl ResearchQuery {
     }
 
     fn filters(&self) -> Result<(ResearchFilter, DerivedFilter), ApiError> {
+        self.chosen_wear_off_days()?;
         if self
             .dose_band
             .as_deref()
@@ -147,9 +151,17 @@ impl ResearchQuery {
     }
 
     fn wear_off_days(&self, settings: &ClinicalSettings) -> Result<f64, ApiError> {
+        Ok(self
+            .chosen_wear_off_days()?
+            .unwrap_or(settings.wear_off_days))
+    }
+
+    /// W as the query chose it, if it did: refused out of range on every research endpoint,
+    /// including those that do not use it, as the document states one range for all.
+    fn chosen_wear_off_days(&self) -> Result<Option<f64>, ApiError> {
         match self.wear_off_days {
-            None => Ok(settings.wear_off_days),
-            Some(days @ 1..=60) => Ok(f64::from(days)),
+            None => Ok(None),
+            Some(days @ 1..=60) => Ok(Some(f64::from(days))),
             Some(_) => Err(ApiError::invalid("wear_off_days", "must be from 1 to 60")),
         }
     }
@@ -551,6 +563,7 @@ async fn trajectories(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (the default) or `ndjson`.
+    #[param(pattern = "^(csv|ndjson)$")]
     pub format: Option<String>,
 }
 

@@ -14,7 +14,7 @@ use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
     body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
     mark_entered_in_error, one_with_flags, optional, patched, patient_event, read_one,
-    rules_broken, CorrectionRequest, RecordQuery,
+    rules_broken, CorrectionRequest, MergePatch, RecordQuery,
 };
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
@@ -67,8 +67,8 @@ pub struct ReadingInput {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "route": "iv", "started_at": "2026-11-30T09:00:00Z",
-    "ended_at": "2026-11-30T09:40:00Z", "dose_mg_per_kg": 0.5, "weight_kg": 72.5, "status": "completed", "charge_cents": 40000,
+#[schema(example = json!({"id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "route": "iv", "started_at": "2026-09-30T09:00:00Z",
+    "ended_at": "2026-09-30T09:40:00Z", "dose_mg_per_kg": 0.5, "weight_kg": 72.5, "status": "completed", "charge_cents": 40000,
     "pre": {"systolic": 128, "diastolic": 82, "heart_rate": 74, "spo2": 98},
     "post": {"systolic": 134, "diastolic": 85, "heart_rate": 78, "spo2": 98},
     "readings": [{"minutes_after_start": 40, "systolic": 152, "diastolic": 94, "heart_rate": 88, "spo2": 97}],
@@ -109,12 +109,12 @@ fn completed() -> SessionStatus {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"flags": [], "id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-    "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "route": "iv", "started_at": "2026-11-30T09:00:00Z",
-    "ended_at": "2026-11-30T09:40:00Z", "dose_mg_per_kg": 0.5, "weight_kg": 72.5, "total_dose_mg": 36.3, "status": "completed",
+    "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10", "route": "iv", "started_at": "2026-09-30T09:00:00Z",
+    "ended_at": "2026-09-30T09:40:00Z", "dose_mg_per_kg": 0.5, "weight_kg": 72.5, "total_dose_mg": 36.3, "status": "completed",
     "hold_reason": null, "charge_cents": 40000, "pre": {"systolic": 128, "diastolic": 82, "heart_rate": 74, "spo2": 98},
     "post": {"systolic": 134, "diastolic": 85, "heart_rate": 78, "spo2": 98}, "readings": [], "monitoring_minutes": 120,
     "sedation": "mild", "respiratory_concern": false, "deleted": false, "deleted_reason": null,
-    "created_at": "2026-11-30T09:45:00Z", "updated_at": "2026-11-30T09:45:00Z", "version": 1}))]
+    "created_at": "2026-09-30T09:45:00Z", "updated_at": "2026-09-30T09:45:00Z", "version": 1}))]
 pub struct SessionResponse {
     /// The flags this record raised (domain.md §7), open or acknowledged.
     pub flags: Vec<FlagResponse>,
@@ -477,15 +477,16 @@ pub async fn get_session(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The session's id"),
-        ("If-Match" = Option<String>, Header, description = "The version the change is based on; 412 when stale"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
     ),
-    request_body(content = serde_json::Value, description = "The fields to change", example = json!({"post": {"systolic": 138, "diastolic": 86}})),
+    request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"post": {"systolic": 138, "diastolic": 86}})),
     responses(
         (status = 200, description = "The changed session", body = SessionResponse),
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 403, response = crate::openapi::responses::Forbidden),
         (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 409, response = crate::openapi::responses::Conflict),
         (status = 412, response = crate::openapi::responses::PreconditionFailed),
         (status = 422, response = crate::openapi::responses::Unprocessable),
     )
@@ -494,7 +495,7 @@ pub async fn get_session(
 pub async fn update_session(
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<serde_json::Value>,
+    body: web::Json<MergePatch>,
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,

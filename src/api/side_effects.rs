@@ -15,7 +15,7 @@ use crate::api::pagination::{PageQuery, Paged};
 use crate::api::records::{
     body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
     mark_entered_in_error, one_with_flags, optional, patched, patient_event, read_one,
-    rules_broken, CorrectionRequest, RecordQuery,
+    rules_broken, CorrectionRequest, MergePatch, RecordQuery,
 };
 use crate::api::users::if_match;
 use crate::auth::caller::Caller;
@@ -32,7 +32,7 @@ use crate::store::{audit, patients, sessions, Db, DbConnection};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"id": "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a", "effect": "nausea", "severity": "moderate",
-    "onset_at": "2026-11-30T09:30:00Z", "resolved_at": "2026-11-30T13:00:00Z"}))]
+    "onset_at": "2026-09-30T09:30:00Z", "resolved_at": "2026-09-30T13:00:00Z"}))]
 pub struct CreateSideEffectRequest {
     /// Client-generated id for an idempotent create.
     pub id: Option<Uuid>,
@@ -52,9 +52,9 @@ pub struct CreateSideEffectRequest {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"flags": [], "id": "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "effect": "nausea", "severity": "moderate",
-    "onset_at": "2026-11-30T09:30:00Z", "resolved_at": null, "reported_by": "patient", "note": null,
+    "onset_at": "2026-09-30T09:30:00Z", "resolved_at": null, "reported_by": "patient", "note": null,
     "deleted": false, "deleted_reason": null,
-    "created_at": "2026-11-30T09:35:00Z", "updated_at": "2026-11-30T09:35:00Z", "version": 1}))]
+    "created_at": "2026-09-30T09:35:00Z", "updated_at": "2026-09-30T09:35:00Z", "version": 1}))]
 pub struct SideEffectResponse {
     /// The flags this record raised (domain.md §7), open or acknowledged.
     pub flags: Vec<FlagResponse>,
@@ -402,9 +402,9 @@ pub async fn get_side_effect(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The side effect's id"),
-        ("If-Match" = Option<String>, Header, description = "The version the change is based on; 412 when stale"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
     ),
-    request_body(content = serde_json::Value, description = "The fields to change", example = json!({"resolved_at": "2026-11-30T13:00:00Z"})),
+    request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"resolved_at": "2026-09-30T13:00:00Z"})),
     responses(
         (status = 200, description = "The changed side effect", body = SideEffectResponse),
         (status = 400, response = crate::openapi::responses::BadRequest),
@@ -420,7 +420,7 @@ pub async fn get_side_effect(
 pub async fn update_side_effect(
     caller: Caller,
     id: web::Path<Uuid>,
-    body: web::Json<serde_json::Value>,
+    body: web::Json<MergePatch>,
     req: HttpRequest,
     ctx: RequestContext,
     db: web::Data<Db>,
@@ -430,9 +430,7 @@ pub async fn update_side_effect(
     let scope = caller.clinical_scope()?;
     let expected = if_match(&req)?;
     if rater(&caller) == Rater::Patient {
-        let other = body
-            .as_object()
-            .and_then(|o| o.keys().find(|k| k.as_str() != "resolved_at").cloned());
+        let other = body.fields().find(|k| k.as_str() != "resolved_at").cloned();
         if let Some(field) = other {
             return Err(ApiError::invalid(
                 field,

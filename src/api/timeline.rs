@@ -27,10 +27,10 @@ pub enum TimelineKind {
 
 /// One entry: its kind and time, and the record itself under the key of its kind.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"kind": "assessment", "at": "2026-12-01T08:00:00Z", "assessment": {"id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-    "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "instrument": "phq9", "taken_at": "2026-12-01T08:00:00Z",
+#[schema(example = json!({"kind": "assessment", "at": "2026-10-01T08:00:00Z", "assessment": {"id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+    "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "instrument": "phq9", "taken_at": "2026-10-01T08:00:00Z",
     "items": [2, 2, 1, 2, 1, 1, 2, 1, 0], "total": 12, "band": "moderate", "severity": 12, "submitted_by": "patient", "deleted": false,
-    "deleted_reason": null, "created_at": "2026-12-01T08:00:03Z", "updated_at": "2026-12-01T08:00:03Z", "version": 1,
+    "deleted_reason": null, "created_at": "2026-10-01T08:00:03Z", "updated_at": "2026-10-01T08:00:03Z", "version": 1,
     "flags": [], "crisis_message": null}}))]
 pub struct TimelineEntry {
     pub kind: TimelineKind,

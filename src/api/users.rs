@@ -38,7 +38,7 @@ pub struct CreateUserRequest {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "email": "ana.moreno@clinic.example",
     "role": "clinician", "clinic_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "disabled": false,
-    "created_at": "2026-11-25T09:30:00Z", "updated_at": "2026-11-25T09:30:00Z", "version": 1}))]
+    "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct UserResponse {
     pub id: String,
     pub email: String,
@@ -310,7 +310,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "The account's id"),
-        ("If-Match" = Option<String>, Header, description = "The version the change is based on; 412 when stale"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
     ),
     request_body = UpdateUserRequest,
     responses(

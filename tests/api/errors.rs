@@ -150,6 +150,16 @@ api_test!(bad_path_and_query_parameters_are_422, |app| async move {
     .await;
     assert_eq!(status, 422);
     assert_eq!(body["errors"][0]["field"], "cursor");
+    // An empty cursor is a client with no cursor yet: the first page, on every kind of list.
+    for list in ["/v1/users", "/v1/flags"] {
+        let token = if list == "/v1/flags" {
+            app.clinic(&admin, "Harbour").await.clinician.access_token
+        } else {
+            admin.access_token.clone()
+        };
+        let res = app.get_as(&format!("{list}?cursor="), &token).await;
+        assert_eq!(res.status(), 200, "{list}");
+    }
 });
 
 api_test!(an_unknown_route_is_404, |app| async move {

@@ -247,15 +247,17 @@ api_test!(
             json!({"numerator": 1, "denominator": 4, "rate": 0.25}),
             "W overridden to 4 days"
         );
-        let (status, _, _) = crate::helpers::problem(
-            app.get_as(
-                "/v1/research/outcomes?wear_off_days=61",
-                &researcher.access_token,
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(status, 422);
+        // One documented range for W, refused outside it on every research endpoint.
+        for path in [
+            "/v1/research/outcomes?wear_off_days=61",
+            "/v1/research/side-effects?wear_off_days=0",
+            "/v1/research/export?wear_off_days=0",
+        ] {
+            let (status, _, body) =
+                crate::helpers::problem(app.get_as(path, &researcher.access_token).await).await;
+            assert_eq!(status, 422, "{path}");
+            assert_eq!(body["errors"][0]["field"], "wear_off_days");
+        }
     }
 );
 
