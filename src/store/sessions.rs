@@ -113,12 +113,15 @@ pub fn live_of_patient(
         .load(conn)?)
 }
 
-/// The live sessions of many patients, narrowly: (patient, id, course, status, start), in no
-/// order. In chunks, as SQLite caps the parameters of one statement.
+/// A live session, narrowly: (patient, id, course, status, start).
+pub type SessionStart = (String, String, String, String, NaiveDateTime);
+
+/// The live sessions of many patients, in no order. In chunks, as SQLite caps the parameters
+/// of one statement.
 pub fn starts_of_patients(
     conn: &mut DbConnection,
     patient_ids: &[String],
-) -> Result<Vec<(String, String, String, String, NaiveDateTime)>, StoreError> {
+) -> Result<Vec<SessionStart>, StoreError> {
     let mut rows = Vec::new();
     for chunk in patient_ids.chunks(500) {
         rows.extend(
