@@ -15,16 +15,23 @@ async fn login(client: &reqwest::Client, server: &Process, password: &str) -> re
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_share_the_throttle_and_refresh_token_state() {
-    let Some(database) = TestDatabase::create(Backend::Postgres) else {
-        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
-        return;
-    };
+/// A fresh PostgreSQL database with its first administrator, and two API processes on it
+/// sharing one signing key, as two processes behind a load balancer do.
+fn two_processes() -> Option<(TestDatabase, Process, Process)> {
+    let database = TestDatabase::create(Backend::Postgres)?;
     let url = database.url();
     let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
     create_account(&env, "admin", "admin@clinic.example", PASSWORD);
     let (one, two) = (Process::start(&env), Process::start(&env));
+    Some((database, one, two))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_throttle_and_refresh_token_state() {
+    let Some((_database, one, two)) = two_processes() else {
+        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
+        return;
+    };
     let client = reqwest::Client::new();
 
     // A refresh token spent through one process is refused by the other.
@@ -61,14 +68,10 @@ async fn two_processes_share_the_throttle_and_refresh_token_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
-    let Some(database) = TestDatabase::create(Backend::Postgres) else {
+    let Some((_database, one, two)) = two_processes() else {
         eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
         return;
     };
-    let url = database.url();
-    let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
-    create_account(&env, "admin", "admin@clinic.example", PASSWORD);
-    let (one, two) = (Process::start(&env), Process::start(&env));
     let client = reqwest::Client::new();
     let (doc, patient) = clinic_with_patient(&client, &one).await;
     let post = |server: &Process, path: &str, token: &str, body: serde_json::Value| {
@@ -127,14 +130,10 @@ async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_concurrent_load_two_processes_create_once_flag_once_and_spend_a_token_once() {
     use futures_util::StreamExt;
-    let Some(database) = TestDatabase::create(Backend::Postgres) else {
+    let Some((_database, one, two)) = two_processes() else {
         eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
         return;
     };
-    let url = database.url();
-    let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
-    create_account(&env, "admin", "admin@clinic.example", PASSWORD);
-    let (one, two) = (Process::start(&env), Process::start(&env));
     let client = reqwest::Client::new();
     let (doc, patient) = clinic_with_patient(&client, &one).await;
 
