@@ -25,11 +25,10 @@ use crate::store::{assessments, audit, courses, patients, sessions, Db, DbConnec
 /// How far back daily items are listed.
 const DAILY_LOOKBACK_DAYS: i64 = 30;
 
-/// A live session as a measurement plan sees it.
+/// A completed live session as a measurement plan sees it.
 struct PlanSession {
     id: String,
     course_id: String,
-    completed: bool,
     started_at: DateTime<Utc>,
 }
 
@@ -44,19 +43,19 @@ pub struct PlanRecords {
 impl PlanRecords {
     pub fn load(conn: &mut DbConnection, patient_ids: &[String]) -> Result<Self, StoreError> {
         let mut records = Self::default();
+        // Only completed sessions carry a plan's items.
         for (patient, id, course_id, status, started_at) in
             sessions::starts_of_patients(conn, patient_ids)?
         {
-            records
-                .sessions
-                .entry(patient)
-                .or_default()
-                .push(PlanSession {
+            if status == "completed" {
+                let started_at = clock::from_db(started_at);
+                let session = PlanSession {
                     id,
                     course_id,
-                    completed: status == "completed",
-                    started_at: clock::from_db(started_at),
-                });
+                    started_at,
+                };
+                records.sessions.entry(patient).or_default().push(session);
+            }
         }
         for (patient, id, instrument, taken_at) in
             assessments::times_of_patients(conn, patient_ids)?
@@ -83,7 +82,7 @@ impl PlanRecords {
             .get(&course.patient_id)
             .into_iter()
             .flatten()
-            .filter(|s| s.course_id == course.id && s.completed && s.started_at <= at)
+            .filter(|s| s.course_id == course.id && s.started_at <= at)
             .map(|s| (s.id.clone(), s.started_at))
             .collect();
         let scores = self
