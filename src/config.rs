@@ -129,6 +129,8 @@ pub struct AuthSettings {
     /// Load balancers whose `X-Forwarded-For` names the client; from anyone else the header
     /// is ignored, so a client cannot forge its way out of the per-address throttle.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Password hashes per minute a client address, and an account, may cost this process.
+    pub hash_limits: crate::auth::password::HashLimits,
 }
 
 /// The smallest key accepted for HS256: as many bytes as the hash output.
@@ -274,7 +276,21 @@ fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSetting
             })
         })
         .collect::<Result<_, _>>()?;
+    let hashes_per_minute = |var: &'static str, default: &str| {
+        parse_or(lookup, var, default, |v| match v.parse::<u32>() {
+            Ok(n @ 1..=1_000_000) => Ok(crate::auth::admission::Rate {
+                per_minute: n,
+                burst: n.div_ceil(3),
+            }),
+            _ => Err("must be a whole number of hashes per minute from 1 to 1000000"),
+        })
+    };
+    let hash_limits = crate::auth::password::HashLimits {
+        per_address: hashes_per_minute("KO_HASHES_PER_MINUTE_PER_ADDRESS", "30")?,
+        per_account: hashes_per_minute("KO_HASHES_PER_MINUTE_PER_ACCOUNT", "15")?,
+    };
     Ok(AuthSettings {
+        hash_limits,
         trusted_proxies,
         jwt_secret,
         jwt_previous_secrets,
@@ -443,6 +459,8 @@ mod tests {
             ("KO_WEAR_OFF_DAYS", "61"),
             ("KO_RESEARCH_MIN_CELL", "4"),
             ("KO_TRUSTED_PROXIES", "10.0.0.1, lb"),
+            ("KO_HASHES_PER_MINUTE_PER_ADDRESS", "0"),
+            ("KO_HASHES_PER_MINUTE_PER_ACCOUNT", "lots"),
             ("KO_PERSISTENCE_SHORT_HOURS", "0"),
             ("KO_REMISSION_PHQ9", "28"),
             ("KO_REMISSION_GAD7", "four"),

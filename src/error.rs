@@ -90,6 +90,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("service unavailable")]
     Unavailable,
+    /// Too many password hashes are queued; retry after this many seconds.
+    #[error("busy")]
+    Busy { retry_after: u64 },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -148,7 +151,13 @@ impl ApiError {
             Self::TooManyRequests { retry_after } => (
                 "too-many-requests",
                 "Too many requests",
-                format!("too many failed sign-ins; retry after {retry_after} seconds"),
+                format!("too many sign-in attempts; retry after {retry_after} seconds"),
+                vec![],
+            ),
+            Self::Busy { retry_after } => (
+                "busy",
+                "Busy",
+                format!("too many sign-ins are being checked; retry after {retry_after} seconds"),
                 vec![],
             ),
             Self::PayloadTooLarge => (
@@ -207,7 +216,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -222,7 +231,7 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unavailable) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
-        if let Self::TooManyRequests { retry_after } = self {
+        if let Self::TooManyRequests { retry_after } | Self::Busy { retry_after } = self {
             response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         if matches!(self, Self::Unauthorized) {

@@ -26,6 +26,7 @@ use crate::error::{FieldError, Problem};
         api::auth::logout,
         api::me::get_me,
         api::me::change_password,
+        api::me::sign_out_everywhere,
         api::clinics::create_clinic,
         api::clinics::list_clinics,
         api::users::create_user,
@@ -41,6 +42,8 @@ use crate::error::{FieldError, Problem};
         api::patients::list_patients,
         api::patients::get_patient,
         api::patients::update_patient,
+        api::patient_account::get_patient_account,
+        api::patient_account::update_patient_account,
         api::invites::create_invite,
         api::timeline::get_timeline,
         api::courses::create_course,
@@ -92,6 +95,7 @@ use crate::error::{FieldError, Problem};
             responses::PreconditionFailed,
             responses::Unprocessable,
             responses::TooManyRequests,
+            responses::Unavailable,
             responses::PayloadTooLarge,
             responses::UnsupportedMediaType,
         ),
@@ -257,11 +261,20 @@ pub mod responses {
     pub struct UnsupportedMediaType(pub Problem);
 
     #[derive(ToResponse)]
-    #[response(description = "Too many failed sign-ins; see Retry-After", content_type = "application/problem+json",
+    #[response(description = "Too many sign-in attempts for this account or client address; see Retry-After",
+        content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "Seconds to wait")),
         example = json!({"type": "/problems/too-many-requests", "title": "Too many requests", "status": 429,
-            "detail": "too many failed sign-ins; retry after 30 seconds"}))]
+            "detail": "too many sign-in attempts; retry after 30 seconds"}))]
     pub struct TooManyRequests(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The database is unavailable, or too many passwords are being checked; retry after Retry-After",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait")),
+        example = json!({"type": "/problems/unavailable", "title": "Service unavailable", "status": 503,
+            "detail": "the database is unavailable; retry shortly"}))]
+    pub struct Unavailable(pub Problem);
 }
 
 /// The methods the document offers for a concrete request path, if any path template matches

@@ -132,6 +132,7 @@ impl SharedState {
             hasher: web::Data::new(PasswordHasher::new(
                 settings.auth.argon2_memory_kib,
                 settings.auth.argon2_iterations,
+                settings.auth.hash_limits,
             )?),
             auth: web::Data::new(settings.auth.clone()),
             clinical: web::Data::new(settings.clinical),

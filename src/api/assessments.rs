@@ -22,7 +22,7 @@ use crate::config::ClinicalSettings;
 use crate::domain::account::Role;
 use crate::domain::flags::FlagKind;
 use crate::domain::instrument::{may_submit, Instrument, Rater, Scored};
-use crate::domain::not_in_future;
+use crate::domain::time;
 use crate::error::ApiError;
 use crate::evaluation;
 use crate::store::assessments::{self, AssessmentRow};
@@ -152,7 +152,7 @@ fn build(
         ));
     }
     let now = clock::now();
-    not_in_future("taken_at", body.taken_at, now)?;
+    time::recorded("taken_at", body.taken_at, now)?;
     let scored = Scored::score(body.instrument, &body.items).map_err(rules_broken)?;
     let db_now = clock::to_db(now);
     Ok(AssessmentRow {

@@ -9,7 +9,10 @@ use uuid::Uuid;
 use crate::api::pagination::{PageQuery, Paged};
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::api::records::rules_broken;
 use crate::domain::account::Role;
+use crate::domain::text::{self, Shape};
+use crate::domain::time;
 use crate::error::ApiError;
 use crate::store::audit::{self, AuditEventRow, AuditFilter};
 use crate::store::Db;
@@ -85,12 +88,19 @@ pub async fn list_audit_events(
     let page = page.page()?;
     let fetch = page.clone();
     let query = query.into_inner();
+    let range = time::Range::parse(query.from, query.to).map_err(rules_broken)?;
+    let action = query
+        .action
+        .as_deref()
+        .map(|a| text::optional("action", a, Shape::Line, 100))
+        .transpose()?
+        .flatten();
     let filter = AuditFilter {
         patient_id: query.patient_id.map(|id| id.to_string()),
         actor_id: query.actor_id.map(|id| id.to_string()),
-        action: query.action,
-        from: query.from.map(clock::to_db),
-        to: query.to.map(clock::to_db),
+        action,
+        from: range.from.map(clock::to_db),
+        to: range.to.map(clock::to_db),
     };
     let rows = db
         .run(move |conn| audit::list(conn, &filter, &fetch))

@@ -8,15 +8,19 @@ use crate::api::context::{Audited, RequestContext};
 use sha2::{Digest, Sha256};
 
 use crate::auth::caller::Caller;
-use crate::auth::password::{PasswordHasher, Verified};
-use crate::auth::token::{hash_refresh_token, RefreshToken, TokenKeys, REFRESH_TOKEN_LIFETIME};
+use crate::auth::admission::Refusal;
+use crate::auth::password::{Admitted, PasswordHasher, Verified};
+use crate::auth::token::{
+    hash_refresh_token, RefreshToken, TokenKeys, TokenSubject, REFRESH_TOKEN_LIFETIME,
+};
 use crate::clock;
 use crate::config::AuthSettings;
-use crate::domain::account::Role;
-use crate::domain::throttle::{self, Failures};
+use crate::domain::account::{Email, EmailRule, Role};
+use crate::domain::throttle::Limit;
 use crate::error::ApiError;
 use crate::store::refresh_tokens::{self, NewRefreshTokenRow, Presented};
-use crate::store::{audit, login_failures, users, Db, DbConnection, StoreError};
+use crate::store::users::UserRow;
+use crate::store::{audit, throttle, users, Db, DbConnection, StoreError};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,9 +57,11 @@ pub struct RefreshRequest {
 
 /// Signs in with an email and a password.
 ///
-/// A wrong password and an unknown email get the same answer, in content and in time. After
-/// repeated failures the account (and, at a higher limit, the client address) must wait: 429
-/// with Retry-After, even for the right password.
+/// A wrong password and an unknown email get the same answer, in content and in time. Each
+/// attempt is counted before the password is checked; after repeated failures the account
+/// (and, at a higher limit, the client address) must wait: 429 with Retry-After, even for the
+/// right password. While too many sign-ins are being checked the answer is 503 with
+/// Retry-After, and no password is checked.
 #[utoipa::path(
     tag = "auth",
     security(()),
@@ -66,6 +72,7 @@ pub struct RefreshRequest {
         (status = 401, response = crate::openapi::responses::InvalidCredentials),
         (status = 422, response = crate::openapi::responses::Unprocessable),
         (status = 429, response = crate::openapi::responses::TooManyRequests),
+        (status = 503, response = crate::openapi::responses::Unavailable),
     )
 )]
 #[post("/v1/auth/login")]
@@ -78,18 +85,23 @@ pub async fn login(
     settings: web::Data<AuthSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
-    let email = email.trim().to_lowercase();
-    let keys_for_throttle = ThrottleKeys::new(&email, &ctx);
-    wait_if_throttled(&db, &keys_for_throttle, &settings).await?;
-
-    let lookup = email.clone();
-    let user = db
-        .run(move |conn| users::find_by_email(conn, &lookup))
-        .await?;
-    let verified = hasher
+    // An address that cannot be one is checked like an unknown account; only what can never be
+    // stored or looked up (control and invisible characters) is refused outright.
+    let email = match Email::parse(&email) {
+        Ok(email) => email.as_str().to_owned(),
+        Err(rule @ EmailRule::Invisible) => return Err(ApiError::invalid("email", rule.message())),
+        Err(EmailRule::NotAnAddress) => email.trim().to_lowercase(),
+    };
+    let throttle = ThrottleKeys::new(Some(&email), &ctx);
+    let (user, admitted) = begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
+        users::find_by_email(conn, &email)
+    })
+    .await?;
+    let verified = admitted
         .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    drop(admitted);
 
     match (user, verified) {
         (Some(user), Verified::Yes { rehashed }) if !user.disabled => {
@@ -108,9 +120,8 @@ pub async fn login(
                 },
             );
             let (user_id, hash) = (user.id.clone(), issued.hash.clone());
-            let account_key = keys_for_throttle.account.clone();
             db.transaction(move |conn| -> Result<_, StoreError> {
-                login_failures::clear(conn, &account_key)?;
+                throttle.settle_success(conn)?;
                 let now = clock::to_db(clock::now());
                 if let Some(new_hash) = rehashed {
                     users::set_password_hash(conn, &user_id, &new_hash, now)?;
@@ -119,15 +130,10 @@ pub async fn login(
                 audit::record(conn, &event)
             })
             .await?;
-            Ok(HttpResponse::Ok().json(tokens(
-                &keys,
-                &user.id,
-                role,
-                user.clinic_id.as_deref(),
-                issued,
-            )))
+            Ok(HttpResponse::Ok().json(tokens(&keys, &user, role, issued)))
         }
         (user, _) => {
+            // The attempt stays counted: it was a failure.
             let event = ctx.audit_by(
                 user.as_ref().map(|u| (u.id.as_str(), u.role.as_str())),
                 Audited {
@@ -137,7 +143,7 @@ pub async fn login(
                     patient_id: None,
                 },
             );
-            record_failure(&db, keys_for_throttle, event).await?;
+            db.run(move |conn| audit::record(conn, &event)).await?;
             Err(ApiError::InvalidCredentials)
         }
     }
@@ -202,13 +208,7 @@ pub async fn refresh(
         .await?;
     let user = outcome.ok_or(ApiError::Unauthorized)?;
     let role: Role = user.role.parse().map_err(|_| ApiError::Unauthorized)?;
-    Ok(HttpResponse::Ok().json(tokens(
-        &keys,
-        &user.id,
-        role,
-        user.clinic_id.as_deref(),
-        next,
-    )))
+    Ok(HttpResponse::Ok().json(tokens(&keys, &user, role, next)))
 }
 
 /// Signs out: revokes the given refresh token's family.
@@ -255,79 +255,134 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The pair of throttle keys one sign-in attempt counts against.
+/// The throttle keys one attempt counts against: the account (when an email is given) and
+/// the client address.
+#[derive(Clone)]
 pub(crate) struct ThrottleKeys {
-    pub account: String,
+    pub account: Option<String>,
     pub address: Option<String>,
 }
 
 impl ThrottleKeys {
-    pub fn new(email: &str, ctx: &RequestContext) -> Self {
+    /// `email` as normalised (an unparseable one as sent, lower-cased: it still names the
+    /// account an attacker is after).
+    pub fn new(email: Option<&str>, ctx: &RequestContext) -> Self {
         Self {
             // Hashed: a fixed-length key whatever the client sent, and no email kept in the
             // throttle table.
-            account: format!("account:{}", hex::encode(Sha256::digest(email.as_bytes()))),
+            account: email.map(|e| format!("account:{}", hex::encode(Sha256::digest(e.as_bytes())))),
             address: ctx.client_address.as_ref().map(|a| format!("address:{a}")),
         }
     }
-}
 
-/// 429 while the account or the address must wait.
-pub(crate) async fn wait_if_throttled(
-    db: &Db,
-    keys: &ThrottleKeys,
-    settings: &AuthSettings,
-) -> Result<(), ApiError> {
-    let (account, address) = (keys.account.clone(), keys.address.clone());
-    let since = clock::to_db(clock::now() - throttle::WINDOW);
-    let (account_failures, address_failures) = db
-        .run(move |conn| {
-            let account = login_failures::recent(conn, &account, since)?;
-            let address = address
-                .map(|a| login_failures::recent(conn, &a, since))
-                .transpose()?;
-            Ok::<_, StoreError>((account, address))
-        })
-        .await?;
-    let now = clock::now();
-    let as_failures = |f: login_failures::RecentFailures| Failures {
-        count: f.count,
-        first: f.first.map(clock::from_db),
-        last: f.last.map(clock::from_db),
-    };
-    let wait = throttle::account_wait(
-        as_failures(account_failures),
-        settings.account_failure_limit,
-        now,
-    )
-    .or_else(|| {
-        address_failures.and_then(|f| {
-            throttle::address_wait(as_failures(f), settings.address_failure_limit, now)
-        })
-    });
-    match wait {
-        Some(wait) => Err(ApiError::TooManyRequests {
-            retry_after: throttle::retry_after_seconds(wait),
-        }),
-        None => Ok(()),
+    /// The keys with their limits, account first (the order every transaction locks them in).
+    fn limits(&self, settings: &AuthSettings) -> Vec<(&str, Limit)> {
+        let account = (self.account.as_deref()).map(|k| (k, Limit::Account(settings.account_failure_limit)));
+        let address = (self.address.as_deref()).map(|k| (k, Limit::Address(settings.address_failure_limit)));
+        account.into_iter().chain(address).collect()
+    }
+
+    /// The attempt succeeded: the account's attempts are forgotten and the address gets its
+    /// reservation back.
+    pub fn settle_success(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        if let Some(account) = &self.account {
+            throttle::clear(conn, account)?;
+        }
+        if let Some(address) = &self.address {
+            throttle::release(conn, address)?;
+        }
+        Ok(())
+    }
+
+    /// The attempt was never checked: each key gets its reservation back.
+    fn release(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        for key in self.account.iter().chain(&self.address) {
+            throttle::release(conn, key)?;
+        }
+        Ok(())
     }
 }
 
-pub(crate) async fn record_failure(
-    db: &Db,
-    keys: ThrottleKeys,
-    event: audit::AuditEventRow,
+/// 429 when this client address or account has used its hashes for now: told after a
+/// second's hold (see [`PasswordHasher::hold_refusal`]).
+async fn within_ceiling(
+    hasher: &PasswordHasher,
+    ctx: &RequestContext,
+    account: Option<&str>,
 ) -> Result<(), ApiError> {
-    db.transaction(move |conn| -> Result<_, StoreError> {
-        let now = clock::now();
-        let forget_before = clock::to_db(now - throttle::WINDOW);
-        for key in std::iter::once(&keys.account).chain(keys.address.as_ref()) {
-            login_failures::record(conn, key, clock::to_db(now), forget_before)?;
+    match hasher.within_ceiling(ctx.client_address.as_deref(), account) {
+        Ok(()) => Ok(()),
+        Err(refusal) => {
+            hasher.hold_refusal().await;
+            Err(ApiError::TooManyRequests {
+                retry_after: hasher.retry_after(refusal),
+            })
         }
-        audit::record(conn, &event)
+    }
+}
+
+fn busy(hasher: &PasswordHasher) -> ApiError {
+    ApiError::Busy {
+        retry_after: hasher.retry_after(Refusal::Busy),
+    }
+}
+
+/// A place to hash a password for a caller who is not guessing one (an administrator creating
+/// an account): within the client address's ceiling, then in the queue.
+pub(crate) async fn begin_hash(
+    hasher: &PasswordHasher,
+    ctx: &RequestContext,
+) -> Result<Admitted, ApiError> {
+    within_ceiling(hasher, ctx, None).await?;
+    hasher.admit().map_err(|_| busy(hasher))
+}
+
+/// The start of every password check, cheapest refusal first: the cost ceilings (memory),
+/// one attempt reserved on every throttle key (database) with `then` run in the same
+/// transaction, and a place in the hashing queue. When the queue is full the reservation is
+/// given back: nothing was checked.
+pub(crate) async fn begin_attempt<T: Send + 'static>(
+    hasher: &PasswordHasher,
+    db: &Db,
+    settings: &AuthSettings,
+    (ctx, keys): (&RequestContext, &ThrottleKeys),
+    then: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<(T, Admitted), ApiError> {
+    within_ceiling(hasher, ctx, keys.account.as_deref()).await?;
+    let found = reserve_attempt(db, keys, settings, then).await?;
+    match hasher.admit() {
+        Ok(admitted) => Ok((found, admitted)),
+        Err(_) => {
+            let keys = keys.clone();
+            db.transaction(move |conn| keys.release(conn)).await?;
+            Err(busy(hasher))
+        }
+    }
+}
+
+/// Counts one attempt on every throttle key in the database, then runs `then` in the same
+/// transaction; 429 when a key must wait, and then nothing is counted.
+async fn reserve_attempt<T: Send + 'static>(
+    db: &Db,
+    keys: &ThrottleKeys,
+    settings: &AuthSettings,
+    then: impl FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let limits: Vec<(String, Limit)> = keys
+        .limits(settings)
+        .into_iter()
+        .map(|(k, l)| (k.to_owned(), l))
+        .collect();
+    db.transaction(move |conn| {
+        let limits: Vec<(&str, Limit)> = limits.iter().map(|(k, l)| (k.as_str(), *l)).collect();
+        if let Err(wait) = throttle::reserve(conn, &limits)? {
+            return Err(ApiError::TooManyRequests {
+                retry_after: crate::domain::throttle::retry_after_seconds(wait),
+            });
+        }
+        Ok(then(conn)?)
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 pub(crate) fn store_refresh_token(
@@ -352,15 +407,20 @@ pub(crate) fn store_refresh_token(
     )
 }
 
-fn tokens(
+pub(crate) fn tokens(
     keys: &TokenKeys,
-    user_id: &str,
+    user: &UserRow,
     role: Role,
-    clinic: Option<&str>,
     issued: RefreshToken,
 ) -> TokenResponse {
+    let subject = TokenSubject {
+        user_id: &user.id,
+        role,
+        clinic: user.clinic_id.as_deref(),
+        generation: user.token_generation,
+    };
     TokenResponse {
-        access_token: keys.issue(user_id, role, clinic, clock::now()),
+        access_token: keys.issue(&subject, clock::now()),
         token_type: "Bearer",
         expires_in: keys.lifetime().as_secs(),
         refresh_token: issued.token,

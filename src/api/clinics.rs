@@ -11,7 +11,9 @@ use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::api::records::rules_broken;
 use crate::domain::account::Role;
+use crate::domain::text::{self, Shape};
 use crate::error::ApiError;
 use crate::store::clinics::{self, ClinicRow, NewClinicRow};
 use crate::store::{audit, Db};
@@ -85,19 +87,17 @@ pub async fn create_clinic(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let body = body.into_inner();
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
-    }
-    let crisis_message = body
-        .crisis_message
-        .unwrap_or_else(|| DEFAULT_CRISIS_MESSAGE.into());
-    if crisis_message.trim().is_empty() || crisis_message.chars().count() > 2000 {
-        return Err(ApiError::invalid(
-            "crisis_message",
-            "must be 1 to 2000 characters",
-        ));
-    }
+    let name = text::required("name", &body.name, Shape::Line, 200);
+    let crisis_message = text::required(
+        "crisis_message",
+        body.crisis_message.as_deref().unwrap_or(DEFAULT_CRISIS_MESSAGE),
+        Shape::Note,
+        2000,
+    );
+    let (name, crisis_message) = match (name, crisis_message) {
+        (Ok(name), Ok(message)) => (name, message),
+        (name, message) => return Err(rules_broken(name.err().into_iter().chain(message.err()).collect())),
+    };
     let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
     let creation = db
         .run(move |conn| {

@@ -21,6 +21,7 @@ use crate::domain::instrument::Instrument;
 use crate::domain::patient::Indication;
 use crate::domain::plan::MeasurementPlan;
 use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
+use crate::domain::time;
 use crate::error::ApiError;
 use crate::evaluation;
 use crate::store::courses::{self, CourseRow};
@@ -194,6 +195,11 @@ fn build(
             "primary_instrument",
             "must be an outcome instrument (not cadss)",
         ));
+    }
+    let today = clock::now().date_naive();
+    time::planned("start_date", body.start_date, today)?;
+    for (i, date) in body.planned_dates.iter().flatten().enumerate() {
+        time::planned(&format!("planned_dates.{i}"), *date, today)?;
     }
     let planned_dates = match (body.protocol, &body.planned_dates) {
         (Protocol::Custom, Some(dates)) => Some(schedule::custom_dates(dates)?),

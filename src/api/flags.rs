@@ -15,6 +15,7 @@ use crate::auth::caller::Caller;
 use crate::clock;
 use crate::config::ClinicalSettings;
 use crate::domain::flags::{FlagKind, FlagLevel};
+use crate::domain::text::{self, Shape};
 use crate::error::ApiError;
 use crate::evaluation;
 use crate::store::flags::{self, FlagFilter, FlagRow};
@@ -201,10 +202,7 @@ pub async fn acknowledge_flag(
     db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = caller.clinician_scope()?;
-    let note = body.note.trim().to_owned();
-    if note.is_empty() || note.chars().count() > 2000 {
-        return Err(ApiError::invalid("note", "must be 1 to 2000 characters"));
-    }
+    let note = text::required("note", &body.note, Shape::Note, 2000)?;
     let id = id.into_inner().to_string();
     let row = db
         .transaction(move |conn| {

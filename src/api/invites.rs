@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::auth::{store_refresh_token, TokenResponse};
+use crate::api::auth::{
+    begin_attempt, store_refresh_token, tokens, ThrottleKeys, TokenResponse,
+};
 use crate::api::context::{Audited, RequestContext};
 use crate::api::records::patient_event;
 use crate::auth::caller::Caller;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::{hash_refresh_token, RefreshToken, TokenKeys};
+use crate::config::AuthSettings;
 use crate::clock;
 use crate::domain::account::{Email, Password, Role};
 use crate::error::{ApiError, FieldError};
@@ -102,6 +105,10 @@ pub struct RegisterRequest {
 }
 
 /// Creates a patient's app account from an invite and signs it in.
+///
+/// The invite is checked before the password is hashed: a wrong code costs no hash. Wrong
+/// codes count against the client address like failed sign-ins (429 with Retry-After once
+/// the address has used its attempts).
 #[utoipa::path(
     tag = "auth",
     security(()),
@@ -111,6 +118,8 @@ pub struct RegisterRequest {
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 409, response = crate::openapi::responses::Conflict),
         (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 429, response = crate::openapi::responses::TooManyRequests),
+        (status = 503, response = crate::openapi::responses::Unavailable),
     )
 )]
 #[post("/v1/auth/register")]
@@ -120,31 +129,49 @@ pub async fn register(
     db: web::Data<Db>,
     hasher: web::Data<PasswordHasher>,
     keys: web::Data<TokenKeys>,
+    settings: web::Data<AuthSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = Vec::new();
     let email = Email::parse(&body.email)
-        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .map_err(|rule| errors.push(FieldError::new("email", rule.message())))
         .ok();
     let password = Password::parse(&body.password, &[body.email.as_str()])
         .map_err(|rule| errors.push(FieldError::new("password", rule.message())))
         .ok();
-    let (Some(email), Some(password)) = (email, password) else {
+    let code = body.invite_code.trim();
+    if !looks_like_an_invite_code(code) {
+        errors.push(FieldError::new("invite_code", NOT_AN_INVITE));
+    }
+    let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let hash = hasher
+    let throttle = ThrottleKeys::new(None, &ctx);
+    let code_hash = hash_refresh_token(code);
+    let lookup = code_hash.clone();
+    let (invite, admitted) = begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
+        invites::find_live(conn, &lookup, clock::to_db(clock::now()))
+    })
+    .await?;
+    if invite.is_none() {
+        // The attempt stays counted against the address: it was a wrong code.
+        let event = ctx.audit(None, registration_failed());
+        db.run(move |conn| audit::record(conn, &event)).await?;
+        return Err(ApiError::invalid("invite_code", NOT_AN_INVITE));
+    }
+    let hash = admitted
         .hash(&password)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let code_hash = hash_refresh_token(body.invite_code.trim());
+    drop(admitted);
     let refresh = RefreshToken::generate();
     let refresh_hash = refresh.hash.clone();
-    let (user_id, clinic_id) = db
+    let user = db
         .transaction(move |conn| {
             let now = clock::to_db(clock::now());
-            let patient_id = invites::redeem(conn, &code_hash, now)?.ok_or_else(|| {
-                ApiError::invalid("invite_code", "is not valid, was used, or has expired")
-            })?;
+            // Redeemed once: of two registrations racing with one code, one wins.
+            let patient_id = invites::redeem(conn, &code_hash, now)?
+                .ok_or_else(|| ApiError::invalid("invite_code", NOT_AN_INVITE))?;
             if patients::account_of(conn, &patient_id)?.is_some() {
                 return Err(ApiError::Conflict(
                     "the patient already has an app account".into(),
@@ -166,6 +193,7 @@ pub async fn register(
             )?;
             patients::link_account(conn, &user_id, &patient_id)?;
             store_refresh_token(conn, &user_id, &Uuid::new_v4().to_string(), &refresh_hash)?;
+            throttle.settle_success(conn)?;
             let event = ctx.audit_by(
                 Some((&user_id, Role::Patient.as_str())),
                 Audited {
@@ -176,13 +204,28 @@ pub async fn register(
                 },
             );
             audit::record(conn, &event)?;
-            Ok::<_, ApiError>((user_id, patient.row.clinic_id))
+            Ok::<_, ApiError>(users::find(conn, &user_id)?)
         })
         .await?;
-    Ok(HttpResponse::Created().json(TokenResponse {
-        access_token: keys.issue(&user_id, Role::Patient, Some(&clinic_id), clock::now()),
-        token_type: "Bearer",
-        expires_in: keys.lifetime().as_secs(),
-        refresh_token: refresh.token,
-    }))
+    Ok(HttpResponse::Created().json(tokens(&keys, &user, Role::Patient, refresh)))
+}
+
+const NOT_AN_INVITE: &str = "is not valid, was used, or has expired";
+
+/// Invite codes are 20 characters of URL-safe base64; anything else cannot be one, and is
+/// refused before it reaches the database.
+fn looks_like_an_invite_code(code: &str) -> bool {
+    (16..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn registration_failed() -> Audited<'static> {
+    Audited {
+        action: "registration_failed",
+        resource_type: "invite",
+        resource_id: None,
+        patient_id: None,
+    }
 }

@@ -4,7 +4,8 @@ use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{record_failure, wait_if_throttled, ThrottleKeys};
+use crate::accounts;
+use crate::api::auth::{begin_attempt, ThrottleKeys};
 use crate::api::context::{Audited, RequestContext};
 use crate::auth::caller::Caller;
 use crate::auth::password::{PasswordHasher, Verified};
@@ -12,7 +13,7 @@ use crate::clock;
 use crate::config::AuthSettings;
 use crate::domain::account::{Password, Role};
 use crate::error::ApiError;
-use crate::store::{audit, login_failures, refresh_tokens, users, Db, StoreError};
+use crate::store::{audit, users, Db, StoreError};
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
@@ -60,17 +61,20 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
-/// Changes the caller's password and signs out every one of their sessions.
+/// Changes the caller's password and signs out every one of their sessions: their refresh
+/// tokens are revoked and every access token issued before, this request's included, stops
+/// working at once. The app signs in again with the new password.
 #[utoipa::path(
     tag = "me",
     security(("bearer" = [])),
     request_body = ChangePasswordRequest,
     responses(
-        (status = 204, description = "Changed; every refresh token of the caller is revoked"),
+        (status = 204, description = "Changed; every token of the caller is revoked"),
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 422, response = crate::openapi::responses::Unprocessable),
         (status = 429, response = crate::openapi::responses::TooManyRequests),
+        (status = 503, response = crate::openapi::responses::Unavailable),
     )
 )]
 #[post("/v1/me/password")]
@@ -82,17 +86,17 @@ pub async fn change_password(
     hasher: web::Data<PasswordHasher>,
     settings: web::Data<AuthSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    // Guessing the current password here is throttled like guessing it at sign-in.
-    let throttle_keys = ThrottleKeys::new(&caller.email, &ctx);
-    wait_if_throttled(&db, &throttle_keys, &settings).await?;
     let new_password = Password::parse(&body.new_password, &[&caller.email])
         .map_err(|rule| ApiError::invalid("new_password", rule.message()))?;
+    // Guessing the current password here is throttled like guessing it at sign-in.
+    let throttle = ThrottleKeys::new(Some(&caller.email), &ctx);
     let id = caller.user_id.clone();
-    let stored = db
-        .run(move |conn| users::find(conn, &id))
-        .await?
-        .password_hash;
-    let verified = hasher
+    let (stored, admitted) = begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
+        users::find(conn, &id)
+    })
+    .await?;
+    let stored = stored.password_hash;
+    let verified = admitted
         .verify(&body.current_password, Some(&stored))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -101,19 +105,49 @@ pub async fn change_password(
             Some(&caller),
             audited("password_change_failed", &caller.user_id),
         );
-        record_failure(&db, throttle_keys, event).await?;
+        db.run(move |conn| audit::record(conn, &event)).await?;
         return Err(ApiError::invalid("current_password", "is not correct"));
     }
-    let hash = hasher
+    let hash = admitted
         .hash(&new_password)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    drop(admitted);
     let event = ctx.audit(Some(&caller), audited("password_changed", &caller.user_id));
     db.transaction(move |conn| -> Result<_, StoreError> {
         let now = clock::to_db(clock::now());
         users::set_password_hash(conn, &caller.user_id, &hash, now)?;
-        refresh_tokens::revoke_all_for_user(conn, &caller.user_id, now)?;
-        login_failures::clear(conn, &throttle_keys.account)?;
+        accounts::revoke_access(conn, &caller.user_id, now)?;
+        throttle.settle_success(conn)?;
+        audit::record(conn, &event)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Signs the caller out everywhere: every refresh token is revoked and every access token
+/// issued so far, this request's included, stops working at once (a lost phone, a shared
+/// computer).
+#[utoipa::path(
+    tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out everywhere"),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+    )
+)]
+#[post("/v1/me/sign-out-everywhere")]
+pub async fn sign_out_everywhere(
+    caller: Caller,
+    ctx: RequestContext,
+    db: web::Data<Db>,
+) -> Result<HttpResponse, ApiError> {
+    let event = ctx.audit(
+        Some(&caller),
+        audited("signed_out_everywhere", &caller.user_id),
+    );
+    db.transaction(move |conn| -> Result<_, StoreError> {
+        accounts::revoke_access(conn, &caller.user_id, clock::to_db(clock::now()))?;
         audit::record(conn, &event)
     })
     .await?;

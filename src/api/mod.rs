@@ -14,6 +14,7 @@ pub mod me;
 pub mod operations;
 pub mod outcomes;
 pub mod pagination;
+pub mod patient_account;
 pub mod patients;
 pub mod plan;
 pub mod records;

@@ -47,6 +47,10 @@ fn decode(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (micros, id) = text.split_once('|').ok_or_else(bad)?;
+    // Ids this server issues are UUIDs, with a level rank in front on the worklist.
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-:".contains(c)) {
+        return Err(bad());
+    }
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     Ok((at.naive_utc(), id.to_owned()))
@@ -97,7 +101,8 @@ mod tests {
             .naive_utc();
         let cursor = encode(at, "abc");
         assert_eq!(decode(&cursor).unwrap(), (at, "abc".to_owned()));
-        for bad in ["", "!!", "bm9waXBl", &URL_SAFE_NO_PAD.encode("x|y")] {
+        let nul = URL_SAFE_NO_PAD.encode("1800000000|a\u{0}b");
+        for bad in ["", "!!", "bm9waXBl", &URL_SAFE_NO_PAD.encode("x|y"), &nul] {
             assert!(decode(bad).is_err(), "{bad}");
         }
     }

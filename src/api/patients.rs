@@ -16,6 +16,7 @@ use crate::api::users::if_match;
 use crate::auth::caller::Caller;
 use crate::clock;
 use crate::config::ClinicalSettings;
+use crate::domain::text::{self, Shape};
 use crate::domain::patient::{self, BirthYear, Indication, RiskClass, RiskFactor, Sex};
 use crate::error::ApiError;
 use crate::evaluation;
@@ -183,23 +184,18 @@ fn build(
     let mut risk_factors = Vec::new();
     for (i, input) in body.risk_factors.iter().enumerate() {
         let noted_at = input.noted_at.unwrap_or(now);
-        crate::domain::not_in_future(&format!("risk_factors.{i}.noted_at"), noted_at, now)?;
+        crate::domain::time::recorded(&format!("risk_factors.{i}.noted_at"), noted_at, now)?;
         let note = input
             .note
             .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty());
-        if note.is_some_and(|n| n.chars().count() > 2000) {
-            return Err(ApiError::invalid(
-                format!("risk_factors.{i}.note"),
-                "must be at most 2000 characters",
-            ));
-        }
+            .map(|n| text::optional(&format!("risk_factors.{i}.note"), n, Shape::Note, 2000))
+            .transpose()?
+            .flatten();
         risk_factors.push(RiskFactorRow {
             patient_id: id.clone(),
             factor: input.factor.as_str().to_owned(),
             noted_at: clock::to_db(noted_at),
-            note: note.map(str::to_owned),
+            note,
         });
     }
     let db_now = clock::to_db(now);

@@ -288,7 +288,7 @@ async fn due(
     let scope = caller.clinical_scope()?;
     let now = clock::now();
     let at = at.unwrap_or(now);
-    crate::domain::not_in_future("at", at, now)?;
+    crate::domain::time::recorded("at", at, now)?;
     let (course, items) = db
         .transaction(move |conn| -> Result<_, StoreError> {
             patients::find(conn, &scope, &patient_id)?;

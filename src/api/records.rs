@@ -13,6 +13,8 @@ use crate::api::pagination::PageQuery;
 use crate::api::pagination::Paged;
 use crate::auth::caller::Caller;
 use crate::clock;
+use crate::domain::text::{self, Shape};
+use crate::domain::time;
 use crate::domain::RuleBroken;
 use crate::error::{ApiError, FieldError};
 use crate::store::audit::AuditEventRow;
@@ -74,18 +76,15 @@ impl RecordQuery {
                     "cannot be combined with from or to",
                 ));
             }
+            time::query_bound("updated_since", since)?;
             return Ok(Window::Changes {
                 since: Some(clock::to_db(since)),
             });
         }
-        if let (Some(from), Some(to)) = (self.from, self.to) {
-            if to <= from {
-                return Err(ApiError::invalid("to", "must be after from"));
-            }
-        }
+        let range = time::Range::parse(self.from, self.to).map_err(rules_broken)?;
         Ok(Window::Range {
-            from: self.from.map(clock::to_db),
-            to: self.to.map(clock::to_db),
+            from: range.from.map(clock::to_db),
+            to: range.to.map(clock::to_db),
         })
     }
 
@@ -111,11 +110,7 @@ pub struct CorrectionRequest {
 
 impl CorrectionRequest {
     pub fn reason(&self) -> Result<String, ApiError> {
-        let reason = self.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(ApiError::invalid("reason", "must be 1 to 500 characters"));
-        }
-        Ok(reason.to_owned())
+        Ok(text::required("reason", &self.reason, Shape::Line, 500)?)
     }
 }
 

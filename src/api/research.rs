@@ -127,19 +127,16 @@ impl ResearchQuery {
                 "must be a 10-year band such as 40-49, or 90+",
             ));
         }
-        if let (Some(from), Some(to)) = (self.from, self.to) {
-            if to <= from {
-                return Err(ApiError::invalid("to", "must be after from"));
-            }
-        }
+        let range = crate::domain::time::Range::parse(self.from, self.to)
+            .map_err(crate::api::records::rules_broken)?;
         Ok((
             ResearchFilter {
                 clinic_id: self.clinic.map(|c| c.to_string()),
                 indication: self.indication.map(|i| i.as_str().to_owned()),
                 route: self.route.map(|r| r.as_str().to_owned()),
                 sex: self.sex.map(|s| s.as_str().to_owned()),
-                from: self.from.map(clock::to_db),
-                to: self.to.map(clock::to_db),
+                from: range.from.map(clock::to_db),
+                to: range.to.map(clock::to_db),
             },
             DerivedFilter {
                 dose_band: self.dose_band.clone(),

@@ -81,7 +81,8 @@ pub struct CreateSessionRequest {
     pub route: Route,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
-    /// Above 0 and at most 5 mg/kg.
+    /// 0.01 to 5 mg/kg.
+    #[schema(minimum = 0.01, maximum = 5)]
     pub dose_mg_per_kg: f64,
     /// 20–350 kg.
     pub weight_kg: f64,

@@ -7,6 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::accounts;
+use crate::api::auth::begin_hash;
 use crate::api::context::{Audited, RequestContext};
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
@@ -17,7 +19,7 @@ use crate::domain::account::{Email, Password, Role};
 
 use crate::error::{ApiError, FieldError};
 use crate::store::users::{self, NewUserRow, UserChanges, UserFilter, UserRow};
-use crate::store::{audit, clinics, refresh_tokens, Db, DbConnection};
+use crate::store::{audit, clinics, Db, DbConnection};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +106,8 @@ fn check_clinic(
         (status = 403, response = crate::openapi::responses::Forbidden),
         (status = 409, response = crate::openapi::responses::Conflict),
         (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 429, response = crate::openapi::responses::TooManyRequests),
+        (status = 503, response = crate::openapi::responses::Unavailable),
     )
 )]
 #[post("/v1/users")]
@@ -118,7 +122,7 @@ pub async fn create_user(
     let body = body.into_inner();
     let mut errors = Vec::new();
     let email = Email::parse(&body.email)
-        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .map_err(|rule| errors.push(FieldError::new("email", rule.message())))
         .ok();
     let password = Password::parse(&body.password, &[body.email.as_str()])
         .map_err(|rule| errors.push(FieldError::new("password", rule.message())))
@@ -129,6 +133,7 @@ pub async fn create_user(
     let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
     let (role, clinic_id) = (body.role, body.clinic_id.map(|c| c.to_string()));
 
+    let admitted = begin_hash(&hasher, &ctx).await?;
     // A retry carries the same password; it matches the stored hash rather than a new one.
     let lookup = id.clone();
     if let Some(existing) = db
@@ -142,7 +147,7 @@ pub async fn create_user(
         let same = existing.email == email.as_str()
             && existing.role == role.as_str()
             && existing.clinic_id == clinic_id
-            && hasher
+            && admitted
                 .verify(&body.password, Some(&existing.password_hash))
                 .await
                 .ok()
@@ -155,10 +160,11 @@ pub async fn create_user(
             ))
         };
     }
-    let hash = hasher
+    let hash = admitted
         .hash(&password)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    drop(admitted);
     let creation = db
         .run(move |conn| {
             check_clinic(conn, role, clinic_id.as_deref())?;
@@ -304,7 +310,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Changes an account's role, clinic or disabled state.
+/// Changes an account's role, clinic or disabled state. A patient's app account can only be
+/// disabled or enabled again. Disabling revokes every token the account holds at once.
 #[utoipa::path(
     tag = "administration",
     security(("bearer" = [])),
@@ -339,20 +346,19 @@ pub async fn update_user(
     let row = db
         .transaction(move |conn| {
             let current = users::find(conn, &id)?;
-            let role = body.role.map_or_else(
-                || {
-                    current
-                        .role
-                        .parse::<Role>()
-                        .map_err(|_| ApiError::Forbidden)
-                },
-                Ok,
-            )?;
+            let current_role = current.role.parse::<Role>().map_err(|_| ApiError::Forbidden)?;
+            if current_role == Role::Patient {
+                // A patient's app account follows its patient: only access can change.
+                patient_account_change(&body)?;
+            }
+            let role = body.role.unwrap_or(current_role);
             let clinic_id = match body.clinic_id {
                 Some(new) => new.map(|c| c.to_string()),
                 None => current.clinic_id.clone(),
             };
-            check_clinic(conn, role, clinic_id.as_deref())?;
+            if current_role != Role::Patient {
+                check_clinic(conn, role, clinic_id.as_deref())?;
+            }
             let changes = UserChanges {
                 role: body.role.map(|r| r.as_str().to_owned()),
                 clinic_id: body.clinic_id.map(|c| c.map(|c| c.to_string())),
@@ -360,17 +366,37 @@ pub async fn update_user(
             };
             let now = clock::to_db(clock::now());
             let updated = users::update(conn, &id, expected_version, &changes, now)?;
-            if updated.disabled {
-                refresh_tokens::revoke_all_for_user(conn, &id, now)?;
+            if updated.disabled && !current.disabled {
+                accounts::revoke_access(conn, &id, now)?;
             }
             audit::record(
                 conn,
                 &ctx.audit(Some(&caller), account_event("user_updated", &id)),
             )?;
-            Ok::<_, ApiError>(updated)
+            Ok::<_, ApiError>(users::find(conn, &id)?)
         })
         .await?;
     Ok(versioned(UserResponse::from(row)))
+}
+
+/// A patient's app account may be disabled and enabled again; its role and clinic never
+/// change (it would stay linked to the patient's record).
+pub(crate) fn patient_account_change(body: &UpdateUserRequest) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if body.role.is_some() {
+        errors.push(FieldError::new("role", "a patient's app account keeps its role"));
+    }
+    if body.clinic_id.is_some() {
+        errors.push(FieldError::new(
+            "clinic_id",
+            "a patient's app account keeps its patient's clinic",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 /// Reads `If-Match: "3"` (or `3`, or a weak `W/"3"`).

@@ -1,7 +1,8 @@
 //! The signed-in caller, extracted from the bearer token on every request that needs one.
 //!
-//! The token proves who the caller is; their role, clinic and whether they are disabled are
-//! read from the database on every request, so a change by an administrator takes effect at
+//! The token proves who the caller is; their role, clinic, whether they are disabled and
+//! which generation of tokens is still valid are read from the database on every request, so
+//! a change by an administrator, a password change or a sign-out everywhere takes effect at
 //! once rather than when the token expires.
 
 use actix_web::dev::Payload;
@@ -82,7 +83,9 @@ impl FromRequest for Caller {
                 })?;
             let (row, patient_id) = row;
             let role = row.role.parse().map_err(|_| ApiError::Unauthorized)?;
-            if row.disabled {
+            // A disabled account, or a token from before a password change, a disable or a
+            // sign-out everywhere, is refused at once rather than when the token expires.
+            if row.disabled || claims.generation != row.token_generation {
                 return Err(ApiError::Unauthorized);
             }
             Ok(Caller {

@@ -1,11 +1,11 @@
-//! argon2id password hashing on threads of its own.
+//! argon2id password hashing on threads of its own, behind a bounded admission.
 //!
 //! Hashing is deliberately slow (tens of milliseconds of CPU and 19 MiB each). It runs on a
-//! fixed set of threads, one fewer than the cores (at least one); requests wait for one
-//! asynchronously. A login flood therefore queues up for those threads while every other
-//! request keeps a core (quality.md, login), and the process holds at most one 19 MiB working
-//! area per hashing thread: a thread's allocator keeps the area it freed for the next hash
-//! instead of every blocking thread keeping one of its own.
+//! fixed set of threads, one fewer than the cores (at least one), so that every other request
+//! keeps a core (quality.md, login), and the process holds at most one 19 MiB working area per
+//! hashing thread. A hash starts only with a place in [`Admission`]'s short queue, and a
+//! request asks for one only within its client address's and account's ceilings of hashes per
+//! minute, so a flood is refused before it costs a hash instead of queueing without end.
 //!
 //! The threads keep the normal CPU priority. At the lowest one the benchmark's `/v1/me` p99
 //! under a login flood rose from about 6 ms to 43–61 ms: a starved hashing thread holding a
@@ -13,13 +13,14 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
 };
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
+use crate::auth::admission::{Admission, Rate, Refusal, Ticket};
 use crate::domain::account::Password;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,48 +38,103 @@ pub enum Verified {
     No,
 }
 
+/// Hashes waiting per hashing thread, beyond the one it works on.
+const QUEUE_PER_THREAD: usize = 8;
+
+/// The cost ceilings of [`Admission`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HashLimits {
+    pub per_address: Rate,
+    pub per_account: Rate,
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    /// One per hashing thread: a hash waits here, asynchronously, for a free thread.
-    slots: Arc<Semaphore>,
+    admission: Arc<Admission>,
     threads: HashingThreads,
     /// Verified against when the account does not exist, so both answers take as long.
     dummy_hash: Arc<String>,
+    /// Refusals being held before they are answered (see [`PasswordHasher::hold_refusal`]).
+    holds: Arc<tokio::sync::Semaphore>,
+}
+
+/// How long a refusal for a cost ceiling is held before it is answered, and how many may be
+/// held at once (beyond that they are answered at once).
+const REFUSAL_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_HELD_REFUSALS: usize = 512;
+
+/// A request's place in the hashing queue, held until it is dropped; the request runs its
+/// hashes (a verification, then perhaps a new hash) one after another.
+pub struct Admitted {
+    hasher: PasswordHasher,
+    _ticket: Ticket,
 }
 
 impl PasswordHasher {
-    pub fn new(memory_kib: u32, iterations: u32) -> Result<Self, HashError> {
+    pub fn new(memory_kib: u32, iterations: u32, limits: HashLimits) -> Result<Self, HashError> {
         let params = Params::new(memory_kib, iterations, 1, None).map_err(|_| HashError)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let threads = cores.saturating_sub(1).max(1);
         let dummy_hash = hash_with(&params, "an account that does not exist")?;
         Ok(Self {
             params,
-            slots: Arc::new(Semaphore::new(threads)),
+            admission: Admission::new(
+                threads * (1 + QUEUE_PER_THREAD),
+                limits.per_address,
+                limits.per_account,
+            ),
             threads: HashingThreads::start(threads),
             dummy_hash: Arc::new(dummy_hash),
+            holds: Arc::new(tokio::sync::Semaphore::new(MAX_HELD_REFUSALS)),
         })
     }
 
+    /// Spends one hash of this client address's and account's cost ceilings (either may be
+    /// unknown, as on the command line), or refuses.
+    pub fn within_ceiling(&self, address: Option<&str>, account: Option<&str>) -> Result<(), Refusal> {
+        self.admission.within_ceiling(address, account, Instant::now())
+    }
+
+    /// A place in the hashing queue, or [`Refusal::Busy`].
+    pub fn admit(&self) -> Result<Admitted, Refusal> {
+        Ok(Admitted {
+            hasher: self.clone(),
+            _ticket: self.admission.ticket()?,
+        })
+    }
+
+    /// Seconds a refused client should wait before trying again.
+    pub fn retry_after(&self, refusal: Refusal) -> u64 {
+        self.admission.retry_after(refusal).as_secs().max(1)
+    }
+
+    /// Waits a second before a client over its cost ceiling is told so. A flooding client
+    /// sends its next request as soon as it has an answer; answered at once, its refusals
+    /// would become a flood of their own, costing this machine's cores what the hashes would
+    /// have. Held, they cost a sleeping task. At most [`MAX_HELD_REFUSALS`] are held at once.
+    pub async fn hold_refusal(&self) {
+        if let Ok(_permit) = self.holds.try_acquire() {
+            tokio::time::sleep(REFUSAL_HOLD).await;
+        }
+    }
+}
+
+impl Admitted {
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
-        let params = self.params.clone();
+        let params = self.hasher.params.clone();
         let password = password.expose().to_owned();
-        self.on_pool(move || hash_with(&params, &password)).await
+        self.on_thread(move || hash_with(&params, &password)).await
     }
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
     /// account, so that an unknown email costs the same time as a wrong password.
-    pub async fn verify(
-        &self,
-        password: &str,
-        stored: Option<&str>,
-    ) -> Result<Verified, HashError> {
-        let params = self.params.clone();
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified, HashError> {
+        let params = self.hasher.params.clone();
         let password = password.to_owned();
         let exists = stored.is_some();
-        let stored = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
-        self.on_pool(move || {
+        let stored = stored.map_or_else(|| self.hasher.dummy_hash.to_string(), str::to_owned);
+        self.on_thread(move || {
             let parsed = PasswordHash::new(&stored).map_err(|_| HashError)?;
             let matches = argon2id(&params)
                 .verify_password(password.as_bytes(), &parsed)
@@ -94,13 +150,13 @@ impl PasswordHasher {
         .await
     }
 
-    async fn on_pool<T: Send + 'static>(
+    /// Runs `work` on a hashing thread.
+    async fn on_thread<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self.slots.acquire().await.map_err(|_| HashError)?;
         let (done, result) = tokio::sync::oneshot::channel();
-        self.threads.run(Box::new(move || {
+        self.hasher.threads.run(Box::new(move || {
             let _ = done.send(work());
         }))?;
         result.await.map_err(|_| HashError)?
@@ -176,23 +232,40 @@ mod tests {
         Password::parse("lantern orbit kettle", &[]).expect("a good password")
     }
 
+    const OPEN: Rate = Rate {
+        per_minute: 1_000_000,
+        burst: 1_000_000,
+    };
+
+    fn hasher(iterations: u32) -> PasswordHasher {
+        let limits = HashLimits {
+            per_address: OPEN,
+            per_account: OPEN,
+        };
+        PasswordHasher::new(19_456, iterations, limits).unwrap()
+    }
+
+    fn admitted(hasher: &PasswordHasher) -> Admitted {
+        hasher.admit().expect("a free place")
+    }
+
     #[actix_web::test]
     async fn hashes_are_argon2id_phc_strings_with_the_configured_cost() {
-        let hasher = PasswordHasher::new(19_456, 2).unwrap();
-        let hash = hasher.hash(&password()).await.unwrap();
+        let hasher = hasher(2);
+        let hash = admitted(&hasher).hash(&password()).await.unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
         assert_eq!(
-            hasher
+            admitted(&hasher)
                 .verify("lantern orbit kettle", Some(&hash))
                 .await
                 .unwrap(),
             Verified::Yes { rehashed: None }
         );
         assert_eq!(
-            hasher
+            admitted(&hasher)
                 .verify("lantern orbit kettlf", Some(&hash))
                 .await
                 .unwrap(),
@@ -200,11 +273,23 @@ mod tests {
         );
     }
 
+    /// quality.md, login: no hash starts beyond the short queue; a place frees when its hash
+    /// ends.
+    #[actix_web::test]
+    async fn no_hash_starts_beyond_the_queue() {
+        let hasher = hasher(2);
+        let capacity = hasher.admission.capacity();
+        let held: Vec<Admitted> = (0..capacity).map(|_| admitted(&hasher)).collect();
+        assert_eq!(hasher.admit().err(), Some(Refusal::Busy));
+        drop(held);
+        assert!(hasher.admit().is_ok());
+    }
+
     #[actix_web::test]
     async fn hashing_runs_on_its_own_threads() {
-        let hasher = PasswordHasher::new(19_456, 2).unwrap();
-        let name = hasher
-            .on_pool(|| Ok(std::thread::current().name().map(str::to_owned)))
+        let hasher = hasher(2);
+        let name = admitted(&hasher)
+            .on_thread(|| Ok(std::thread::current().name().map(str::to_owned)))
             .await
             .unwrap();
         assert!(name.is_some_and(|n| n.starts_with("argon2-")));
@@ -212,9 +297,9 @@ mod tests {
 
     #[actix_web::test]
     async fn an_unknown_account_never_verifies() {
-        let hasher = PasswordHasher::new(19_456, 2).unwrap();
+        let hasher = hasher(2);
         assert_eq!(
-            hasher
+            admitted(&hasher)
                 .verify("an account that does not exist", None)
                 .await
                 .unwrap(),
@@ -224,12 +309,12 @@ mod tests {
 
     #[actix_web::test]
     async fn a_hash_made_with_weaker_parameters_is_replaced_on_sign_in() {
-        let old = PasswordHasher::new(19_456, 2).unwrap();
-        let hash = old.hash(&password()).await.unwrap();
-        let stronger = PasswordHasher::new(19_456, 3).unwrap();
+        let old = hasher(2);
+        let hash = admitted(&old).hash(&password()).await.unwrap();
+        let stronger = hasher(3);
         let Verified::Yes {
             rehashed: Some(new_hash),
-        } = stronger
+        } = admitted(&stronger)
             .verify("lantern orbit kettle", Some(&hash))
             .await
             .unwrap()

@@ -28,6 +28,9 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// The account's token generation when the token was issued; a password change, a
+    /// disable or a sign-out everywhere moves the account's on, and older tokens stop working.
+    pub generation: i32,
 }
 
 /// One signing key and its id.
@@ -42,6 +45,15 @@ impl SigningKey {
         let kid = hex::encode(&Sha256::digest(&secret)[..8]);
         Self { kid, secret }
     }
+}
+
+/// Whom an access token is issued to.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSubject<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+    pub clinic: Option<&'a str>,
+    pub generation: i32,
 }
 
 /// Signs with the current key; verifies with it and with keys being rotated out.
@@ -68,17 +80,12 @@ impl TokenKeys {
         self.lifetime
     }
 
-    pub fn issue(
-        &self,
-        user_id: &str,
-        role: Role,
-        clinic: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> String {
+    pub fn issue(&self, account: &TokenSubject<'_>, now: DateTime<Utc>) -> String {
         let claims = Claims {
-            sub: user_id.to_owned(),
-            role,
-            clinic: clinic.map(str::to_owned),
+            sub: account.user_id.to_owned(),
+            role: account.role,
+            clinic: account.clinic.map(str::to_owned),
+            generation: account.generation,
             iat: now.timestamp(),
             exp: now.timestamp() + self.lifetime.as_secs() as i64,
             iss: ISSUER.into(),
@@ -109,6 +116,7 @@ impl TokenKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // A token without a generation (issued before generations existed) fails to decode.
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.secret), &validation)
             .map(|data| data.claims)
             .map_err(|_| InvalidToken)
@@ -147,15 +155,33 @@ mod tests {
         )
     }
 
+    fn admin() -> TokenSubject<'static> {
+        TokenSubject {
+            user_id: "u",
+            role: Role::Admin,
+            clinic: None,
+            generation: 0,
+        }
+    }
+
     /// jsonwebtoken picks its crypto backend at run time; this fails if none is compiled in.
     #[test]
     fn a_signed_token_verifies_and_carries_its_claims() {
         let now = Utc::now();
-        let token = keys().issue("u-1", Role::Clinician, Some("c-1"), now);
+        let token = keys().issue(
+            &TokenSubject {
+                user_id: "u-1",
+                role: Role::Clinician,
+                clinic: Some("c-1"),
+                generation: 3,
+            },
+            now,
+        );
         let claims = keys().verify(&token).expect("valid");
         assert_eq!(claims.sub, "u-1");
         assert_eq!(claims.role, Role::Clinician);
         assert_eq!(claims.clinic.as_deref(), Some("c-1"));
+        assert_eq!(claims.generation, 3);
         assert_eq!(claims.exp - claims.iat, 900);
         assert_eq!(
             (claims.iss.as_str(), claims.aud.as_str()),
@@ -170,11 +196,11 @@ mod tests {
         let keys = keys();
         let just_inside = Utc::now() - chrono::Duration::seconds(900 + 20);
         assert!(keys
-            .verify(&keys.issue("u", Role::Admin, None, just_inside))
+            .verify(&keys.issue(&admin(), just_inside))
             .is_ok());
         let outside = Utc::now() - chrono::Duration::seconds(900 + 40);
         assert_eq!(
-            keys.verify(&keys.issue("u", Role::Admin, None, outside)),
+            keys.verify(&keys.issue(&admin(), outside)),
             Err(InvalidToken)
         );
     }
@@ -186,7 +212,7 @@ mod tests {
             vec![],
             Duration::from_secs(900),
         );
-        let token = old.issue("u", Role::Admin, None, Utc::now());
+        let token = old.issue(&admin(), Utc::now());
         let rotated = TokenKeys::new(
             SigningKey::from_secret(vec![2; 32]),
             vec![SigningKey::from_secret(vec![1; 32])],

@@ -59,20 +59,44 @@ impl FromStr for Role {
     }
 }
 
-/// An email address, trimmed and lower-cased so that one person has one account.
+/// An email address, normalised so that one person has one account: trimmed, NFKC-normalised
+/// and lower-cased (so a fullwidth `ａｎａ@…` is `ana@…`), with no invisible, formatting or
+/// control characters (zero-width spaces, soft hyphens, bidirectional overrides, NUL), which
+/// would make a second account that looks like the first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email(String);
 
+/// Why a text is not an email address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailRule {
+    /// It holds invisible, formatting or control characters.
+    Invisible,
+    /// It does not have the shape of an address.
+    NotAnAddress,
+}
+
+impl EmailRule {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Invisible => "must not contain invisible, formatting or control characters",
+            Self::NotAnAddress => "must be an email address",
+        }
+    }
+}
+
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let email = raw.trim().to_lowercase();
+    pub fn parse(raw: &str) -> Result<Self, EmailRule> {
+        let email = normalise(raw);
+        if email.chars().any(is_invisible) {
+            return Err(EmailRule::Invisible);
+        }
         let Some((local, domain)) = email.split_once('@') else {
-            return Err("must be an email address");
+            return Err(EmailRule::NotAnAddress);
         };
         let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '@');
         let dotted = domain.split('.').count() >= 2 && domain.split('.').all(|p| !p.is_empty());
         if email.len() > 254 || !plain(local) || !plain(domain) || !dotted {
-            return Err("must be an email address");
+            return Err(EmailRule::NotAnAddress);
         }
         Ok(Self(email))
     }
@@ -80,6 +104,29 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// NFKC, lower case, NFKC again: lower-casing can undo the normal form (`İ` becomes `i` and a
+/// combining dot), and comparing needs one spelling of each address.
+fn normalise(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+    folded.nfkc().collect()
+}
+
+/// Characters that do not show, or change how others show.
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+    )
 }
 
 /// A password that meets the rules of api.md: 12 to 128 characters, not common or easily
@@ -141,6 +188,25 @@ impl fmt::Debug for Password {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// issue 12 (9): look-alike spellings of one address are that address, or refused.
+    #[test]
+    fn look_alike_emails_are_one_address_or_refused() {
+        let same = [
+            "ａｎａ@ｃｌｉｎｉｃ.ｅｘａｍｐｌｅ",
+            "ANA@CLINIC.EXAMPLE",
+            "ana@clinic.example",
+        ];
+        for raw in same {
+            assert_eq!(Email::parse(raw).unwrap().as_str(), "ana@clinic.example", "{raw}");
+        }
+        for invisible in ['\u{200b}', '\u{ad}', '\u{202e}', '\u{0}', '\u{2066}', '\u{feff}', '\u{e000}'] {
+            let raw = format!("an{invisible}a@clinic.example");
+            assert_eq!(Email::parse(&raw), Err(EmailRule::Invisible), "{raw:?}");
+        }
+        // Letters of other scripts stay what they are: an address may be internationalised.
+        assert_eq!(Email::parse("José@Clínica.example").unwrap().as_str(), "josé@clínica.example");
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {

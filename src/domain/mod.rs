@@ -46,11 +46,10 @@ pub mod plan;
 pub mod research;
 pub mod schedule;
 pub mod side_effect;
+pub mod text;
 pub mod throttle;
+pub mod time;
 pub mod treatment;
-
-/// Nothing may be dated more than this far ahead of the server's clock (domain.md §4).
-pub const FUTURE_TOLERANCE: chrono::Duration = chrono::Duration::minutes(5);
 
 /// A broken rule, naming the field (a dotted path) and the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,19 +65,4 @@ impl RuleBroken {
             rule: rule.into(),
         }
     }
-}
-
-/// Refuses an instant later than `now` plus the tolerance.
-pub fn not_in_future(
-    field: &str,
-    at: chrono::DateTime<chrono::Utc>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), RuleBroken> {
-    if at > now + FUTURE_TOLERANCE {
-        return Err(RuleBroken::new(
-            field,
-            "must not be more than 5 minutes in the future",
-        ));
-    }
-    Ok(())
 }

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::instrument::Rater;
-use crate::domain::{not_in_future, RuleBroken};
+use crate::domain::text::{self, Shape};
+use crate::domain::time::recorded;
+use crate::domain::RuleBroken;
 
 vocabulary!(
     /// The side-effect catalogue.
@@ -129,7 +131,7 @@ impl SideEffectReport {
                 "must not be before the session's start",
             ));
         }
-        broken.extend(not_in_future("onset_at", report.onset_at, ctx.now).err());
+        broken.extend(recorded("onset_at", report.onset_at, ctx.now).err());
         if let Some(resolved) = report.resolved_at {
             if resolved < report.onset_at {
                 broken.push(RuleBroken::new(
@@ -137,24 +139,24 @@ impl SideEffectReport {
                     "must not be before onset_at",
                 ));
             }
-            broken.extend(not_in_future("resolved_at", resolved, ctx.now).err());
+            broken.extend(recorded("resolved_at", resolved, ctx.now).err());
         }
-        let note = report
-            .note
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty());
-        if report.effect == Effect::Other && note.is_none() {
-            broken.push(RuleBroken::new("note", "is required when effect is other"));
-        }
-        if note.is_some_and(|n| n.chars().count() > 2000) {
-            broken.push(RuleBroken::new("note", "must be at most 2000 characters"));
+        let note = match report.note.as_deref() {
+            Some(n) => text::optional("note", n, Shape::Note, 2000),
+            None => Ok(None),
+        };
+        match &note {
+            Err(rule) => broken.push(rule.clone()),
+            Ok(None) if report.effect == Effect::Other => {
+                broken.push(RuleBroken::new("note", "is required when effect is other"))
+            }
+            Ok(_) => {}
         }
         if !broken.is_empty() {
             return Err(broken);
         }
         Ok(Self {
-            note: note.map(str::to_owned),
+            note: note.ok().flatten(),
             ..report
         })
     }

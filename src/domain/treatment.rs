@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{not_in_future, RuleBroken};
+use crate::domain::text::{self, Shape};
+use crate::domain::time::recorded;
+use crate::domain::RuleBroken;
 
 vocabulary!(
     /// How the dose was given.
@@ -18,6 +20,9 @@ vocabulary!(
     /// The clinician's observation of sedation during monitoring.
     Sedation { None = "none", Mild = "mild", Moderate = "moderate", Deep = "deep" }
 );
+
+/// The smallest dose accepted, in mg/kg.
+pub const MIN_DOSE_MG_PER_KG: f64 = 0.01;
 
 /// One set of vital signs; each value optional, each checked when given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,36 +97,35 @@ pub struct Administration {
 impl Administration {
     pub fn check(self, now: DateTime<Utc>) -> Result<Self, Vec<RuleBroken>> {
         let mut broken = Vec::new();
-        if !(self.dose_mg_per_kg > 0.0 && self.dose_mg_per_kg <= 5.0) {
+        // domain.md §3 says 0 < x ≤ 5; the floor of 0.01, far below any clinical dose, keeps
+        // the total (to 0.1 mg, at 20 kg at least) from ever rounding to nothing.
+        if !(MIN_DOSE_MG_PER_KG..=5.0).contains(&self.dose_mg_per_kg) {
             broken.push(RuleBroken::new(
                 "dose_mg_per_kg",
-                "must be above 0 and at most 5",
+                "must be from 0.01 to 5",
             ));
         }
         if !(20.0..=350.0).contains(&self.weight_kg) {
             broken.push(RuleBroken::new("weight_kg", "must be from 20 to 350"));
         }
-        broken.extend(not_in_future("started_at", self.started_at, now).err());
+        broken.extend(recorded("started_at", self.started_at, now).err());
         if let Some(ended) = self.ended_at {
             if ended < self.started_at {
                 broken.push(RuleBroken::new("ended_at", "must not be before started_at"));
             }
-            broken.extend(not_in_future("ended_at", ended, now).err());
+            broken.extend(recorded("ended_at", ended, now).err());
         }
-        let reason = self
-            .hold_reason
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty());
-        match (self.status, reason) {
-            (SessionStatus::Held, None) => broken.push(RuleBroken::new(
+        let reason = match self.hold_reason.as_deref() {
+            Some(r) => text::optional("hold_reason", r, Shape::Line, 500),
+            None => Ok(None),
+        };
+        match (self.status, &reason) {
+            (_, Err(rule)) => broken.push(rule.clone()),
+            (SessionStatus::Held, Ok(None)) => broken.push(RuleBroken::new(
                 "hold_reason",
                 "is required when status is held",
             )),
-            (SessionStatus::Held, Some(r)) if r.chars().count() > 500 => broken.push(
-                RuleBroken::new("hold_reason", "must be at most 500 characters"),
-            ),
-            (status, Some(_)) if status != SessionStatus::Held => {
+            (status, Ok(Some(_))) if status != SessionStatus::Held => {
                 broken.push(RuleBroken::new("hold_reason", "is only for a held session"))
             }
             _ => {}
@@ -170,9 +174,8 @@ impl Administration {
         if !broken.is_empty() {
             return Err(broken);
         }
-        let hold_reason = reason.map(str::to_owned);
         Ok(Self {
-            hold_reason,
+            hold_reason: reason.ok().flatten(),
             ..self
         })
     }
@@ -232,6 +235,14 @@ mod tests {
             (Box::new(|_| {}), &[]),
             (Box::new(|s| s.dose_mg_per_kg = 0.0), &["dose_mg_per_kg"]),
             (Box::new(|s| s.dose_mg_per_kg = 0.01), &[]),
+            (Box::new(|s| s.dose_mg_per_kg = 0.009), &["dose_mg_per_kg"]),
+            (
+                Box::new(|s| {
+                    s.dose_mg_per_kg = 0.001;
+                    s.weight_kg = 20.0
+                }),
+                &["dose_mg_per_kg"],
+            ),
             (Box::new(|s| s.dose_mg_per_kg = 5.0), &[]),
             (Box::new(|s| s.dose_mg_per_kg = 5.01), &["dose_mg_per_kg"]),
             (
@@ -339,5 +350,16 @@ mod tests {
         s.dose_mg_per_kg = 0.75;
         s.weight_kg = 81.3;
         assert_eq!(s.total_dose_mg(), 61.0);
+    }
+
+    /// issue 12 (4): the smallest valid dose at the lightest valid weight still totals more
+    /// than 0 mg (the stored total's CHECK).
+    #[test]
+    fn no_valid_dose_totals_nothing() {
+        let mut s = session();
+        s.dose_mg_per_kg = MIN_DOSE_MG_PER_KG;
+        s.weight_kg = 20.0;
+        let checked = s.check(at(60)).expect("valid");
+        assert!(checked.total_dose_mg() > 0.0, "{}", checked.total_dose_mg());
     }
 }

@@ -25,6 +25,23 @@ pub fn insert(conn: &mut DbConnection, row: &InviteRow) -> Result<(), StoreError
     Ok(())
 }
 
+/// The invite with this code hash, if it is unused and unexpired. Looked up by the SHA-256
+/// of the code: whoever guesses codes cannot steer the digest's bytes, so the index
+/// comparison's timing tells them nothing about the digests stored.
+pub fn find_live(
+    conn: &mut DbConnection,
+    code_hash: &str,
+    now: NaiveDateTime,
+) -> Result<Option<InviteRow>, StoreError> {
+    Ok(invites::table
+        .filter(invites::code_hash.eq(code_hash))
+        .filter(invites::used_at.is_null())
+        .filter(invites::expires_at.gt(now))
+        .select(InviteRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 /// Uses the live invite with this code hash, once: the conditional update lets only one of
 /// two concurrent registrations through. Returns the patient it was made for.
 pub fn redeem(

@@ -16,7 +16,6 @@ pub mod consent;
 pub mod courses;
 pub mod flags;
 pub mod invites;
-pub mod login_failures;
 pub mod outcomes;
 pub mod patients;
 pub mod refresh_tokens;
@@ -24,6 +23,7 @@ pub mod research;
 pub mod schema;
 pub mod sessions;
 pub mod side_effects;
+pub mod throttle;
 pub mod users;
 
 use std::sync::Arc;

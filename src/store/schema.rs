@@ -23,6 +23,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> Integer,
+        token_generation -> Integer,
     }
 }
 
@@ -40,10 +41,11 @@ diesel::table! {
 }
 
 diesel::table! {
-    login_failures (id) {
-        id -> Text,
+    sign_in_throttle (throttle_key) {
         throttle_key -> Text,
-        failed_at -> Timestamp,
+        attempts -> Integer,
+        window_started_at -> Timestamp,
+        last_attempt_at -> Timestamp,
     }
 }
 
@@ -287,7 +289,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     clinics,
     users,
     refresh_tokens,
-    login_failures,
+    sign_in_throttle,
     audit_events,
     patients,
     patient_indications,

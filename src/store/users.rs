@@ -18,6 +18,8 @@ pub struct UserRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i32,
+    /// Access tokens of an older generation are refused.
+    pub token_generation: i32,
 }
 
 #[derive(Debug, Insertable)]
@@ -111,6 +113,22 @@ pub fn update(
         return Err(StoreError::Stale);
     }
     find(conn, id)
+}
+
+/// Moves the account's token generation on: every access token issued before is refused at
+/// its next use.
+pub fn end_token_generation(
+    conn: &mut DbConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::token_generation.eq(users::token_generation + 1),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn set_password_hash(

@@ -157,6 +157,9 @@ impl TestApp {
             ("DATABASE_URL".into(), database.url()),
             ("KO_DATA_DIR".into(), database.data_dir()),
             ("KO_DB_ACQUIRE_TIMEOUT_SECS".into(), "2".into()),
+            // Tests sign in often from one address; the tests of the ceilings set their own.
+            ("KO_HASHES_PER_MINUTE_PER_ADDRESS".into(), "1000000".into()),
+            ("KO_HASHES_PER_MINUTE_PER_ACCOUNT".into(), "1000000".into()),
         ]);
         for (k, v) in overrides {
             env.insert((*k).into(), (*v).into());

@@ -26,6 +26,8 @@ fn command(data: &std::path::Path, env: &[(&str, &str)]) -> Command {
         .env("KO_BIND_ADDRESS", "127.0.0.1:0")
         .env("KO_DATA_DIR", data)
         .env("KO_LOG_FORMAT", "json")
+        .env("KO_HASHES_PER_MINUTE_PER_ADDRESS", "1000000")
+        .env("KO_HASHES_PER_MINUTE_PER_ACCOUNT", "1000000")
         .envs(env.iter().copied());
     command
 }
