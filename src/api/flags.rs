@@ -124,6 +124,7 @@ pub async fn list_flags(
     caller: Caller,
     query: web::Query<FlagQuery>,
     page: web::Query<PageQuery>,
+    ctx: RequestContext,
     db: web::Data<Db>,
     clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
@@ -152,7 +153,19 @@ pub async fn list_flags(
     let rows = db
         .transaction(move |conn| -> Result<_, StoreError> {
             evaluation::refresh_time_based(conn, &clinical, &scope)?;
-            flags::list(conn, &scope, &filter, &fetch)
+            let rows = flags::list(conn, &scope, &filter, &fetch)?;
+            // The worklist shows clinical data (an item-9 answer, a blood pressure): one audit
+            // event for each patient on the page.
+            let shown = usize::try_from(fetch.limit - 1).unwrap_or(0);
+            let mut patients: Vec<&str> =
+                rows.iter().take(shown).map(|r| r.patient_id.as_str()).collect();
+            patients.sort_unstable();
+            patients.dedup();
+            for patient in patients {
+                let event = patient_event(&ctx, &caller, "flags_listed", "patient", patient, patient);
+                audit::record(conn, &event)?;
+            }
+            Ok(rows)
         })
         .await?;
     let keys: Vec<String> = rows

@@ -17,6 +17,7 @@ mod outcomes;
 mod plan;
 mod process;
 mod processes;
+mod reads_audited;
 mod relay;
 mod research;
 mod schedule;

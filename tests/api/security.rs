@@ -24,6 +24,9 @@ fn endpoints(
     let researcher: &[&str] = &["researcher"];
     vec![
         (Method::GET, "/v1/me".into(), json!(null), any),
+        (Method::POST, "/v1/me/sign-out-everywhere".into(), json!(null), any),
+        (Method::GET, format!("/v1/patients/{some_user}/account"), json!(null), &["clinician"]),
+        (Method::PATCH, format!("/v1/patients/{some_user}/account"), json!({"disabled": true}), &["clinician"]),
         (
             Method::POST,
             "/v1/me/password".into(),
@@ -198,7 +201,8 @@ fn forged_tokens(app: &TestApp, victim: &Session) -> Vec<(&'static str, String)>
         .kid
         .unwrap();
     let now = chrono::Utc::now().timestamp();
-    let claims = |iss: &str, aud: &str, exp: i64| json!({"sub": victim.user_id, "role": "admin", "clinic": null, "iat": now, "exp": exp, "iss": iss, "aud": aud});
+    // Every claim right but the one each forgery breaks, the victim's token generation too.
+    let claims = |iss: &str, aud: &str, exp: i64| json!({"sub": victim.user_id, "role": "admin", "clinic": null, "iat": now, "exp": exp, "iss": iss, "aud": aud, "generation": 0});
     let sign = |alg: Algorithm, key: &[u8], claims: serde_json::Value| {
         let mut header = Header::new(alg);
         header.kid = Some(kid.clone());
