@@ -93,6 +93,10 @@ pub struct Settings {
     pub production: bool,
     /// How long in-flight requests get to finish after SIGINT or SIGTERM.
     pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request's head (408 after it).
+    pub request_head_timeout: Duration,
+    /// How long a client may take to send a request's body once the head is in (408 after).
+    pub request_body_timeout: Duration,
     pub auth: AuthSettings,
     pub clinical: ClinicalSettings,
 }
@@ -179,6 +183,8 @@ impl Settings {
         })?;
         let db_acquire_timeout = seconds(&lookup, "KO_DB_ACQUIRE_TIMEOUT_SECS", "5")?;
         let shutdown_timeout = seconds(&lookup, "KO_SHUTDOWN_TIMEOUT_SECS", "30")?;
+        let request_head_timeout = seconds(&lookup, "KO_REQUEST_HEAD_TIMEOUT_SECS", "5")?;
+        let request_body_timeout = seconds(&lookup, "KO_REQUEST_BODY_TIMEOUT_SECS", "10")?;
         let log_format = parse_or(&lookup, "KO_LOG_FORMAT", "pretty", |v| match v {
             "json" => Ok(LogFormat::Json),
             "pretty" => Ok(LogFormat::Pretty),
@@ -215,6 +221,8 @@ impl Settings {
             log_format,
             production,
             shutdown_timeout,
+            request_head_timeout,
+            request_body_timeout,
         })
     }
 }
@@ -447,6 +455,8 @@ mod tests {
             ("KO_DB_POOL_SIZE", "0"),
             ("KO_DB_ACQUIRE_TIMEOUT_SECS", "soon"),
             ("KO_SHUTDOWN_TIMEOUT_SECS", "0"),
+            ("KO_REQUEST_HEAD_TIMEOUT_SECS", "forever"),
+            ("KO_REQUEST_BODY_TIMEOUT_SECS", "0"),
             ("KO_LOG_FORMAT", "xml"),
             ("KO_PRODUCTION", "yes please"),
             ("KO_JWT_SECRET", "c2hvcnQ="),

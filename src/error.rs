@@ -86,6 +86,9 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64 },
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The body did not arrive within the deadline.
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("service unavailable")]
@@ -160,6 +163,12 @@ impl ApiError {
                 format!("too many sign-ins are being checked; retry after {retry_after} seconds"),
                 vec![],
             ),
+            Self::RequestTimeout => (
+                "request-timeout",
+                "Request timeout",
+                "the body was not sent in time".into(),
+                vec![],
+            ),
             Self::PayloadTooLarge => (
                 "payload-too-large",
                 "Payload too large",
@@ -195,6 +204,18 @@ impl ApiError {
     }
 }
 
+/// An error and each of its sources, as one line: "database error: invalid byte sequence…".
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
 fn validation_detail(errors: &[FieldError]) -> String {
     match errors {
         [one] => format!("{}: {}", one.field, one.message),
@@ -215,6 +236,7 @@ impl ResponseError for ApiError {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,8 +245,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Self::Internal(cause) = self {
-            // The cause goes to the log, never to the client.
-            tracing::error!(error = %cause, "request failed");
+            // The cause goes to the log, never to the client: every error in the chain
+            // (diesel's message and the database's, never a statement's parameters).
+            tracing::error!(error = %cause_chain(cause.as_ref()), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type(PROBLEM_JSON);
@@ -247,7 +270,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::Stale => Self::PreconditionFailed,
             StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+                tracing::warn!(error = %cause_chain(cause.as_ref()), "database unavailable");
                 Self::Unavailable
             }
             StoreError::Conflict { constraint } => Self::Conflict(format!(
@@ -266,6 +289,9 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
             ApiError::PayloadTooLarge
         }
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Payload(e) if crate::http::is_body_timeout(&e) => {
+            ApiError::RequestTimeout
+        }
         JsonPayloadError::Deserialize(e) if e.is_data() => {
             ApiError::Validation(vec![field_error_from_serde(&e)])
         }
@@ -359,5 +385,24 @@ fn generic_detail(status: StatusCode) -> &'static str {
 impl From<diesel::result::Error> for ApiError {
     fn from(err: diesel::result::Error) -> Self {
         StoreError::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// issue 12 (11): a 500's log line names every cause, not only the outermost.
+    #[test]
+    fn the_cause_chain_names_every_cause() {
+        let diesel = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("invalid byte sequence for encoding \"UTF8\": 0x00".to_owned()),
+        );
+        let store = StoreError::Query(diesel);
+        assert_eq!(
+            cause_chain(&store),
+            "database error: invalid byte sequence for encoding \"UTF8\": 0x00"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod evaluation;
+pub mod http;
 pub mod openapi;
 pub mod research;
 pub mod routes;

@@ -2,6 +2,7 @@
 //! can ask for the port they got) and runs it until SIGINT or SIGTERM.
 
 use std::net::TcpListener;
+use std::path::Path;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers};
@@ -12,6 +13,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenKeys;
 use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, Settings};
 use crate::error;
+use crate::http;
 use crate::openapi;
 use crate::routes;
 use crate::store::{Db, StoreError};
@@ -46,10 +48,7 @@ pub struct Application {
 impl Application {
     /// Opens the database, applies pending migrations and binds the listener.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
-            path: settings.data_dir.display().to_string(),
-            source,
-        })?;
+        private_dir(&settings.data_dir)?;
         let db = open_database(settings, &settings.database_url)?;
         db.migrate()?;
         let address = settings.bind_address.to_string();
@@ -91,17 +90,53 @@ impl Application {
 pub fn open_database(settings: &Settings, url: &DatabaseUrl) -> Result<Db, StartupError> {
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StartupError::DataDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            private_dir(dir)?;
         }
+        private_database_file(path)?;
     }
     Ok(Db::new(
         url,
         settings.db_pool_size,
         settings.db_acquire_timeout,
     ))
+}
+
+/// Creates `dir` (and its parents) readable by this user alone when it does not exist; an
+/// existing directory keeps the permissions its owner gave it.
+fn private_dir(dir: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StartupError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })
+}
+
+/// The SQLite file holds every patient's record: it is created mode 0600 before SQLite opens
+/// it (SQLite gives its -wal and -shm files the database file's mode), and an existing one
+/// readable by others is tightened, as the signing key is.
+fn private_database_file(path: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |source| StartupError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    let mode = file.metadata().map_err(failed)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// The pool research queries read from: a read replica when one is configured.
@@ -156,14 +191,19 @@ impl SharedState {
 fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, StartupError> {
     let state = SharedState::new(db, settings)?;
     let metrics = web::Data::new(Metrics::new());
+    let body_deadline = web::Data::new(http::BodyDeadline(settings.request_body_timeout));
     let server = HttpServer::new(move || {
         App::new()
             .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
+            .wrap(from_fn(http::body_deadline))
             .wrap(from_fn(telemetry::observe))
+            .wrap(from_fn(http::no_store))
             .app_data(metrics.clone())
+            .app_data(body_deadline.clone())
             .configure(|cfg| state.configure(cfg))
     })
     .disable_signals()
+    .client_request_timeout(settings.request_head_timeout)
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
     .listen(listener)
     .map_err(|source| StartupError::Bind {

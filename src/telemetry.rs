@@ -11,7 +11,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
@@ -53,6 +53,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    hashes: IntCounter,
 }
 
 impl Metrics {
@@ -82,10 +83,16 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let hashes = IntCounter::new(
+            "password_hashes_total",
+            "Password hashes and verifications run by this process",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(pool.clone()),
+            Box::new(hashes.clone()),
         ] {
             registry
                 .register(collector)
@@ -96,6 +103,7 @@ impl Metrics {
             requests,
             latency,
             pool,
+            hashes,
         }
     }
 
@@ -106,8 +114,10 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    /// The text exposition, with pool usage read at scrape time.
-    pub fn render(&self, db: &Db) -> String {
+    /// The text exposition, with pool usage and the hashes run read at scrape time.
+    pub fn render(&self, db: &Db, hashes_computed: u64) -> String {
+        self.hashes
+            .inc_by(hashes_computed.saturating_sub(self.hashes.get()));
         let state = db.pool_state();
         self.pool
             .with_label_values(&["open"])

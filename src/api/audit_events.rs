@@ -7,9 +7,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::api::pagination::{PageQuery, Paged};
+use crate::api::records::rules_broken;
 use crate::auth::caller::Caller;
 use crate::clock;
-use crate::api::records::rules_broken;
 use crate::domain::account::Role;
 use crate::domain::text::{self, Shape};
 use crate::domain::time;

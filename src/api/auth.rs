@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use crate::api::context::{Audited, RequestContext};
 use sha2::{Digest, Sha256};
 
-use crate::auth::caller::Caller;
 use crate::auth::admission::Refusal;
+use crate::auth::caller::Caller;
 use crate::auth::password::{Admitted, PasswordHasher, Verified};
 use crate::auth::token::{
     hash_refresh_token, RefreshToken, TokenKeys, TokenSubject, REFRESH_TOKEN_LIFETIME,
@@ -270,15 +270,18 @@ impl ThrottleKeys {
         Self {
             // Hashed: a fixed-length key whatever the client sent, and no email kept in the
             // throttle table.
-            account: email.map(|e| format!("account:{}", hex::encode(Sha256::digest(e.as_bytes())))),
+            account: email
+                .map(|e| format!("account:{}", hex::encode(Sha256::digest(e.as_bytes())))),
             address: ctx.client_address.as_ref().map(|a| format!("address:{a}")),
         }
     }
 
     /// The keys with their limits, account first (the order every transaction locks them in).
     fn limits(&self, settings: &AuthSettings) -> Vec<(&str, Limit)> {
-        let account = (self.account.as_deref()).map(|k| (k, Limit::Account(settings.account_failure_limit)));
-        let address = (self.address.as_deref()).map(|k| (k, Limit::Address(settings.address_failure_limit)));
+        let account =
+            (self.account.as_deref()).map(|k| (k, Limit::Account(settings.account_failure_limit)));
+        let address =
+            (self.address.as_deref()).map(|k| (k, Limit::Address(settings.address_failure_limit)));
         account.into_iter().chain(address).collect()
     }
 

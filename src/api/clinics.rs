@@ -9,9 +9,9 @@ use uuid::Uuid;
 use crate::api::context::{Audited, RequestContext};
 use crate::api::idempotent::{created_or_replayed, Creation};
 use crate::api::pagination::{PageQuery, Paged};
+use crate::api::records::rules_broken;
 use crate::auth::caller::Caller;
 use crate::clock;
-use crate::api::records::rules_broken;
 use crate::domain::account::Role;
 use crate::domain::text::{self, Shape};
 use crate::error::ApiError;
@@ -90,13 +90,19 @@ pub async fn create_clinic(
     let name = text::required("name", &body.name, Shape::Line, 200);
     let crisis_message = text::required(
         "crisis_message",
-        body.crisis_message.as_deref().unwrap_or(DEFAULT_CRISIS_MESSAGE),
+        body.crisis_message
+            .as_deref()
+            .unwrap_or(DEFAULT_CRISIS_MESSAGE),
         Shape::Note,
         2000,
     );
     let (name, crisis_message) = match (name, crisis_message) {
         (Ok(name), Ok(message)) => (name, message),
-        (name, message) => return Err(rules_broken(name.err().into_iter().chain(message.err()).collect())),
+        (name, message) => {
+            return Err(rules_broken(
+                name.err().into_iter().chain(message.err()).collect(),
+            ))
+        }
     };
     let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
     let creation = db

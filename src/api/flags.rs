@@ -157,12 +157,16 @@ pub async fn list_flags(
             // The worklist shows clinical data (an item-9 answer, a blood pressure): one audit
             // event for each patient on the page.
             let shown = usize::try_from(fetch.limit - 1).unwrap_or(0);
-            let mut patients: Vec<&str> =
-                rows.iter().take(shown).map(|r| r.patient_id.as_str()).collect();
+            let mut patients: Vec<&str> = rows
+                .iter()
+                .take(shown)
+                .map(|r| r.patient_id.as_str())
+                .collect();
             patients.sort_unstable();
             patients.dedup();
             for patient in patients {
-                let event = patient_event(&ctx, &caller, "flags_listed", "patient", patient, patient);
+                let event =
+                    patient_event(&ctx, &caller, "flags_listed", "patient", patient, patient);
                 audit::record(conn, &event)?;
             }
             Ok(rows)

@@ -10,16 +10,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::auth::{
-    begin_attempt, store_refresh_token, tokens, ThrottleKeys, TokenResponse,
-};
+use crate::api::auth::{begin_attempt, store_refresh_token, tokens, ThrottleKeys, TokenResponse};
 use crate::api::context::{Audited, RequestContext};
 use crate::api::records::patient_event;
 use crate::auth::caller::Caller;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::{hash_refresh_token, RefreshToken, TokenKeys};
-use crate::config::AuthSettings;
 use crate::clock;
+use crate::config::AuthSettings;
 use crate::domain::account::{Email, Password, Role};
 use crate::error::{ApiError, FieldError};
 use crate::store::invites::{self, InviteRow};
@@ -149,10 +147,11 @@ pub async fn register(
     let throttle = ThrottleKeys::new(None, &ctx);
     let code_hash = hash_refresh_token(code);
     let lookup = code_hash.clone();
-    let (invite, admitted) = begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
-        invites::find_live(conn, &lookup, clock::to_db(clock::now()))
-    })
-    .await?;
+    let (invite, admitted) =
+        begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
+            invites::find_live(conn, &lookup, clock::to_db(clock::now()))
+        })
+        .await?;
     if invite.is_none() {
         // The attempt stays counted against the address: it was a wrong code.
         let event = ctx.audit(None, registration_failed());

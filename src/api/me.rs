@@ -91,10 +91,11 @@ pub async fn change_password(
     // Guessing the current password here is throttled like guessing it at sign-in.
     let throttle = ThrottleKeys::new(Some(&caller.email), &ctx);
     let id = caller.user_id.clone();
-    let (stored, admitted) = begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
-        users::find(conn, &id)
-    })
-    .await?;
+    let (stored, admitted) =
+        begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
+            users::find(conn, &id)
+        })
+        .await?;
     let stored = stored.password_hash;
     let verified = admitted
         .verify(&body.current_password, Some(&stored))

@@ -4,6 +4,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::password::PasswordHasher;
 use crate::store::Db;
 use crate::telemetry::Metrics;
 
@@ -48,15 +49,20 @@ pub async fn readyz(db: web::Data<Db>) -> HttpResponse {
     }
 }
 
-/// Prometheus text exposition: requests and latency by route and status, pool usage.
+/// Prometheus text exposition: requests and latency by route and status, pool usage, password
+/// hashes run.
 #[utoipa::path(
     tag = "operations",
     security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 #[get("/metrics")]
-pub async fn metrics(metrics: web::Data<Metrics>, db: web::Data<Db>) -> HttpResponse {
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    db: web::Data<Db>,
+    hasher: web::Data<PasswordHasher>,
+) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render(&db))
+        .body(metrics.render(&db, hasher.computed()))
 }

@@ -48,7 +48,12 @@ fn decode(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (micros, id) = text.split_once('|').ok_or_else(bad)?;
     // Ids this server issues are UUIDs, with a level rank in front on the worklist.
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-:".contains(c)) {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-:".contains(c))
+    {
         return Err(bad());
     }
     let micros: i64 = micros.parse().map_err(|_| bad())?;

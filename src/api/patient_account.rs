@@ -165,6 +165,9 @@ pub async fn update_patient_account(
 
 fn versioned(row: UserRow) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", row.version)))
+        .insert_header((
+            actix_web::http::header::ETAG,
+            format!("\"{}\"", row.version),
+        ))
         .json(PatientAccountResponse::from(row))
 }

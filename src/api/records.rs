@@ -137,10 +137,76 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
 }
 
 /// A JSON merge patch (RFC 7396) body: an object of the fields to change. Anything else is
-/// refused as the body is read, before the record is looked at.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
+/// refused as the body is read, before the record is looked at; so is a key given twice at
+/// any depth (`{"research_consent": false, "research_consent": true}`), which a plain JSON
+/// reader would take as its last value.
+#[derive(Debug)]
 pub struct MergePatch(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for MergePatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(DistinctKeys)? {
+            serde_json::Value::Object(fields) => Ok(Self(fields)),
+            _ => Err(serde::de::Error::custom(
+                "a merge patch must be a JSON object",
+            )),
+        }
+    }
+}
+
+/// Reads any JSON value, refusing an object that repeats a key.
+struct DistinctKeys;
+
+impl<'de> serde::de::Visitor<'de> for DistinctKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(DistinctKeys)? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+            }
+            let value = map.next_value_seed(DistinctKeys)?;
+            fields.insert(key, value);
+        }
+        Ok(fields.into())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DistinctKeys {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl MergePatch {
     /// The names of the fields the patch changes.
@@ -392,6 +458,32 @@ mod tests {
             merge_patch(&mut target, &patch);
             assert_eq!(target, expected);
         }
+    }
+
+    /// issue 12 (10): a key given twice, at the top or deeper, is refused, not read as its
+    /// last value.
+    #[test]
+    fn a_merge_patch_refuses_a_repeated_key() {
+        let read = |text: &str| serde_json::from_str::<MergePatch>(text).map_err(|e| e.to_string());
+        let top = read(r#"{"research_consent": false, "research_consent": true}"#).unwrap_err();
+        assert!(
+            top.starts_with("duplicate field `research_consent`"),
+            "{top}"
+        );
+        let nested =
+            read(r#"{"measurement_plan": {"daily_mood": true, "daily_mood": false}}"#).unwrap_err();
+        assert!(
+            nested.starts_with("duplicate field `daily_mood`"),
+            "{nested}"
+        );
+        let in_list = read(r#"{"risk_factors": [{"factor": "x", "factor": "y"}]}"#).unwrap_err();
+        assert!(in_list.starts_with("duplicate field `factor`"), "{in_list}");
+        assert!(read("[1]").is_err());
+        let ok = read(r#"{"a": {"b": [1, 2.5, "c", null, true]}, "d": null}"#).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(ok.0),
+            json!({"a": {"b": [1, 2.5, "c", null, true]}, "d": null})
+        );
     }
 
     #[test]

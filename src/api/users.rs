@@ -346,7 +346,10 @@ pub async fn update_user(
     let row = db
         .transaction(move |conn| {
             let current = users::find(conn, &id)?;
-            let current_role = current.role.parse::<Role>().map_err(|_| ApiError::Forbidden)?;
+            let current_role = current
+                .role
+                .parse::<Role>()
+                .map_err(|_| ApiError::Forbidden)?;
             if current_role == Role::Patient {
                 // A patient's app account follows its patient: only access can change.
                 patient_account_change(&body)?;
@@ -384,7 +387,10 @@ pub async fn update_user(
 pub(crate) fn patient_account_change(body: &UpdateUserRequest) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     if body.role.is_some() {
-        errors.push(FieldError::new("role", "a patient's app account keeps its role"));
+        errors.push(FieldError::new(
+            "role",
+            "a patient's app account keeps its role",
+        ));
     }
     if body.clinic_id.is_some() {
         errors.push(FieldError::new(

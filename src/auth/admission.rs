@@ -158,7 +158,10 @@ impl Admission {
     fn prune(&self, state: &mut State, now: Instant) {
         let burst = self.address_rate.burst.min(self.account_rate.burst);
         let rate = Rate {
-            per_minute: self.address_rate.per_minute.min(self.account_rate.per_minute),
+            per_minute: self
+                .address_rate
+                .per_minute
+                .min(self.account_rate.per_minute),
             burst,
         };
         state
@@ -171,7 +174,10 @@ impl Admission {
         match refusal {
             Refusal::Busy => Duration::from_secs(1),
             Refusal::OverCeiling => {
-                let per_minute = self.address_rate.per_minute.min(self.account_rate.per_minute);
+                let per_minute = self
+                    .address_rate
+                    .per_minute
+                    .min(self.account_rate.per_minute);
                 Duration::from_secs((60 / u64::from(per_minute.max(1))).max(1))
             }
         }
@@ -208,19 +214,32 @@ mod tests {
         let admission = Admission::new(100, rate, OPEN);
         let start = Instant::now();
         for _ in 0..3 {
-            admission.within_ceiling(Some("198.51.100.7"), None, start).unwrap();
+            admission
+                .within_ceiling(Some("198.51.100.7"), None, start)
+                .unwrap();
         }
         assert_eq!(
-            admission.within_ceiling(Some("198.51.100.7"), None, start).err(),
+            admission
+                .within_ceiling(Some("198.51.100.7"), None, start)
+                .err(),
             Some(Refusal::OverCeiling)
         );
-        assert!(admission.within_ceiling(Some("203.0.113.1"), None, start).is_ok());
+        assert!(admission
+            .within_ceiling(Some("203.0.113.1"), None, start)
+            .is_ok());
         // 30 a minute: one more every two seconds.
         let later = start + Duration::from_millis(1_900);
-        assert!(admission.within_ceiling(Some("198.51.100.7"), None, later).is_err());
+        assert!(admission
+            .within_ceiling(Some("198.51.100.7"), None, later)
+            .is_err());
         let later = start + Duration::from_millis(2_000);
-        assert!(admission.within_ceiling(Some("198.51.100.7"), None, later).is_ok());
-        assert_eq!(admission.retry_after(Refusal::OverCeiling), Duration::from_secs(2));
+        assert!(admission
+            .within_ceiling(Some("198.51.100.7"), None, later)
+            .is_ok());
+        assert_eq!(
+            admission.retry_after(Refusal::OverCeiling),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
@@ -255,7 +274,9 @@ mod tests {
         let start = Instant::now();
         for i in 0..(MAX_TRACKED_KEYS + 10) {
             let at = start + Duration::from_secs(i as u64);
-            admission.within_ceiling(Some(&i.to_string()), None, at).unwrap();
+            admission
+                .within_ceiling(Some(&i.to_string()), None, at)
+                .unwrap();
         }
         assert!(admission.lock().buckets.len() <= MAX_TRACKED_KEYS);
     }

@@ -57,6 +57,8 @@ pub struct PasswordHasher {
     dummy_hash: Arc<String>,
     /// Refusals being held before they are answered (see [`PasswordHasher::hold_refusal`]).
     holds: Arc<tokio::sync::Semaphore>,
+    /// Hashes and verifications run so far, for /metrics.
+    computed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long a refusal for a cost ceiling is held before it is answered, and how many may be
@@ -87,13 +89,19 @@ impl PasswordHasher {
             threads: HashingThreads::start(threads),
             dummy_hash: Arc::new(dummy_hash),
             holds: Arc::new(tokio::sync::Semaphore::new(MAX_HELD_REFUSALS)),
+            computed: Arc::default(),
         })
     }
 
     /// Spends one hash of this client address's and account's cost ceilings (either may be
     /// unknown, as on the command line), or refuses.
-    pub fn within_ceiling(&self, address: Option<&str>, account: Option<&str>) -> Result<(), Refusal> {
-        self.admission.within_ceiling(address, account, Instant::now())
+    pub fn within_ceiling(
+        &self,
+        address: Option<&str>,
+        account: Option<&str>,
+    ) -> Result<(), Refusal> {
+        self.admission
+            .within_ceiling(address, account, Instant::now())
     }
 
     /// A place in the hashing queue, or [`Refusal::Busy`].
@@ -102,6 +110,11 @@ impl PasswordHasher {
             hasher: self.clone(),
             _ticket: self.admission.ticket()?,
         })
+    }
+
+    /// How many hashes and verifications this process has run.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Seconds a refused client should wait before trying again.
@@ -129,7 +142,11 @@ impl Admitted {
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
     /// account, so that an unknown email costs the same time as a wrong password.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified, HashError> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
         let params = self.hasher.params.clone();
         let password = password.to_owned();
         let exists = stored.is_some();
@@ -156,6 +173,7 @@ impl Admitted {
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
+        (self.hasher.computed).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.hasher.threads.run(Box::new(move || {
             let _ = done.send(work());
         }))?;

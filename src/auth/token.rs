@@ -195,9 +195,7 @@ mod tests {
     fn expiry_is_enforced_with_thirty_seconds_of_leeway() {
         let keys = keys();
         let just_inside = Utc::now() - chrono::Duration::seconds(900 + 20);
-        assert!(keys
-            .verify(&keys.issue(&admin(), just_inside))
-            .is_ok());
+        assert!(keys.verify(&keys.issue(&admin(), just_inside)).is_ok());
         let outside = Utc::now() - chrono::Duration::seconds(900 + 40);
         assert_eq!(
             keys.verify(&keys.issue(&admin(), outside)),

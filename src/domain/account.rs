@@ -198,14 +198,23 @@ mod tests {
             "ana@clinic.example",
         ];
         for raw in same {
-            assert_eq!(Email::parse(raw).unwrap().as_str(), "ana@clinic.example", "{raw}");
+            assert_eq!(
+                Email::parse(raw).unwrap().as_str(),
+                "ana@clinic.example",
+                "{raw}"
+            );
         }
-        for invisible in ['\u{200b}', '\u{ad}', '\u{202e}', '\u{0}', '\u{2066}', '\u{feff}', '\u{e000}'] {
+        for invisible in [
+            '\u{200b}', '\u{ad}', '\u{202e}', '\u{0}', '\u{2066}', '\u{feff}', '\u{e000}',
+        ] {
             let raw = format!("an{invisible}a@clinic.example");
             assert_eq!(Email::parse(&raw), Err(EmailRule::Invisible), "{raw:?}");
         }
         // Letters of other scripts stay what they are: an address may be internationalised.
-        assert_eq!(Email::parse("José@Clínica.example").unwrap().as_str(), "josé@clínica.example");
+        assert_eq!(
+            Email::parse("José@Clínica.example").unwrap().as_str(),
+            "josé@clínica.example"
+        );
     }
 
     #[test]

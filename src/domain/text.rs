@@ -77,13 +77,19 @@ mod tests {
         use Shape::*;
         const LINE: &str = "must not contain control characters";
         const NOTE: &str = "must not contain control characters other than line breaks and tabs";
-        let cases: &[(&str, Shape, usize, Result<Option<&str>, &str>)] = &[
+        type Expected = Result<Option<&'static str>, &'static str>;
+        let cases: &[(&str, Shape, usize, Expected)] = &[
             ("  Harbour clinic ", Line, 100, Ok(Some("Harbour clinic"))),
             ("   ", Line, 100, Ok(None)),
             ("a\u{0}b", Line, 100, Err(LINE)),
             ("a\u{0}b", Note, 100, Err(NOTE)),
             ("line one\nline two", Line, 100, Err(LINE)),
-            ("line one\r\nline two\tend", Note, 100, Ok(Some("line one\nline two\tend"))),
+            (
+                "line one\r\nline two\tend",
+                Note,
+                100,
+                Ok(Some("line one\nline two\tend")),
+            ),
             ("bell\u{7}", Note, 100, Err(NOTE)),
             ("lone\rreturn", Note, 100, Err(NOTE)),
             ("escape\u{1b}[31m", Line, 100, Err(LINE)),
@@ -94,9 +100,7 @@ mod tests {
             ("éééé", Line, 4, Ok(Some("éééé"))),
         ];
         for (raw, shape, max, expected) in cases {
-            let got = optional("f", raw, *shape, *max)
-                .map(|t| t.map(String::from))
-                .map_err(|b| b.rule);
+            let got = optional("f", raw, *shape, *max).map_err(|b| b.rule);
             let expected = expected.map(|t| t.map(String::from)).map_err(String::from);
             assert_eq!(got, expected, "{raw:?} as {shape:?}");
         }

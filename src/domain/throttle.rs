@@ -46,7 +46,9 @@ pub fn reserve(
         window_started_at: now,
         last_at: now,
     };
-    let current = current.filter(|a| !forgotten(a, limit, now)).unwrap_or(fresh);
+    let current = current
+        .filter(|a| !forgotten(a, limit, now))
+        .unwrap_or(fresh);
     if let Some(wait) = wait(&current, limit, now) {
         return Err(wait);
     }
@@ -141,7 +143,10 @@ mod tests {
     fn address_reservation_table() {
         let limit = Limit::Address(50);
         assert_eq!(outcome(reserve(attempts(49, 0, 10), limit, at(10))), Ok(50));
-        assert_eq!(outcome(reserve(attempts(50, 0, 10), limit, at(10))), Err(890));
+        assert_eq!(
+            outcome(reserve(attempts(50, 0, 10), limit, at(10))),
+            Err(890)
+        );
         assert_eq!(outcome(reserve(attempts(50, 0, 10), limit, at(900))), Ok(1));
     }
 
@@ -164,7 +169,14 @@ mod tests {
     fn a_released_attempt_is_given_back() {
         let reserved = reserve(attempts(3, 0, 5), Limit::Address(50), at(6)).unwrap();
         assert_eq!(release(reserved).count, 3);
-        assert_eq!(release(Attempts { count: 0, ..reserved }).count, 0);
+        assert_eq!(
+            release(Attempts {
+                count: 0,
+                ..reserved
+            })
+            .count,
+            0
+        );
     }
 
     #[test]

@@ -138,24 +138,51 @@ mod tests {
     #[test]
     fn a_range_ends_after_it_starts_within_the_query_bounds() {
         let (a, b) = (at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z"));
-        assert_eq!(Range::parse(Some(a), Some(b)), Ok(Range { from: Some(a), to: Some(b) }));
+        assert_eq!(
+            Range::parse(Some(a), Some(b)),
+            Ok(Range {
+                from: Some(a),
+                to: Some(b)
+            })
+        );
         assert_eq!(Range::parse(None, None), Ok(Range::default()));
         let fields = |r: Result<Range, Vec<RuleBroken>>| {
-            r.unwrap_err().into_iter().map(|b| b.field).collect::<Vec<_>>()
+            r.unwrap_err()
+                .into_iter()
+                .map(|b| b.field)
+                .collect::<Vec<_>>()
         };
         assert_eq!(fields(Range::parse(Some(b), Some(a))), ["to"]);
         assert_eq!(fields(Range::parse(Some(a), Some(a))), ["to"]);
         let ancient = earliest() - Duration::days(1);
         let far = latest_query_bound();
-        assert_eq!(fields(Range::parse(Some(ancient), Some(far))), ["from", "to"]);
+        assert_eq!(
+            fields(Range::parse(Some(ancient), Some(far))),
+            ["from", "to"]
+        );
     }
 
     #[test]
     fn planned_days_reach_five_years_ahead() {
         let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
         assert!(planned("start_date", today + PLANNING_HORIZON, today).is_ok());
-        assert!(planned("start_date", today + PLANNING_HORIZON + Duration::days(1), today).is_err());
-        assert!(planned("start_date", NaiveDate::from_ymd_opt(1900, 1, 1).unwrap(), today).is_ok());
-        assert!(planned("start_date", NaiveDate::from_ymd_opt(1899, 12, 31).unwrap(), today).is_err());
+        assert!(planned(
+            "start_date",
+            today + PLANNING_HORIZON + Duration::days(1),
+            today
+        )
+        .is_err());
+        assert!(planned(
+            "start_date",
+            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap(),
+            today
+        )
+        .is_ok());
+        assert!(planned(
+            "start_date",
+            NaiveDate::from_ymd_opt(1899, 12, 31).unwrap(),
+            today
+        )
+        .is_err());
     }
 }

@@ -100,10 +100,7 @@ impl Administration {
         // domain.md §3 says 0 < x ≤ 5; the floor of 0.01, far below any clinical dose, keeps
         // the total (to 0.1 mg, at 20 kg at least) from ever rounding to nothing.
         if !(MIN_DOSE_MG_PER_KG..=5.0).contains(&self.dose_mg_per_kg) {
-            broken.push(RuleBroken::new(
-                "dose_mg_per_kg",
-                "must be from 0.01 to 5",
-            ));
+            broken.push(RuleBroken::new("dose_mg_per_kg", "must be from 0.01 to 5"));
         }
         if !(20.0..=350.0).contains(&self.weight_kg) {
             broken.push(RuleBroken::new("weight_kg", "must be from 20 to 350"));

@@ -190,3 +190,45 @@ async fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
         "5000"
     );
 }
+
+/// issue 12 (11): on a fresh embedded start the data directory is readable by its owner alone,
+/// and so are the database file, its -wal and -shm, and the signing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_embedded_start_keeps_every_file_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("fresh").join("data");
+    let env = std::collections::HashMap::from([
+        ("KO_BIND_ADDRESS", "127.0.0.1:0".to_owned()),
+        ("KO_DATA_DIR", data.display().to_string()),
+    ]);
+    let settings =
+        ketamine_outcomes::config::Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let app = ketamine_outcomes::startup::Application::build(&settings).unwrap();
+    let port = app.port();
+    tokio::spawn(app.into_server());
+    // A write, so that SQLite has made its -wal and -shm files.
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "nobody@clinic.example", "password": "lantern orbit kettle"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let mode = |path: std::path::PathBuf| {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        (
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            mode,
+        )
+    };
+    assert_eq!(mode(data.clone()).1, 0o700, "the data directory");
+    for file in [
+        "ketamine-outcomes.db",
+        "ketamine-outcomes.db-wal",
+        "ketamine-outcomes.db-shm",
+        "jwt-secret",
+    ] {
+        assert_eq!(mode(data.join(file)), (file.to_owned(), 0o600));
+    }
+}

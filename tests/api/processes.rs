@@ -18,7 +18,12 @@ async fn login(client: &reqwest::Client, server: &Process, password: &str) -> re
 /// A fresh PostgreSQL database with its first administrator, and two API processes on it
 /// sharing one signing key, as two processes behind a load balancer do.
 fn two_processes() -> Option<(TestDatabase, Process, Process)> {
-    let database = TestDatabase::create(Backend::Postgres)?;
+    two_processes_on(Backend::Postgres)
+}
+
+/// The same on either engine (two processes on one SQLite file share its locks).
+fn two_processes_on(backend: Backend) -> Option<(TestDatabase, Process, Process)> {
+    let database = TestDatabase::create(backend)?;
     let url = database.url();
     let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
     create_account(&env, "admin", "admin@clinic.example", PASSWORD);
@@ -227,4 +232,50 @@ async fn under_concurrent_load_two_processes_create_once_flag_once_and_spend_a_t
     }
     assert_eq!(login(&client, &one, PASSWORD).await.status(), 429);
     assert_eq!(login(&client, &two, PASSWORD).await.status(), 429);
+}
+
+/// issue 12 (1): forty wrong passwords for one account at once, half through each process,
+/// reach the password check at most five times; the rest are told to wait, and so is the
+/// right password.
+async fn guesses_across_two_processes_verify_at_most_five(backend: Backend) {
+    let Some((_database, one, two)) = two_processes_on(backend) else {
+        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
+        return;
+    };
+    let guesses = (0..40).map(|i| {
+        let server = if i % 2 == 0 { &one } else { &two };
+        async move {
+            // A connection of its own for each guess.
+            let res = login(&reqwest::Client::new(), server, "not the password at all").await;
+            (
+                res.status().as_u16(),
+                res.headers().contains_key("retry-after"),
+            )
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let verified = answers.iter().filter(|(s, _)| *s == 401).count();
+    assert!(
+        (1..=5).contains(&verified),
+        "{verified} guesses were checked: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| *a == (401, false) || *a == (429, true)),
+        "{answers:?}"
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(login(&client, &one, PASSWORD).await.status(), 429);
+    assert_eq!(login(&client, &two, PASSWORD).await.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_across_two_processes_on_postgres_verify_at_most_five() {
+    guesses_across_two_processes_verify_at_most_five(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_across_two_processes_on_sqlite_verify_at_most_five() {
+    guesses_across_two_processes_verify_at_most_five(Backend::Sqlite).await;
 }

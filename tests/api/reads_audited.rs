@@ -42,8 +42,12 @@ api_test!(
         let clinician = &clinic.clinician;
         let researcher = app.sign_in_new(&admin, "researcher", None).await;
         let patient = app.new_patient(clinician).await;
-        let course = app.new_course(clinician, &patient, &days_from_now(-3)[..10]).await;
-        let session = app.new_session(clinician, &patient, &minutes_from_now(-120)).await;
+        let course = app
+            .new_course(clinician, &patient, &days_from_now(-3)[..10])
+            .await;
+        let session = app
+            .new_session(clinician, &patient, &minutes_from_now(-120))
+            .await;
         let post = |path: String, body: Value| {
             let token = clinician.access_token.clone();
             let app = &app;
@@ -81,7 +85,10 @@ api_test!(
                 _ => "",
             };
             let path = template.replace("{id}", id);
-            assert!(!path.contains('{'), "no value for a parameter of {template}");
+            assert!(
+                !path.contains('{'),
+                "no value for a parameter of {template}"
+            );
             path
         };
         let mut gets: Vec<String> = document["paths"]
@@ -106,8 +113,8 @@ api_test!(
                 let status = res.status();
                 let body = res.text().await.unwrap();
                 let template = path.split('?').next().unwrap();
-                let shows_patient = body.contains(&patient)
-                    || (path.contains(&patient) && status == 200);
+                let shows_patient =
+                    body.contains(&patient) || (path.contains(&patient) && status == 200);
                 if !status.is_success() || !shows_patient || NOT_CLINICAL.contains(&template) {
                     continue;
                 }
@@ -120,6 +127,9 @@ api_test!(
             }
         }
         // The walk reached the reads it is about: clinicians' and the patient's own.
-        assert!(audited_reads >= 20, "only {audited_reads} reads returned the patient's data");
+        assert!(
+            audited_reads >= 20,
+            "only {audited_reads} reads returned the patient's data"
+        );
     }
 );
