@@ -8,6 +8,7 @@ pub mod charts;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod domain;
 pub mod error;

@@ -4,14 +4,17 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use actix_web::dev::Server;
+use actix_http::HttpService;
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{from_fn, ErrorHandlers};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenKeys;
 use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, Settings};
+use crate::connection::ProblemStream;
 use crate::error;
 use crate::http;
 use crate::openapi;
@@ -192,25 +195,54 @@ fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, S
     let state = SharedState::new(db, settings)?;
     let metrics = web::Data::new(Metrics::new());
     let body_deadline = web::Data::new(http::BodyDeadline(settings.request_body_timeout));
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
-            .wrap(from_fn(http::body_deadline))
-            .wrap(from_fn(telemetry::observe))
-            .wrap(from_fn(http::no_store))
-            .app_data(metrics.clone())
-            .app_data(body_deadline.clone())
-            .configure(|cfg| state.configure(cfg))
-    })
-    .disable_signals()
-    .client_request_timeout(settings.request_head_timeout)
-    .shutdown_timeout(settings.shutdown_timeout.as_secs())
-    .listen(listener)
-    .map_err(|source| StartupError::Bind {
+    let head_timeout = settings.request_head_timeout;
+    let local = listener.local_addr().map_err(|source| StartupError::Bind {
         address: settings.bind_address.to_string(),
         source,
-    })?
-    .run();
+    })?;
+    // actix-web's HttpServer, with the one thing it cannot do: a connection of our own type
+    // (`connection::ProblemStream`), so the dispatcher's own refusals are problem documents too.
+    let builder = actix_server::Server::build();
+    let shutdown = builder.graceful_shutdown_signal();
+    let server = builder
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .listen("ketamine-outcomes", listener, move || {
+            let (state, metrics) = (state.clone(), metrics.clone());
+            let body_deadline = body_deadline.clone();
+            let app = App::new()
+                .wrap(ErrorHandlers::new().default_handler(error::problem_for_every_error))
+                .wrap(from_fn(http::body_deadline))
+                .wrap(from_fn(telemetry::observe))
+                .wrap(from_fn(http::no_store))
+                .app_data(metrics)
+                .app_data(body_deadline)
+                .configure(|cfg| state.configure(cfg));
+            let shutdown = shutdown.clone();
+            let http = HttpService::build()
+                .client_request_timeout(head_timeout)
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(local)
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .h1(map_config(
+                    app.into_factory()
+                        .map_err(|err: actix_web::Error| err.error_response()),
+                    |_| AppConfig::default(),
+                ));
+            fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((ProblemStream::new(io), peer))
+            })
+            .and_then(http)
+        })
+        .map_err(|source| StartupError::Bind {
+            address: settings.bind_address.to_string(),
+            source,
+        })?
+        .run();
     Ok(server)
 }
 

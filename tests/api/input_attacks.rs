@@ -564,3 +564,74 @@ api_test!(
         assert!(started.elapsed() < std::time::Duration::from_secs(4));
     }
 );
+
+/// Sends raw bytes (then waits `pause`) and reads the whole answer.
+async fn raw_exchange(app: &TestApp, bytes: &[u8], pause: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // The server may answer and close before all of it is sent.
+    let _ = stream.write_all(bytes).await;
+    tokio::time::sleep(pause).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+api_test!(
+    heads_the_http_layer_refuses_on_its_own_are_problem_documents_too,
+    overrides = &[("KO_REQUEST_HEAD_TIMEOUT_SECS", "1")],
+    |app| async move {
+        let none = std::time::Duration::ZERO;
+        let long_uri = format!(
+            "GET /v1/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(100_000)
+        );
+        let big_head = format!(
+            "GET /v1/me HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(140_000)
+        );
+        let cases = [
+            (long_uri.into_bytes(), none, "414", "/problems/uri-too-long"),
+            (
+                big_head.into_bytes(),
+                none,
+                "431",
+                "/problems/headers-too-large",
+            ),
+            (
+                b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
+                none,
+                "400",
+                "/problems/malformed",
+            ),
+            (
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec(),
+                std::time::Duration::from_millis(1_500),
+                "408",
+                "/problems/request-timeout",
+            ),
+        ];
+        for (bytes, pause, status, kind) in cases {
+            let answer = raw_exchange(&app, &bytes, pause).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{answer}"
+            );
+            assert!(
+                answer.contains("content-type: application/problem+json"),
+                "{answer}"
+            );
+            let body: Value =
+                serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+            assert_eq!(
+                (body["type"].as_str(), body["status"].as_u64()),
+                (Some(kind), status.parse().ok())
+            );
+        }
+    }
+);
