@@ -551,10 +551,17 @@ def main():
     ap.add_argument("--pg-port", type=int, default=5432)
     ap.add_argument("--pg-user", default="postgres")
     ap.add_argument("--pg-db", default="ko_bench", help="dropped and re-created by the benchmark (default ko_bench)")
+    ap.add_argument("--paths", default="export,research,read,ingest,login,memory",
+                    help="comma-separated paths to measure (default: all of export, research, read, ingest, "
+                         "login, memory)")
     ap.add_argument("--reuse", action="store_true",
                     help="skip seeding: reuse the data set of the previous run (same --patients)")
     args = ap.parse_args()
     args.flood_accounts = 50
+    args.paths = set(args.paths.split(","))
+    unknown = args.paths - {"export", "research", "read", "ingest", "login", "memory"}
+    if unknown:
+        sys.exit(f"--paths: unknown {', '.join(sorted(unknown))}")
     if args.patients < args.clinics * 11:
         sys.exit(f"--patients must be at least {args.clinics * 11}")
     if not os.access(args.binary, os.X_OK):
@@ -659,83 +666,86 @@ def bench(args, pg, tmp, state_file, servers, started):
     researcher = server.login(RESEARCHER, args.password)
     pid = server.proc.pid
 
-    # ---- export: a clinic's subset, then everything; COPY of the same rows
-    log("export")
-    with RssSampler(pid) as rss_small:
-        small = stream_export(server.port, researcher, f"format=csv&clinic={clinic_id(1)}")
-    with RssSampler(pid) as rss_full:
-        full = stream_export(server.port, researcher, "format=csv")
-    export_errors = sum(1 for e in (small, full) if e["status"] != 200)
-    app_rows_s = full["rows"] / full["seconds"]
-    # Flat: the whole export grows the process by no more than the one-clinic export does
-    # (+16 MiB), although it writes ~CLINICS times the rows. Each is measured from its own start,
-    # as memory freed by the first stays in the allocator.
-    growth_small = (rss_small.peak_kib - rss_small.start_kib) / 1024
-    growth_full = (rss_full.peak_kib - rss_full.start_kib) / 1024
-    flat = growth_full <= growth_small + 16
-    row = {"path": "export (streamed CSV, all rows)",
-           "rps": f"{app_rows_s:,.0f} rows/s", "p50": f"{full['seconds']:.2f} s total", "p99": "—",
-           "errors": export_errors,
-           "rss": f"{rss_full.peak_mib:.1f} MiB ({rss_small.peak_mib:.1f} MiB for {small['rows']:,} rows)"}
-    if pg:
-        copy = copy_export(pg)
-        copy_rows_s = copy["rows"] / copy["seconds"]
-        ratio = app_rows_s / copy_rows_s
-        row.update({"yardstick": f"COPY: {copy_rows_s:,.0f} rows/s ({copy['rows']:,} rows, {copy['seconds']:.2f} s)",
-                    "ratio": f"{ratio:.2f}", "target": "≥ 0.5; flat memory",
-                    "result": verdict(ratio >= 0.5 and flat and not export_errors)})
-        if copy["rows"] != full["rows"]:
-            notes.append(f"export: the server wrote {full['rows']:,} rows, COPY {copy['rows']:,}")
-    else:
-        row.update({"yardstick": "n/a on SQLite", "ratio": "n/a", "target": "flat memory",
-                    "result": verdict(flat and not export_errors)})
-    notes.append(f"export: {full['rows']:,} rows ({full['bytes'] / 1e6:.0f} MB) and, restricted to one clinic, "
-                 f"{small['rows']:,} rows; peak RSS {rss_full.peak_mib:.1f} vs {rss_small.peak_mib:.1f} MiB, growth during "
-                 f"each {growth_full:.1f} vs {growth_small:.1f} MiB (flat: the whole export grows RSS by at most "
-                 f"16 MiB more than the one-clinic export, with {full['rows'] / max(small['rows'], 1):.0f}× the rows): "
-                 + ("yes" if flat else "**no**"))
-    results.append(row)
+    if "export" in args.paths:
+        # ---- export: a clinic's subset, then everything; COPY of the same rows
+        log("export")
+        with RssSampler(pid) as rss_small:
+            small = stream_export(server.port, researcher, f"format=csv&clinic={clinic_id(1)}")
+        with RssSampler(pid) as rss_full:
+            full = stream_export(server.port, researcher, "format=csv")
+        export_errors = sum(1 for e in (small, full) if e["status"] != 200)
+        app_rows_s = full["rows"] / full["seconds"]
+        # Flat: the whole export grows the process by no more than the one-clinic export does
+        # (+16 MiB), although it writes ~CLINICS times the rows. Each is measured from its own start,
+        # as memory freed by the first stays in the allocator.
+        growth_small = (rss_small.peak_kib - rss_small.start_kib) / 1024
+        growth_full = (rss_full.peak_kib - rss_full.start_kib) / 1024
+        flat = growth_full <= growth_small + 16
+        row = {"path": "export (streamed CSV, all rows)",
+               "rps": f"{app_rows_s:,.0f} rows/s", "p50": f"{full['seconds']:.2f} s total", "p99": "—",
+               "errors": export_errors,
+               "rss": f"{rss_full.peak_mib:.1f} MiB ({rss_small.peak_mib:.1f} MiB for {small['rows']:,} rows)"}
+        if pg:
+            copy = copy_export(pg)
+            copy_rows_s = copy["rows"] / copy["seconds"]
+            ratio = app_rows_s / copy_rows_s
+            row.update({"yardstick": f"COPY: {copy_rows_s:,.0f} rows/s ({copy['rows']:,} rows, {copy['seconds']:.2f} s)",
+                        "ratio": f"{ratio:.2f}", "target": "≥ 0.5; flat memory",
+                        "result": verdict(ratio >= 0.5 and flat and not export_errors)})
+            if copy["rows"] != full["rows"]:
+                notes.append(f"export: the server wrote {full['rows']:,} rows, COPY {copy['rows']:,}")
+        else:
+            row.update({"yardstick": "n/a on SQLite", "ratio": "n/a", "target": "flat memory",
+                        "result": verdict(flat and not export_errors)})
+        notes.append(f"export: {full['rows']:,} rows ({full['bytes'] / 1e6:.0f} MB) and, restricted to one clinic, "
+                     f"{small['rows']:,} rows; peak RSS {rss_full.peak_mib:.1f} vs {rss_small.peak_mib:.1f} MiB, growth during "
+                     f"each {growth_full:.1f} vs {growth_small:.1f} MiB (flat: the whole export grows RSS by at most "
+                     f"16 MiB more than the one-clinic export, with {full['rows'] / max(small['rows'], 1):.0f}× the rows): "
+                     + ("yes" if flat else "**no**"))
+        results.append(row)
 
-    # ---- research
-    log("research")
-    times, app_rows, research_errors = [], None, 0
-    with RssSampler(pid) as rss:
-        for _ in range(args.repetitions):
-            t0 = time.perf_counter()
-            status, body = http_request(server.port, "GET", "/v1/research/outcomes?group_by=indication,route",
-                                        token=researcher, timeout=600)
-            times.append(time.perf_counter() - t0)
-            if status != 200:
-                research_errors += 1
-                notes.append(f"research: answered {status}: {body[:200]!r}")
-            else:
-                app_rows = json.loads(body)["rows"]
-    app_median = statistics.median(times)
-    row = {"path": f"research (outcomes by indication, route; {args.repetitions} sequential requests)",
-           "rps": f"{1 / app_median:.2f}", "p50": f"{app_median * 1000:,.0f} ms",
-           "p99": f"{pct(times, 99) * 1000:,.0f} ms", "errors": research_errors, "rss": f"{rss.peak_mib:.1f} MiB"}
-    if pg:
-        sql_times, sql_rows = research_sql(pg, args.repetitions)
-        sql_median = statistics.median(sql_times)
-        ratio = app_median / sql_median
-        absolute_ok = app_median < 2.0 if args.patients >= 10_000 else None
-        row.update({"yardstick": f"one SQL statement: median {sql_median * 1000:,.0f} ms, "
-                                 f"p99 {pct(sql_times, 99) * 1000:,.0f} ms",
-                    "ratio": f"{ratio:.2f}", "target": "≤ 1.5; < 2 s at 10 000 patients",
-                    "result": verdict(ratio <= 1.5 and absolute_ok is not False and not research_errors)
-                    + ("" if absolute_ok is not None else " (absolute: n/a below the default size)")})
-        if app_rows is not None:
-            mismatches = compare_research(app_rows, sql_rows)
-            notes.append("research: the SQL statement's figures equal the server's for every group"
-                         if not mismatches else
-                         f"research: {len(mismatches)} figures differ between server and SQL, e.g. "
-                         + "; ".join(mismatches[:5]))
-    else:
-        row.update({"yardstick": "n/a on SQLite", "ratio": "n/a", "target": "< 2 s at 10 000 patients (PostgreSQL)",
-                    "result": "n/a"})
-    results.append(row)
+    if "research" in args.paths:
+        # ---- research
+        log("research")
+        times, app_rows, research_errors = [], None, 0
+        with RssSampler(pid) as rss:
+            for _ in range(args.repetitions):
+                t0 = time.perf_counter()
+                status, body = http_request(server.port, "GET", "/v1/research/outcomes?group_by=indication,route",
+                                            token=researcher, timeout=600)
+                times.append(time.perf_counter() - t0)
+                if status != 200:
+                    research_errors += 1
+                    notes.append(f"research: answered {status}: {body[:200]!r}")
+                else:
+                    app_rows = json.loads(body)["rows"]
+        app_median = statistics.median(times)
+        row = {"path": f"research (outcomes by indication, route; {args.repetitions} sequential requests)",
+               "rps": f"{1 / app_median:.2f}", "p50": f"{app_median * 1000:,.0f} ms",
+               "p99": f"{pct(times, 99) * 1000:,.0f} ms", "errors": research_errors, "rss": f"{rss.peak_mib:.1f} MiB"}
+        if pg:
+            sql_times, sql_rows = research_sql(pg, args.repetitions)
+            sql_median = statistics.median(sql_times)
+            ratio = app_median / sql_median
+            absolute_ok = app_median < 2.0 if args.patients >= 10_000 else None
+            row.update({"yardstick": f"one SQL statement: median {sql_median * 1000:,.0f} ms, "
+                                     f"p99 {pct(sql_times, 99) * 1000:,.0f} ms",
+                        "ratio": f"{ratio:.2f}", "target": "≤ 1.5; < 2 s at 10 000 patients",
+                        "result": verdict(ratio <= 1.5 and absolute_ok is not False and not research_errors)
+                        + ("" if absolute_ok is not None else " (absolute: n/a below the default size)")})
+            if app_rows is not None:
+                mismatches = compare_research(app_rows, sql_rows)
+                notes.append("research: the SQL statement's figures equal the server's for every group"
+                             if not mismatches else
+                             f"research: {len(mismatches)} figures differ between server and SQL, e.g. "
+                             + "; ".join(mismatches[:5]))
+        else:
+            row.update({"yardstick": "n/a on SQLite", "ratio": "n/a", "target": "< 2 s at 10 000 patients (PostgreSQL)",
+                        "result": "n/a"})
+        results.append(row)
 
     wrk_env = dict(lua_env)
+    wrk_env["BENCH_TOKEN"] = clinician
 
     def wrk_row(path, result, rss, yard=None, target="≥ 0.7"):
         r = {"path": path, "rps": f"{result['rps']:,.0f}", "p50": fmt_ms(result["p50_us"]),
@@ -755,72 +765,81 @@ def bench(args, pg, tmp, state_file, servers, started):
                          f"see bench/out/server-main.log")
         return r
 
-    # ---- read
-    log("read")
-    wrk_env["BENCH_TOKEN"] = clinician
-    with RssSampler(pid) as rss:
-        res = wrk(args, server.port, "read.lua", 64, args.duration, wrk_env)
-    yard = pgbench(args, pg, "read.sql", 64, args.duration, defines) if pg else None
-    results.append(wrk_row("read (GET timeline, 64 connections)", res, rss, yard))
+    if "read" in args.paths:
+        # ---- read
+        log("read")
+        with RssSampler(pid) as rss:
+            res = wrk(args, server.port, "read.lua", 64, args.duration, wrk_env)
+        yard = pgbench(args, pg, "read.sql", 64, args.duration, defines) if pg else None
+        results.append(wrk_row("read (GET timeline, 64 connections)", res, rss, yard))
 
-    # ---- ingest
-    log("ingest")
-    with RssSampler(pid) as rss:
-        res = wrk(args, server.port, "ingest.lua", 64, args.duration, wrk_env)
-    yard = pgbench(args, pg, "ingest.sql", 64, args.duration, defines) if pg else None
-    results.append(wrk_row("ingest (POST PHQ-9, 64 connections)", res, rss, yard))
+    if "ingest" in args.paths:
+        # ---- ingest
+        log("ingest")
+        with RssSampler(pid) as rss:
+            res = wrk(args, server.port, "ingest.lua", 64, args.duration, wrk_env)
+        yard = pgbench(args, pg, "ingest.sql", 64, args.duration, defines) if pg else None
+        results.append(wrk_row("ingest (POST PHQ-9, 64 connections)", res, rss, yard))
 
-    # ---- login flood
-    log("login flood")
-    time.sleep(2)
-    quiet = wrk(args, server.port, "me.lua", 4, min(args.duration, 10), wrk_env)
-    flood_result = {}
-
-    def flood():
-        flood_result.update(wrk(args, server.port, "login.lua", 50, min(args.duration, 10) + 4, lua_env))
-
-    with RssSampler(pid) as rss:
-        t = threading.Thread(target=flood)
-        t.start()
+    if "login" in args.paths:
+        # ---- login flood
+        log("login flood")
         time.sleep(2)
-        loaded = wrk(args, server.port, "me.lua", 4, min(args.duration, 10), wrk_env)
-        t.join()
-    # Unloaded again after the flood: background work of the database (autovacuum after the
-    # ingest) makes one unloaded figure noisy; the ratio uses the lower (stricter) of the two.
-    time.sleep(2)
-    quiet_after = wrk(args, server.port, "me.lua", 4, min(args.duration, 10), wrk_env)
-    unloaded_p99 = min(quiet["p99_us"], quiet_after["p99_us"])
-    ratio = loaded["p99_us"] / max(unloaded_p99, 1)
-    results.append({"path": "login (GET /v1/me at 4 connections while 50 flood POST /v1/auth/login)",
-                    "rps": f"{loaded['rps']:,.0f}", "p50": fmt_ms(loaded["p50_us"]), "p99": fmt_ms(loaded["p99_us"]),
-                    "errors": loaded["errors"] + flood_result["errors"] + quiet["errors"] + quiet_after["errors"], "rss": f"{rss.peak_mib:.1f} MiB",
-                    "yardstick": f"/v1/me unloaded, before and after: p99 {fmt_ms(quiet['p99_us'])} and "
-                                 f"{fmt_ms(quiet_after['p99_us'])} ({quiet['rps']:,.0f} req/s)",
-                    "ratio": f"{ratio:.2f}", "target": "< 3",
-                    "result": verdict(ratio < 3 and not loaded["errors"] and not flood_result["errors"])})
-    notes.append(f"login flood: {flood_result['rps']:,.1f} sign-ins/s, p50 {fmt_ms(flood_result['p50_us'])}, "
-                 f"p99 {fmt_ms(flood_result['p99_us'])}, {flood_result['errors']} errors "
-                 f"({flood_result['non2xx']} non-2xx)")
-    main_hwm = rss.hwm_kib / 1024
+        quiet = wrk(args, server.port, "me.lua", 4, min(args.duration, 10), wrk_env)
+        flood_result = {}
+
+        def flood():
+            flood_result.update(wrk(args, server.port, "login.lua", 50, min(args.duration, 10) + 4, lua_env))
+
+        with RssSampler(pid) as rss:
+            t = threading.Thread(target=flood)
+            t.start()
+            time.sleep(2)
+            loaded = wrk(args, server.port, "me.lua", 4, min(args.duration, 10), wrk_env)
+            t.join()
+        # Unloaded again after the flood: background work of the database (autovacuum after the
+        # ingest) makes one unloaded figure noisy; the ratio uses the lower (stricter) of the two.
+        time.sleep(2)
+        quiet_after = wrk(args, server.port, "me.lua", 4, min(args.duration, 10), wrk_env)
+        unloaded_p99 = min(quiet["p99_us"], quiet_after["p99_us"])
+        ratio = loaded["p99_us"] / max(unloaded_p99, 1)
+        # The flood is refused by design (429 past each address's ceiling of hashes, 503 past the
+        # hashing queue): refusals are its expected answers; only lost requests are errors.
+        flood_failures = flood_result["errors"] - flood_result["non2xx"]
+        flood_seconds = flood_result["duration_us"] / 1e6
+        signed_in = (flood_result["requests"] - flood_result["non2xx"]) / flood_seconds
+        results.append({"path": "login (GET /v1/me at 4 connections while 50 flood POST /v1/auth/login)",
+                        "rps": f"{loaded['rps']:,.0f}", "p50": fmt_ms(loaded["p50_us"]), "p99": fmt_ms(loaded["p99_us"]),
+                        "errors": loaded["errors"] + flood_failures + quiet["errors"] + quiet_after["errors"], "rss": f"{rss.peak_mib:.1f} MiB",
+                        "yardstick": f"/v1/me unloaded, before and after: p99 {fmt_ms(quiet['p99_us'])} and "
+                                     f"{fmt_ms(quiet_after['p99_us'])} ({quiet['rps']:,.0f} req/s)",
+                        "ratio": f"{ratio:.2f}", "target": "< 3",
+                        "result": verdict(ratio < 3 and not loaded["errors"] and not flood_failures)})
+        notes.append(f"login flood: {flood_result['rps']:,.1f} answers/s, of them {signed_in:,.1f} sign-ins/s and "
+                     f"{flood_result['non2xx'] / flood_seconds:,.1f} refusals/s (429/503); p50 "
+                     f"{fmt_ms(flood_result['p50_us'])}, p99 {fmt_ms(flood_result['p99_us'])}, "
+                     f"{flood_failures} lost requests")
+    main_hwm = RssSampler(pid)._status("VmHWM") / 1024
     server.stop()
 
-    # ---- memory at 256 connections and start-up, on a fresh process
-    log("memory at 256 connections")
-    fresh = make_server("memory")
-    restart = fresh.start()
-    wrk_env["BENCH_TOKEN"] = fresh.login(CLINICIAN, args.password)
-    with RssSampler(fresh.proc.pid) as rss:
-        res = wrk(args, fresh.port, "read.lua", 256, min(args.duration, 10), wrk_env)
-    fresh.stop()
-    results.append({"path": "memory (GET timeline, 256 connections, fresh process)", "rps": f"{res['rps']:,.0f}",
-                    "p50": fmt_ms(res["p50_us"]), "p99": fmt_ms(res["p99_us"]), "errors": res["errors"],
-                    "rss": f"{rss.peak_mib:.1f} MiB (VmHWM {rss.hwm_kib / 1024:.1f})", "yardstick": "—",
-                    "ratio": "—", "target": "peak RSS < 100 MiB",
-                    "result": verdict(max(rss.peak_mib, rss.hwm_kib / 1024) < 100)})
-    results.append({"path": "start-up to ready (spawn → first 200 of /readyz, existing database)",
-                    "rps": "—", "p50": f"{startup * 1000:.0f} ms", "p99": f"{restart * 1000:.0f} ms (restart)",
-                    "errors": 0, "rss": "—", "yardstick": "—", "ratio": "—", "target": "< 1 s",
-                    "result": verdict(max(startup, restart) < 1.0)})
+    if "memory" in args.paths:
+        # ---- memory at 256 connections and start-up, on a fresh process
+        log("memory at 256 connections")
+        fresh = make_server("memory")
+        restart = fresh.start()
+        wrk_env["BENCH_TOKEN"] = fresh.login(CLINICIAN, args.password)
+        with RssSampler(fresh.proc.pid) as rss:
+            res = wrk(args, fresh.port, "read.lua", 256, min(args.duration, 10), wrk_env)
+        fresh.stop()
+        results.append({"path": "memory (GET timeline, 256 connections, fresh process)", "rps": f"{res['rps']:,.0f}",
+                        "p50": fmt_ms(res["p50_us"]), "p99": fmt_ms(res["p99_us"]), "errors": res["errors"],
+                        "rss": f"{rss.peak_mib:.1f} MiB (VmHWM {rss.hwm_kib / 1024:.1f})", "yardstick": "—",
+                        "ratio": "—", "target": "peak RSS < 100 MiB",
+                        "result": verdict(max(rss.peak_mib, rss.hwm_kib / 1024) < 100)})
+        results.append({"path": "start-up to ready (spawn → first 200 of /readyz, existing database)",
+                        "rps": "—", "p50": f"{startup * 1000:.0f} ms", "p99": f"{restart * 1000:.0f} ms (restart)",
+                        "errors": 0, "rss": "—", "yardstick": "—", "ratio": "—", "target": "< 1 s",
+                        "result": verdict(max(startup, restart) < 1.0)})
     notes.append(f"the main server process (export, research, read, ingest, login) peaked at VmHWM {main_hwm:.1f} MiB")
     notes.append(f"load: wrk -t2 for {args.duration} s per path over 127.0.0.1 (login: {min(args.duration, 10)} s)"
                  + (f"; pgbench -M prepared -c 64 -j 2 -T {args.duration}" if pg else "")
