@@ -102,6 +102,7 @@ pub fn create_staff_account(
             patient_id: None,
             request_id: "command-line".into(),
             client_address: None,
+            detail: None,
         };
         audit::record(conn, &event)?;
         Ok(())

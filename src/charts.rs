@@ -147,7 +147,7 @@ fn draw_curves(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut curves: std::collections::BTreeMap<String, Vec<(f64, f64)>> =
         std::collections::BTreeMap::new();
-    for row in rows.iter().filter(|r| !r.suppressed) {
+    for row in rows {
         let label = if row.group.is_empty() {
             "all".to_owned()
         } else {

@@ -99,6 +99,25 @@ pub struct Settings {
     pub request_body_timeout: Duration,
     pub auth: AuthSettings,
     pub clinical: ClinicalSettings,
+    pub research: ResearchSettings,
+}
+
+/// Research access (domain.md §8, §8a): the small-cell threshold and the differential privacy
+/// of the aggregate tier.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResearchSettings {
+    /// k: a group with fewer distinct patients is withheld (never below 5).
+    pub min_cell: usize,
+    /// ε each answered aggregate-tier query spends.
+    pub epsilon_per_query: f64,
+    /// ε each researcher may spend per renewal period.
+    pub epsilon_budget: f64,
+    /// How long a budget lasts before it renews, in days.
+    pub budget_days: u32,
+    /// δ: the chance that a group key is released although too few patients are behind it.
+    pub delta: f64,
+    /// Contribution bounds: what one patient may add to one aggregate-tier answer.
+    pub bounds: crate::domain::privacy::Bounds,
 }
 
 /// The clinical thresholds clinics set differently (domain.md §6–7), with the spec's defaults.
@@ -106,8 +125,6 @@ pub struct Settings {
 pub struct ClinicalSettings {
     /// W: a benefit lost within this many days "wears off within days".
     pub wear_off_days: f64,
-    /// k: research rows with fewer distinct patients are suppressed (never below 5).
-    pub min_cell: usize,
     /// How long side effects are expected to last before they count as persistent.
     pub persistence: crate::domain::side_effect::Persistence,
     /// Each instrument's remission cut-off.
@@ -203,6 +220,7 @@ impl Settings {
         }
         let auth = auth_settings(&lookup)?;
         let clinical = clinical_settings(&lookup)?;
+        let research = research_settings(&lookup)?;
         if production && auth.jwt_secret.is_none() {
             return Err(ConfigError::new(
                 "KO_JWT_SECRET",
@@ -212,6 +230,7 @@ impl Settings {
         Ok(Self {
             auth,
             clinical,
+            research,
             bind_address,
             data_dir,
             database_url,
@@ -331,10 +350,6 @@ fn clinical_settings(
         post_systolic: mm_hg("KO_POST_DOSE_SYSTOLIC", "180")?,
         post_diastolic: mm_hg("KO_POST_DOSE_DIASTOLIC", "110")?,
     };
-    let min_cell = parse_or(lookup, "KO_RESEARCH_MIN_CELL", "11", |v| match v.parse() {
-        Ok(n @ 5..=1000) => Ok(n),
-        _ => Err("must be a whole number from 5 to 1000 (small cells below 5 are never shown)"),
-    })?;
     let hours = |var: &'static str, default: &str| {
         parse_or(lookup, var, default, |v| match v.parse() {
             Ok(n @ 1..=168) => Ok(Duration::from_secs(n * 3600)),
@@ -360,10 +375,71 @@ fn clinical_settings(
     }
     Ok(ClinicalSettings {
         wear_off_days,
-        min_cell,
         persistence,
         remission,
         thresholds,
+    })
+}
+
+fn research_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<ResearchSettings, ConfigError> {
+    let min_cell = parse_or(lookup, "KO_RESEARCH_MIN_CELL", "11", |v| match v.parse() {
+        Ok(n @ 5..=1000) => Ok(n),
+        _ => Err("must be a whole number from 5 to 1000 (small cells below 5 are never shown)"),
+    })?;
+    let epsilon = |var: &'static str, default: &str| {
+        parse_or(lookup, var, default, |v| match v.parse::<f64>() {
+            Ok(e) if (0.01..=1000.0).contains(&e) => Ok(e),
+            _ => Err("must be a number from 0.01 to 1000"),
+        })
+    };
+    let epsilon_per_query = epsilon("KO_RESEARCH_EPSILON_PER_QUERY", "6")?;
+    let epsilon_budget = epsilon("KO_RESEARCH_EPSILON_BUDGET", "60")?;
+    if epsilon_budget < epsilon_per_query {
+        return Err(ConfigError::new(
+            "KO_RESEARCH_EPSILON_BUDGET",
+            "must be at least KO_RESEARCH_EPSILON_PER_QUERY",
+        ));
+    }
+    let budget_days = parse_or(lookup, "KO_RESEARCH_BUDGET_DAYS", "30", |v| {
+        match v.parse() {
+            Ok(n @ 1..=366) => Ok(n),
+            _ => Err("must be a whole number of days from 1 to 366"),
+        }
+    })?;
+    let delta = parse_or(lookup, "KO_RESEARCH_DELTA", "1e-6", |v| {
+        match v.parse::<f64>() {
+            Ok(d) if d > 0.0 && d <= 1e-3 => Ok(d),
+            _ => Err("must be a number above 0 and at most 0.001"),
+        }
+    })?;
+    let bound = |var: &'static str, default: &str, max: u32| {
+        parse_or(lookup, var, default, move |v| match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to the documented maximum"),
+        })
+    };
+    let bounds = crate::domain::privacy::Bounds {
+        sessions: bound("KO_RESEARCH_MAX_SESSIONS_PER_PATIENT", "8", 100)?,
+        courses: bound("KO_RESEARCH_MAX_COURSES_PER_PATIENT", "1", 10)?,
+        effects: bound("KO_RESEARCH_MAX_EFFECTS_PER_PATIENT", "3", 19)?,
+        reports: bound("KO_RESEARCH_MAX_REPORTS_PER_EFFECT", "3", 50)?,
+        weeks: bound("KO_RESEARCH_MAX_WEEKS_PER_PATIENT", "13", 53)?,
+        due_items: bound("KO_RESEARCH_MAX_DUE_ITEMS_PER_PATIENT", "12", 1000)?,
+        charge_cents: i64::from(bound(
+            "KO_RESEARCH_CHARGE_CEILING_CENTS",
+            "100000",
+            10_000_000,
+        )?),
+    };
+    Ok(ResearchSettings {
+        min_cell,
+        epsilon_per_query,
+        epsilon_budget,
+        budget_days,
+        delta,
+        bounds,
     })
 }
 
@@ -468,6 +544,11 @@ mod tests {
             ("KO_LOGIN_ADDRESS_LIMIT", "5"),
             ("KO_WEAR_OFF_DAYS", "61"),
             ("KO_RESEARCH_MIN_CELL", "4"),
+            ("KO_RESEARCH_EPSILON_PER_QUERY", "0"),
+            ("KO_RESEARCH_EPSILON_BUDGET", "0.5"),
+            ("KO_RESEARCH_BUDGET_DAYS", "0"),
+            ("KO_RESEARCH_DELTA", "0.5"),
+            ("KO_RESEARCH_MAX_SESSIONS_PER_PATIENT", "0"),
             ("KO_TRUSTED_PROXIES", "10.0.0.1, lb"),
             ("KO_HASHES_PER_MINUTE_PER_ADDRESS", "0"),
             ("KO_HASHES_PER_MINUTE_PER_ACCOUNT", "lots"),
@@ -510,6 +591,26 @@ mod tests {
         );
         assert_eq!(s.clinical.remission.of(Instrument::DailyMood), None);
         assert_eq!(s.clinical.persistence.short, chrono::Duration::hours(6));
+    }
+
+    /// The research defaults of domain.md §8a as the documentation states them.
+    #[test]
+    fn research_privacy_defaults() {
+        let r = settings(&[]).expect("defaults").research;
+        assert_eq!(
+            (
+                r.min_cell,
+                r.epsilon_per_query,
+                r.epsilon_budget,
+                r.budget_days
+            ),
+            (11, 6.0, 60.0, 30)
+        );
+        assert_eq!(r.delta, 1e-6);
+        assert_eq!(
+            (r.bounds.sessions, r.bounds.courses, r.bounds.due_items),
+            (8, 1, 12)
+        );
     }
 
     #[test]

@@ -55,6 +55,15 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// A refused research query: the privacy budget left in this period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon_remaining: Option<f64>,
+    /// A refused research query: what it needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon_needed: Option<f64>,
+    /// A refused research query: when the budget renews.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renews_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Everything a request can fail with. `Internal` keeps its cause for the log only.
@@ -71,6 +80,16 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("not allowed for this role")]
     Forbidden,
+    /// The export, which only the controlled tier of research access may read.
+    #[error("controlled tier required")]
+    NeedsGrant,
+    /// The research query would spend more of the privacy budget than is left.
+    #[error("privacy budget exhausted")]
+    BudgetExhausted {
+        remaining: f64,
+        needed: f64,
+        renews_at: chrono::DateTime<chrono::Utc>,
+    },
     #[error("not found")]
     NotFound,
     /// The path exists, but not for this method.
@@ -129,6 +148,25 @@ impl ApiError {
                 "forbidden",
                 "Not allowed",
                 "your role may not do this".into(),
+                vec![],
+            ),
+            Self::BudgetExhausted {
+                remaining,
+                needed,
+                renews_at,
+            } => (
+                "privacy-budget",
+                "Privacy budget exhausted",
+                format!(
+                    "this query needs ε {needed} and {remaining} is left until the budget renews at {}",
+                    renews_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                vec![],
+            ),
+            Self::NeedsGrant => (
+                "controlled-tier",
+                "Controlled tier required",
+                "the row-level export needs the controlled tier: a research grant from an administrator".into(),
                 vec![],
             ),
             Self::MethodNotAllowed => (
@@ -194,12 +232,23 @@ impl ApiError {
                 vec![],
             ),
         };
+        let budget = match self {
+            Self::BudgetExhausted {
+                remaining,
+                needed,
+                renews_at,
+            } => Some((*remaining, *needed, *renews_at)),
+            _ => None,
+        };
         Problem {
             kind: format!("/problems/{kind}"),
             title: title.into(),
             status: self.status_code().as_u16(),
             detail,
             errors,
+            epsilon_remaining: budget.map(|b| b.0),
+            epsilon_needed: budget.map(|b| b.1),
+            renews_at: budget.map(|b| b.2),
         }
     }
 }
@@ -229,7 +278,9 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::BudgetExhausted { .. } | Self::NeedsGrant => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -358,6 +409,9 @@ pub fn problem_for_every_error<B: MessageBody + 'static>(
         status: status.as_u16(),
         detail: generic_detail(status).to_owned(),
         errors: vec![],
+        epsilon_remaining: None,
+        epsilon_needed: None,
+        renews_at: None,
     };
     let body = serde_json::to_vec(&problem).map_err(actix_web::error::ErrorInternalServerError)?;
     let (req, response) = res.into_parts();

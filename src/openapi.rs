@@ -82,6 +82,11 @@ use crate::error::{FieldError, Problem};
         api::research::research_trajectories,
         api::research::research_trajectories_svg,
         api::research::research_export,
+        api::research::research_budget,
+        api::research_grants::create_research_grant,
+        api::research_grants::list_research_grants,
+        api::research_grants::revoke_research_grant,
+        api::research_grants::list_research_budgets,
     ),
     components(
         schemas(Problem, FieldError, api::flags::FlagStatus, crate::domain::research::Dimension),
@@ -114,7 +119,8 @@ use crate::error::{FieldError, Problem};
         (name = "side effects", description = "Side-effect reports"),
         (name = "outcomes", description = "Per-infusion durability and per-course response, kept current by every write"),
         (name = "flags", description = "The safety worklist"),
-        (name = "research", description = "De-identified aggregates of consenting patients, with small-cell suppression, and the streamed export (researchers)"),
+        (name = "research", description = "Aggregates of consenting patients: differentially private (aggregate tier) or exact with small cells withheld (controlled tier), and the controlled tier's k-anonymous export (researchers)"),
+        (name = "research grants", description = "The controlled tier of research access and every researcher's privacy budget (administrators)"),
     ),
 )]
 pub struct ApiDoc;

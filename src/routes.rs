@@ -81,6 +81,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(api::research::research_trajectories_svg)
     .service(api::research::research_trajectories)
     .service(api::research::research_export)
+    .service(api::research::research_budget)
+    .service(api::research_grants::create_research_grant)
+    .service(api::research_grants::list_research_grants)
+    .service(api::research_grants::revoke_research_grant)
+    .service(api::research_grants::list_research_budgets)
     .service(web::redirect("/docs", "/docs/"))
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

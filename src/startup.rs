@@ -13,7 +13,7 @@ use actix_web::{web, App};
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenKeys;
-use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, Settings};
+use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, ResearchSettings, Settings};
 use crate::connection::ProblemStream;
 use crate::error;
 use crate::http;
@@ -155,6 +155,7 @@ pub struct SharedState {
     hasher: web::Data<PasswordHasher>,
     auth: web::Data<AuthSettings>,
     clinical: web::Data<ClinicalSettings>,
+    research_settings: web::Data<ResearchSettings>,
 }
 
 impl SharedState {
@@ -174,6 +175,7 @@ impl SharedState {
             )?),
             auth: web::Data::new(settings.auth.clone()),
             clinical: web::Data::new(settings.clinical),
+            research_settings: web::Data::new(settings.research),
         })
     }
 
@@ -186,6 +188,7 @@ impl SharedState {
             .app_data(self.hasher.clone())
             .app_data(self.auth.clone())
             .app_data(self.clinical.clone())
+            .app_data(self.research_settings.clone())
             .configure(routes::configure)
             .default_service(web::to(not_found));
     }

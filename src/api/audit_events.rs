@@ -21,7 +21,7 @@ use crate::store::Db;
 #[schema(example = json!({"id": "5b6f1f1e-55a7-4e0b-8b39-0f5b5d0f6c11", "occurred_at": "2026-09-25T09:31:02.123456Z",
     "actor_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "actor_role": "admin", "action": "user_created",
     "resource_type": "account", "resource_id": "9a1b2c3d-0000-4000-8000-000000000001", "patient_id": null,
-    "request_id": "3f2c8a9e-7b1d-4c55-9e0a-2b7c6d5e4f3a", "client_address": "203.0.113.7"}))]
+    "request_id": "3f2c8a9e-7b1d-4c55-9e0a-2b7c6d5e4f3a", "client_address": "203.0.113.7", "detail": null}))]
 pub struct AuditEventResponse {
     pub id: String,
     pub occurred_at: DateTime<Utc>,
@@ -34,6 +34,8 @@ pub struct AuditEventResponse {
     pub patient_id: Option<String>,
     pub request_id: String,
     pub client_address: Option<String>,
+    /// What a research query or export asked (JSON text), for research events.
+    pub detail: Option<String>,
 }
 
 impl From<AuditEventRow> for AuditEventResponse {
@@ -49,6 +51,7 @@ impl From<AuditEventRow> for AuditEventResponse {
             patient_id: row.patient_id,
             request_id: row.request_id,
             client_address: row.client_address,
+            detail: row.detail,
         }
     }
 }

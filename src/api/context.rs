@@ -87,6 +87,7 @@ impl RequestContext {
             patient_id: what.patient_id.map(str::to_owned),
             request_id: self.request_id.clone(),
             client_address: self.client_address.clone(),
+            detail: None,
         }
     }
 }

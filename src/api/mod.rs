@@ -20,6 +20,8 @@ pub mod plan;
 pub mod records;
 pub mod reference;
 pub mod research;
+pub mod research_export;
+pub mod research_grants;
 pub mod sessions;
 pub mod side_effects;
 pub mod timeline;

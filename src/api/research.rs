@@ -1,47 +1,51 @@
-//! The research API (domain.md §8): de-identified aggregates of consenting patients, with
-//! small-cell suppression, and a streamed row-level export. Researchers only; every query
-//! reads from the research pool.
+//! The research API (domain.md §8, §8a): aggregates of consenting patients — differentially
+//! private in the `aggregate` tier, exact with small cells withheld in the `controlled` tier —
+//! and the controlled tier's k-anonymous export. Researchers only; the data is read from the
+//! research pool, grants and budgets from the primary database.
 
 use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use futures_util::stream;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::api::context::{Audited, RequestContext};
 use crate::auth::caller::Caller;
 use crate::charts;
 use crate::clock;
-use crate::config::ClinicalSettings;
+use crate::config::{ClinicalSettings, ResearchSettings};
 use crate::domain::account::Role;
 use crate::domain::instrument::Instrument;
 use crate::domain::patient::{Indication, Sex};
+use crate::domain::privacy::Tier;
 use crate::domain::research::Dimension;
 use crate::domain::schedule::Phase;
 use crate::domain::treatment::Route;
 use crate::error::ApiError;
+use crate::research::access::{self, Answerable, PrivacyStatement};
+use crate::research::private::{self, Contribution, Privacy, SessionPoint, Spent};
 use crate::research::{self, DerivedFilter, Group, OutcomeRow, SideEffectRow, TrajectoryRow};
 use crate::startup::ResearchDb;
 use crate::store::research::{self as facts, ResearchFilter};
-use crate::store::StoreError;
+use crate::store::{Db, DbConnection, StoreError};
 
-#[derive(Debug, Deserialize, IntoParams)]
+/// Every parameter of the research endpoints; each endpoint refuses those it does not take
+/// (422 naming it), and an unknown one is refused as the query is read.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ResearchQuery {
-    /// Restricts to courses with this primary instrument (outcomes), or the instrument drawn
-    /// (trajectories, required there).
+    /// Restricts to courses with this primary instrument (outcomes, export), or the instrument
+    /// drawn (trajectories, required there).
     pub instrument: Option<Instrument>,
     /// Comma-separated dimensions: indication, route, dose_band, sex, age_band, clinic, phase,
-    /// adherence_band.
+    /// adherence_band (trajectories: the patient's dimensions only). Not for the export.
     #[param(example = "indication,route")]
     pub group_by: Option<String>,
-    /// Overrides W, the wear-off threshold in days, for this query (1–60).
+    /// Overrides W, the wear-off threshold in days, for this query (1–60; outcomes only).
     #[param(minimum = 1, maximum = 60)]
     pub wear_off_days: Option<u32>,
     pub indication: Option<Indication>,
@@ -53,7 +57,7 @@ pub struct ResearchQuery {
     /// A 10-year band such as `40-49`, or `90+`.
     #[param(pattern = r"^(0-9|10-19|20-29|30-39|40-49|50-59|60-69|70-79|80-89|90\+)$")]
     pub age_band: Option<String>,
-    /// A clinic's id.
+    /// A clinic's id (aggregates only: the export never filters or labels by clinic).
     pub clinic: Option<Uuid>,
     pub phase: Option<Phase>,
     /// The course's measurement-plan adherence: `none` (nothing due yet), `lt_50`,
@@ -64,6 +68,9 @@ pub struct ResearchQuery {
     pub from: Option<DateTime<Utc>>,
     /// Records before this instant.
     pub to: Option<DateTime<Utc>>,
+    /// The export's format: `csv` (the default) or `ndjson`. Export only.
+    #[param(pattern = "^(csv|ndjson)$")]
+    pub format: Option<String>,
 }
 
 const DOSE_BANDS: [&str; 4] = ["lt_0.5", "0.5_to_0.75", "0.75_to_1.0", "ge_1.0"];
@@ -77,7 +84,48 @@ fn is_age_band(band: &str) -> bool {
         })
 }
 
+/// The parameters of a query as one canonical value: what makes two queries the same.
+#[derive(Debug, Clone, Serialize)]
+struct Canonical {
+    instrument: Option<Instrument>,
+    group_by: Vec<Dimension>,
+    wear_off_days: Option<f64>,
+    indication: Option<Indication>,
+    route: Option<Route>,
+    dose_band: Option<String>,
+    sex: Option<Sex>,
+    age_band: Option<String>,
+    clinic: Option<Uuid>,
+    phase: Option<Phase>,
+    adherence_band: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
 impl ResearchQuery {
+    /// 422 for each parameter the endpoint does not take.
+    fn refuse(&self, names: &[&str], why: &str) -> Result<(), ApiError> {
+        let given = |name: &str| match name {
+            "instrument" => self.instrument.is_some(),
+            "group_by" => self.group_by.is_some(),
+            "wear_off_days" => self.wear_off_days.is_some(),
+            "clinic" => self.clinic.is_some(),
+            "format" => self.format.is_some(),
+            _ => false,
+        };
+        let errors: Vec<_> = names
+            .iter()
+            .filter(|n| given(n))
+            .map(|n| crate::error::FieldError::new(*n, why))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+
+    /// The grouping, in canonical (declaration) order.
     fn group_by(&self) -> Result<Vec<Dimension>, ApiError> {
         let mut dims = Vec::new();
         for name in self
@@ -96,6 +144,7 @@ impl ResearchQuery {
             }
             dims.push(dim);
         }
+        dims.sort();
         Ok(dims)
     }
 
@@ -147,14 +196,7 @@ impl ResearchQuery {
         ))
     }
 
-    fn wear_off_days(&self, settings: &ClinicalSettings) -> Result<f64, ApiError> {
-        Ok(self
-            .chosen_wear_off_days()?
-            .unwrap_or(settings.wear_off_days))
-    }
-
-    /// W as the query chose it, if it did: refused out of range on every research endpoint,
-    /// including those that do not use it, as the document states one range for all.
+    /// W as the query chose it, if it did.
     fn chosen_wear_off_days(&self) -> Result<Option<f64>, ApiError> {
         match self.wear_off_days {
             None => Ok(None),
@@ -162,45 +204,234 @@ impl ResearchQuery {
             Some(_) => Err(ApiError::invalid("wear_off_days", "must be from 1 to 60")),
         }
     }
+
+    fn canonical(&self, group_by: &[Dimension], wear_off_days: Option<f64>) -> Canonical {
+        Canonical {
+            instrument: self.instrument,
+            group_by: group_by.to_vec(),
+            wear_off_days,
+            indication: self.indication,
+            route: self.route,
+            dose_band: self.dose_band.clone(),
+            sex: self.sex,
+            age_band: self.age_band.clone(),
+            clinic: self.clinic,
+            phase: self.phase,
+            adherence_band: self.adherence_band.clone(),
+            from: self.from,
+            to: self.to,
+        }
+    }
 }
 
-fn suppressed_groups<'a>(rows: impl Iterator<Item = (&'a Group, bool)>) -> Vec<Group> {
-    rows.filter(|(_, hidden)| *hidden)
-        .map(|(g, _)| g.clone())
-        .collect()
+/// The pools and settings every research endpoint uses.
+struct Context<'a> {
+    primary: &'a Db,
+    research: &'a Db,
+    settings: &'a ResearchSettings,
 }
 
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"k": 11, "wear_off_days": 7.0, "instrument": "phq9", "group_by": ["route"],
-    "rows": [{"group": {"route": "im"}, "suppressed": true, "patients": null, "courses": null, "sessions": null,
-    "course_baseline_mean": null, "course_baseline_sd": null, "course_baseline_n": null,
-    "end_of_induction_response": {"numerator": null, "denominator": null, "rate": null},
-    "end_of_induction_remission": {"numerator": null, "denominator": null, "rate": null},
-    "median_time_to_response_days": null, "session_benefit": {"numerator": null, "denominator": null, "rate": null},
-    "km_median_durability_days": null, "wears_off_within_days": {"numerator": null, "denominator": null, "rate": null},
-    "mean_charge_per_course_cents": null, "charge_per_responder_cents": null, "sessions_with_follow_up": null,
-    "adherence": {"numerator": null, "denominator": null, "rate": null}}],
-    "suppressed_groups": [{"route": "im"}]}))]
+impl Context<'_> {
+    fn privacy(&self) -> Privacy {
+        Privacy {
+            epsilon: self.settings.epsilon_per_query,
+            delta: self.settings.delta,
+            k: self.settings.min_cell,
+            bounds: self.settings.bounds,
+        }
+    }
+
+    /// Answers `query` for `caller` in their tier, audited with its canonical parameters.
+    async fn answer<Q: Answerable>(
+        &self,
+        caller: &Caller,
+        ctx: &RequestContext,
+        (endpoint, canonical): (&'static str, &Canonical),
+        query: Q,
+    ) -> Result<(Q::Body, PrivacyStatement), ApiError> {
+        let event = ctx.audit(
+            Some(caller),
+            Audited {
+                action: endpoint,
+                resource_type: "research",
+                resource_id: None,
+                patient_id: None,
+            },
+        );
+        let key = access::query_key(endpoint, canonical);
+        let detail = serde_json::to_value(canonical).unwrap_or_default();
+        access::answer(
+            (self.primary, self.research),
+            caller,
+            self.settings,
+            (event, key, detail),
+            query,
+        )
+        .await
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"privacy": {"tier": "aggregate", "epsilon_spent": 4.0, "epsilon_remaining": 36.0, "epsilon_budget": 40.0,
+    "budget_renews_at": "2026-12-20T00:00:00Z", "delta": 0.000001, "release_threshold": 28, "repeated": false},
+    "k": 11, "wear_off_days": 7.0, "instrument": "phq9", "group_by": ["route"], "rows": [], "withheld_groups": 5}))]
 pub struct ResearchOutcomesResponse {
-    /// The small-cell threshold: rows with fewer distinct patients are suppressed.
+    /// The tier and the privacy cost of this answer.
+    #[serde(default = "placeholder_statement")]
+    pub privacy: PrivacyStatement,
+    /// The small-cell threshold: no group of fewer patients is shown.
     pub k: usize,
     /// W used for this query.
     pub wear_off_days: f64,
     pub instrument: Option<Instrument>,
     pub group_by: Vec<Dimension>,
+    /// The released groups only, in group order.
     pub rows: Vec<OutcomeRow>,
-    /// The groups whose figures are suppressed (fewer than k patients, or the complement).
-    #[schema(value_type = Vec<Object>)]
-    pub suppressed_groups: Vec<Group>,
+    /// Groups not shown. In the controlled tier, groups with data but too few patients (and
+    /// their complements); in the aggregate tier, every possible combination not released,
+    /// whether or not any patient is in it (telling which have patients would itself tell).
+    pub withheld_groups: usize,
 }
 
-/// Outcome aggregates per group, of patients consenting now.
+/// A release is stored without its statement (which changes with the budget); it is filled
+/// in when the release is sent.
+fn placeholder_statement() -> PrivacyStatement {
+    PrivacyStatement {
+        tier: Tier::Aggregate,
+        epsilon_spent: 0.0,
+        epsilon_remaining: 0.0,
+        epsilon_budget: 0.0,
+        budget_renews_at: DateTime::UNIX_EPOCH,
+        delta: None,
+        release_threshold: None,
+        repeated: false,
+    }
+}
+
+/// How many combinations of `group_by` there can be (clinics counted in the research pool),
+/// times `per_group` (effects, weeks).
+fn possible_groups(
+    conn: &mut DbConnection,
+    group_by: &[Dimension],
+    per_group: usize,
+) -> Result<usize, StoreError> {
+    let mut count = per_group;
+    for d in group_by {
+        count = count.saturating_mul(match d {
+            Dimension::Indication => Indication::ALL.len(),
+            Dimension::Route => Route::ALL.len(),
+            Dimension::DoseBand => DOSE_BANDS.len(),
+            Dimension::Sex => Sex::ALL.len(),
+            Dimension::AgeBand => 10,
+            Dimension::Clinic => facts::clinic_count(conn)?,
+            Dimension::Phase => Phase::ALL.len(),
+            Dimension::AdherenceBand => ADHERENCE_BANDS.len(),
+        });
+    }
+    Ok(count)
+}
+
+struct Outcomes {
+    group_by: Vec<Dimension>,
+    filter: ResearchFilter,
+    derived: DerivedFilter,
+    wear_off_days: f64,
+    instrument: Option<Instrument>,
+    privacy: Privacy,
+}
+
+impl Outcomes {
+    fn body(&self, rows: Vec<OutcomeRow>, withheld_groups: usize) -> ResearchOutcomesResponse {
+        ResearchOutcomesResponse {
+            privacy: placeholder_statement(),
+            k: self.privacy.k,
+            wear_off_days: self.wear_off_days,
+            instrument: self.instrument,
+            group_by: self.group_by.clone(),
+            rows,
+            withheld_groups,
+        }
+    }
+}
+
+impl Answerable for Outcomes {
+    type Body = ResearchOutcomesResponse;
+
+    fn exact(self, conn: &mut DbConnection) -> Result<Self::Body, ApiError> {
+        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
+        let mut aggregate = research::OutcomeAggregate::new(&self.group_by, self.wear_off_days);
+        let instrument = self.instrument;
+        each_session(conn, &self.filter, &self.derived, &ctx, |p| {
+            if instrument.is_none_or(|i| p.fact.primary_instrument == i.as_str()) {
+                aggregate.add(p);
+            }
+        })?;
+        let course_ids = aggregate.course_ids();
+        let courses = facts::course_facts(conn, &course_ids)?
+            .into_iter()
+            .map(|c| (c.0.clone(), c))
+            .collect();
+        let adherence = course_adherence(conn, &course_ids)?;
+        let (rows, withheld) =
+            aggregate.rows(&courses, &adherence, instrument.is_some(), self.privacy.k);
+        Ok(self.body(rows, withheld))
+    }
+
+    fn private(self, conn: &mut DbConnection) -> Result<(Self::Body, Spent), ApiError> {
+        let instrument = self.instrument;
+        let contributions = bounded_sessions(
+            conn,
+            &self.filter,
+            &self.derived,
+            &self.group_by,
+            &self.privacy,
+            |p| instrument.is_none_or(|i| p.fact.primary_instrument == i.as_str()),
+        )?;
+        let course_ids: Vec<String> = contributions
+            .iter()
+            .flat_map(|c| c.courses.clone())
+            .collect();
+        let adherence = course_adherence(conn, &course_ids)?;
+        let courses = facts::course_facts(conn, &course_ids)?
+            .into_iter()
+            .map(|(id, baseline, response, remission, ttr)| {
+                let inputs = private::CourseInputs {
+                    baseline,
+                    end_of_induction_response: response,
+                    end_of_induction_remission: remission,
+                    time_to_response_days: ttr,
+                    adherence: adherence.get(&id).copied().unwrap_or((0, 0)),
+                };
+                (id, inputs)
+            })
+            .collect();
+        let query = private::OutcomeQuery {
+            wear_off_days: self.wear_off_days,
+            baseline_max: instrument.map(|i| i.definition().total_max()),
+        };
+        let released = private::outcomes(&contributions, &courses, query, &self.privacy)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let possible = possible_groups(conn, &self.group_by, 1)?;
+        let withheld = possible.saturating_sub(released.rows.len());
+        Ok((self.body(released.rows, withheld), released.spent))
+    }
+}
+
+/// Outcome aggregates per group, of patients consenting now (domain.md §8, Outcomes).
+///
+/// In the aggregate tier every figure is differentially private: noise calibrated to one
+/// patient's bounded contribution, a 95 % error bound for each (`error_95`), and only groups
+/// whose noisy patient count clears the release threshold. A query spends its ε from the
+/// researcher's budget (403 when it would overspend); the same query over the same data is
+/// answered with the same release and spends nothing again. In the controlled tier the
+/// figures are exact and groups of fewer than k patients are withheld (with their complement
+/// where one alone would be).
 #[utoipa::path(
     tag = "research",
     security(("bearer" = [])),
     params(ResearchQuery),
     responses(
-        (status = 200, description = "One row per group", body = ResearchOutcomesResponse),
+        (status = 200, description = "One row per released group", body = ResearchOutcomesResponse),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 403, response = crate::openapi::responses::Forbidden),
         (status = 422, response = crate::openapi::responses::Unprocessable),
@@ -210,49 +441,41 @@ pub struct ResearchOutcomesResponse {
 pub async fn research_outcomes(
     caller: Caller,
     query: web::Query<ResearchQuery>,
-    db: web::Data<ResearchDb>,
-    settings: web::Data<ClinicalSettings>,
+    ctx: RequestContext,
+    pools: (web::Data<Db>, web::Data<ResearchDb>),
+    settings: (web::Data<ClinicalSettings>, web::Data<ResearchSettings>),
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Researcher])?;
+    query.refuse(&["format"], "is for the export only")?;
     let group_by = query.group_by()?;
     let (filter, derived) = query.filters()?;
-    let wear_off_days = query.wear_off_days(&settings)?;
-    let instrument = query.instrument;
-    let k = settings.min_cell;
-    let dims = group_by.clone();
-    let rows =
-        db.0.run(move |conn| -> Result<_, StoreError> {
-            let ctx = Derivations::load(conn, &filter, &derived, &dims)?;
-            let mut aggregate = research::OutcomeAggregate::new(&dims, wear_off_days);
-            each_session(conn, &filter, &derived, &ctx, |p| {
-                if instrument.is_none_or(|i| p.fact.primary_instrument == i.as_str()) {
-                    aggregate.add(p);
-                }
-            })?;
-            let course_ids = aggregate.course_ids();
-            let courses = facts::course_facts(conn, &course_ids)?
-                .into_iter()
-                .map(|c| (c.0.clone(), c))
-                .collect();
-            let adherence = course_adherence(conn, &course_ids)?;
-            Ok(aggregate.rows(&courses, &adherence, instrument.is_some(), k))
-        })
-        .await?;
-    let suppressed_groups = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
-    Ok(HttpResponse::Ok().json(ResearchOutcomesResponse {
-        k,
-        wear_off_days,
-        instrument,
+    let chosen = query.chosen_wear_off_days()?;
+    let wear_off_days = chosen.unwrap_or(settings.0.wear_off_days);
+    let c = Context {
+        primary: &pools.0,
+        research: &pools.1 .0,
+        settings: &settings.1,
+    };
+    let canonical = query.canonical(&group_by, Some(wear_off_days));
+    let answerable = Outcomes {
         group_by,
-        rows,
-        suppressed_groups,
-    }))
+        filter,
+        derived,
+        wear_off_days,
+        instrument: query.instrument,
+        privacy: c.privacy(),
+    };
+    let (mut body, statement) = c
+        .answer(&caller, &ctx, ("research_outcomes", &canonical), answerable)
+        .await?;
+    body.privacy = statement;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Each course's measurement-plan adherence now: (completed on time, due). The records the
 /// plans are checked against are loaded for a few hundred patients at a time.
 fn course_adherence(
-    conn: &mut crate::store::DbConnection,
+    conn: &mut DbConnection,
     course_ids: &[String],
 ) -> Result<HashMap<String, (usize, usize)>, StoreError> {
     let now = clock::now();
@@ -284,7 +507,7 @@ struct Derivations {
 
 impl Derivations {
     fn load(
-        conn: &mut crate::store::DbConnection,
+        conn: &mut DbConnection,
         filter: &ResearchFilter,
         derived: &DerivedFilter,
         group_by: &[Dimension],
@@ -310,7 +533,7 @@ const PAGE: i64 = 2000;
 
 /// Feeds every session fact the filters allow to `add`, a page at a time.
 fn each_session(
-    conn: &mut crate::store::DbConnection,
+    conn: &mut DbConnection,
     filter: &ResearchFilter,
     derived: &DerivedFilter,
     ctx: &Derivations,
@@ -329,8 +552,36 @@ fn each_session(
     }
 }
 
+/// Every session the query selects, bounded per patient for the aggregate tier.
+fn bounded_sessions(
+    conn: &mut DbConnection,
+    filter: &ResearchFilter,
+    derived: &DerivedFilter,
+    group_by: &[Dimension],
+    privacy: &Privacy,
+    keep: impl Fn(&research::Placed<'_>) -> bool,
+) -> Result<Vec<Contribution>, StoreError> {
+    let ctx = Derivations::load(conn, filter, derived, group_by)?;
+    let mut points = Vec::new();
+    each_session(conn, filter, derived, &ctx, |p| {
+        if keep(p) {
+            points.push(SessionPoint {
+                patient: p.fact.patient_id.clone(),
+                course: p.fact.course_id.clone(),
+                session: p.fact.session_id.clone(),
+                started_at: p.fact.started_at,
+                group: research::group_of(&p.dims, group_by),
+                status: p.fact.status.clone(),
+                durability_days: p.fact.durability_days,
+                charge_cents: p.fact.charge_cents,
+            });
+        }
+    })?;
+    Ok(private::bound(points, &privacy.bounds))
+}
+
 fn first_sessions(
-    conn: &mut crate::store::DbConnection,
+    conn: &mut DbConnection,
 ) -> Result<HashMap<String, chrono::NaiveDateTime>, StoreError> {
     Ok(facts::first_sessions(conn)?
         .into_iter()
@@ -338,27 +589,126 @@ fn first_sessions(
         .collect())
 }
 
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"k": 11, "group_by": ["route"], "rows": [{"group": {"route": "iv"}, "effect": "nausea", "suppressed": false,
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"privacy": {"tier": "controlled", "epsilon_spent": 0.0, "epsilon_remaining": 40.0, "epsilon_budget": 40.0,
+    "budget_renews_at": "2026-12-20T00:00:00Z", "delta": null, "release_threshold": null, "repeated": false},
+    "k": 11, "group_by": ["route"], "rows": [{"group": {"route": "iv"}, "effect": "nausea",
     "patients": 18, "reports": 31, "sessions": 240, "sessions_with_effect_per_100": 12.5,
     "severity_counts": {"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0}, "median_hours_to_resolution": 3.5,
-    "share_unresolved": 0.0323}], "suppressed_groups": []}))]
+    "share_unresolved": 0.0323, "error_95": null}], "withheld_groups": 2}))]
 pub struct ResearchSideEffectsResponse {
+    #[serde(default = "placeholder_statement")]
+    pub privacy: PrivacyStatement,
     pub k: usize,
     pub group_by: Vec<Dimension>,
-    /// One row per group and effect; suppression applies among the groups of one effect.
+    /// One row per released group and effect; in the controlled tier suppression applies
+    /// among the groups of one effect.
     pub rows: Vec<SideEffectRow>,
-    #[schema(value_type = Vec<Object>)]
-    pub suppressed_groups: Vec<Group>,
+    /// Group-and-effect combinations not shown (see the outcomes' `withheld_groups`).
+    pub withheld_groups: usize,
 }
 
-/// Side-effect rates per group and effect, of patients consenting now.
+struct SideEffects {
+    group_by: Vec<Dimension>,
+    filter: ResearchFilter,
+    derived: DerivedFilter,
+    privacy: Privacy,
+}
+
+impl SideEffects {
+    fn body(
+        &self,
+        rows: Vec<SideEffectRow>,
+        withheld_groups: usize,
+    ) -> ResearchSideEffectsResponse {
+        ResearchSideEffectsResponse {
+            privacy: placeholder_statement(),
+            k: self.privacy.k,
+            group_by: self.group_by.clone(),
+            rows,
+            withheld_groups,
+        }
+    }
+
+    /// Every side effect the query selects, with the session fact it belongs to.
+    fn reports(
+        &self,
+        conn: &mut DbConnection,
+        ctx: &Derivations,
+        mut add: impl FnMut(&research::Placed<'_>, &facts::SideEffectFact),
+    ) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = facts::side_effect_facts(conn, &self.filter, after.as_deref(), PAGE)?;
+            let (sessions, effects): (Vec<_>, Vec<_>) = page.into_iter().unzip();
+            let placed = research::place(&sessions, &ctx.firsts, &ctx.adherence, &self.derived);
+            for (p, effect) in placed.iter().zip(&effects) {
+                add(p, effect);
+            }
+            if (effects.len() as i64) < PAGE {
+                return Ok(());
+            }
+            after = effects.last().map(|e| e.id.clone());
+        }
+    }
+}
+
+impl Answerable for SideEffects {
+    type Body = ResearchSideEffectsResponse;
+
+    fn exact(self, conn: &mut DbConnection) -> Result<Self::Body, ApiError> {
+        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
+        let mut aggregate = research::SideEffectAggregate::new(&self.group_by);
+        each_session(conn, &self.filter, &self.derived, &ctx, |p| {
+            aggregate.add_session(p)
+        })?;
+        self.reports(conn, &ctx, |p, e| aggregate.add_report(p, e))?;
+        let (rows, withheld) = aggregate.rows(self.privacy.k);
+        Ok(self.body(rows, withheld))
+    }
+
+    fn private(self, conn: &mut DbConnection) -> Result<(Self::Body, Spent), ApiError> {
+        let contributions = bounded_sessions(
+            conn,
+            &self.filter,
+            &self.derived,
+            &self.group_by,
+            &self.privacy,
+            |_| true,
+        )?;
+        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
+        let mut reports = Vec::new();
+        self.reports(conn, &ctx, |p, e| {
+            reports.push(private::ReportPoint {
+                patient: p.fact.patient_id.clone(),
+                session: p.fact.session_id.clone(),
+                effect: e.effect.clone(),
+                severity: e.severity.clone(),
+                onset_at: e.onset_at,
+                hours_to_resolution: e
+                    .resolved_at
+                    .map(|r| (r - e.onset_at).num_seconds() as f64 / 3600.0),
+            });
+        })?;
+        let released = private::side_effects(&contributions, &reports, &self.privacy)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let effects = crate::domain::side_effect::Effect::ALL.len();
+        let possible = possible_groups(conn, &self.group_by, effects)?;
+        let withheld = possible.saturating_sub(released.rows.len());
+        Ok((self.body(released.rows, withheld), released.spent))
+    }
+}
+
+/// Side-effect rates per group and effect, of patients consenting now (domain.md §8).
+///
+/// Tiers as for the outcomes; in the aggregate tier each patient counts in one group, with at
+/// most a few effects and reports of each (the contribution bounds of the documentation).
 #[utoipa::path(
     tag = "research",
     security(("bearer" = [])),
     params(ResearchQuery),
     responses(
-        (status = 200, description = "One row per group and effect", body = ResearchSideEffectsResponse),
+        (status = 200, description = "One row per released group and effect", body = ResearchSideEffectsResponse),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 403, response = crate::openapi::responses::Forbidden),
         (status = 422, response = crate::openapi::responses::Unprocessable),
@@ -368,56 +718,165 @@ pub struct ResearchSideEffectsResponse {
 pub async fn research_side_effects(
     caller: Caller,
     query: web::Query<ResearchQuery>,
-    db: web::Data<ResearchDb>,
-    settings: web::Data<ClinicalSettings>,
+    ctx: RequestContext,
+    pools: (web::Data<Db>, web::Data<ResearchDb>),
+    settings: web::Data<ResearchSettings>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Researcher])?;
+    query.refuse(
+        &["format", "instrument"],
+        "is not taken by the side-effect aggregates",
+    )?;
+    query.chosen_wear_off_days()?;
+    query.refuse(
+        &["wear_off_days"],
+        "is not taken by the side-effect aggregates",
+    )?;
     let group_by = query.group_by()?;
     let (filter, derived) = query.filters()?;
-    let k = settings.min_cell;
-    let dims = group_by.clone();
-    let rows =
-        db.0.run(move |conn| -> Result<_, StoreError> {
-            let ctx = Derivations::load(conn, &filter, &derived, &dims)?;
-            let mut aggregate = research::SideEffectAggregate::new(&dims);
-            each_session(conn, &filter, &derived, &ctx, |p| aggregate.add_session(p))?;
-            let mut after: Option<String> = None;
-            loop {
-                let page = facts::side_effect_facts(conn, &filter, after.as_deref(), PAGE)?;
-                let (sessions, effects): (Vec<_>, Vec<_>) = page.into_iter().unzip();
-                let placed = research::place(&sessions, &ctx.firsts, &ctx.adherence, &derived);
-                for (p, effect) in placed.iter().zip(&effects) {
-                    aggregate.add_report(p, effect);
-                }
-                if (effects.len() as i64) < PAGE {
-                    break;
-                }
-                after = effects.last().map(|e| e.id.clone());
-            }
-            Ok(aggregate.rows(k))
-        })
-        .await?;
-    let mut suppressed = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
-    suppressed.dedup();
-    Ok(HttpResponse::Ok().json(ResearchSideEffectsResponse {
-        k,
+    let c = Context {
+        primary: &pools.0,
+        research: &pools.1 .0,
+        settings: &settings,
+    };
+    let canonical = query.canonical(&group_by, None);
+    let answerable = SideEffects {
         group_by,
-        rows,
-        suppressed_groups: suppressed,
-    }))
+        filter,
+        derived,
+        privacy: c.privacy(),
+    };
+    let (mut body, statement) = c
+        .answer(
+            &caller,
+            &ctx,
+            ("research_side_effects", &canonical),
+            answerable,
+        )
+        .await?;
+    body.privacy = statement;
+    Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({"k": 11, "instrument": "phq9", "group_by": ["sex"], "rows": [{"group": {"sex": "female"}, "week": 0,
-    "suppressed": false, "patients": 14, "count": 30, "mean": 17.2, "sd": 4.1}], "suppressed_groups": []}))]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"privacy": {"tier": "controlled", "epsilon_spent": 0.0, "epsilon_remaining": 40.0, "epsilon_budget": 40.0,
+    "budget_renews_at": "2026-12-20T00:00:00Z", "delta": null, "release_threshold": null, "repeated": false},
+    "k": 11, "instrument": "phq9", "group_by": ["sex"], "rows": [{"group": {"sex": "female"}, "week": 0,
+    "patients": 14, "count": 30, "mean": 17.2, "sd": 4.1, "error_95": null}], "withheld_groups": 0}))]
 pub struct ResearchTrajectoriesResponse {
+    #[serde(default = "placeholder_statement")]
+    pub privacy: PrivacyStatement,
     pub k: usize,
     pub instrument: Instrument,
     pub group_by: Vec<Dimension>,
-    /// One row per group and week; suppression applies among the groups of one week.
+    /// One row per released group and week; in the controlled tier suppression applies among
+    /// the groups of one week.
     pub rows: Vec<TrajectoryRow>,
-    #[schema(value_type = Vec<Object>)]
-    pub suppressed_groups: Vec<Group>,
+    /// Group-and-week combinations not shown (see the outcomes' `withheld_groups`).
+    pub withheld_groups: usize,
+}
+
+struct Trajectories {
+    instrument: Instrument,
+    group_by: Vec<Dimension>,
+    filter: ResearchFilter,
+    derived: DerivedFilter,
+    privacy: Privacy,
+}
+
+impl Trajectories {
+    fn body(
+        &self,
+        rows: Vec<TrajectoryRow>,
+        withheld_groups: usize,
+    ) -> ResearchTrajectoriesResponse {
+        ResearchTrajectoriesResponse {
+            privacy: placeholder_statement(),
+            k: self.privacy.k,
+            instrument: self.instrument,
+            group_by: self.group_by.clone(),
+            rows,
+            withheld_groups,
+        }
+    }
+
+    /// Each patient's group (that of their first session the filters allow, at any time)
+    /// and first session, and the scores in the query's range.
+    #[allow(clippy::type_complexity)]
+    fn inputs(
+        &self,
+        conn: &mut DbConnection,
+    ) -> Result<
+        (
+            HashMap<String, chrono::NaiveDateTime>,
+            HashMap<String, HashMap<Dimension, String>>,
+            Vec<(String, chrono::NaiveDateTime, i32)>,
+        ),
+        StoreError,
+    > {
+        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
+        let mut first_dims: HashMap<String, (chrono::NaiveDateTime, HashMap<Dimension, String>)> =
+            HashMap::new();
+        let everywhen = ResearchFilter {
+            from: None,
+            to: None,
+            ..self.filter.clone()
+        };
+        each_session(conn, &everywhen, &self.derived, &ctx, |p| {
+            let entry = first_dims
+                .entry(p.fact.patient_id.clone())
+                .or_insert_with(|| (p.fact.started_at, p.dims.clone()));
+            if p.fact.started_at < entry.0 {
+                *entry = (p.fact.started_at, p.dims.clone());
+            }
+        })?;
+        let dims = first_dims.into_iter().map(|(id, (_, d))| (id, d)).collect();
+        let scores = facts::scores(conn, self.instrument.as_str(), &self.filter)?;
+        Ok((ctx.firsts, dims, scores))
+    }
+}
+
+impl Answerable for Trajectories {
+    type Body = ResearchTrajectoriesResponse;
+
+    fn exact(self, conn: &mut DbConnection) -> Result<Self::Body, ApiError> {
+        let (firsts, dims, scores) = self.inputs(conn)?;
+        let (rows, withheld) = research::trajectory_rows(
+            &scores,
+            &firsts,
+            &dims,
+            self.instrument,
+            &self.group_by,
+            self.privacy.k,
+        );
+        Ok(self.body(rows, withheld))
+    }
+
+    fn private(self, conn: &mut DbConnection) -> Result<(Self::Body, Spent), ApiError> {
+        let (firsts, dims, scores) = self.inputs(conn)?;
+        let def = self.instrument.definition();
+        let groups: HashMap<String, Group> = dims
+            .iter()
+            .map(|(p, d)| (p.clone(), research::group_of(d, &self.group_by)))
+            .collect();
+        let points: Vec<private::ScorePoint> = scores
+            .into_iter()
+            .filter_map(|(patient, taken_at, total)| {
+                let week = research::week_of(*firsts.get(&patient)?, taken_at)?;
+                Some(private::ScorePoint {
+                    severity: def.severity(total),
+                    patient,
+                    week,
+                    taken_at,
+                })
+            })
+            .collect();
+        let released = private::trajectories(&groups, &points, def.total_max(), &self.privacy)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let possible = possible_groups(conn, &self.group_by, 53)?;
+        let withheld = possible.saturating_sub(released.rows.len());
+        Ok((self.body(released.rows, withheld), released.spent))
+    }
 }
 
 /// Weekly mean severity of one instrument per group (weeks 0–52 since the first session).
@@ -427,7 +886,7 @@ pub struct ResearchTrajectoriesResponse {
     security(("bearer" = [])),
     params(ResearchQuery),
     responses(
-        (status = 200, description = "Weekly means per group", content(
+        (status = 200, description = "Weekly means per released group", content(
             (ResearchTrajectoriesResponse = "application/json"),
             (String = "image/svg+xml"),
         )),
@@ -441,18 +900,27 @@ pub async fn research_trajectories(
     caller: Caller,
     req: HttpRequest,
     query: web::Query<ResearchQuery>,
-    db: web::Data<ResearchDb>,
-    settings: web::Data<ClinicalSettings>,
+    ctx: RequestContext,
+    pools: (web::Data<Db>, web::Data<ResearchDb>),
+    settings: web::Data<ResearchSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let wants_svg = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("image/svg+xml"));
-    trajectories(caller, query.into_inner(), &db, &settings, wants_svg).await
+    trajectories(
+        caller,
+        query.into_inner(),
+        ctx,
+        (&pools.0, &pools.1 .0),
+        &settings,
+        wants_svg,
+    )
+    .await
 }
 
-/// The research trajectories drawn as SVG curves, one per unsuppressed group.
+/// The research trajectories drawn as SVG curves, one per released group.
 #[utoipa::path(
     tag = "research",
     security(("bearer" = [])),
@@ -468,20 +936,33 @@ pub async fn research_trajectories(
 pub async fn research_trajectories_svg(
     caller: Caller,
     query: web::Query<ResearchQuery>,
-    db: web::Data<ResearchDb>,
-    settings: web::Data<ClinicalSettings>,
+    ctx: RequestContext,
+    pools: (web::Data<Db>, web::Data<ResearchDb>),
+    settings: web::Data<ResearchSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    trajectories(caller, query.into_inner(), &db, &settings, true).await
+    trajectories(
+        caller,
+        query.into_inner(),
+        ctx,
+        (&pools.0, &pools.1 .0),
+        &settings,
+        true,
+    )
+    .await
 }
 
 async fn trajectories(
     caller: Caller,
     query: ResearchQuery,
-    db: &ResearchDb,
-    settings: &ClinicalSettings,
+    ctx: RequestContext,
+    (primary, research): (&Db, &Db),
+    settings: &ResearchSettings,
     svg: bool,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Researcher])?;
+    query.refuse(&["format"], "is for the export only")?;
+    query.chosen_wear_off_days()?;
+    query.refuse(&["wear_off_days"], "is not taken by the trajectories")?;
     let instrument = query
         .instrument
         .ok_or_else(|| ApiError::invalid("instrument", "is required for trajectories"))?;
@@ -496,88 +977,117 @@ async fn trajectories(
         ));
     }
     let (filter, derived) = query.filters()?;
-    let k = settings.min_cell;
-    let dims = group_by.clone();
-    let rows =
-        db.0.run(move |conn| -> Result<_, StoreError> {
-            let ctx = Derivations::load(conn, &filter, &derived, &dims)?;
-            // A patient's group is that of their first session.
-            let mut first_dims: HashMap<
-                String,
-                (chrono::NaiveDateTime, HashMap<Dimension, String>),
-            > = HashMap::new();
-            let everywhen = ResearchFilter {
-                from: None,
-                to: None,
-                ..filter.clone()
-            };
-            each_session(conn, &everywhen, &derived, &ctx, |p| {
-                let entry = first_dims
-                    .entry(p.fact.patient_id.clone())
-                    .or_insert_with(|| (p.fact.started_at, p.dims.clone()));
-                if p.fact.started_at < entry.0 {
-                    *entry = (p.fact.started_at, p.dims.clone());
-                }
-            })?;
-            let patient_dims: HashMap<String, HashMap<Dimension, String>> = first_dims
-                .into_iter()
-                .map(|(id, (_, dims))| (id, dims))
-                .collect();
-            let mut scores = facts::scores(conn, instrument.as_str(), &filter)?;
-            scores.retain(|(_, at, _)| {
-                filter.from.is_none_or(|f| *at >= f) && filter.to.is_none_or(|t| *at < t)
-            });
-            Ok(research::trajectory_rows(
-                &scores,
-                &ctx.firsts,
-                &patient_dims,
-                instrument,
-                &dims,
-                k,
-            ))
-        })
+    let c = Context {
+        primary,
+        research,
+        settings,
+    };
+    let canonical = query.canonical(&group_by, None);
+    let answerable = Trajectories {
+        instrument,
+        group_by,
+        filter,
+        derived,
+        privacy: c.privacy(),
+    };
+    let (mut body, statement) = c
+        .answer(
+            &caller,
+            &ctx,
+            ("research_trajectories", &canonical),
+            answerable,
+        )
         .await?;
     if svg {
-        let drawing = charts::research_curves(instrument.definition(), &rows)
+        let drawing = charts::research_curves(instrument.definition(), &body.rows)
             .map_err(|e| ApiError::Internal(e.into()))?;
         return Ok(HttpResponse::Ok()
             .content_type("image/svg+xml")
             .body(drawing));
     }
-    let mut suppressed = suppressed_groups(rows.iter().map(|r| (&r.group, r.suppressed)));
-    suppressed.sort();
-    suppressed.dedup();
-    Ok(HttpResponse::Ok().json(ResearchTrajectoriesResponse {
-        k,
-        instrument,
-        group_by,
-        rows,
-        suppressed_groups: suppressed,
-    }))
+    body.privacy = statement;
+    Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ExportQuery {
-    /// `csv` (the default) or `ndjson`.
-    #[param(pattern = "^(csv|ndjson)$")]
-    pub format: Option<String>,
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"tier": "aggregate", "epsilon_budget": 40.0, "epsilon_spent": 8.0, "epsilon_remaining": 32.0,
+    "epsilon_per_query": 4.0, "queries": 2, "period_start": "2026-11-20T00:00:00Z", "renews_at": "2026-12-20T00:00:00Z",
+    "delta": 0.000001, "grant": null}))]
+pub struct BudgetResponse {
+    pub tier: Tier,
+    pub epsilon_budget: f64,
+    pub epsilon_spent: f64,
+    pub epsilon_remaining: f64,
+    /// What each new aggregate-tier answer spends.
+    pub epsilon_per_query: f64,
+    /// Aggregate-tier answers paid for in this period.
+    pub queries: i32,
+    pub period_start: DateTime<Utc>,
+    pub renews_at: DateTime<Utc>,
+    pub delta: f64,
+    /// The controlled-tier grant in force, if any.
+    pub grant: Option<crate::api::research_grants::GrantResponse>,
 }
 
-/// Patients per database round trip of the export: memory stays flat however many rows.
-const EXPORT_BATCH: i64 = 100;
-
-/// The de-identified row-level export, streamed: one row per session, assessment and side
-/// effect of patients consenting now. Patient keys are pseudonyms that differ between
-/// exports; times are days since the patient's first session.
+/// The caller's tier, privacy budget, spending and renewal.
 #[utoipa::path(
     tag = "research",
     security(("bearer" = [])),
-    params(ExportQuery, ResearchQuery),
+    responses(
+        (status = 200, description = "The caller's budget", body = BudgetResponse),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+    )
+)]
+#[get("/v1/research/budget")]
+pub async fn research_budget(
+    caller: Caller,
+    db: web::Data<Db>,
+    settings: web::Data<ResearchSettings>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Researcher])?;
+    let s = **settings;
+    let researcher = caller.user_id.clone();
+    let (grant, (spent, queries, start, end)) = db
+        .run(move |conn| {
+            let now = clock::to_db(clock::now());
+            let grant = crate::store::research_access::grant_in_force(conn, &researcher, now)?;
+            Ok::<_, StoreError>((grant, access::spending(conn, &researcher, &s)?))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(BudgetResponse {
+        tier: if grant.is_some() {
+            Tier::Controlled
+        } else {
+            Tier::Aggregate
+        },
+        epsilon_budget: s.epsilon_budget,
+        epsilon_spent: spent,
+        epsilon_remaining: (s.epsilon_budget - spent).max(0.0),
+        epsilon_per_query: s.epsilon_per_query,
+        queries,
+        period_start: start,
+        renews_at: end,
+        delta: s.delta,
+        grant: grant.map(Into::into),
+    }))
+}
+
+/// The de-identified, k-anonymous row-level export (controlled tier only), streamed: one row
+/// per session, assessment and side effect of patients consenting now, of those the filters
+/// select. Patient keys are pseudonyms that differ between exports; times are whole days
+/// since the patient's first session; charges are in bands; quasi-identifiers are generalised
+/// and rare combinations left out until every combination in the file covers at least k
+/// patients (the headers `X-Export-Generalisation` and `X-Export-Suppressed-Rows` say how far).
+/// Never filtered or labelled by clinic.
+#[utoipa::path(
+    tag = "research",
+    security(("bearer" = [])),
+    params(ResearchQuery),
     responses(
         (status = 200, description = "The rows", content(
-            (research::ExportRow = "text/csv"),
-            (research::ExportRow = "application/x-ndjson"),
+            (research::export::ExportRow = "text/csv"),
+            (research::export::ExportRow = "application/x-ndjson"),
         )),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 403, response = crate::openapi::responses::Forbidden),
@@ -587,116 +1097,52 @@ const EXPORT_BATCH: i64 = 100;
 #[get("/v1/research/export")]
 pub async fn research_export(
     caller: Caller,
-    format: web::Query<ExportQuery>,
     query: web::Query<ResearchQuery>,
-    db: web::Data<ResearchDb>,
+    ctx: RequestContext,
+    pools: (web::Data<Db>, web::Data<ResearchDb>),
+    settings: web::Data<ResearchSettings>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Researcher])?;
-    let csv = match format.format.as_deref().unwrap_or("csv") {
-        "csv" => true,
-        "ndjson" => false,
-        _ => return Err(ApiError::invalid("format", "must be csv or ndjson")),
-    };
-    let (filter, derived) = query.filters()?;
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let db = db.0.clone();
-    let pages = stream::try_unfold(
-        (None::<String>, true, false),
-        move |(after, first_page, done)| {
-            let (db, filter, derived) = (db.clone(), filter.clone(), derived.clone());
-            async move {
-                if done {
-                    return Ok::<_, ApiError>(None);
-                }
-                let cursor = after.clone();
-                let (patients, batch) = db
-                    .run(move |conn| -> Result<_, StoreError> {
-                        let patients =
-                            facts::patients_page(conn, cursor.as_deref(), EXPORT_BATCH, &filter)?;
-                        let ids: Vec<String> = patients.iter().map(|p| p.0.clone()).collect();
-                        Ok((patients, facts::export_batch(conn, &ids)?))
-                    })
-                    .await?;
-                let last = patients.last().map(|p| p.0.clone());
-                let mut out = Vec::new();
-                let rows = patients.iter().flat_map(|(id, sex, birth_year)| {
-                    research::export_rows(
-                        &pseudonym(&secret, id),
-                        sex,
-                        *birth_year,
-                        &batch,
-                        id,
-                        &derived,
-                    )
-                });
-                if csv {
-                    let mut writer = ::csv::WriterBuilder::new()
-                        .has_headers(false)
-                        .from_writer(&mut out);
-                    let failed = |e: ::csv::Error| ApiError::Internal(Box::new(e));
-                    if first_page {
-                        writer.write_record(EXPORT_COLUMNS).map_err(failed)?;
-                    }
-                    for row in rows {
-                        writer.serialize(row).map_err(failed)?;
-                    }
-                    writer
-                        .flush()
-                        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-                } else {
-                    for row in rows {
-                        serde_json::to_writer(&mut out, &row)
-                            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-                        out.push(b'\n');
-                    }
-                }
-                let done = last.is_none() || patients.len() < EXPORT_BATCH as usize;
-                Ok(Some((web::Bytes::from(out), (last, false, done))))
-            }
-        },
-    );
-    let content_type = if csv {
-        "text/csv; charset=utf-8"
-    } else {
-        "application/x-ndjson"
-    };
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .streaming(pages))
+    let query = query.into_inner();
+    query.refuse(&["group_by"], "is not taken by the export: it is row-level")?;
+    query.refuse(
+        &["clinic"],
+        "is not taken by the export: it neither filters nor labels by clinic",
+    )?;
+    query.chosen_wear_off_days()?;
+    query.refuse(&["wear_off_days"], "is not taken by the export")?;
+    crate::api::research_export::stream(caller, query, ctx, (&pools.0, &pools.1 .0), &settings)
+        .await
 }
 
-/// The CSV header, written on its own when the export has no rows.
-const EXPORT_COLUMNS: [&str; 22] = [
-    "kind",
-    "patient",
-    "day",
-    "sex",
-    "age_band",
-    "indication",
-    "route",
-    "dose_band",
-    "dose_mg_per_kg",
-    "total_dose_mg",
-    "session_status",
-    "phase",
-    "charge_cents",
-    "benefit_status",
-    "durability_days",
-    "instrument",
-    "total",
-    "severity",
-    "band",
-    "effect",
-    "effect_severity",
-    "resolved_day",
-];
+impl ResearchQuery {
+    /// The export's filter, checked like every research query's.
+    pub(crate) fn export_filter(&self) -> Result<research::export::ExportFilter, ApiError> {
+        let (filter, derived) = self.filters()?;
+        Ok(research::export::ExportFilter {
+            indication: filter.indication,
+            sex: filter.sex,
+            age_band: derived.age_band,
+            adherence_band: derived.adherence_band,
+            route: filter.route,
+            dose_band: derived.dose_band,
+            phase: derived.phase,
+            instrument: self.instrument,
+            from: filter.from,
+            to: filter.to,
+        })
+    }
 
-/// A keyed hash of the patient id with this export's secret: stable within the export,
-/// unlinkable across exports.
-fn pseudonym(secret: &[u8], patient_id: &str) -> String {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(patient_id.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..8])
+    /// `csv` (true) or `ndjson` (false).
+    pub(crate) fn csv(&self) -> Result<bool, ApiError> {
+        match self.format.as_deref().unwrap_or("csv") {
+            "csv" => Ok(true),
+            "ndjson" => Ok(false),
+            _ => Err(ApiError::invalid("format", "must be csv or ndjson")),
+        }
+    }
+
+    pub(crate) fn audit_detail(&self) -> serde_json::Value {
+        serde_json::to_value(self.canonical(&[], None)).unwrap_or_default()
+    }
 }

@@ -43,6 +43,7 @@ pub mod instrument;
 pub mod outcomes;
 pub mod patient;
 pub mod plan;
+pub mod privacy;
 pub mod research;
 pub mod schedule;
 pub mod side_effect;

@@ -20,6 +20,8 @@ pub struct AuditEventRow {
     pub patient_id: Option<String>,
     pub request_id: String,
     pub client_address: Option<String>,
+    /// What a research query or export asked (JSON), for the controlled tier's audit.
+    pub detail: Option<String>,
 }
 
 pub fn record(conn: &mut DbConnection, event: &AuditEventRow) -> Result<(), StoreError> {

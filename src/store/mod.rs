@@ -20,6 +20,7 @@ pub mod outcomes;
 pub mod patients;
 pub mod refresh_tokens;
 pub mod research;
+pub mod research_access;
 pub mod schema;
 pub mod sessions;
 pub mod side_effects;

@@ -239,13 +239,13 @@ pub fn scores(
         .load(conn)?)
 }
 
-/// One page of consenting patients for the export, in id order after `after`:
-/// (id, sex, birth year).
+/// One page of consenting patients for the export, in id order after `after`, of one sex
+/// if given: (id, sex, birth year).
 pub fn patients_page(
     conn: &mut DbConnection,
     after: Option<&str>,
     limit: i64,
-    filter: &ResearchFilter,
+    sex: Option<&str>,
 ) -> Result<Vec<(String, String, i32)>, StoreError> {
     let mut query = patients::table
         .filter(patients::research_consent.eq(true))
@@ -253,11 +253,8 @@ pub fn patients_page(
     if let Some(after) = after {
         query = query.filter(patients::id.gt(after.to_owned()));
     }
-    if let Some(clinic) = &filter.clinic_id {
-        query = query.filter(patients::clinic_id.eq(clinic.clone()));
-    }
-    if let Some(sex) = &filter.sex {
-        query = query.filter(patients::sex.eq(sex.clone()));
+    if let Some(sex) = sex {
+        query = query.filter(patients::sex.eq(sex.to_owned()));
     }
     Ok(query
         .select((patients::id, patients::sex, patients::birth_year))
@@ -326,4 +323,11 @@ pub fn courses_by_id(
         );
     }
     Ok(rows)
+}
+
+/// How many clinics there are: the number of values the `clinic` dimension can take.
+pub fn clinic_count(conn: &mut DbConnection) -> Result<usize, StoreError> {
+    use super::schema::clinics;
+    let n: i64 = clinics::table.count().get_result(conn)?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }

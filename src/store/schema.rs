@@ -61,6 +61,41 @@ diesel::table! {
         patient_id -> Nullable<Text>,
         request_id -> Text,
         client_address -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    research_grants (id) {
+        id -> Text,
+        researcher_id -> Text,
+        purpose -> Text,
+        reference -> Text,
+        granted_by -> Text,
+        granted_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<Text>,
+        body_hash -> Text,
+    }
+}
+
+diesel::table! {
+    research_budgets (researcher_id, period_start) {
+        researcher_id -> Text,
+        period_start -> Timestamp,
+        spent_micro_epsilon -> BigInt,
+        queries -> Integer,
+    }
+}
+
+diesel::table! {
+    research_releases (query_key, data_version) {
+        query_key -> Text,
+        data_version -> Text,
+        body -> Text,
+        epsilon -> Double,
+        released_at -> Timestamp,
     }
 }
 
@@ -291,6 +326,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     sign_in_throttle,
     audit_events,
+    research_grants,
+    research_budgets,
+    research_releases,
     patients,
     patient_indications,
     patient_risk_factors,

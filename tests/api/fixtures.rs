@@ -85,6 +85,18 @@ impl TestApp {
             .to_owned()
     }
 
+    /// A researcher with the controlled tier: an administrator's grant for a year.
+    pub async fn controlled_researcher(&self, admin: &Session) -> Session {
+        let researcher = self.sign_in_new(admin, "researcher", None).await;
+        let grant = json!({"researcher_id": researcher.user_id, "purpose": "A study under a data-use agreement",
+            "reference": "DUA-TEST-1", "expires_at": days_from_now(365)});
+        let res = self
+            .post_as("/v1/research-grants", &admin.access_token, &grant)
+            .await;
+        assert_eq!(res.status(), 201, "grant created");
+        researcher
+    }
+
     /// Issues an invite for the patient and registers their app account with it.
     pub async fn patient_app(&self, clinician: &Session, patient: &str) -> Session {
         let invite: Value = self

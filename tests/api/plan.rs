@@ -347,7 +347,7 @@ api_test!(
     |app| async move {
         let admin = app.sign_in_admin().await;
         let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        let researcher = app.controlled_researcher(&admin).await;
         let mut patients = Vec::new();
         for _ in 0..5 {
             patients.push(course(&app, &clinic.clinician).await.patient);
@@ -406,7 +406,7 @@ api_test!(
             422
         );
 
-        // Withdrawing one patient's consent leaves 4: a small cell, every figure hidden.
+        // Withdrawing one patient's consent leaves 4: a small cell, withheld.
         let res = app
             .patch(
                 &format!("/v1/patients/{}", patients[0]),
@@ -425,9 +425,11 @@ api_test!(
             .json()
             .await
             .unwrap();
-        let row = &body["rows"][0];
-        assert_eq!(row["suppressed"], true);
-        assert!(row["adherence"]["rate"].is_null() && row["sessions_with_follow_up"].is_null());
+        assert!(body["rows"].as_array().unwrap().is_empty(), "{body}");
+        assert_eq!(
+            body["withheld_groups"], 1,
+            "the small cell is withheld, key and figures"
+        );
         let history: Value = app
             .get_as(
                 &format!("/v1/patients/{}/consent-history", patients[0]),

@@ -1,11 +1,18 @@
 //! Research results (domain.md §8) from the rows the store reads: each row is placed in its
-//! group, each group summarised with the statistics of `domain::research`, and small cells
-//! suppressed. Nothing here identifies a patient: groups carry only the dimension values.
+//! group, and each group summarised — exactly, with small cells withheld, for the `controlled`
+//! tier (here), or with differential privacy for the `aggregate` tier (`private`). Nothing
+//! here identifies a patient: groups carry only the dimension values, and a withheld group
+//! leaves no trace but the count of withheld groups.
+
+pub mod access;
+pub mod export;
+pub mod noise;
+pub mod private;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDateTime};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::instrument::Instrument;
@@ -84,7 +91,8 @@ pub fn place<'a>(
         .collect()
 }
 
-fn group_of(dims: &HashMap<Dimension, String>, group_by: &[Dimension]) -> Group {
+/// The group of a session's dimensions under a grouping.
+pub fn group_of(dims: &HashMap<Dimension, String>, group_by: &[Dimension]) -> Group {
     group_by
         .iter()
         .map(|d| {
@@ -96,38 +104,34 @@ fn group_of(dims: &HashMap<Dimension, String>, group_by: &[Dimension]) -> Group 
         .collect()
 }
 
-/// A proportion with its numerator and denominator; all null in a suppressed row.
-#[derive(Debug, Serialize, ToSchema)]
+/// A proportion with its numerator and denominator.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"numerator": 3, "denominator": 5, "rate": 0.6}))]
 pub struct RateResponse {
-    pub numerator: Option<usize>,
-    pub denominator: Option<usize>,
+    pub numerator: usize,
+    pub denominator: usize,
+    /// Null when the denominator is 0.
     pub rate: Option<f64>,
 }
 
 impl From<Rate> for RateResponse {
     fn from(r: Rate) -> Self {
         Self {
-            numerator: Some(r.numerator),
-            denominator: Some(r.denominator),
+            numerator: r.numerator,
+            denominator: r.denominator,
             rate: r.rate,
         }
     }
 }
 
-impl RateResponse {
-    fn hidden() -> Self {
-        Self {
-            numerator: None,
-            denominator: None,
-            rate: None,
-        }
-    }
-}
+/// Half-widths of the 95 % interval of each noisy figure of a row, by field (dotted for the
+/// parts of a rate: `session_benefit.rate`); null in the `controlled` tier, whose figures are
+/// exact.
+pub type ErrorBounds = Option<BTreeMap<String, f64>>;
 
-/// One outcome row (domain.md §8, Outcomes). Every figure is null when `suppressed`.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"group": {"indication": "treatment_resistant_depression", "route": "iv"}, "suppressed": false,
+/// One outcome row (domain.md §8, Outcomes).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"group": {"indication": "treatment_resistant_depression", "route": "iv"},
     "patients": 24, "courses": 25, "sessions": 213, "course_baseline_mean": 19.4, "course_baseline_sd": 3.2, "course_baseline_n": 25,
     "end_of_induction_response": {"numerator": 11, "denominator": 20, "rate": 0.55},
     "end_of_induction_remission": {"numerator": 5, "denominator": 20, "rate": 0.25},
@@ -136,15 +140,15 @@ impl RateResponse {
     "km_median_durability_days": 11.5,
     "wears_off_within_days": {"numerator": 40, "denominator": 120, "rate": 0.3333},
     "mean_charge_per_course_cents": 325000.0, "charge_per_responder_cents": 739000.0,
-    "sessions_with_follow_up": 180, "adherence": {"numerator": 610, "denominator": 820, "rate": 0.7439}}))]
+    "sessions_with_follow_up": 180, "adherence": {"numerator": 610, "denominator": 820, "rate": 0.7439},
+    "error_95": null}))]
 pub struct OutcomeRow {
     /// The value of each grouping dimension.
     #[schema(value_type = Object)]
     pub group: Group,
-    pub suppressed: bool,
-    pub patients: Option<usize>,
-    pub courses: Option<usize>,
-    pub sessions: Option<usize>,
+    pub patients: usize,
+    pub courses: usize,
+    pub sessions: usize,
     /// Course baseline severity (only when an instrument is chosen: severities of different
     /// instruments do not average).
     pub course_baseline_mean: Option<f64>,
@@ -166,9 +170,11 @@ pub struct OutcomeRow {
     /// All charges of the group over the courses that responded by the end of induction.
     pub charge_per_responder_cents: Option<f64>,
     /// Sessions with a baseline and a follow-up: enough to judge benefit and wear-off.
-    pub sessions_with_follow_up: Option<usize>,
+    pub sessions_with_follow_up: usize,
     /// Of the items the group's courses' measurement plans made due, those completed on time.
     pub adherence: RateResponse,
+    #[schema(value_type = Option<Object>)]
+    pub error_95: ErrorBounds,
 }
 
 /// What one group of sessions adds up to, gathered a page of rows at a time.
@@ -231,20 +237,20 @@ impl OutcomeAggregate {
         all.into_iter().cloned().collect()
     }
 
-    /// The rows, ordered by group, small cells suppressed.
+    /// The rows, ordered by group, small cells withheld; and how many were.
     pub fn rows(
         self,
         courses: &HashMap<String, CourseFact>,
         adherence: &HashMap<String, (usize, usize)>,
         with_baseline: bool,
         k: usize,
-    ) -> Vec<OutcomeRow> {
+    ) -> (Vec<OutcomeRow>, usize) {
         let rows: Vec<OutcomeRow> = self
             .cells
             .into_iter()
             .map(|(group, cell)| cell.row(group, courses, adherence, with_baseline))
             .collect();
-        suppress(rows, k, |r| r.patients.unwrap_or(0), OutcomeRow::hide)
+        withhold(rows, k, |r| r.patients)
     }
 }
 
@@ -276,10 +282,9 @@ impl OutcomeCell {
         let courses = self.courses.len();
         OutcomeRow {
             group,
-            suppressed: false,
-            patients: Some(self.patients.len()),
-            courses: Some(courses),
-            sessions: Some(self.sessions),
+            patients: self.patients.len(),
+            courses,
+            sessions: self.sessions,
             course_baseline_mean: mean.filter(|_| with_baseline),
             course_baseline_sd: sd.filter(|_| with_baseline),
             course_baseline_n: with_baseline.then_some(baselines.len()),
@@ -297,73 +302,49 @@ impl OutcomeCell {
                 .then(|| self.charges as f64 / courses as f64),
             charge_per_responder_cents: (responders > 0)
                 .then(|| self.charges as f64 / responders as f64),
-            sessions_with_follow_up: Some(self.judged),
+            sessions_with_follow_up: self.judged,
             adherence: rate(completed, due).into(),
+            error_95: None,
         }
     }
 }
 
-impl OutcomeRow {
-    fn hide(&mut self) {
-        *self = OutcomeRow {
-            group: std::mem::take(&mut self.group),
-            suppressed: true,
-            patients: None,
-            courses: None,
-            sessions: None,
-            course_baseline_mean: None,
-            course_baseline_sd: None,
-            course_baseline_n: None,
-            end_of_induction_response: RateResponse::hidden(),
-            end_of_induction_remission: RateResponse::hidden(),
-            median_time_to_response_days: None,
-            session_benefit: RateResponse::hidden(),
-            km_median_durability_days: None,
-            wears_off_within_days: RateResponse::hidden(),
-            mean_charge_per_course_cents: None,
-            charge_per_responder_cents: None,
-            sessions_with_follow_up: None,
-            adherence: RateResponse::hidden(),
-        }
-    }
-}
-
-/// Applies the small-cell rule to the rows of one grouping.
-fn suppress<R>(
-    mut rows: Vec<R>,
-    k: usize,
-    patients: impl Fn(&R) -> usize,
-    hide: impl Fn(&mut R),
-) -> Vec<R> {
+/// Applies the small-cell rule to the rows of one grouping: the rows it keeps, and how many
+/// it withheld (their keys are not shown).
+fn withhold<R>(rows: Vec<R>, k: usize, patients: impl Fn(&R) -> usize) -> (Vec<R>, usize) {
     let counts: Vec<usize> = rows.iter().map(&patients).collect();
-    for (row, hidden) in rows.iter_mut().zip(research::suppressed(&counts, k)) {
-        if hidden {
-            hide(row);
-        }
-    }
-    rows
+    let hidden = research::suppressed(&counts, k);
+    let withheld = hidden.iter().filter(|h| **h).count();
+    let kept = rows
+        .into_iter()
+        .zip(hidden)
+        .filter(|(_, hidden)| !hidden)
+        .map(|(row, _)| row)
+        .collect();
+    (kept, withheld)
 }
 
 /// One side-effect row (domain.md §8, Side effects) for one effect in one group.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"group": {"route": "iv"}, "effect": "nausea", "suppressed": false, "patients": 18, "reports": 31,
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"group": {"route": "iv"}, "effect": "nausea", "patients": 18, "reports": 31,
     "sessions": 240, "sessions_with_effect_per_100": 12.5, "severity_counts": {"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0},
-    "median_hours_to_resolution": 3.5, "share_unresolved": 0.0323}))]
+    "median_hours_to_resolution": 3.5, "share_unresolved": 0.0323, "error_95": null}))]
 pub struct SideEffectRow {
     #[schema(value_type = Object)]
     pub group: Group,
     pub effect: String,
-    pub suppressed: bool,
     /// Distinct patients with the effect in the group.
-    pub patients: Option<usize>,
-    pub reports: Option<usize>,
+    pub patients: usize,
+    pub reports: usize,
     /// All completed sessions of the group: the denominator of the incidence.
-    pub sessions: Option<usize>,
+    pub sessions: usize,
     pub sessions_with_effect_per_100: Option<f64>,
-    #[schema(value_type = Option<Object>)]
-    pub severity_counts: Option<BTreeMap<String, usize>>,
+    #[schema(value_type = Object)]
+    pub severity_counts: BTreeMap<String, usize>,
     pub median_hours_to_resolution: Option<f64>,
     pub share_unresolved: Option<f64>,
+    #[schema(value_type = Option<Object>)]
+    pub error_95: ErrorBounds,
 }
 
 #[derive(Default)]
@@ -418,7 +399,8 @@ impl SideEffectAggregate {
     }
 
     /// The rows, by effect and group; suppression applies among the groups of one effect.
-    pub fn rows(self, k: usize) -> Vec<SideEffectRow> {
+    /// Also how many rows were withheld.
+    pub fn rows(self, k: usize) -> (Vec<SideEffectRow>, usize) {
         let mut by_effect: BTreeMap<String, Vec<SideEffectRow>> = BTreeMap::new();
         for ((effect, group), cell) in self.cells {
             let sessions = self.sessions.get(&group).copied().unwrap_or(0);
@@ -434,61 +416,57 @@ impl SideEffectAggregate {
                 .push(SideEffectRow {
                     group,
                     effect,
-                    suppressed: false,
-                    patients: Some(cell.patients.len()),
-                    reports: Some(cell.reports),
-                    sessions: Some(sessions),
+                    patients: cell.patients.len(),
+                    reports: cell.reports,
+                    sessions,
                     sessions_with_effect_per_100: (sessions > 0).then(|| {
                         (cell.sessions.len() as f64 * 10_000.0 / sessions as f64).round() / 100.0
                     }),
-                    severity_counts: Some(severity),
+                    severity_counts: severity,
                     median_hours_to_resolution: median(&cell.hours)
                         .map(|h| (h * 100.0).round() / 100.0),
                     share_unresolved: rate(cell.unresolved, cell.reports).rate,
+                    error_95: None,
                 });
         }
-        by_effect
-            .into_values()
-            .flat_map(|rows| {
-                suppress(
-                    rows,
-                    k,
-                    |r| r.patients.unwrap_or(0),
-                    |r| {
-                        r.suppressed = true;
-                        r.patients = None;
-                        r.reports = None;
-                        r.sessions = None;
-                        r.sessions_with_effect_per_100 = None;
-                        r.severity_counts = None;
-                        r.median_hours_to_resolution = None;
-                        r.share_unresolved = None;
-                    },
-                )
-            })
-            .collect()
+        let mut withheld = 0;
+        let mut rows = Vec::new();
+        for effect_rows in by_effect.into_values() {
+            let (kept, hidden) = withhold(effect_rows, k, |r| r.patients);
+            rows.extend(kept);
+            withheld += hidden;
+        }
+        (rows, withheld)
     }
 }
 
 /// One trajectory row: the severities of one instrument in one week since the first
 /// session, in one group.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"group": {"indication": "ptsd"}, "week": 2, "suppressed": false, "patients": 14, "count": 30, "mean": 38.2, "sd": 9.4}))]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"group": {"indication": "ptsd"}, "week": 2, "patients": 14, "count": 30, "mean": 38.2, "sd": 9.4, "error_95": null}))]
 pub struct TrajectoryRow {
     #[schema(value_type = Object)]
     pub group: Group,
     /// Whole weeks since the patient's first session, 0–52.
     pub week: i64,
-    pub suppressed: bool,
-    pub patients: Option<usize>,
+    pub patients: usize,
     /// Scores in the cell.
-    pub count: Option<usize>,
+    pub count: usize,
     pub mean: Option<f64>,
     pub sd: Option<f64>,
+    #[schema(value_type = Option<Object>)]
+    pub error_95: ErrorBounds,
 }
 
-/// Weekly mean severities. `patient_dims` gives each patient's group values; `scores` are
-/// (patient, time, total).
+/// The week since the patient's first session a score falls in (0–52), if any.
+pub fn week_of(first: NaiveDateTime, at: NaiveDateTime) -> Option<i64> {
+    let seconds = (at - first).num_seconds();
+    let week = seconds.div_euclid(7 * 86_400);
+    (seconds >= 0 && week <= 52).then_some(week)
+}
+
+/// Weekly mean severities, small cells withheld (and how many). `patient_dims` gives each
+/// patient's group values; `scores` are (patient, time, total).
 pub fn trajectory_rows(
     scores: &[(String, NaiveDateTime, i32)],
     first_sessions: &HashMap<String, NaiveDateTime>,
@@ -496,7 +474,7 @@ pub fn trajectory_rows(
     instrument: Instrument,
     group_by: &[Dimension],
     k: usize,
-) -> Vec<TrajectoryRow> {
+) -> (Vec<TrajectoryRow>, usize) {
     let def = instrument.definition();
     let mut cells: BTreeMap<(i64, Group), Vec<(&str, f64)>> = BTreeMap::new();
     for (patient, at, total) in scores {
@@ -504,20 +482,16 @@ pub fn trajectory_rows(
         else {
             continue;
         };
-        let days = (*at - *first).num_seconds();
-        if days < 0 {
+        let Some(week) = week_of(*first, *at) else {
             continue;
-        }
-        let week = days / (7 * 86_400);
-        if week > 52 {
-            continue;
-        }
+        };
         cells
             .entry((week, group_of(dims, group_by)))
             .or_default()
             .push((patient.as_str(), f64::from(def.severity(*total))));
     }
     let mut rows = Vec::new();
+    let mut withheld = 0;
     let weeks: std::collections::BTreeSet<i64> = cells.keys().map(|(w, _)| *w).collect();
     for week in weeks {
         let of_week: Vec<TrajectoryRow> = cells
@@ -529,194 +503,17 @@ pub fn trajectory_rows(
                 TrajectoryRow {
                     group: group.clone(),
                     week,
-                    suppressed: false,
-                    patients: Some(values.iter().map(|(p, _)| *p).collect::<HashSet<_>>().len()),
-                    count: Some(values.len()),
+                    patients: values.iter().map(|(p, _)| *p).collect::<HashSet<_>>().len(),
+                    count: values.len(),
                     mean,
                     sd,
+                    error_95: None,
                 }
             })
             .collect();
-        rows.extend(suppress(
-            of_week,
-            k,
-            |r| r.patients.unwrap_or(0),
-            |r| {
-                r.suppressed = true;
-                r.patients = None;
-                r.count = None;
-                r.mean = None;
-                r.sd = None;
-            },
-        ));
+        let (kept, hidden) = withhold(of_week, k, |r| r.patients);
+        rows.extend(kept);
+        withheld += hidden;
     }
-    rows
-}
-
-/// One row of the de-identified export: no ids but a per-export pseudonym, no calendar dates
-/// but days since the patient's first session, an age band instead of a birth year, and never
-/// notes, external references, emails, accounts or clinics.
-#[derive(Debug, Default, Serialize, ToSchema)]
-#[schema(example = json!({"kind": "assessment", "patient": "5f1c0a9e7b3d2e41", "day": 3.958, "sex": "female", "age_band": "40-49",
-    "indication": "treatment_resistant_depression", "route": null, "dose_band": null, "dose_mg_per_kg": null, "total_dose_mg": null,
-    "session_status": null, "phase": null, "charge_cents": null, "benefit_status": null, "durability_days": null,
-    "instrument": "phq9", "total": 9, "severity": 9, "band": "mild", "effect": null, "effect_severity": null, "resolved_day": null}))]
-pub struct ExportRow {
-    /// `session`, `assessment` or `side_effect`.
-    pub kind: &'static str,
-    /// A pseudonym of the patient, different in every export.
-    pub patient: String,
-    /// Days since the patient's first completed session (negative before it).
-    pub day: f64,
-    pub sex: String,
-    pub age_band: String,
-    /// The course's indication (sessions), or the patient's first course's.
-    pub indication: Option<String>,
-    pub route: Option<String>,
-    pub dose_band: Option<String>,
-    pub dose_mg_per_kg: Option<f64>,
-    pub total_dose_mg: Option<f64>,
-    pub session_status: Option<String>,
-    pub phase: Option<String>,
-    pub charge_cents: Option<i64>,
-    pub benefit_status: Option<String>,
-    pub durability_days: Option<f64>,
-    pub instrument: Option<String>,
-    pub total: Option<i32>,
-    pub severity: Option<i32>,
-    pub band: Option<String>,
-    pub effect: Option<String>,
-    pub effect_severity: Option<String>,
-    pub resolved_day: Option<f64>,
-}
-
-fn offset(from: NaiveDateTime, at: NaiveDateTime) -> f64 {
-    ((at - from).num_seconds() as f64 / 86_400.0 * 1000.0).round() / 1000.0
-}
-
-/// The export rows of one patient, in time order. Patients without a completed session have
-/// no day 0 and are left out.
-pub fn export_rows(
-    pseudonym: &str,
-    sex: &str,
-    birth_year: i32,
-    batch: &crate::store::research::ExportBatch,
-    patient_id: &str,
-    filter: &DerivedFilter,
-) -> Vec<ExportRow> {
-    let sessions: Vec<_> = batch
-        .sessions
-        .iter()
-        .filter(|s| s.patient_id == patient_id)
-        .collect();
-    let Some(first) = sessions
-        .iter()
-        .filter(|s| s.status == "completed")
-        .map(|s| s.started_at)
-        .min()
-    else {
-        return vec![];
-    };
-    let age_band = research::age_band(birth_year, first.year());
-    if filter.age_band.as_ref().is_some_and(|a| *a != age_band) {
-        return vec![];
-    }
-    let courses: HashMap<&str, &crate::store::courses::CourseRow> = batch
-        .courses
-        .iter()
-        .filter(|c| c.patient_id == patient_id)
-        .map(|c| (c.id.as_str(), c))
-        .collect();
-    let first_indication = sessions
-        .iter()
-        .find(|s| s.started_at == first)
-        .and_then(|s| courses.get(s.course_id.as_str()))
-        .map(|c| c.indication.clone());
-    let base = |kind, at| ExportRow {
-        kind,
-        patient: pseudonym.to_owned(),
-        day: offset(first, at),
-        sex: sex.to_owned(),
-        age_band: age_band.clone(),
-        indication: first_indication.clone(),
-        ..ExportRow::default()
-    };
-    let mut rows = Vec::new();
-    let mut session_phase = HashMap::new();
-    for s in &sessions {
-        let course = courses.get(s.course_id.as_str());
-        let phase = course.map(|c| {
-            schedule::phase_of(
-                c.protocol.parse().unwrap_or(Protocol::Custom),
-                c.start_date,
-                s.started_at.date(),
-            )
-            .as_str()
-            .to_owned()
-        });
-        let dose_band = research::dose_band(s.dose_mg_per_kg).to_owned();
-        session_phase.insert(
-            s.id.as_str(),
-            (s.route.clone(), dose_band.clone(), phase.clone()),
-        );
-        if !session_allowed(filter, &dose_band, phase.as_deref()) {
-            continue;
-        }
-        let outcome = batch.outcomes.iter().find(|o| o.session_id == s.id);
-        rows.push(ExportRow {
-            indication: course.map(|c| c.indication.clone()),
-            route: Some(s.route.clone()),
-            dose_band: Some(dose_band),
-            dose_mg_per_kg: Some(s.dose_mg_per_kg),
-            total_dose_mg: Some(s.total_dose_mg),
-            session_status: Some(s.status.clone()),
-            phase,
-            charge_cents: s.charge_cents,
-            benefit_status: outcome.map(|o| o.status.clone()),
-            durability_days: outcome.and_then(|o| o.durability_days),
-            ..base("session", s.started_at)
-        });
-    }
-    for a in batch
-        .assessments
-        .iter()
-        .filter(|a| a.patient_id == patient_id)
-    {
-        let instrument: Option<Instrument> = a.instrument.parse().ok();
-        rows.push(ExportRow {
-            instrument: Some(a.instrument.clone()),
-            total: Some(a.total),
-            severity: instrument.map(|i| i.definition().severity(a.total)),
-            band: a.band.clone(),
-            ..base("assessment", a.taken_at)
-        });
-    }
-    for e in batch
-        .side_effects
-        .iter()
-        .filter(|e| e.patient_id == patient_id)
-    {
-        let Some((route, dose_band, phase)) = session_phase.get(e.session_id.as_str()) else {
-            continue;
-        };
-        if !session_allowed(filter, dose_band, phase.as_deref()) {
-            continue;
-        }
-        rows.push(ExportRow {
-            route: Some(route.clone()),
-            dose_band: Some(dose_band.clone()),
-            phase: phase.clone(),
-            effect: Some(e.effect.clone()),
-            effect_severity: Some(e.severity.clone()),
-            resolved_day: e.resolved_at.map(|r| offset(first, r)),
-            ..base("side_effect", e.onset_at)
-        });
-    }
-    rows.sort_by(|a, b| a.day.total_cmp(&b.day));
-    rows
-}
-
-fn session_allowed(filter: &DerivedFilter, dose_band: &str, phase: Option<&str>) -> bool {
-    filter.dose_band.as_deref().is_none_or(|d| d == dose_band)
-        && filter.phase.as_deref().is_none_or(|p| Some(p) == phase)
+    (rows, withheld)
 }
