@@ -21,6 +21,8 @@ mod processes;
 mod reads_audited;
 mod relay;
 mod research;
+mod research_attacks;
+mod research_tiers;
 mod schedule;
 mod security;
 mod shutdown;

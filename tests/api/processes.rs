@@ -279,3 +279,87 @@ async fn guesses_across_two_processes_on_postgres_verify_at_most_five() {
 async fn guesses_across_two_processes_on_sqlite_verify_at_most_five() {
     guesses_across_two_processes_verify_at_most_five(Backend::Sqlite).await;
 }
+
+/// issue 13: one researcher's privacy budget is one budget across processes: eight distinct
+/// aggregate queries sent at once through two processes are answered five times (30.5 of ε,
+/// 6 each); the others are refused, and nothing was released for them.
+async fn a_budget_holds_across_two_processes(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend) else {
+        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
+        return;
+    };
+    let url = database.url();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("KO_JWT_SECRET", SECRET),
+        ("KO_RESEARCH_EPSILON_BUDGET", "30.5"),
+        ("KO_RESEARCH_EPSILON_PER_QUERY", "6"),
+    ];
+    create_account(&env, "researcher", "rosa@university.example", PASSWORD);
+    let (one, two) = (Process::start(&env), Process::start(&env));
+    let client = reqwest::Client::new();
+    let tokens: serde_json::Value = client
+        .post(one.url("/v1/auth/login"))
+        .json(&json!({"email": "rosa@university.example", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let groupings = [
+        "sex",
+        "route",
+        "phase",
+        "indication",
+        "age_band",
+        "dose_band",
+        "clinic",
+        "sex,route",
+    ];
+    let queries = groupings.iter().enumerate().map(|(i, g)| {
+        let server = if i % 2 == 0 { &one } else { &two };
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            let res = client
+                .get(server.url(&format!("/v1/research/outcomes?group_by={g}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            res.status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(queries).await;
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(answered, 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 403)),
+        "{statuses:?}"
+    );
+    let budget: serde_json::Value = client
+        .get(two.url("/v1/research/budget"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(budget["queries"], 5);
+    assert!(
+        budget["epsilon_spent"].as_f64().unwrap() <= 30.5,
+        "{budget}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_holds_across_two_processes_on_postgres() {
+    a_budget_holds_across_two_processes(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_holds_across_two_processes_on_sqlite() {
+    a_budget_holds_across_two_processes(Backend::Sqlite).await;
+}

@@ -97,7 +97,7 @@ fn plain(route: &'static str) -> Fixture {
 
 /// Cohort A (iv, 5 patients) has hand-computed outcomes; B (im, 3) is a small cell; C
 /// (intranasal, 6) is not. Day 0 is 35 days ago. k is 5.
-async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
+pub(crate) async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
     let day0: DateTime<Utc> = (Utc::now() - Duration::days(35))
         .format("%Y-%m-%dT10:00:00Z")
         .to_string()
