@@ -26,6 +26,9 @@ enum Command {
         /// The same seed gives the same clinic.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Consenting patients of the research cohort, over three clinics.
+        #[arg(long, default_value_t = demo::COHORT)]
+        cohort: usize,
     },
     /// Manage accounts.
     User {
@@ -81,8 +84,8 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("created {role} account {id} for {email}");
             Ok(())
         }
-        Command::Demo { seed } => {
-            let sign_ins = demo::run(&settings, seed)?;
+        Command::Demo { seed, cohort } => {
+            let sign_ins = demo::run(&settings, seed, cohort)?;
             println!("Demo clinic written (seed {seed}). Sign in with:");
             for s in sign_ins {
                 println!("  {:<10} {:<32} {}", s.role, s.email, s.password);

@@ -4,7 +4,9 @@
 //! The same seed gives the same clinic relative to the day it is run: patients across the
 //! indications on the standard schedule, responders, non-responders and patients whose benefit
 //! wears off within days, side effects that resolve and some that persist, every flag kind,
-//! and mixed research consent.
+//! and mixed research consent. Beside it, a research cohort: a few hundred consenting
+//! patients over three clinics on the standard induction, so that a researcher's first
+//! aggregate query has groups large enough to release.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
@@ -56,6 +58,8 @@ pub enum DemoError {
 }
 
 const PATIENTS: usize = 40;
+/// Consenting patients of the research cohort, by default.
+pub const COHORT: usize = 300;
 const SEXES: [&str; 6] = ["female", "male", "female", "male", "intersex", "unknown"];
 const CHARGES_CENTS: [i64; 3] = [35_000, 40_000, 45_000];
 const SEDATION: [&str; 4] = ["none", "mild", "mild", "moderate"];
@@ -74,7 +78,7 @@ fn passphrase(rng: &mut StdRng) -> String {
 }
 
 /// Fills the database and returns one sign-in per role.
-pub fn run(settings: &Settings, seed: u64) -> Result<Vec<SignIn>, DemoError> {
+pub fn run(settings: &Settings, seed: u64, cohort: usize) -> Result<Vec<SignIn>, DemoError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let db = startup::open_database(settings, &settings.database_url)?;
     db.migrate().map_err(StartupError::from)?;
@@ -106,6 +110,7 @@ pub fn run(settings: &Settings, seed: u64) -> Result<Vec<SignIn>, DemoError> {
             let patient = synthesize(&client, &token, &mut rng, i, today).await?;
             first_patient.get_or_insert(patient);
         }
+        research_cohort(&client, (&admin_token, &token), &mut rng, seed, cohort, today).await?;
         let patient = first_patient.unwrap_or_default();
         let invite = client.send(Method::POST, &format!("/v1/patients/{patient}/invites"), &token, Value::Null).await?;
         let phone = SignIn { role: "patient", email: format!("patient.{seed}@demo.example"), password: passphrase(&mut rng) };
@@ -115,6 +120,137 @@ pub fn run(settings: &Settings, seed: u64) -> Result<Vec<SignIn>, DemoError> {
         sign_ins.extend([admin, clinician, researcher, phone]);
         Ok(sign_ins)
     })
+}
+
+/// The research cohort: `count` consenting patients spread over the demo clinic and two more,
+/// each with one course of the standard induction, a baseline, and scores the day after and
+/// the day before each next infusion.
+async fn research_cohort<S, B>(
+    client: &Client<'_, S>,
+    (admin_token, demo_token): (&str, &str),
+    rng: &mut StdRng,
+    seed: u64,
+    count: usize,
+    today: DateTime<Utc>,
+) -> Result<(), DemoError>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    if count == 0 {
+        return Ok(());
+    }
+    let mut tokens = vec![demo_token.to_owned()];
+    for name in ["Riverside", "Northgate"] {
+        let clinic = client
+            .send(
+                Method::POST,
+                "/v1/clinics",
+                admin_token,
+                json!({"name": format!("{name} Ketamine Clinic {seed}")}),
+            )
+            .await?;
+        let email = format!("clinician.{}.{seed}@demo.example", name.to_lowercase());
+        let password = passphrase(rng);
+        client.send(Method::POST, "/v1/users", admin_token, json!({"email": email, "password": password, "role": "clinician", "clinic_id": clinic["id"]})).await?;
+        tokens.push(client.sign_in(&email, &password).await?);
+    }
+    let indications = [
+        Indication::TreatmentResistantDepression,
+        Indication::MajorDepression,
+        Indication::Anxiety,
+        Indication::Ptsd,
+    ];
+    for i in 0..count {
+        let token = &tokens[i % tokens.len()];
+        let indication = indications[rng.gen_range(0..indications.len())];
+        let patient = client
+            .send(
+                Method::POST,
+                "/v1/patients",
+                token,
+                json!({
+                    "birth_year": rng.gen_range(1950..2004),
+                    "sex": if rng.gen_bool(0.5) { "female" } else { "male" },
+                    "indications": [indication],
+                    "research_consent": true,
+                }),
+            )
+            .await?;
+        let patient = patient["id"].as_str().unwrap_or_default().to_owned();
+        let start = today - Duration::days(rng.gen_range(35..120));
+        client
+            .send(
+                Method::POST,
+                &format!("/v1/patients/{patient}/courses"),
+                token,
+                json!({"indication": indication, "start_date": start.date_naive()}),
+            )
+            .await?;
+        let def = indication.default_instrument().definition();
+        let top = def.total_max();
+        let score = |at: DateTime<Utc>, total: i32| json!({"instrument": def.instrument, "taken_at": at.to_rfc3339(), "items": answers(def.items, def.item_max, total.clamp(0, top))});
+        let assessments = format!("/v1/patients/{patient}/assessments");
+        let baseline = (f64::from(top) * rng.gen_range(0.6..0.8)).round() as i32;
+        client
+            .send(
+                Method::POST,
+                &assessments,
+                token,
+                score(start - Duration::hours(14), baseline),
+            )
+            .await?;
+        let route = if rng.gen_bool(0.3) {
+            "intranasal"
+        } else {
+            "iv"
+        };
+        let (dose, benefit, lasts) = (
+            if route == "iv" { 0.5 } else { 1.0 },
+            rng.gen_bool(0.65),
+            rng.gen_bool(0.6),
+        );
+        let days = INDUCTION_DAY_OFFSETS;
+        for (n, day) in days.iter().enumerate() {
+            let at = start + Duration::days(*day) + Duration::hours(9);
+            client
+                .send(
+                    Method::POST,
+                    &format!("/v1/patients/{patient}/sessions"),
+                    token,
+                    json!({
+                        "route": route, "started_at": at.to_rfc3339(), "dose_mg_per_kg": dose,
+                        "weight_kg": f64::from(rng.gen_range(520..1100)) / 10.0,
+                        "charge_cents": CHARGES_CENTS[rng.gen_range(0..CHARGES_CENTS.len())],
+                    }),
+                )
+                .await?;
+            let next = days.get(n + 1).map_or(at + Duration::days(6), |d| {
+                start + Duration::days(*d) + Duration::hours(9)
+            });
+            let low = if benefit {
+                baseline / 2 - rng.gen_range(0..3)
+            } else {
+                baseline - rng.gen_range(0..3)
+            };
+            let later = if lasts {
+                low + rng.gen_range(0..2)
+            } else {
+                baseline - rng.gen_range(0..2)
+            };
+            for (when, total) in [
+                (at + Duration::days(1), low),
+                (next - Duration::hours(2), later),
+            ] {
+                if when < today {
+                    client
+                        .send(Method::POST, &assessments, token, score(when, total))
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An in-process client of the API.

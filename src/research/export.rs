@@ -321,9 +321,18 @@ fn quasi(row: &ExportRow) -> Quasi {
 
 /// The row with its quasi-identifiers generalised to `level`.
 pub fn generalised(mut row: ExportRow, level: Level) -> ExportRow {
+    let [age_band, sex, indication, route, dose_band, phase] = generalise(quasi(&row), level);
+    (row.age_band, row.sex, row.indication) = (age_band, sex, indication);
+    (row.route, row.dose_band, row.phase) = (route, dose_band, phase);
+    row
+}
+
+/// Quasi-identifiers generalised to `level`.
+fn generalise(q: Quasi, level: Level) -> Quasi {
+    let [mut age_band, mut sex, mut indication, mut route, mut dose_band, mut phase] = q;
     if level >= 1 {
-        row.age_band = row.age_band.map(|a| wider_age(&a, 20, 80));
-        row.dose_band = row.dose_band.map(|d| {
+        age_band = age_band.map(|a| wider_age(&a, 20, 80));
+        dose_band = dose_band.map(|d| {
             if d == "lt_0.5" || d == "0.5_to_0.75" {
                 "lt_0.75"
             } else {
@@ -333,26 +342,22 @@ pub fn generalised(mut row: ExportRow, level: Level) -> ExportRow {
         });
     }
     if level >= 2 {
-        row.age_band = row.age_band.map(|a| wider_age(&a, 60, 60));
-        row.route = row
-            .route
-            .map(|r| if r == "iv" { r } else { "other".to_owned() });
+        age_band = age_band.map(|a| wider_age(&a, 60, 60));
+        route = route.map(|r| if r == "iv" { r } else { "other".to_owned() });
     }
     if level >= 3 {
-        row.age_band = None;
-        row.indication = row.indication.map(|i| indication_family(&i).to_owned());
+        age_band = None;
+        indication = indication.map(|i| indication_family(&i).to_owned());
     }
     if level >= 4 {
-        row.sex = None;
-        row.dose_band = None;
+        sex = None;
+        dose_band = None;
     }
     if level >= 5 {
         // Nothing left to single anyone out: every row of the file is one combination.
-        row.indication = None;
-        row.route = None;
-        row.phase = None;
+        (indication, route, phase) = (None, None, None);
     }
-    row
+    [age_band, sex, indication, route, dose_band, phase]
 }
 
 /// The band of `width` years holding a 10-year band's low end, everything from `top` up as
@@ -398,15 +403,20 @@ impl Census {
     /// Counts one patient's rows (all of them, as `rows_of_patient` gave them).
     pub fn add_patient(&mut self, rows: &[ExportRow]) {
         self.rows += rows.len();
+        // A patient's rows share few combinations: each counted once, with its rows.
+        let mut own: HashMap<Quasi, usize> = HashMap::new();
+        for row in rows {
+            *own.entry(quasi(row)).or_default() += 1;
+        }
         for (level, combinations) in self.combinations.iter_mut().enumerate() {
-            let mut seen: BTreeSet<Quasi> = BTreeSet::new();
-            for row in rows {
-                let q = quasi(&generalised(row.clone(), level));
-                let entry = combinations.entry(q.clone()).or_default();
-                entry.1 += 1;
-                if seen.insert(q) {
-                    entry.0 += 1;
-                }
+            let mut at_level: HashMap<Quasi, usize> = HashMap::new();
+            for (q, n) in &own {
+                *at_level.entry(generalise(q.clone(), level)).or_default() += n;
+            }
+            for (q, n) in at_level {
+                let entry = combinations.entry(q).or_default();
+                entry.0 += 1;
+                entry.1 += n;
             }
         }
     }

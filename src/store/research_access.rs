@@ -85,7 +85,9 @@ pub fn revoke_grant(
 /// Millionths of ε: spending is counted in whole units so that comparing it with the budget
 /// is exact in SQL on both engines.
 pub fn micro(epsilon: f64) -> i64 {
-    (epsilon * 1e6).ceil() as i64
+    // Up, so that spending is never under-counted; less a hair of floating-point noise, so
+    // that ε 6 summed from its shares (5.999999999999999 or 6.000000000000001) is 6.
+    (epsilon * 1e6 - 1e-6).ceil() as i64
 }
 
 /// The researcher's spending in the period starting at `period_start`: (millionths of ε,

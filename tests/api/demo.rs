@@ -12,7 +12,7 @@ api_test!(
     |app| async move {
         let settings = app.settings.clone();
         let sign_ins =
-            tokio::task::spawn_blocking(move || ketamine_outcomes::demo::run(&settings, 42))
+            tokio::task::spawn_blocking(move || ketamine_outcomes::demo::run(&settings, 42, 0))
                 .await
                 .unwrap()
                 .expect("demo runs");

@@ -443,7 +443,7 @@ api_test!(
     |app| async move {
         let settings = app.settings.clone();
         let sign_ins =
-            tokio::task::spawn_blocking(move || ketamine_outcomes::demo::run(&settings, 9))
+            tokio::task::spawn_blocking(move || ketamine_outcomes::demo::run(&settings, 9, 0))
                 .await
                 .unwrap()
                 .expect("demo");
