@@ -190,6 +190,11 @@ pub async fn list_flags(
 #[schema(example = json!({"note": "Called the patient; safety plan reviewed, crisis line given."}))]
 pub struct AcknowledgeRequest {
     /// What was done: 1 to 2000 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub note: String,
 }
 

@@ -32,6 +32,10 @@ pub struct RiskFactorInput {
     pub factor: RiskFactor,
     /// When the clinic noted it; now when absent.
     pub noted_at: Option<DateTime<Utc>>,
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub note: Option<String>,
 }
 
@@ -45,7 +49,11 @@ pub struct CreatePatientRequest {
     /// Client-generated id for an idempotent create.
     pub id: Option<Uuid>,
     /// The clinic's own reference, unique within the clinic. No names, no addresses.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub external_ref: Option<String>,
     /// From 1900 to the current year.
     #[schema(minimum = 1900)]

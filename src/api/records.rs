@@ -104,7 +104,11 @@ pub fn by_change(window: &Window) -> bool {
 #[schema(example = json!({"reason": "entered for the wrong patient"}))]
 pub struct CorrectionRequest {
     /// Why the record was entered in error; kept with it and audited.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reason: String,
 }
 

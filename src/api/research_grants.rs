@@ -33,8 +33,18 @@ pub struct CreateGrantRequest {
     /// A researcher's account.
     pub researcher_id: Uuid,
     /// What the data-use agreement allows the data to be used for (1–2000 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub purpose: String,
     /// The agreement's reference (1–200 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub reference: String,
     /// When the grant ends: in the future, at most five years ahead.
     pub expires_at: DateTime<Utc>,

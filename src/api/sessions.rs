@@ -89,6 +89,7 @@ pub struct CreateSessionRequest {
     #[serde(default = "completed")]
     pub status: SessionStatus,
     /// Required when, and only when, the status is `held`.
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub hold_reason: Option<String>,
     pub charge_cents: Option<i64>,
     /// Vital signs before the dose.

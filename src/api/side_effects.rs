@@ -46,6 +46,10 @@ pub struct CreateSideEffectRequest {
     /// Not before onset_at, not more than 5 minutes in the future.
     pub resolved_at: Option<DateTime<Utc>>,
     /// Required for `other`. Never exported to research.
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub note: Option<String>,
 }
 

@@ -6,6 +6,16 @@
 
 use crate::domain::RuleBroken;
 
+/// The rules of [`Shape::Line`] and [`Shape::Note`] as the contract states them (JSON Schema
+/// `pattern`; utoipa takes only literals, so the fields repeat these and a test of the document
+/// holds every free-text field to one of them). "Required" adds: not only whitespace.
+pub mod pattern {
+    pub const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+    pub const REQUIRED_LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+    pub const NOTE: &str = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$";
+    pub const REQUIRED_NOTE: &str = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$";
+}
+
 /// What shape of text a field holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -110,5 +120,54 @@ mod tests {
         );
         assert!(is_plain("lantern orbit kettle"));
         assert!(!is_plain("lantern\u{0}"));
+    }
+
+    /// The contract's patterns never admit what the rules refuse: a text that fits the pattern
+    /// is accepted, and every control character the rule refuses breaks the pattern.
+    #[test]
+    fn the_patterns_state_the_rules() {
+        let mut samples: Vec<String> = (0u32..=0xA0)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        samples.extend(
+            [
+                "",
+                " ",
+                "\t",
+                "\n",
+                " x ",
+                "x\r\ny",
+                "\u{2028}",
+                "\u{a0}",
+                "Zürich — ok",
+            ]
+            .map(String::from),
+        );
+        let rules = [
+            (pattern::LINE, Shape::Line, false),
+            (pattern::REQUIRED_LINE, Shape::Line, true),
+            (pattern::NOTE, Shape::Note, false),
+            (pattern::REQUIRED_NOTE, Shape::Note, true),
+        ];
+        for (rule, shape, required) in rules {
+            let pattern = regex::Regex::new(rule).unwrap();
+            for sample in &samples {
+                let accepted = if required {
+                    super::required("f", sample, shape, 100).is_ok()
+                } else {
+                    optional("f", sample, shape, 100).is_ok()
+                };
+                if pattern.is_match(sample) {
+                    assert!(
+                        accepted,
+                        "{rule} admits {sample:?}, which {shape:?} refuses"
+                    );
+                }
+                if sample.chars().any(|c| !shape.allows(c)) {
+                    assert!(!pattern.is_match(sample), "{rule} admits {sample:?}");
+                }
+            }
+        }
     }
 }

@@ -87,3 +87,82 @@ fn every_reference_in_the_document_resolves() {
         "the document has references to check ({checked})"
     );
 }
+
+/// Every string a request body carries states its rule: a format, an enumeration, or a pattern.
+/// Free text carries one of the text rules of `domain::text` (found by schemathesis: a reason
+/// holding a control character fitted the document, and the server refused it). Secrets and
+/// tokens are checked by the server without a pattern that could leak their shape.
+#[test]
+fn every_free_text_field_of_a_request_states_the_text_rule() {
+    use ketamine_outcomes::domain::text::pattern;
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    let text_rules = [
+        pattern::LINE,
+        pattern::REQUIRED_LINE,
+        pattern::NOTE,
+        pattern::REQUIRED_NOTE,
+    ];
+    let unpatterned = [
+        "email",
+        "password",
+        "current_password",
+        "new_password",
+        "refresh_token",
+        "invite_code",
+    ];
+    let mut texts = 0;
+    let mut stack: Vec<(String, &serde_json::Value)> = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if let Some(body) = operation.pointer("/requestBody/content/application~1json/schema") {
+                stack.push((format!("{method} {path}"), body));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some((at, schema)) = stack.pop() {
+        if let Some(target) = schema["$ref"].as_str() {
+            let name = target.rsplit('/').next().unwrap();
+            if seen.insert(format!("{at}{name}")) {
+                stack.push((at, &schemas[name]));
+            }
+            continue;
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for branch in schema[key].as_array().into_iter().flatten() {
+                stack.push((at.clone(), branch));
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            stack.push((at.clone(), items));
+        }
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            let is_string = property["type"] == "string"
+                || property["type"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "string"));
+            let stated = ["format", "enum", "pattern", "$ref"]
+                .iter()
+                .any(|k| property.get(*k).is_some());
+            if is_string && !stated {
+                assert!(
+                    unpatterned.contains(&name.as_str()),
+                    "{at}: {name} is free text without the text rule's pattern"
+                );
+            }
+            if let Some(rule) = property["pattern"].as_str() {
+                if rule.contains(r"\u0000") {
+                    assert!(
+                        text_rules.contains(&rule),
+                        "{at}: {name} has a text rule of its own: {rule}"
+                    );
+                    texts += 1;
+                }
+            }
+            stack.push((format!("{at}.{name}"), property));
+        }
+    }
+    assert!(texts >= 10, "only {texts} free-text fields found");
+}
