@@ -1,7 +1,9 @@
-//! The one error type of the HTTP layer and its one mapping to `application/problem+json`
-//! (RFC 9457). Extractor failures from actix itself are routed through the same mapping, and
-//! [`problem_for_every_error`] rewrites any other error response (an unknown route, a wrong
-//! method) so that a client never sees an error in another shape.
+//! The one error type of the service's use cases and handlers, its one mapping to
+//! `application/problem+json` (RFC 9457), and the problem documents as the contract states
+//! them ([`responses`], grouped per kind of operation). Extractor failures from actix itself
+//! are routed through the same mapping, and [`problem_for_every_error`] rewrites any other
+//! error response (an unknown route, a wrong method) so that a client never sees an error in
+//! another shape.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
@@ -12,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::RuleBroken;
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -97,6 +100,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A unique field's value is taken (an email, a clinic's name, a patient's reference).
+    #[error("{0} is taken")]
+    Taken(&'static str),
     /// The record changed since the version the client sent in If-Match.
     #[error("precondition failed")]
     PreconditionFailed,
@@ -177,6 +183,12 @@ impl ApiError {
             ),
             Self::NotFound => ("not-found", "Not found", "no such resource".into(), vec![]),
             Self::Conflict(detail) => ("conflict", "Conflict", detail.clone(), vec![]),
+            Self::Taken(field) => (
+                "conflict",
+                "Conflict",
+                format!("{field}: is taken"),
+                vec![FieldError::new(*field, "is taken")],
+            ),
             Self::InvalidCredentials => (
                 "invalid-credentials",
                 "Sign-in failed",
@@ -283,7 +295,7 @@ impl ResponseError for ApiError {
             }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Taken(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -324,9 +336,12 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %cause_chain(cause.as_ref()), "database unavailable");
                 Self::Unavailable
             }
-            StoreError::Conflict { constraint } => Self::Conflict(format!(
-                "the record conflicts with an existing one ({constraint})"
-            )),
+            StoreError::Taken { field } => Self::Taken(field),
+            StoreError::Conflict => {
+                Self::Conflict("the record conflicts with another record".into())
+            }
+            // A stored value that does not read back (StoreError::Integrity), or any other
+            // database failure: logged with its whole cause chain, never guessed around.
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -436,9 +451,256 @@ fn generic_detail(status: StatusCode) -> &'static str {
     }
 }
 
+/// Domain rule failures as a 422 naming every field.
+impl From<Vec<RuleBroken>> for ApiError {
+    fn from(broken: Vec<RuleBroken>) -> Self {
+        Self::Validation(
+            broken
+                .into_iter()
+                .map(|b| FieldError::new(b.field, b.rule))
+                .collect(),
+        )
+    }
+}
+
+impl From<RuleBroken> for ApiError {
+    fn from(broken: RuleBroken) -> Self {
+        vec![broken].into()
+    }
+}
+
 impl From<diesel::result::Error> for ApiError {
     fn from(err: diesel::result::Error) -> Self {
         StoreError::from(err).into()
+    }
+}
+
+/// The error responses operations share, each a problem document with an example.
+pub mod responses {
+    use utoipa::{IntoResponses, ToResponse};
+
+    use crate::error::Problem;
+
+    #[derive(ToResponse)]
+    #[response(description = "The body is not valid JSON", content_type = "application/problem+json",
+        example = json!({"type": "/problems/malformed", "title": "The request could not be read", "status": 400,
+            "detail": "malformed JSON: EOF while parsing an object"}))]
+    pub struct BadRequest(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "No valid bearer token", content_type = "application/problem+json",
+        example = json!({"type": "/problems/unauthorized", "title": "Sign-in required", "status": 401,
+            "detail": "a valid bearer token is required"}))]
+    pub struct Unauthorized(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "Wrong email or password (the same answer for both)", content_type = "application/problem+json",
+        example = json!({"type": "/problems/invalid-credentials", "title": "Sign-in failed", "status": 401,
+            "detail": "the email or password is not correct"}))]
+    pub struct InvalidCredentials(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The caller's role may not do this", content_type = "application/problem+json",
+        example = json!({"type": "/problems/forbidden", "title": "Not allowed", "status": 403,
+            "detail": "your role may not do this"}))]
+    pub struct Forbidden(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "No such record within the caller's scope", content_type = "application/problem+json",
+        example = json!({"type": "/problems/not-found", "title": "Not found", "status": 404, "detail": "no such resource"}))]
+    pub struct NotFound(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The id is taken by a record with a different body, or a unique field is taken",
+        content_type = "application/problem+json",
+        example = json!({"type": "/problems/conflict", "title": "Conflict", "status": 409,
+            "detail": "a record with this id exists with a different body"}))]
+    pub struct Conflict(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "If-Match names a version that is no longer current", content_type = "application/problem+json",
+        example = json!({"type": "/problems/precondition-failed", "title": "Precondition failed", "status": 412,
+            "detail": "the record has changed; fetch it again and retry with its current version"}))]
+    pub struct PreconditionFailed(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "A field broke a rule, or the body has an unknown field", content_type = "application/problem+json",
+        example = json!({"type": "/problems/validation", "title": "The request broke a rule", "status": 422,
+            "detail": "password: must be at least 12 characters",
+            "errors": [{"field": "password", "message": "must be at least 12 characters"}]}))]
+    pub struct Unprocessable(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The body is larger than 256 KiB", content_type = "application/problem+json",
+        example = json!({"type": "/problems/payload-too-large", "title": "Payload too large", "status": 413,
+            "detail": "the body must not exceed 262144 bytes"}))]
+    pub struct PayloadTooLarge(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The body is not application/json", content_type = "application/problem+json",
+        example = json!({"type": "/problems/unsupported-media-type", "title": "Unsupported media type", "status": 415,
+            "detail": "send the body as application/json"}))]
+    pub struct UnsupportedMediaType(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "Too many sign-in attempts for this account or client address; see Retry-After",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait")),
+        example = json!({"type": "/problems/too-many-requests", "title": "Too many requests", "status": 429,
+            "detail": "too many sign-in attempts; retry after 30 seconds"}))]
+    pub struct TooManyRequests(pub Problem);
+
+    #[derive(ToResponse)]
+    #[response(description = "The database is unavailable, or too many passwords are being checked; retry after Retry-After",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait")),
+        example = json!({"type": "/problems/unavailable", "title": "Service unavailable", "status": 503,
+            "detail": "the database is unavailable; retry shortly"}))]
+    pub struct Unavailable(pub Problem);
+
+    /// A read of a record or of one patient's records.
+    #[derive(IntoResponses)]
+    pub enum Read {
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 404)]
+        NotFound(#[ref_response] NotFound),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// A list of the caller's scope (their clinic's patients, the worklist, the trail).
+    #[derive(IntoResponses)]
+    pub enum List {
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// A create in the caller's scope (idempotent by client id: 409 for the same id with
+    /// another body, or a unique field taken).
+    #[derive(IntoResponses)]
+    pub enum Create {
+        #[response(status = 400)]
+        BadRequest(#[ref_response] BadRequest),
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 409)]
+        Conflict(#[ref_response] Conflict),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// A create under a record named in the path (a patient's session, a flag's
+    /// acknowledgement).
+    #[derive(IntoResponses)]
+    pub enum CreateUnder {
+        #[response(status = 400)]
+        BadRequest(#[ref_response] BadRequest),
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 404)]
+        NotFound(#[ref_response] NotFound),
+        #[response(status = 409)]
+        Conflict(#[ref_response] Conflict),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// A change of a clinical record (JSON merge patch, If-Match): 409 when the record was
+    /// entered in error or a unique field is taken.
+    #[derive(IntoResponses)]
+    pub enum Change {
+        #[response(status = 400)]
+        BadRequest(#[ref_response] BadRequest),
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 404)]
+        NotFound(#[ref_response] NotFound),
+        #[response(status = 409)]
+        Conflict(#[ref_response] Conflict),
+        #[response(status = 412)]
+        PreconditionFailed(#[ref_response] PreconditionFailed),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// A change of a setting (a course's plan, an account's access), which nothing else can
+    /// hold: no conflict.
+    #[derive(IntoResponses)]
+    pub enum Update {
+        #[response(status = 400)]
+        BadRequest(#[ref_response] BadRequest),
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 404)]
+        NotFound(#[ref_response] NotFound),
+        #[response(status = 412)]
+        PreconditionFailed(#[ref_response] PreconditionFailed),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// Marking a record entered in error.
+    #[derive(IntoResponses)]
+    pub enum Correct {
+        #[response(status = 400)]
+        BadRequest(#[ref_response] BadRequest),
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 404)]
+        NotFound(#[ref_response] NotFound),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// Anything else a signed-in caller asks that names no record.
+    #[derive(IntoResponses)]
+    pub enum SignedIn {
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
+    /// What one role alone may read (a researcher's budget, every budget).
+    #[derive(IntoResponses)]
+    pub enum RoleOnly {
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
     }
 }
 

@@ -12,13 +12,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock;
 use crate::config::ClinicalSettings;
-use crate::domain::flags::{self, CompletedSession, FlagKind, Raised};
+use crate::domain::flags::{self, CompletedSession, FlagKind, FlagStatus, Raised};
+use crate::domain::ids::{CourseId, FlagId, PatientId, SessionId};
 use crate::domain::instrument::{Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
-use crate::domain::patient::{RiskClass, RiskFactor};
-use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
-use crate::domain::side_effect::{Effect, Persistence, Severity, SideEffectReport};
-use crate::domain::treatment::VitalSigns;
+use crate::domain::patient::RiskClass;
+use crate::domain::schedule::{self, Phase, SlotStatus};
+use crate::domain::side_effect::Persistence;
+use crate::domain::treatment::{SessionStatus, VitalSigns};
 use crate::store::assessments::{self, AssessmentRow};
 use crate::store::courses::{self, CourseRow};
 use crate::store::flags::{self as flag_store, FlagRow};
@@ -30,7 +31,7 @@ use crate::store::{patients, DbConnection, StoreError};
 
 /// Everything of one patient's record that outcomes and flags are computed from.
 struct Record {
-    patient_id: String,
+    patient_id: PatientId,
     has_contraindication: bool,
     courses: Vec<CourseRow>,
     /// Live sessions, oldest first.
@@ -40,15 +41,14 @@ struct Record {
 }
 
 impl Record {
-    fn load(conn: &mut DbConnection, patient_id: &str) -> Result<Self, StoreError> {
-        let patient = patients::find(conn, &Scope::Patient(patient_id.to_owned()), patient_id)?;
+    fn load(conn: &mut DbConnection, patient_id: PatientId) -> Result<Self, StoreError> {
+        let patient = patients::find(conn, &Scope::Patient(patient_id), patient_id)?;
         let has_contraindication = patient
             .risk_factors
             .iter()
-            .filter_map(|r| r.factor.parse::<RiskFactor>().ok())
-            .any(|f| f.class() == RiskClass::Contraindication);
+            .any(|r| r.factor.class() == RiskClass::Contraindication);
         Ok(Self {
-            patient_id: patient_id.to_owned(),
+            patient_id,
             has_contraindication,
             courses: courses::of_patient(conn, patient_id)?,
             sessions: sessions::live_of_patient(conn, patient_id)?,
@@ -60,11 +60,11 @@ impl Record {
     fn completed(&self) -> Vec<&SessionRow> {
         self.sessions
             .iter()
-            .filter(|s| s.status == "completed")
+            .filter(|s| s.status == SessionStatus::Completed)
             .collect()
     }
 
-    fn course(&self, id: &str) -> Option<&CourseRow> {
+    fn course(&self, id: CourseId) -> Option<&CourseRow> {
         self.courses.iter().find(|c| c.id == id)
     }
 
@@ -73,9 +73,9 @@ impl Record {
         let definition = instrument.definition();
         self.assessments
             .iter()
-            .filter(|a| a.instrument == instrument.as_str())
+            .filter(|a| a.instrument == instrument)
             .map(|a| Score {
-                id: a.id.clone(),
+                id: a.id,
                 taken_at: clock::from_db(a.taken_at),
                 severity: definition.severity(a.total),
                 total: a.total,
@@ -88,7 +88,7 @@ impl Record {
 pub fn refresh(
     conn: &mut DbConnection,
     settings: &ClinicalSettings,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<(), StoreError> {
     let record = Record::load(conn, patient_id)?;
     let session_outcomes = store_outcomes(conn, settings, &record)?;
@@ -100,7 +100,7 @@ pub fn refresh(
             .filter(|o| o.wears_off_within_days)
             .map(|o| Wanted {
                 record_type: "session",
-                record_id: o.session_id.clone(),
+                record_id: o.session_id.to_string(),
                 raised: Raised {
                     kind: FlagKind::WearsOffWithinDays,
                     detail: format!(
@@ -110,7 +110,7 @@ pub fn refresh(
                 },
             }),
     );
-    raise_missing(conn, &record.patient_id, wanted, now)
+    raise_missing(conn, record.patient_id, wanted, now)
 }
 
 /// Raises the flags that time alone raises, for every patient in the scope who could have one.
@@ -125,10 +125,10 @@ pub fn refresh_time_based(
     candidates.dedup();
     let now = clock::now();
     for patient_id in candidates {
-        let record = Record::load(conn, &patient_id)?;
+        let record = Record::load(conn, patient_id)?;
         raise_missing(
             conn,
-            &patient_id,
+            patient_id,
             time_flags(&record, now, settings.persistence),
             now,
         )?;
@@ -145,20 +145,18 @@ fn store_outcomes(
 ) -> Result<Vec<SessionOutcomeRow>, StoreError> {
     let now = clock::to_db(clock::now());
     let completed = record.completed();
-    let mut scores: HashMap<String, Vec<Score>> = HashMap::new();
+    let mut scores: HashMap<Instrument, Vec<Score>> = HashMap::new();
     let mut wanted_sessions = Vec::new();
     for (i, session) in completed.iter().enumerate() {
-        let Some(course) = record.course(&session.course_id) else {
+        let Some(course) = record.course(session.course_id) else {
             continue;
         };
-        let Ok(instrument) = course.primary_instrument.parse::<Instrument>() else {
-            continue;
-        };
+        let instrument = course.primary_instrument;
         let Some(mic) = instrument.definition().mic else {
             continue;
         };
         let scores = scores
-            .entry(course.primary_instrument.clone())
+            .entry(instrument)
             .or_insert_with(|| record.scores(instrument));
         let next = completed.get(i + 1).map(|n| clock::from_db(n.started_at));
         let o = outcomes::session_outcome(
@@ -169,11 +167,11 @@ fn store_outcomes(
             settings.wear_off_days,
         );
         wanted_sessions.push(SessionOutcomeRow {
-            session_id: session.id.clone(),
-            patient_id: record.patient_id.clone(),
-            course_id: course.id.clone(),
-            instrument: course.primary_instrument.clone(),
-            status: o.status.as_str().to_owned(),
+            session_id: session.id,
+            patient_id: record.patient_id,
+            course_id: course.id,
+            instrument,
+            status: o.status,
             baseline: o.baseline,
             nadir: o.nadir,
             gain: o.gain,
@@ -183,10 +181,10 @@ fn store_outcomes(
             computed_at: now,
         });
     }
-    let stored: HashMap<String, SessionOutcomeRow> =
-        outcome_store::sessions_of(conn, &record.patient_id)?
+    let stored: HashMap<SessionId, SessionOutcomeRow> =
+        outcome_store::sessions_of(conn, record.patient_id)?
             .into_iter()
-            .map(|r| (r.session_id.clone(), r))
+            .map(|r| (r.session_id, r))
             .collect();
     for row in &wanted_sessions {
         let unchanged = stored.get(&row.session_id).is_some_and(|old| {
@@ -199,22 +197,20 @@ fn store_outcomes(
             outcome_store::put_session(conn, row)?;
         }
     }
-    let gone: Vec<String> = stored
+    let gone: Vec<SessionId> = stored
         .keys()
-        .filter(|id| !wanted_sessions.iter().any(|w| &&w.session_id == id))
-        .cloned()
+        .filter(|id| !wanted_sessions.iter().any(|w| w.session_id == **id))
+        .copied()
         .collect();
     outcome_store::remove_sessions(conn, &gone)?;
 
-    let stored_courses: HashMap<String, CourseOutcomeRow> =
-        outcome_store::courses_of(conn, &record.patient_id)?
+    let stored_courses: HashMap<CourseId, CourseOutcomeRow> =
+        outcome_store::courses_of(conn, record.patient_id)?
             .into_iter()
-            .map(|r| (r.course_id.clone(), r))
+            .map(|r| (r.course_id, r))
             .collect();
     for course in &record.courses {
-        let Ok(instrument) = course.primary_instrument.parse::<Instrument>() else {
-            continue;
-        };
+        let instrument = course.primary_instrument;
         let first = completed
             .iter()
             .find(|s| s.course_id == course.id)
@@ -226,9 +222,9 @@ fn store_outcomes(
             settings.remission.of(instrument),
         );
         let row = CourseOutcomeRow {
-            course_id: course.id.clone(),
-            patient_id: record.patient_id.clone(),
-            instrument: course.primary_instrument.clone(),
+            course_id: course.id,
+            patient_id: record.patient_id,
+            instrument,
             first_session_at: first,
             baseline: o.baseline,
             end_of_induction_assessment_id: o.end_of_induction_score,
@@ -257,10 +253,11 @@ struct Wanted {
     raised: Raised,
 }
 
-fn on<'a>(record_type: &'static str, record_id: &'a str) -> impl Fn(Raised) -> Wanted + 'a {
+fn on(record_type: &'static str, record_id: impl std::fmt::Display) -> impl Fn(Raised) -> Wanted {
+    let record_id = record_id.to_string();
     move |raised| Wanted {
         record_type,
-        record_id: record_id.to_owned(),
+        record_id: record_id.clone(),
         raised,
     }
 }
@@ -269,63 +266,40 @@ fn on<'a>(record_type: &'static str, record_id: &'a str) -> impl Fn(Raised) -> W
 fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
     let mut wanted = Vec::new();
     for a in &record.assessments {
-        let items: Vec<i32> = serde_json::from_str(&a.items).unwrap_or_default();
-        let Ok(instrument) = a.instrument.parse::<Instrument>() else {
-            continue;
-        };
-        if let Ok(scored) = Scored::score(instrument, &items) {
+        // Stored items were scored when they were stored: scoring them again cannot fail
+        // unless the instrument table changed, and then the record raises nothing new.
+        if let Ok(scored) = Scored::score(a.instrument, &a.items.0) {
             wanted.extend(
                 flags::assessment_flags(&scored)
                     .into_iter()
-                    .map(on("assessment", &a.id)),
+                    .map(on("assessment", a.id)),
             );
         }
     }
-    for s in record.sessions.iter().filter(|s| s.status != "cancelled") {
-        let pre = VitalSigns {
-            systolic: s.pre_systolic,
-            diastolic: s.pre_diastolic,
-            heart_rate: s.pre_heart_rate,
-            spo2: s.pre_spo2,
-        };
-        let post = VitalSigns {
-            systolic: s.post_systolic,
-            diastolic: s.post_diastolic,
-            heart_rate: s.post_heart_rate,
-            spo2: s.post_spo2,
-        };
-        let readings: Vec<serde_json::Value> =
-            serde_json::from_str(&s.readings).unwrap_or_default();
-        let during = readings.iter().map(|r| {
-            let field = |name: &str| {
-                r.get(name)
-                    .and_then(serde_json::Value::as_i64)
-                    .and_then(|v| i32::try_from(v).ok())
-            };
-            VitalSigns {
-                systolic: field("systolic"),
-                diastolic: field("diastolic"),
-                heart_rate: field("heart_rate"),
-                spo2: field("spo2"),
-            }
-        });
-        let post_dose: Vec<VitalSigns> = during.chain(std::iter::once(post)).collect();
+    for s in record
+        .sessions
+        .iter()
+        .filter(|s| s.status != SessionStatus::Cancelled)
+    {
+        let given = s.administration();
+        let during = given.readings.iter().map(|r| r.vitals);
+        let post_dose: Vec<VitalSigns> = during.chain(std::iter::once(given.post)).collect();
         let raised = flags::session_flags(
-            &pre,
+            &given.pre,
             &post_dose,
             settings.thresholds,
             record.has_contraindication,
         );
-        wanted.extend(raised.into_iter().map(on("session", &s.id)));
+        wanted.extend(raised.into_iter().map(on("session", s.id)));
     }
     let completed: Vec<CompletedSession> = record
         .completed()
         .iter()
         .map(|s| CompletedSession {
-            id: s.id.clone(),
+            id: s.id,
             started_at: clock::from_db(s.started_at),
             maintenance: record
-                .course(&s.course_id)
+                .course(s.course_id)
                 .is_some_and(|c| after_induction(c, s.started_at.date())),
         })
         .collect();
@@ -334,7 +308,7 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
             .into_iter()
             .map(|(id, raised)| Wanted {
                 record_type: "session",
-                record_id: id,
+                record_id: id.to_string(),
                 raised,
             }),
     );
@@ -344,27 +318,21 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
                 kind: FlagKind::Contraindication,
                 detail: "course planned for a patient with a contraindication".into(),
             };
-            wanted.push(on("course", &c.id)(raised));
+            wanted.push(on("course", c.id)(raised));
         }
     }
     for e in &record.side_effects {
-        let (Ok(effect), Ok(severity)) =
-            (e.effect.parse::<Effect>(), e.severity.parse::<Severity>())
-        else {
-            continue;
-        };
         wanted.extend(
-            flags::side_effect_flags(effect, severity)
+            flags::side_effect_flags(e.effect, e.severity)
                 .into_iter()
-                .map(on("side_effect", &e.id)),
+                .map(on("side_effect", e.id)),
         );
     }
     wanted
 }
 
 fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
-    let protocol = course.protocol.parse().unwrap_or(Protocol::Custom);
-    schedule::phase_of(protocol, course.start_date, day) == Phase::Maintenance
+    schedule::phase_of(course.protocol, course.start_date, day) == Phase::Maintenance
 }
 
 /// The flags that time raises: persistent side effects, missed follow-ups and missed
@@ -372,63 +340,43 @@ fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
 fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> Vec<Wanted> {
     let mut wanted = Vec::new();
     for e in &record.side_effects {
-        let (Ok(effect), Ok(severity)) =
-            (e.effect.parse::<Effect>(), e.severity.parse::<Severity>())
-        else {
-            continue;
-        };
-        let report = SideEffectReport {
-            effect,
-            severity,
-            onset_at: clock::from_db(e.onset_at),
-            resolved_at: e.resolved_at.map(clock::from_db),
-            reported_by: crate::domain::instrument::Rater::Clinician,
-            note: None,
-        };
+        let report = e.report();
         if report.is_persistent(now, persistence) {
             let detail = format!(
-                "{effect} unresolved since {}",
+                "{} unresolved since {}",
+                report.effect,
                 report.onset_at.format("%Y-%m-%d %H:%M UTC")
             );
-            wanted.push(on("side_effect", &e.id)(Raised {
+            wanted.push(on("side_effect", e.id)(Raised {
                 kind: FlagKind::PersistentSideEffect,
                 detail,
             }));
         }
     }
     for s in record.completed() {
-        let primary = record
-            .course(&s.course_id)
-            .and_then(|c| c.primary_instrument.parse::<Instrument>().ok());
-        let Some(primary) = primary else { continue };
+        let Some(primary) = record.course(s.course_id).map(|c| c.primary_instrument) else {
+            continue;
+        };
         let scores: Vec<DateTime<Utc>> = record
             .scores(primary)
             .iter()
             .map(|sc| sc.taken_at)
             .collect();
         if let Some(raised) = flags::missed_follow_up(clock::from_db(s.started_at), &scores, now) {
-            wanted.push(on("session", &s.id)(raised));
+            wanted.push(on("session", s.id)(raised));
         }
     }
     for course in record.courses.iter().filter(|c| !c.closed) {
-        let Ok(protocol) = course.protocol.parse::<Protocol>() else {
-            continue;
-        };
-        let custom: Vec<NaiveDate> = course
-            .planned_dates
-            .as_deref()
-            .and_then(|d| serde_json::from_str(d).ok())
-            .unwrap_or_default();
-        let completed: Vec<(String, NaiveDate)> = record
+        let completed: Vec<(SessionId, NaiveDate)> = record
             .completed()
             .iter()
             .filter(|s| s.course_id == course.id)
-            .map(|s| (s.id.clone(), s.started_at.date()))
+            .map(|s| (s.id, s.started_at.date()))
             .collect();
         for slot in schedule::slots(
-            protocol,
+            course.protocol,
             course.start_date,
-            &custom,
+            course.custom_dates(),
             &completed,
             now.date_naive(),
         ) {
@@ -452,16 +400,16 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
 /// Inserts each wanted flag that the patient does not have yet.
 fn raise_missing(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
     wanted: Vec<Wanted>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let existing: HashSet<(String, String)> = flag_store::existing(conn, patient_id)?
+    let existing: HashSet<(FlagKind, String)> = flag_store::existing(conn, patient_id)?
         .into_iter()
         .collect();
     let mut seen = HashSet::new();
     for w in wanted {
-        let key = (w.raised.kind.as_str().to_owned(), w.record_id.clone());
+        let key = (w.raised.kind, w.record_id.clone());
         if existing.contains(&key) || !seen.insert(key) {
             continue;
         }
@@ -469,16 +417,16 @@ fn raise_missing(
         flag_store::raise(
             conn,
             &FlagRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                patient_id: patient_id.to_owned(),
-                kind: w.raised.kind.as_str().to_owned(),
-                level: level.as_str().to_owned(),
+                id: FlagId::random(),
+                patient_id,
+                kind: w.raised.kind,
+                level,
                 level_rank: level.rank(),
                 record_type: w.record_type.to_owned(),
                 record_id: w.record_id,
                 detail: w.raised.detail,
                 raised_at: clock::to_db(now),
-                status: "open".to_owned(),
+                status: FlagStatus::Open,
                 acknowledged_by: None,
                 acknowledged_at: None,
                 note: None,

@@ -2,8 +2,10 @@
 //! see, and answers de-identified research questions. `docs/ARCHITECTURE.md` is the map.
 
 pub mod accounts;
+pub mod administration;
 pub mod api;
 pub mod auth;
+pub mod call;
 pub mod charts;
 pub mod cli;
 pub mod clock;
@@ -15,8 +17,13 @@ pub mod error;
 pub mod evaluation;
 pub mod http;
 pub mod openapi;
+pub mod outcomes;
+pub mod patients;
+pub mod plan;
+pub mod records;
 pub mod research;
-pub mod routes;
+pub mod sign_in;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod worklist;

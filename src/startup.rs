@@ -10,16 +10,18 @@ use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App};
 
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api;
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
-use crate::auth::token::TokenKeys;
-use crate::config::{AuthSettings, ClinicalSettings, DatabaseUrl, ResearchSettings, Settings};
+use crate::call::Services;
+use crate::config::{DatabaseUrl, Settings};
 use crate::connection::ProblemStream;
 use crate::error;
 use crate::http;
 use crate::openapi;
-use crate::routes;
-use crate::store::{Db, StoreError};
+use crate::store::{Db, ResearchDb, StoreError};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,21 +144,9 @@ fn private_database_file(path: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// The pool research queries read from: a read replica when one is configured.
+/// What every request may reach: the pools, the keys, the hasher, the settings.
 #[derive(Clone)]
-pub struct ResearchDb(pub Db);
-
-/// What every request may reach: the pool, the keys, the hasher, the settings.
-#[derive(Clone)]
-pub struct SharedState {
-    db: web::Data<Db>,
-    research: web::Data<ResearchDb>,
-    keys: web::Data<TokenKeys>,
-    hasher: web::Data<PasswordHasher>,
-    auth: web::Data<AuthSettings>,
-    clinical: web::Data<ClinicalSettings>,
-    research_settings: web::Data<ResearchSettings>,
-}
+pub struct SharedState(web::Data<Services>);
 
 impl SharedState {
     pub fn new(db: Db, settings: &Settings) -> Result<Self, StartupError> {
@@ -164,32 +154,32 @@ impl SharedState {
             Some(url) => open_database(settings, url)?,
             None => db.clone(),
         };
-        Ok(Self {
-            db: web::Data::new(db),
-            research: web::Data::new(ResearchDb(research)),
-            keys: web::Data::new(keys::load(&settings.auth, &settings.data_dir)?),
-            hasher: web::Data::new(PasswordHasher::new(
+        Ok(Self(web::Data::new(Services {
+            db,
+            research_db: ResearchDb(research),
+            keys: keys::load(&settings.auth, &settings.data_dir)?,
+            hasher: PasswordHasher::new(
                 settings.auth.argon2_memory_kib,
                 settings.auth.argon2_iterations,
                 settings.auth.hash_limits,
-            )?),
-            auth: web::Data::new(settings.auth.clone()),
-            clinical: web::Data::new(settings.clinical),
-            research_settings: web::Data::new(settings.research),
-        })
+            )?,
+            auth: settings.auth.clone(),
+            clinical: settings.clinical,
+            research: settings.research,
+        })))
     }
 
-    /// Registers the state and the whole route table, for the server and for in-process
-    /// clients such as `demo`.
+    /// Registers the state, the whole route table and the document's own pages, for the
+    /// server and for in-process clients such as `demo`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        cfg.app_data(self.db.clone())
-            .app_data(self.research.clone())
-            .app_data(self.keys.clone())
-            .app_data(self.hasher.clone())
-            .app_data(self.auth.clone())
-            .app_data(self.clinical.clone())
-            .app_data(self.research_settings.clone())
-            .configure(routes::configure)
+        cfg.app_data(self.0.clone());
+        api::routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(
+            cfg,
+        ));
+        cfg.service(web::redirect("/docs", "/docs/"))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::contract().clone()),
+            )
             .default_service(web::to(not_found));
     }
 }

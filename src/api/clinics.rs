@@ -1,28 +1,22 @@
-//! Clinics (administrators only).
+//! Clinics and the audit trail (administrators), on the wire.
 
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::context::{Audited, RequestContext};
-use crate::api::idempotent::{created_or_replayed, Creation};
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::rules_broken;
-use crate::auth::caller::Caller;
+use crate::administration;
+use crate::api::wire::{created, PageQuery, Paged};
+use crate::call::Call;
 use crate::clock;
-use crate::domain::account::Role;
-use crate::domain::text::{self, Shape};
+use crate::domain::audit::Action;
+use crate::domain::time;
+use crate::error::responses::{Create, List};
 use crate::error::ApiError;
-use crate::store::clinics::{self, ClinicRow, NewClinicRow};
-use crate::store::{audit, Db};
-
-/// Shown by the app at once when a questionnaire raises a suicidal-ideation flag, until the
-/// clinic sets its own.
-pub const DEFAULT_CRISIS_MESSAGE: &str =
-    "If you are thinking about harming yourself or ending your life, \
-call your local emergency number now, or your clinic's crisis line.";
+use crate::records::id_for;
+use crate::store::audit::{AuditEventRow, AuditFilter};
+use crate::store::clinics::ClinicRow;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +57,7 @@ pub struct ClinicResponse {
 impl From<ClinicRow> for ClinicResponse {
     fn from(row: ClinicRow) -> Self {
         Self {
-            id: row.id,
+            id: row.id.to_string(),
             name: row.name,
             crisis_message: row.crisis_message,
             created_at: clock::from_db(row.created_at),
@@ -81,76 +75,17 @@ impl From<ClinicRow> for ClinicResponse {
     responses(
         (status = 201, description = "Created", body = ClinicResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = ClinicResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Create,
     )
 )]
 #[post("/v1/clinics")]
 pub async fn create_clinic(
-    caller: Caller,
+    call: Call,
     body: web::Json<CreateClinicRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let body = body.into_inner();
-    let name = text::required("name", &body.name, Shape::Line, 200);
-    let crisis_message = text::required(
-        "crisis_message",
-        body.crisis_message
-            .as_deref()
-            .unwrap_or(DEFAULT_CRISIS_MESSAGE),
-        Shape::Note,
-        2000,
-    );
-    let (name, crisis_message) = match (name, crisis_message) {
-        (Ok(name), Ok(message)) => (name, message),
-        (name, message) => {
-            return Err(rules_broken(
-                name.err().into_iter().chain(message.err()).collect(),
-            ))
-        }
-    };
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let creation = db
-        .run(move |conn| {
-            created_or_replayed(
-                conn,
-                |conn| clinics::find(conn, &id),
-                |row| row.name == name && row.crisis_message == crisis_message,
-                |conn| {
-                    let now = clock::to_db(clock::now());
-                    clinics::insert(
-                        conn,
-                        &NewClinicRow {
-                            id: &id,
-                            name: &name,
-                            crisis_message: &crisis_message,
-                            created_at: now,
-                            updated_at: now,
-                        },
-                    )?;
-                    let event = ctx.audit(
-                        Some(&caller),
-                        Audited {
-                            action: "clinic_created",
-                            resource_type: "clinic",
-                            resource_id: Some(&id),
-                            patient_id: None,
-                        },
-                    );
-                    audit::record(conn, &event)
-                },
-            )
-        })
-        .await?;
-    Ok(match creation {
-        Creation::Created(row) => HttpResponse::Created().json(ClinicResponse::from(row)),
-        Creation::Replayed(row) => HttpResponse::Ok().json(ClinicResponse::from(row)),
-    })
+    let message = body.crisis_message.as_deref();
+    let made = administration::create_clinic(&call, id_for(body.id), &body.name, message).await?;
+    Ok(created(made, ClinicResponse::from))
 }
 
 /// Lists clinics, oldest first.
@@ -160,25 +95,102 @@ pub async fn create_clinic(
     params(PageQuery),
     responses(
         (status = 200, description = "One page of clinics", body = Paged<ClinicResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        List,
     )
 )]
 #[get("/v1/clinics")]
 pub async fn list_clinics(
-    caller: Caller,
+    call: Call,
     query: web::Query<PageQuery>,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let page = query.page()?;
-    let fetch = page.clone();
-    let rows = db.run(move |conn| clinics::list(conn, &fetch)).await?;
-    Ok(HttpResponse::Ok().json(Paged::from_rows(
-        rows,
-        &page,
-        |r| (r.created_at, r.id.as_str()),
-        ClinicResponse::from,
-    )))
+    let rows = administration::list_clinics(&call, page.clone()).await?;
+    let key = |r: &ClinicRow| (r.created_at, r.id.to_string());
+    Ok(HttpResponse::Ok().json(Paged::from_rows(rows, &page, key, ClinicResponse::from)))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "5b6f1f1e-55a7-4e0b-8b39-0f5b5d0f6c11", "occurred_at": "2026-09-25T09:31:02.123456Z",
+    "actor_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "actor_role": "admin", "action": "user_created",
+    "resource_type": "account", "resource_id": "9a1b2c3d-0000-4000-8000-000000000001", "patient_id": null,
+    "request_id": "3f2c8a9e-7b1d-4c55-9e0a-2b7c6d5e4f3a", "client_address": "203.0.113.7", "detail": null}))]
+pub struct AuditEventResponse {
+    pub id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_id: Option<String>,
+    pub actor_role: Option<String>,
+    /// What happened, such as `login_failed`, `user_updated`, `refresh_token_reused`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub request_id: String,
+    pub client_address: Option<String>,
+    /// What a research query or export asked (JSON text), for research events.
+    pub detail: Option<String>,
+}
+
+impl From<AuditEventRow> for AuditEventResponse {
+    fn from(row: AuditEventRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            occurred_at: clock::from_db(row.occurred_at),
+            actor_id: row.actor_id.map(|a| a.to_string()),
+            actor_role: row.actor_role.map(|r| r.as_str().to_owned()),
+            action: row.action.as_str().to_owned(),
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            patient_id: row.patient_id.map(|p| p.to_string()),
+            request_id: row.request_id,
+            client_address: row.client_address,
+            detail: row.detail,
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub patient_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub action: Option<String>,
+    /// Events at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Events before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Lists audit events, oldest first.
+#[utoipa::path(
+    tag = "administration",
+    security(("bearer" = [])),
+    params(AuditQuery, PageQuery),
+    responses(
+        (status = 200, description = "One page of events", body = Paged<AuditEventResponse>),
+        List,
+    )
+)]
+#[get("/v1/audit-events")]
+pub async fn list_audit_events(
+    call: Call,
+    query: web::Query<AuditQuery>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.page()?;
+    let range = time::Range::parse(query.from, query.to)?;
+    let filter = AuditFilter {
+        patient_id: query.patient_id.map(Into::into),
+        actor_id: query.actor_id.map(Into::into),
+        action: (query.action.as_deref())
+            .map(|a| {
+                a.parse::<Action>()
+                    .map_err(|rule| ApiError::invalid("action", rule))
+            })
+            .transpose()?,
+        from: range.from.map(clock::to_db),
+        to: range.to.map(clock::to_db),
+    };
+    let rows = administration::audit_trail(&call, filter, page.clone()).await?;
+    let key = |r: &AuditEventRow| (r.occurred_at, r.id.to_string());
+    Ok(HttpResponse::Ok().json(Paged::from_rows(rows, &page, key, AuditEventResponse::from)))
 }

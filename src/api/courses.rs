@@ -1,31 +1,27 @@
-//! Courses of treatment and their schedules (domain.md §2).
+//! Courses of treatment and their schedules (domain.md §2), on the wire.
 
-use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, patch, post, web, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::context::RequestContext;
-use crate::api::flags::{flags_by_record, FlagResponse};
-use crate::api::idempotent::{created_or_replayed, Creation};
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{
-    body_hash, by_change, optional, patched, patient_event, MergePatch, RecordQuery,
+use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::flags::FlagResponse;
+use crate::api::wire::{
+    body_hash, created, list_of, patched, versioned, MergePatch, PageQuery, Paged, RecordQuery,
 };
-use crate::api::users::if_match;
-use crate::auth::caller::Caller;
+use crate::call::Call;
 use crate::clock;
-use crate::config::ClinicalSettings;
 use crate::domain::instrument::Instrument;
 use crate::domain::patient::Indication;
 use crate::domain::plan::MeasurementPlan;
-use crate::domain::schedule::{self, Phase, Protocol, SlotStatus};
-use crate::domain::time;
+use crate::domain::schedule::{Phase, Protocol, SlotStatus};
+use crate::error::responses::{CreateUnder, Read, Update};
 use crate::error::ApiError;
-use crate::evaluation;
-use crate::store::courses::{self, CourseRow};
-use crate::store::{audit, patients, sessions, Db, DbConnection, StoreError};
+use crate::records::courses::{Course, CourseDraft};
+use crate::records::{self, id_for};
+use crate::store::courses::CourseRow;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,152 +90,65 @@ pub struct CourseResponse {
     pub version: i32,
 }
 
-/// The course's plan: its own, or the default.
-pub fn measurement_plan(row: &CourseRow) -> MeasurementPlan {
-    row.measurement_plan
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or_default()
-}
-
-fn planned_dates(row: &CourseRow) -> Option<Vec<NaiveDate>> {
-    row.planned_dates
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok())
-}
-
-/// The response, with the schedule computed from the course's completed sessions.
-pub fn course_response(
-    conn: &mut DbConnection,
-    row: CourseRow,
-) -> Result<CourseResponse, StoreError> {
-    let completed: Vec<(String, NaiveDate)> = sessions::completed_in_course(conn, &row.id)?
-        .into_iter()
-        .map(|s| (s.id, s.started_at.date()))
-        .collect();
-    let protocol: Protocol = row.protocol.parse().unwrap_or(Protocol::Custom);
-    let dates = planned_dates(&row);
-    let slots = schedule::slots(
-        protocol,
-        row.start_date,
-        dates.as_deref().unwrap_or_default(),
-        &completed,
-        clock::now().date_naive(),
-    )
-    .into_iter()
-    .map(|s| SlotResponse {
-        planned_date: s.planned_date,
-        phase: s.phase,
-        status: s.status,
-        session_id: s.session_id,
-    })
-    .collect();
-    let flags = flags_by_record(conn, std::slice::from_ref(&row.id))?
-        .remove(&row.id)
-        .unwrap_or_default();
-    Ok(CourseResponse {
-        flags,
-        measurement_plan: measurement_plan(&row),
-        indication: row.indication.parse().unwrap_or(Indication::Other),
-        primary_instrument: row.primary_instrument.parse().unwrap_or(Instrument::Phq9),
-        protocol,
-        planned_dates: dates,
-        slots,
-        id: row.id,
-        patient_id: row.patient_id,
-        start_date: row.start_date,
-        closed: row.closed,
-        created_at: clock::from_db(row.created_at),
-        updated_at: clock::from_db(row.updated_at),
-        version: row.version,
-    })
-}
-
-fn as_request(row: &CourseRow) -> CreateCourseRequest {
-    CreateCourseRequest {
-        id: None,
-        indication: row.indication.parse().unwrap_or(Indication::Other),
-        protocol: row.protocol.parse().unwrap_or(Protocol::Custom),
-        primary_instrument: row.primary_instrument.parse().ok(),
-        start_date: row.start_date,
-        planned_dates: planned_dates(row),
-        closed: row.closed,
-        measurement_plan: row
-            .measurement_plan
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok()),
-    }
-}
-
-/// Checks a course request against the patient's indications and the protocol's rules.
-fn build(
-    body: &CreateCourseRequest,
-    id: String,
-    patient_indications: &[String],
-    existing: Option<&CourseRow>,
-) -> Result<CourseRow, ApiError> {
-    if !patient_indications
-        .iter()
-        .any(|i| i == body.indication.as_str())
-    {
-        return Err(ApiError::invalid(
-            "indication",
-            "must be one of the patient's indications",
-        ));
-    }
-    let instrument = body
-        .primary_instrument
-        .unwrap_or_else(|| body.indication.default_instrument());
-    if !instrument.definition().is_outcome {
-        return Err(ApiError::invalid(
-            "primary_instrument",
-            "must be an outcome instrument (not cadss)",
-        ));
-    }
-    let today = clock::now().date_naive();
-    time::planned("start_date", body.start_date, today)?;
-    for (i, date) in body.planned_dates.iter().flatten().enumerate() {
-        time::planned(&format!("planned_dates.{i}"), *date, today)?;
-    }
-    let planned_dates = match (body.protocol, &body.planned_dates) {
-        (Protocol::Custom, Some(dates)) => Some(schedule::custom_dates(dates)?),
-        (Protocol::Custom, None) => {
-            return Err(ApiError::invalid(
-                "planned_dates",
-                "are required for a custom course",
-            ))
+impl CreateCourseRequest {
+    pub fn draft(self) -> CourseDraft {
+        CourseDraft {
+            indication: self.indication,
+            protocol: self.protocol,
+            primary_instrument: self.primary_instrument,
+            start_date: self.start_date,
+            planned_dates: self.planned_dates,
+            closed: self.closed,
+            measurement_plan: self.measurement_plan,
         }
-        (Protocol::StandardInduction, Some(_)) => {
-            return Err(ApiError::invalid(
-                "planned_dates",
-                "are planned by the protocol for standard_induction",
-            ))
+    }
+}
+
+/// The request form of a stored course, which a merge patch changes.
+impl From<&CourseRow> for CreateCourseRequest {
+    fn from(row: &CourseRow) -> Self {
+        CreateCourseRequest {
+            id: None,
+            indication: row.indication,
+            protocol: row.protocol,
+            primary_instrument: Some(row.primary_instrument),
+            start_date: row.start_date,
+            planned_dates: row.planned_dates.as_ref().map(|d| d.0.clone()),
+            closed: row.closed,
+            measurement_plan: row.measurement_plan.as_ref().map(|p| p.0.clone()),
         }
-        (Protocol::StandardInduction, None) => None,
-    };
-    let now = clock::to_db(clock::now());
-    Ok(CourseRow {
-        id,
-        patient_id: String::new(),
-        indication: body.indication.as_str().to_owned(),
-        protocol: body.protocol.as_str().to_owned(),
-        primary_instrument: instrument.as_str().to_owned(),
-        start_date: body.start_date,
-        planned_dates: planned_dates.map(|d| serde_json::to_string(&d).unwrap_or_default()),
-        closed: body.closed,
-        body_hash: existing.map_or_else(|| body_hash(body), |c| c.body_hash.clone()),
-        created_at: existing.map_or(now, |c| c.created_at),
-        updated_at: now,
-        version: existing.map_or(1, |c| c.version + 1),
-        measurement_plan: body
-            .measurement_plan
-            .clone()
-            .map(|p| {
-                p.check()
-                    .map(|p| serde_json::to_string(&p).unwrap_or_default())
-            })
-            .transpose()?,
-    })
+    }
+}
+
+impl From<Course> for CourseResponse {
+    fn from(course: Course) -> Self {
+        let row = course.recorded.record;
+        Self {
+            flags: course.recorded.flags.into_iter().map(Into::into).collect(),
+            slots: course
+                .slots
+                .into_iter()
+                .map(|s| SlotResponse {
+                    planned_date: s.planned_date,
+                    phase: s.phase,
+                    status: s.status,
+                    session_id: s.session_id.map(|id| id.to_string()),
+                })
+                .collect(),
+            measurement_plan: row.plan(),
+            id: row.id.to_string(),
+            patient_id: row.patient_id.to_string(),
+            indication: row.indication,
+            protocol: row.protocol,
+            primary_instrument: row.primary_instrument,
+            start_date: row.start_date,
+            planned_dates: row.planned_dates.map(|d| d.0),
+            closed: row.closed,
+            created_at: clock::from_db(row.created_at),
+            updated_at: clock::from_db(row.updated_at),
+            version: row.version,
+        }
+    }
 }
 
 /// Plans a course for a patient.
@@ -251,60 +160,20 @@ fn build(
     responses(
         (status = 201, description = "Created", body = CourseResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = CourseResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        CreateUnder,
     )
 )]
 #[post("/v1/patients/{id}/courses")]
 pub async fn create_course(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     body: web::Json<CreateCourseRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let patient_id = patient.into_inner().to_string();
     let body = body.into_inner();
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let (creation, response) = db
-        .transaction(move |conn| {
-            let patient = patients::find(conn, &scope, &patient_id)?;
-            let row = CourseRow {
-                patient_id: patient_id.clone(),
-                ..build(&body, id.clone(), &patient.indications, None)?
-            };
-            let creation = created_or_replayed(
-                conn,
-                |conn| optional(courses::find(conn, &scope, &id)),
-                |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
-                |conn| {
-                    courses::insert(conn, &row)?;
-                    evaluation::refresh(conn, &clinical, &patient_id)?;
-                    audit::record(
-                        conn,
-                        &patient_event(&ctx, &caller, "course_created", "course", &id, &patient_id),
-                    )
-                },
-            )?;
-            let (created, row) = match creation {
-                Creation::Created(row) => (true, row),
-                Creation::Replayed(row) => (false, row),
-            };
-            Ok::<_, ApiError>((created, course_response(conn, row)?))
-        })
-        .await?;
-    Ok(if creation {
-        HttpResponse::Created().json(response)
-    } else {
-        HttpResponse::Ok().json(response)
-    })
+    let (id, hash) = (id_for(body.id), body_hash(&body));
+    let patient = patient.into_inner().into();
+    let made = records::create::<CourseRow>(&call, patient, id, body.draft(), hash).await?;
+    Ok(created(made, CourseResponse::from))
 }
 
 /// Lists a patient's courses, oldest first. `from` and `to` apply to when a course was
@@ -315,67 +184,18 @@ pub async fn create_course(
     params(("id" = Uuid, Path, description = "The patient's id"), RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of courses", body = Paged<CourseResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}/courses")]
 pub async fn list_courses(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let patient_id = patient.into_inner().to_string();
-    let (window, page) = query.window_and_page(&page)?;
-    let change_order = by_change(&window);
-    let fetch = page.clone();
-    let paged = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let rows = courses::list(conn, &patient_id, &window, &fetch)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "courses_listed",
-                    "patient",
-                    &patient_id,
-                    &patient_id,
-                ),
-            )?;
-            let keys: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    (
-                        if change_order {
-                            r.updated_at
-                        } else {
-                            r.created_at
-                        },
-                        r.id.clone(),
-                    )
-                })
-                .collect();
-            let responses = rows
-                .into_iter()
-                .map(|r| course_response(conn, r))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Paged::from_rows(
-                responses.into_iter().zip(keys).collect(),
-                &fetch,
-                |(_, (at, id))| (*at, id.as_str()),
-                |(r, _)| r,
-            ))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(paged))
+    let patient = patient.into_inner().into();
+    list_of::<CourseRow, CourseResponse>(&call, patient, &query, &page).await
 }
 
 /// One course, with its schedule.
@@ -384,101 +204,46 @@ pub async fn list_courses(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The course's id")),
     responses(
-        (status = 200, description = "The course", body = CourseResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The course", body = CourseResponse,
+            headers(("ETag" = String, description = "The course's version: send it as If-Match to change it"))),
+        Read,
     )
 )]
 #[get("/v1/courses/{id}")]
-pub async fn get_course(
-    caller: Caller,
-    id: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let id = id.into_inner().to_string();
-    let response = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            let row = courses::find(conn, &scope, &id)?;
-            audit::record(
-                conn,
-                &patient_event(&ctx, &caller, "course_read", "course", &id, &row.patient_id),
-            )?;
-            course_response(conn, row)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(response))
+pub async fn get_course(call: Call, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let course = records::read::<CourseRow>(&call, id.into_inner().into()).await?;
+    Ok(versioned(
+        course.recorded.record.version,
+        CourseResponse::from(course),
+    ))
 }
 
 /// Changes a course: a JSON merge patch (RFC 7396) of the create request's fields.
 #[utoipa::path(
     tag = "courses",
     security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "The course's id"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
-    ),
+    params(("id" = Uuid, Path, description = "The course's id"), IfMatchHeader),
     request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"closed": true})),
     responses(
-        (status = 200, description = "The changed course", body = CourseResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 412, response = crate::openapi::responses::PreconditionFailed),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The changed course", body = CourseResponse,
+            headers(("ETag" = String, description = "The course's new version"))),
+        Update,
     )
 )]
 #[patch("/v1/courses/{id}")]
 pub async fn update_course(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<MergePatch>,
-    req: HttpRequest,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
+    IfMatch(expected): IfMatch,
+    patch: web::Json<MergePatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let expected = if_match(&req)?;
-    let id = id.into_inner().to_string();
-    let response = db
-        .transaction(move |conn| {
-            let current = courses::find(conn, &scope, &id)?;
-            if expected.is_some_and(|v| v != current.version) {
-                return Err(ApiError::PreconditionFailed);
-            }
-            let patient = patients::find(conn, &scope, &current.patient_id)?;
-            let request = patched(&as_request(&current), &body)?;
-            let row = CourseRow {
-                patient_id: current.patient_id.clone(),
-                ..build(&request, id.clone(), &patient.indications, Some(&current))?
-            };
-            courses::replace(conn, &row, current.version)?;
-            evaluation::refresh(conn, &clinical, &current.patient_id)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "course_updated",
-                    "course",
-                    &id,
-                    &current.patient_id,
-                ),
-            )?;
-            let row = courses::find(conn, &scope, &id)?;
-            Ok(course_response(conn, row)?)
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::ETAG,
-            format!("\"{}\"", response.version),
-        ))
-        .json(response))
+    let change = move |current: &CourseRow| {
+        Ok(patched(&CreateCourseRequest::from(current), &patch)?.draft())
+    };
+    let id = id.into_inner().into();
+    let course = records::update::<CourseRow>(&call, id, expected, change).await?;
+    Ok(versioned(
+        course.recorded.record.version,
+        CourseResponse::from(course),
+    ))
 }

@@ -1,19 +1,14 @@
-//! The signed-in caller's own account.
+//! The signed-in caller's own account, on the wire.
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts;
-use crate::api::auth::{begin_attempt, ThrottleKeys};
-use crate::api::context::{Audited, RequestContext};
-use crate::auth::caller::Caller;
-use crate::auth::password::{PasswordHasher, Verified};
-use crate::clock;
-use crate::config::AuthSettings;
-use crate::domain::account::{Password, Role};
+use crate::call::Call;
+use crate::domain::account::Role;
+use crate::error::responses::SignedIn;
 use crate::error::ApiError;
-use crate::store::{audit, users, Db, StoreError};
+use crate::sign_in;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
@@ -39,17 +34,18 @@ pub struct MeResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = MeResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        SignedIn,
     )
 )]
 #[get("/v1/me")]
-pub async fn get_me(caller: Caller) -> HttpResponse {
+pub async fn get_me(call: Call) -> HttpResponse {
+    let caller = call.caller;
     HttpResponse::Ok().json(MeResponse {
-        id: caller.user_id,
+        id: caller.user_id.to_string(),
         email: caller.email,
         role: caller.role,
-        clinic_id: caller.clinic_id,
-        patient_id: caller.patient_id,
+        clinic_id: caller.clinic_id.map(|c| c.to_string()),
+        patient_id: caller.patient_id.map(|p| p.to_string()),
     })
 }
 
@@ -70,59 +66,19 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed; every token of the caller is revoked"),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
-        (status = 429, response = crate::openapi::responses::TooManyRequests),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 400, response = crate::error::responses::BadRequest),
+        (status = 401, response = crate::error::responses::Unauthorized),
+        (status = 422, response = crate::error::responses::Unprocessable),
+        (status = 429, response = crate::error::responses::TooManyRequests),
+        (status = 503, response = crate::error::responses::Unavailable),
     )
 )]
 #[post("/v1/me/password")]
 pub async fn change_password(
-    caller: Caller,
+    call: Call,
     body: web::Json<ChangePasswordRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    hasher: web::Data<PasswordHasher>,
-    settings: web::Data<AuthSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let new_password = Password::parse(&body.new_password, &[&caller.email])
-        .map_err(|rule| ApiError::invalid("new_password", rule.message()))?;
-    // Guessing the current password here is throttled like guessing it at sign-in.
-    let throttle = ThrottleKeys::new(Some(&caller.email), &ctx);
-    let id = caller.user_id.clone();
-    let (stored, admitted) =
-        begin_attempt(&hasher, &db, &settings, (&ctx, &throttle), move |conn| {
-            users::find(conn, &id)
-        })
-        .await?;
-    let stored = stored.password_hash;
-    let verified = admitted
-        .verify(&body.current_password, Some(&stored))
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    if verified == Verified::No {
-        let event = ctx.audit(
-            Some(&caller),
-            audited("password_change_failed", &caller.user_id),
-        );
-        db.run(move |conn| audit::record(conn, &event)).await?;
-        return Err(ApiError::invalid("current_password", "is not correct"));
-    }
-    let hash = admitted
-        .hash(&new_password)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    drop(admitted);
-    let event = ctx.audit(Some(&caller), audited("password_changed", &caller.user_id));
-    db.transaction(move |conn| -> Result<_, StoreError> {
-        let now = clock::to_db(clock::now());
-        users::set_password_hash(conn, &caller.user_id, &hash, now)?;
-        accounts::revoke_access(conn, &caller.user_id, now)?;
-        throttle.settle_success(conn)?;
-        audit::record(conn, &event)
-    })
-    .await?;
+    sign_in::change_password(&call, &body.current_password, &body.new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -134,32 +90,11 @@ pub async fn change_password(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out everywhere"),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        SignedIn,
     )
 )]
 #[post("/v1/me/sign-out-everywhere")]
-pub async fn sign_out_everywhere(
-    caller: Caller,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, ApiError> {
-    let event = ctx.audit(
-        Some(&caller),
-        audited("signed_out_everywhere", &caller.user_id),
-    );
-    db.transaction(move |conn| -> Result<_, StoreError> {
-        accounts::revoke_access(conn, &caller.user_id, clock::to_db(clock::now()))?;
-        audit::record(conn, &event)
-    })
-    .await?;
+pub async fn sign_out_everywhere(call: Call) -> Result<HttpResponse, ApiError> {
+    sign_in::sign_out_everywhere(&call).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn audited<'a>(action: &'a str, user_id: &'a str) -> Audited<'a> {
-    Audited {
-        action,
-        resource_type: "account",
-        resource_id: Some(user_id),
-        patient_id: None,
-    }
 }

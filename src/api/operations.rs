@@ -4,8 +4,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::password::PasswordHasher;
-use crate::store::Db;
+use crate::call::Services;
 use crate::telemetry::Metrics;
 
 #[derive(Serialize, ToSchema)]
@@ -37,8 +36,8 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 #[get("/readyz")]
-pub async fn readyz(db: web::Data<Db>) -> HttpResponse {
-    if db.is_ready().await {
+pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
+    if services.db.is_ready().await {
         HttpResponse::Ok().json(HealthResponse { status: "ok" })
     } else {
         HttpResponse::ServiceUnavailable()
@@ -57,12 +56,8 @@ pub async fn readyz(db: web::Data<Db>) -> HttpResponse {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 #[get("/metrics")]
-pub async fn metrics(
-    metrics: web::Data<Metrics>,
-    db: web::Data<Db>,
-    hasher: web::Data<PasswordHasher>,
-) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<Metrics>, services: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render(&db, hasher.computed()))
+        .body(metrics.render(&services.db, services.hasher.computed()))
 }

@@ -1,22 +1,23 @@
-//! A patient's outcomes (domain.md §6), read from the stored results that every write keeps
-//! current.
+//! A patient's outcomes (domain.md §6), their score over time, and what their measurement
+//! plan asks of their app, on the wire.
 
 use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::context::RequestContext;
-use crate::api::plan::{AdherenceResponse, PlanRecords};
-use crate::api::records::patient_event;
-use crate::auth::caller::Caller;
+use crate::call::Call;
+use crate::charts::trajectory_svg;
 use crate::clock;
-use crate::config::ClinicalSettings;
+use crate::domain::ids::PatientId;
 use crate::domain::instrument::Instrument;
 use crate::domain::outcomes::BenefitStatus;
+use crate::domain::plan::{self, DueItem, DuePurpose, DueStatus, MeasurementPlan};
+use crate::domain::research::{rate, Rate};
+use crate::error::responses::{List, Read, RoleOnly};
 use crate::error::ApiError;
-use crate::store::{audit, courses, outcomes, patients, sessions, Db, StoreError};
+use crate::outcomes::{self, PatientOutcomes};
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
@@ -88,6 +89,55 @@ pub struct OutcomesResponse {
     pub courses: Vec<CourseOutcomeResponse>,
 }
 
+impl From<PatientOutcomes> for OutcomesResponse {
+    fn from(o: PatientOutcomes) -> Self {
+        Self {
+            patient_id: o.patient.to_string(),
+            wear_off_days: o.wear_off_days,
+            adherence: AdherenceResponse::of(&o.items),
+            sessions: o
+                .sessions
+                .into_iter()
+                .map(|(r, started_at)| SessionOutcomeResponse {
+                    session_id: r.session_id.to_string(),
+                    course_id: r.course_id.to_string(),
+                    started_at: clock::from_db(started_at),
+                    instrument: r.instrument,
+                    status: r.status,
+                    baseline: r.baseline,
+                    nadir: r.nadir,
+                    gain: r.gain,
+                    durability_days: r.durability_days,
+                    censored: r.censored,
+                    wears_off_within_days: r.wears_off_within_days,
+                })
+                .collect(),
+            courses: o
+                .courses
+                .into_iter()
+                .map(|(r, items)| CourseOutcomeResponse {
+                    course_id: r.course_id.to_string(),
+                    instrument: r.instrument,
+                    first_session_at: r.first_session_at.map(clock::from_db),
+                    baseline: r.baseline,
+                    end_of_induction: EndOfInduction {
+                        assessment_id: r.end_of_induction_assessment_id.map(|a| a.to_string()),
+                        response: r.end_of_induction_response,
+                        remission: r.end_of_induction_remission,
+                    },
+                    time_to_response_days: r.time_to_response_days,
+                    adherence: AdherenceResponse::of(&items),
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn outcomes_of(call: Call, patient: PatientId) -> Result<HttpResponse, ApiError> {
+    let outcomes = outcomes::of_patient(&call, patient).await?;
+    Ok(HttpResponse::Ok().json(OutcomesResponse::from(outcomes)))
+}
+
 /// The patient's outcomes: per session, benefit and durability; per course, response and
 /// remission.
 #[utoipa::path(
@@ -96,28 +146,12 @@ pub struct OutcomesResponse {
     params(("id" = Uuid, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The outcomes", body = OutcomesResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}/outcomes")]
-pub async fn get_outcomes(
-    caller: Caller,
-    patient: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
-) -> Result<HttpResponse, ApiError> {
-    outcomes_of(
-        caller,
-        patient.into_inner().to_string(),
-        ctx,
-        &db,
-        clinical.wear_off_days,
-    )
-    .await
+pub async fn get_outcomes(call: Call, patient: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    outcomes_of(call, patient.into_inner().into()).await
 }
 
 /// The caller's own outcomes (patients).
@@ -126,104 +160,187 @@ pub async fn get_outcomes(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's outcomes", body = OutcomesResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
+        RoleOnly,
     )
 )]
 #[get("/v1/me/outcomes")]
-pub async fn get_my_outcomes(
-    caller: Caller,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
-) -> Result<HttpResponse, ApiError> {
-    let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    outcomes_of(caller, patient_id, ctx, &db, clinical.wear_off_days).await
+pub async fn get_my_outcomes(call: Call) -> Result<HttpResponse, ApiError> {
+    let patient = call.own_patient()?;
+    outcomes_of(call, patient).await
 }
 
-async fn outcomes_of(
-    caller: Caller,
-    patient_id: String,
-    ctx: RequestContext,
-    db: &Db,
-    wear_off_days: f64,
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrajectoryQuery {
+    /// The instrument to draw; the latest course's primary instrument when absent.
+    pub instrument: Option<Instrument>,
+}
+
+/// The score over time as SVG: band regions shaded, infusions as vertical lines, wear-off
+/// points as red triangles.
+#[utoipa::path(
+    tag = "outcomes",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id"), TrajectoryQuery),
+    responses(
+        (status = 200, description = "An SVG document", content_type = "image/svg+xml", body = String),
+        Read,
+    )
+)]
+#[get("/v1/patients/{id}/trajectory.svg")]
+pub async fn get_trajectory(
+    call: Call,
+    patient: web::Path<Uuid>,
+    query: web::Query<TrajectoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let response = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let started: std::collections::HashMap<String, _> =
-                sessions::live_of_patient(conn, &patient_id)?
-                    .into_iter()
-                    .map(|s| (s.id, s.started_at))
-                    .collect();
-            let mut session_rows = outcomes::sessions_of(conn, &patient_id)?;
-            session_rows.sort_by_key(|r| started.get(&r.session_id).copied());
-            let sessions = session_rows
-                .into_iter()
-                .filter_map(|r| {
-                    Some(SessionOutcomeResponse {
-                        started_at: clock::from_db(*started.get(&r.session_id)?),
-                        instrument: r.instrument.parse().ok()?,
-                        status: r.status.parse().ok()?,
-                        session_id: r.session_id,
-                        course_id: r.course_id,
-                        baseline: r.baseline,
-                        nadir: r.nadir,
-                        gain: r.gain,
-                        durability_days: r.durability_days,
-                        censored: r.censored,
-                        wears_off_within_days: r.wears_off_within_days,
-                    })
-                })
-                .collect();
-            let now = clock::now();
-            let mut all_items = Vec::new();
-            let mut adherence_by_course = std::collections::HashMap::new();
-            let records = PlanRecords::load(conn, std::slice::from_ref(&patient_id))?;
-            for course in courses::of_patient(conn, &patient_id)? {
-                let items = records.due_for_course(&course, now);
-                adherence_by_course.insert(course.id.clone(), AdherenceResponse::of(&items));
-                all_items.extend(items);
-            }
-            let adherence = AdherenceResponse::of(&all_items);
-            let courses = outcomes::courses_of(conn, &patient_id)?
-                .into_iter()
-                .filter_map(|r| {
-                    Some(CourseOutcomeResponse {
-                        adherence: adherence_by_course.remove(&r.course_id)?,
-                        instrument: r.instrument.parse().ok()?,
-                        first_session_at: r.first_session_at.map(clock::from_db),
-                        course_id: r.course_id,
-                        baseline: r.baseline,
-                        end_of_induction: EndOfInduction {
-                            assessment_id: r.end_of_induction_assessment_id,
-                            response: r.end_of_induction_response,
-                            remission: r.end_of_induction_remission,
-                        },
-                        time_to_response_days: r.time_to_response_days,
-                    })
-                })
-                .collect();
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "outcomes_read",
-                    "patient",
-                    &patient_id,
-                    &patient_id,
-                ),
-            )?;
-            Ok(OutcomesResponse {
-                patient_id,
-                wear_off_days,
-                adherence,
-                sessions,
-                courses,
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(response))
+    let trajectory =
+        outcomes::trajectory(&call, patient.into_inner().into(), query.instrument).await?;
+    let svg = trajectory_svg(&trajectory).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok().content_type("image/svg+xml").body(svg))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"instrument": "phq9", "purpose": "follow_up", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c",
+    "day": 3, "window_start": "2026-10-02T09:00:00Z", "window_end": "2026-10-04T09:00:00Z", "status": "due_now", "completed_by": null}))]
+pub struct DueItemResponse {
+    pub instrument: Instrument,
+    /// `pre_session`, `follow_up` or `daily_mood`.
+    pub purpose: DuePurpose,
+    /// The session it is before or after; null for a planned session and for daily items.
+    pub session_id: Option<String>,
+    /// Days after the session, for follow-ups.
+    pub day: Option<i64>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub status: DueStatus,
+    /// The assessment that completed it.
+    pub completed_by: Option<String>,
+}
+
+impl From<DueItem> for DueItemResponse {
+    fn from(i: DueItem) -> Self {
+        Self {
+            instrument: i.instrument,
+            purpose: i.purpose,
+            session_id: i.session_id.map(|id| id.to_string()),
+            day: i.day,
+            window_start: i.window_start,
+            window_end: i.window_end,
+            status: i.status,
+            completed_by: i.completed_by.map(|id| id.to_string()),
+        }
+    }
+}
+
+/// Completed on time among the items whose windows have closed or that were completed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"completed": 8, "due": 10, "rate": 0.8}))]
+pub struct AdherenceResponse {
+    pub completed: usize,
+    pub due: usize,
+    pub rate: Option<f64>,
+}
+
+impl AdherenceResponse {
+    pub fn of(items: &[DueItem]) -> Self {
+        let (completed, due) = plan::adherence(items);
+        let Rate { rate, .. } = rate(completed, due);
+        Self {
+            completed,
+            due,
+            rate,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"at": "2026-10-03T08:00:00Z", "course_id": "9b2f7c1e-1d0a-4b53-9f3e-5d8c2a7e6b10",
+    "plan": {"pre_session_hours": 24, "follow_up_days": [1, 3, 7, 14], "daily_mood": true, "first_day_window_hours": 12, "window_hours": 24},
+    "adherence": {"completed": 3, "due": 4, "rate": 0.75},
+    "due_now": [{"instrument": "phq9", "purpose": "follow_up", "session_id": "1c4e2a9b-7f3d-4e8a-9b1c-2d3e4f5a6b7c", "day": 3,
+        "window_start": "2026-10-02T09:00:00Z", "window_end": "2026-10-04T09:00:00Z", "status": "due_now", "completed_by": null}],
+    "upcoming": [], "missed": [], "completed": []}))]
+pub struct DueAssessmentsResponse {
+    /// The instant the list is for.
+    pub at: DateTime<Utc>,
+    /// The course whose plan applies: the most recently started open course; null without one.
+    pub course_id: Option<String>,
+    pub plan: Option<MeasurementPlan>,
+    pub adherence: AdherenceResponse,
+    pub due_now: Vec<DueItemResponse>,
+    /// With their windows, soonest first.
+    pub upcoming: Vec<DueItemResponse>,
+    pub missed: Vec<DueItemResponse>,
+    pub completed: Vec<DueItemResponse>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DueQuery {
+    /// The instant to evaluate the plan at; now when absent (at most 5 minutes ahead).
+    pub at: Option<DateTime<Utc>>,
+}
+
+async fn due(
+    call: Call,
+    patient: PatientId,
+    at: Option<DateTime<Utc>>,
+) -> Result<HttpResponse, ApiError> {
+    let (at, course, items) = crate::plan::due(&call, patient, at).await?;
+    let by_status = |status: DueStatus| -> Vec<DueItemResponse> {
+        items
+            .iter()
+            .filter(|i| i.status == status)
+            .cloned()
+            .map(DueItemResponse::from)
+            .collect()
+    };
+    Ok(HttpResponse::Ok().json(DueAssessmentsResponse {
+        at,
+        course_id: course.as_ref().map(|c| c.id.to_string()),
+        plan: course.as_ref().map(|c| c.plan()),
+        adherence: AdherenceResponse::of(&items),
+        due_now: by_status(DueStatus::DueNow),
+        upcoming: by_status(DueStatus::Upcoming),
+        missed: by_status(DueStatus::Missed),
+        completed: by_status(DueStatus::Completed),
+    }))
+}
+
+/// What the patient must answer now, what comes next, and what was missed.
+#[utoipa::path(
+    tag = "patients",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id"), DueQuery),
+    responses(
+        (status = 200, description = "The due list", body = DueAssessmentsResponse),
+        Read,
+    )
+)]
+#[get("/v1/patients/{id}/due-assessments")]
+pub async fn get_due_assessments(
+    call: Call,
+    patient: web::Path<Uuid>,
+    query: web::Query<DueQuery>,
+) -> Result<HttpResponse, ApiError> {
+    due(call, patient.into_inner().into(), query.at).await
+}
+
+/// What the caller's app must ask now, what comes next, and what was missed (patients).
+#[utoipa::path(
+    tag = "me",
+    security(("bearer" = [])),
+    params(DueQuery),
+    responses(
+        (status = 200, description = "The due list", body = DueAssessmentsResponse),
+        List,
+    )
+)]
+#[get("/v1/me/due-assessments")]
+pub async fn get_my_due_assessments(
+    call: Call,
+    query: web::Query<DueQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = call.own_patient()?;
+    due(call, patient, query.at).await
 }

@@ -1,29 +1,23 @@
-//! Patients (clinicians; a patient reads their own).
+//! Patients, on the wire: registered and changed by clinicians; a patient reads their own.
 
-use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Datelike, Utc};
+use actix_web::{get, patch, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::context::RequestContext;
-use crate::api::idempotent::{created_or_replayed, Creation};
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{
-    body_hash, by_change, optional, patched, patient_event, MergePatch, RecordQuery,
+use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::wire::{
+    body_hash, created, cursor_time, patched, versioned, MergePatch, PageQuery, Paged, RecordQuery,
 };
-use crate::api::users::if_match;
-use crate::auth::caller::Caller;
+use crate::call::Call;
 use crate::clock;
-use crate::config::ClinicalSettings;
-use crate::domain::patient::{self, BirthYear, Indication, RiskClass, RiskFactor, Sex};
-use crate::domain::text::{self, Shape};
+use crate::domain::patient::{Indication, RiskClass, RiskFactor, Sex};
+use crate::error::responses::{Change, Create, List, Read};
 use crate::error::ApiError;
-use crate::evaluation;
-use crate::store::consent::{self, ConsentEventRow};
-use crate::store::patients::{self, PatientRecord, PatientRow, RiskFactorRow};
-use crate::store::scope::Scope;
-use crate::store::{audit, Db, DbConnection, StoreError};
+use crate::patients::{self, PatientDraft, RiskFactorDraft};
+use crate::records::id_for;
+use crate::store::patients::PatientRecord;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -102,19 +96,60 @@ pub struct PatientResponse {
     pub version: i32,
 }
 
+impl CreatePatientRequest {
+    pub fn draft(self) -> PatientDraft {
+        PatientDraft {
+            external_ref: self.external_ref,
+            birth_year: self.birth_year,
+            sex: self.sex,
+            indications: self.indications,
+            risk_factors: self
+                .risk_factors
+                .into_iter()
+                .map(|r| RiskFactorDraft {
+                    factor: r.factor,
+                    noted_at: r.noted_at,
+                    note: r.note,
+                })
+                .collect(),
+            research_consent: self.research_consent,
+        }
+    }
+}
+
+/// The request form of a stored patient, which a merge patch changes.
+impl From<&PatientRecord> for CreatePatientRequest {
+    fn from(record: &PatientRecord) -> Self {
+        CreatePatientRequest {
+            id: None,
+            external_ref: record.row.external_ref.clone(),
+            birth_year: record.row.birth_year,
+            sex: record.row.sex,
+            indications: record.indications.clone(),
+            risk_factors: record
+                .risk_factors
+                .iter()
+                .map(|r| RiskFactorInput {
+                    factor: r.factor,
+                    noted_at: Some(clock::from_db(r.noted_at)),
+                    note: r.note.clone(),
+                })
+                .collect(),
+            research_consent: record.row.research_consent,
+        }
+    }
+}
+
 impl From<PatientRecord> for PatientResponse {
     fn from(record: PatientRecord) -> Self {
         let risk_factors: Vec<RiskFactorResponse> = record
             .risk_factors
             .into_iter()
-            .filter_map(|r| {
-                let factor: RiskFactor = r.factor.parse().ok()?;
-                Some(RiskFactorResponse {
-                    factor,
-                    class: factor.class(),
-                    noted_at: clock::from_db(r.noted_at),
-                    note: r.note,
-                })
+            .map(|r| RiskFactorResponse {
+                factor: r.factor,
+                class: r.factor.class(),
+                noted_at: clock::from_db(r.noted_at),
+                note: r.note,
             })
             .collect();
         let row = record.row;
@@ -122,16 +157,12 @@ impl From<PatientRecord> for PatientResponse {
             has_contraindication: risk_factors
                 .iter()
                 .any(|r| r.class == RiskClass::Contraindication),
-            id: row.id,
-            clinic_id: row.clinic_id,
+            id: row.id.to_string(),
+            clinic_id: row.clinic_id.to_string(),
             external_ref: row.external_ref,
             birth_year: row.birth_year,
-            sex: row.sex.parse().unwrap_or(Sex::Unknown),
-            indications: record
-                .indications
-                .iter()
-                .filter_map(|i| i.parse().ok())
-                .collect(),
+            sex: row.sex,
+            indications: record.indications,
             risk_factors,
             research_consent: row.research_consent,
             consented_at: row.consented_at.map(clock::from_db),
@@ -140,112 +171,6 @@ impl From<PatientRecord> for PatientResponse {
             version: row.version,
         }
     }
-}
-
-/// The request form of a stored patient, for merge patches.
-fn as_request(record: &PatientRecord) -> CreatePatientRequest {
-    let response = PatientResponse::from(record.clone());
-    CreatePatientRequest {
-        id: None,
-        external_ref: response.external_ref,
-        birth_year: response.birth_year,
-        sex: response.sex,
-        indications: response.indications,
-        risk_factors: response
-            .risk_factors
-            .into_iter()
-            .map(|r| RiskFactorInput {
-                factor: r.factor,
-                noted_at: Some(r.noted_at),
-                note: r.note,
-            })
-            .collect(),
-        research_consent: response.research_consent,
-    }
-}
-
-/// Checks a request and builds the record it describes; `existing` keeps what a change must
-/// not reset (creation time, consent time).
-fn build(
-    body: &CreatePatientRequest,
-    id: String,
-    clinic_id: String,
-    existing: Option<&PatientRow>,
-) -> Result<PatientRecord, ApiError> {
-    let now = clock::now();
-    let birth_year = BirthYear::parse(body.birth_year, now.year())?;
-    let indications = patient::indications(&body.indications)?;
-    let external_ref = body
-        .external_ref
-        .as_deref()
-        .map(patient::external_ref)
-        .transpose()?;
-    let mut factors: Vec<RiskFactor> = body.risk_factors.iter().map(|r| r.factor).collect();
-    factors.sort();
-    factors.dedup();
-    if factors.len() != body.risk_factors.len() {
-        return Err(ApiError::invalid(
-            "risk_factors",
-            "must not repeat a risk factor",
-        ));
-    }
-    let mut risk_factors = Vec::new();
-    for (i, input) in body.risk_factors.iter().enumerate() {
-        let noted_at = input.noted_at.unwrap_or(now);
-        crate::domain::time::recorded(&format!("risk_factors.{i}.noted_at"), noted_at, now)?;
-        let note = input
-            .note
-            .as_deref()
-            .map(|n| text::optional(&format!("risk_factors.{i}.note"), n, Shape::Note, 2000))
-            .transpose()?
-            .flatten();
-        risk_factors.push(RiskFactorRow {
-            patient_id: id.clone(),
-            factor: input.factor.as_str().to_owned(),
-            noted_at: clock::to_db(noted_at),
-            note,
-        });
-    }
-    let db_now = clock::to_db(now);
-    let consented_at = match existing {
-        Some(row) if row.research_consent && body.research_consent => row.consented_at,
-        _ => body.research_consent.then_some(db_now),
-    };
-    Ok(PatientRecord {
-        row: PatientRow {
-            id,
-            clinic_id,
-            external_ref,
-            birth_year: birth_year.get(),
-            sex: body.sex.as_str().to_owned(),
-            research_consent: body.research_consent,
-            consented_at,
-            body_hash: existing.map_or_else(|| body_hash(body), |r| r.body_hash.clone()),
-            created_at: existing.map_or(db_now, |r| r.created_at),
-            updated_at: db_now,
-            version: existing.map_or(1, |r| r.version),
-        },
-        indications: indications.iter().map(|i| i.as_str().to_owned()).collect(),
-        risk_factors,
-    })
-}
-
-/// Keeps a grant or withdrawal of research consent in the patient's consent history.
-fn record_consent(
-    conn: &mut DbConnection,
-    row: &PatientRow,
-    caller: &Caller,
-) -> Result<(), StoreError> {
-    consent::record(
-        conn,
-        &ConsentEventRow {
-            id: Uuid::new_v4().to_string(),
-            patient_id: row.id.clone(),
-            granted: row.research_consent,
-            occurred_at: row.updated_at,
-            actor_id: Some(caller.user_id.clone()),
-        },
-    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -266,37 +191,21 @@ pub struct ConsentEventResponse {
     params(("id" = Uuid, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The consent history", body = Vec<ConsentEventResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}/consent-history")]
 pub async fn get_consent_history(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let id = id.into_inner().to_string();
-    let events = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &id)?;
-            audit::record(
-                conn,
-                &patient_event(&ctx, &caller, "consent_history_read", "patient", &id, &id),
-            )?;
-            consent::of_patient(conn, &id)
-        })
-        .await?;
-    let events: Vec<ConsentEventResponse> = events
+    let events = patients::consent_history(&call, id.into_inner().into()).await?;
+    let events: Vec<_> = events
         .into_iter()
         .map(|e| ConsentEventResponse {
             granted: e.granted,
             occurred_at: clock::from_db(e.occurred_at),
-            actor_id: e.actor_id,
+            actor_id: e.actor_id.map(|a| a.to_string()),
         })
         .collect();
     Ok(HttpResponse::Ok().json(events))
@@ -310,51 +219,18 @@ pub async fn get_consent_history(
     responses(
         (status = 201, description = "Created", body = PatientResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = PatientResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Create,
     )
 )]
 #[post("/v1/patients")]
 pub async fn create_patient(
-    caller: Caller,
+    call: Call,
     body: web::Json<CreatePatientRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinician_scope()?;
-    let Scope::Clinic(clinic_id) = scope.clone() else {
-        return Err(ApiError::Forbidden);
-    };
     let body = body.into_inner();
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let record = build(&body, id.clone(), clinic_id, None)?;
-    let creation = db
-        .transaction(move |conn| {
-            let hash = record.row.body_hash.clone();
-            created_or_replayed(
-                conn,
-                |conn| optional(patients::find(conn, &scope, &id)),
-                |found| found.row.body_hash == hash,
-                |conn| {
-                    patients::insert(conn, &record)?;
-                    if record.row.research_consent {
-                        record_consent(conn, &record.row, &caller)?;
-                    }
-                    audit::record(
-                        conn,
-                        &patient_event(&ctx, &caller, "patient_created", "patient", &id, &id),
-                    )
-                },
-            )
-        })
-        .await?;
-    Ok(match creation {
-        Creation::Created(record) => HttpResponse::Created().json(PatientResponse::from(record)),
-        Creation::Replayed(record) => HttpResponse::Ok().json(PatientResponse::from(record)),
-    })
+    let (id, hash) = (id_for(body.id), body_hash(&body));
+    let made = patients::register(&call, id, body.draft(), hash).await?;
+    Ok(created(made, PatientResponse::from))
 }
 
 /// Lists the clinic's patients, oldest first. `from` and `to` apply to when a patient was
@@ -365,57 +241,22 @@ pub async fn create_patient(
     params(RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of patients", body = Paged<PatientResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        List,
     )
 )]
 #[get("/v1/patients")]
 pub async fn list_patients(
-    caller: Caller,
+    call: Call,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinician_scope()?;
     let (window, page) = query.window_and_page(&page)?;
-    let change_order = by_change(&window);
-    let fetch = page.clone();
-    let records = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            let records = patients::list(conn, &scope, &window, &fetch)?;
-            for record in &records {
-                audit::record(
-                    conn,
-                    &patient_event(
-                        &ctx,
-                        &caller,
-                        "patient_listed",
-                        "patient",
-                        &record.row.id,
-                        &record.row.id,
-                    ),
-                )?;
-            }
-            Ok(records)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(Paged::from_rows(
-        records,
-        &page,
-        |r| {
-            (
-                if change_order {
-                    r.row.updated_at
-                } else {
-                    r.row.created_at
-                },
-                r.row.id.as_str(),
-            )
-        },
-        PatientResponse::from,
-    )))
+    let records = patients::list(&call, window.clone(), page.clone()).await?;
+    let key = |r: &PatientRecord| {
+        let at = cursor_time(&window, r.row.created_at, r.row.updated_at);
+        (at, r.row.id.to_string())
+    };
+    Ok(HttpResponse::Ok().json(Paged::from_rows(records, &page, key, PatientResponse::from)))
 }
 
 /// One patient: a clinician of their clinic, or the patient themselves.
@@ -424,98 +265,39 @@ pub async fn list_patients(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The patient's id")),
     responses(
-        (status = 200, description = "The patient", body = PatientResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The patient", body = PatientResponse,
+            headers(("ETag" = String, description = "The patient's version: send it as If-Match to change it"))),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}")]
-pub async fn get_patient(
-    caller: Caller,
-    id: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let id = id.into_inner().to_string();
-    let record = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            let record = patients::find(conn, &scope, &id)?;
-            audit::record(
-                conn,
-                &patient_event(&ctx, &caller, "patient_read", "patient", &id, &id),
-            )?;
-            Ok(record)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(PatientResponse::from(record)))
+pub async fn get_patient(call: Call, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let record = patients::read(&call, id.into_inner().into()).await?;
+    Ok(versioned(record.row.version, PatientResponse::from(record)))
 }
 
 /// Changes a patient: a JSON merge patch (RFC 7396) of the create request's fields.
 #[utoipa::path(
     tag = "patients",
     security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "The patient's id"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
-    ),
+    params(("id" = Uuid, Path, description = "The patient's id"), IfMatchHeader),
     request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"research_consent": false})),
     responses(
-        (status = 200, description = "The changed patient", body = PatientResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 412, response = crate::openapi::responses::PreconditionFailed),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The changed patient", body = PatientResponse,
+            headers(("ETag" = String, description = "The patient's new version"))),
+        Change,
     )
 )]
 #[patch("/v1/patients/{id}")]
 pub async fn update_patient(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<MergePatch>,
-    req: HttpRequest,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
+    IfMatch(expected): IfMatch,
+    patch: web::Json<MergePatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let expected = if_match(&req)?;
-    let id = id.into_inner().to_string();
-    let record = db
-        .transaction(move |conn| {
-            let current = patients::find(conn, &scope, &id)?;
-            if expected.is_some_and(|v| v != current.row.version) {
-                return Err(ApiError::PreconditionFailed);
-            }
-            let request = patched(&as_request(&current), &body)?;
-            let record = build(
-                &request,
-                id.clone(),
-                current.row.clinic_id.clone(),
-                Some(&current.row),
-            )?;
-            patients::replace(conn, &record, current.row.version)?;
-            if record.row.research_consent != current.row.research_consent {
-                record_consent(conn, &record.row, &caller)?;
-            }
-            evaluation::refresh(conn, &clinical, &id)?;
-            audit::record(
-                conn,
-                &patient_event(&ctx, &caller, "patient_updated", "patient", &id, &id),
-            )?;
-            Ok(patients::find(conn, &scope, &id)?)
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::ETAG,
-            format!("\"{}\"", record.row.version),
-        ))
-        .json(PatientResponse::from(record)))
+    let change = move |current: &PatientRecord| {
+        Ok(patched(&CreatePatientRequest::from(current), &patch)?.draft())
+    };
+    let record = patients::update(&call, id.into_inner().into(), expected, change).await?;
+    Ok(versioned(record.row.version, PatientResponse::from(record)))
 }

@@ -1,17 +1,17 @@
 //! Reference data any signed-in caller may read: the instrument table (domain.md §5), the
 //! side-effect catalogue (§4) and the protocols (§2), straight from the domain definitions.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::caller::Caller;
-use crate::config::ClinicalSettings;
+use crate::call::Call;
 use crate::domain::instrument::{Direction, Instrument, Rater, RemissionCutOffs, ResponseRule};
 use crate::domain::schedule::{
     Protocol, INDUCTION_DAY_OFFSETS, MAINTENANCE_INTERVAL_DAYS, SLOT_TOLERANCE_DAYS,
 };
 use crate::domain::side_effect::{Effect, Severity};
+use crate::error::responses::SignedIn;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"name": "moderate", "min": 10, "max": 14}))]
@@ -162,15 +162,12 @@ pub fn instrument_table_markdown() -> String {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The instrument table", body = Vec<InstrumentResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        SignedIn,
     )
 )]
 #[get("/v1/instruments")]
-pub async fn list_instruments(
-    _caller: Caller,
-    settings: web::Data<ClinicalSettings>,
-) -> HttpResponse {
-    HttpResponse::Ok().json(instruments(&settings.remission))
+pub async fn list_instruments(call: Call) -> HttpResponse {
+    HttpResponse::Ok().json(instruments(&call.clinical().remission))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -196,15 +193,12 @@ pub struct SideEffectKindResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The side-effect catalogue", body = Vec<SideEffectKindResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        SignedIn,
     )
 )]
 #[get("/v1/side-effect-kinds")]
-pub async fn list_side_effect_kinds(
-    _caller: Caller,
-    settings: web::Data<ClinicalSettings>,
-) -> HttpResponse {
-    let persistence = settings.persistence;
+pub async fn list_side_effect_kinds(call: Call) -> HttpResponse {
+    let persistence = call.clinical().persistence;
     let kinds: Vec<SideEffectKindResponse> = Effect::ALL
         .iter()
         .map(|e| SideEffectKindResponse {
@@ -238,11 +232,11 @@ pub struct ProtocolResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The protocols", body = Vec<ProtocolResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        SignedIn,
     )
 )]
 #[get("/v1/protocols")]
-pub async fn list_protocols(_caller: Caller) -> HttpResponse {
+pub async fn list_protocols(_: Call) -> HttpResponse {
     HttpResponse::Ok().json([
         ProtocolResponse {
             protocol: Protocol::StandardInduction,

@@ -1,6 +1,5 @@
-//! The controlled tier of research access, granted by administrators (domain.md §8a): a
-//! recorded data-use agreement (purpose, reference, expiry) per researcher, revocable; and
-//! every researcher's privacy-budget spending, for administrators to read.
+//! The controlled tier of research access (domain.md §8a), on the wire: grants under a
+//! data-use agreement, and every researcher's privacy-budget spending (administrators).
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -8,19 +7,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::context::{Audited, RequestContext};
-use crate::api::idempotent::{created_or_replayed, Creation};
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{body_hash, optional, rules_broken};
-use crate::auth::caller::Caller;
+use crate::api::wire::{body_hash, created, PageQuery, Paged};
+use crate::call::Call;
 use crate::clock;
-use crate::config::ResearchSettings;
-use crate::domain::account::Role;
-use crate::domain::text::{self, Shape};
-use crate::domain::{privacy, time, RuleBroken};
+use crate::error::responses::{Create, List, Read, RoleOnly};
 use crate::error::ApiError;
-use crate::store::research_access::{self as store, GrantRow};
-use crate::store::{audit, users, Db, StoreError};
+use crate::records::id_for;
+use crate::research::grants::{self, GrantDraft};
+use crate::store::research_access::GrantRow;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -87,26 +81,17 @@ impl From<GrantRow> for GrantResponse {
             (None, false) => GrantStatus::Expired,
         };
         Self {
-            id: row.id,
-            researcher_id: row.researcher_id,
+            id: row.id.to_string(),
+            researcher_id: row.researcher_id.to_string(),
             purpose: row.purpose,
             reference: row.reference,
-            granted_by: row.granted_by,
+            granted_by: row.granted_by.to_string(),
             granted_at: clock::from_db(row.granted_at),
             expires_at: clock::from_db(row.expires_at),
             revoked_at: row.revoked_at.map(clock::from_db),
-            revoked_by: row.revoked_by,
+            revoked_by: row.revoked_by.map(|r| r.to_string()),
             status,
         }
-    }
-}
-
-fn grant_event<'a>(action: &'a str, id: &'a str) -> Audited<'a> {
-    Audited {
-        action,
-        resource_type: "research_grant",
-        resource_id: Some(id),
-        patient_id: None,
     }
 }
 
@@ -118,83 +103,24 @@ fn grant_event<'a>(action: &'a str, id: &'a str) -> Audited<'a> {
     responses(
         (status = 201, description = "Granted", body = GrantResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = GrantResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Create,
     )
 )]
 #[post("/v1/research-grants")]
 pub async fn create_research_grant(
-    caller: Caller,
+    call: Call,
     body: web::Json<CreateGrantRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let body = body.into_inner();
-    let now = clock::now();
-    let purpose = text::required("purpose", &body.purpose, Shape::Note, 2000);
-    let reference = text::required("reference", &body.reference, Shape::Line, 200);
-    let expiry = time::query_bound("expires_at", body.expires_at).and_then(|()| {
-        let horizon = now + time::PLANNING_HORIZON;
-        if body.expires_at <= now || body.expires_at > horizon {
-            Err(RuleBroken::new(
-                "expires_at",
-                "must be in the future, at most five years ahead",
-            ))
-        } else {
-            Ok(())
-        }
-    });
-    let (purpose, reference) = match (purpose, reference, expiry) {
-        (Ok(p), Ok(r), Ok(())) => (p, r),
-        (p, r, e) => {
-            let broken = [p.err(), r.err(), e.err()].into_iter().flatten().collect();
-            return Err(rules_broken(broken));
-        }
+    let (id, hash) = (id_for(body.id), body_hash(&body));
+    let draft = GrantDraft {
+        researcher: body.researcher_id.into(),
+        purpose: body.purpose,
+        reference: body.reference,
+        expires_at: body.expires_at,
     };
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let hash = body_hash(&body);
-    let row = GrantRow {
-        id: id.clone(),
-        researcher_id: body.researcher_id.to_string(),
-        purpose,
-        reference,
-        granted_by: caller.user_id.clone(),
-        granted_at: clock::to_db(now),
-        expires_at: clock::to_db(body.expires_at),
-        revoked_at: None,
-        revoked_by: None,
-        body_hash: hash.clone(),
-    };
-    let creation = db
-        .transaction(move |conn| {
-            let researcher = optional(users::find(conn, &row.researcher_id))?;
-            if researcher.is_none_or(|u| u.role != Role::Researcher.as_str()) {
-                return Err(ApiError::invalid(
-                    "researcher_id",
-                    "is not a researcher's account",
-                ));
-            }
-            created_or_replayed(
-                conn,
-                |conn| optional(store::find_grant(conn, &id)),
-                |found| found.body_hash == hash,
-                |conn| {
-                    store::insert_grant(conn, &row)?;
-                    let event =
-                        ctx.audit(Some(&caller), grant_event("research_grant_created", &id));
-                    audit::record(conn, &event)
-                },
-            )
-        })
-        .await?;
-    Ok(match creation {
-        Creation::Created(row) => HttpResponse::Created().json(GrantResponse::from(row)),
-        Creation::Replayed(row) => HttpResponse::Ok().json(GrantResponse::from(row)),
-    })
+    let made = grants::grant(&call, id, draft, hash).await?;
+    Ok(created(made, GrantResponse::from))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -215,34 +141,24 @@ pub struct GrantQuery {
     params(GrantQuery),
     responses(
         (status = 200, description = "One page of grants", body = Paged<GrantResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        List,
     )
 )]
 #[get("/v1/research-grants")]
 pub async fn list_research_grants(
-    caller: Caller,
+    call: Call,
     query: web::Query<GrantQuery>,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let query = query.into_inner();
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor,
     }
     .page()?;
-    let (fetch, researcher) = (page.clone(), query.researcher_id.map(|r| r.to_string()));
-    let rows = db
-        .run(move |conn| store::list_grants(conn, researcher.as_deref(), &fetch))
-        .await?;
-    Ok(HttpResponse::Ok().json(Paged::from_rows(
-        rows,
-        &page,
-        |r| (r.granted_at, r.id.as_str()),
-        GrantResponse::from,
-    )))
+    let researcher = query.researcher_id.map(Into::into);
+    let rows = grants::list(&call, researcher, page.clone()).await?;
+    let key = |r: &GrantRow| (r.granted_at, r.id.to_string());
+    Ok(HttpResponse::Ok().json(Paged::from_rows(rows, &page, key, GrantResponse::from)))
 }
 
 /// Revokes a grant: the researcher falls back to the aggregate tier at once, on every
@@ -253,33 +169,16 @@ pub async fn list_research_grants(
     params(("id" = Uuid, Path, description = "The grant's id")),
     responses(
         (status = 200, description = "The grant, revoked", body = GrantResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[delete("/v1/research-grants/{id}")]
 pub async fn revoke_research_grant(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            store::find_grant(conn, &id)?;
-            let now = clock::to_db(clock::now());
-            if store::revoke_grant(conn, &id, &caller.user_id, now)? {
-                let event = ctx.audit(Some(&caller), grant_event("research_grant_revoked", &id));
-                audit::record(conn, &event)?;
-            }
-            store::find_grant(conn, &id)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(GrantResponse::from(row)))
+    let grant = grants::revoke(&call, id.into_inner().into()).await?;
+    Ok(HttpResponse::Ok().json(GrantResponse::from(grant)))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -303,32 +202,23 @@ pub struct SpendingResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One entry per researcher", body = Vec<SpendingResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
+        RoleOnly,
     )
 )]
 #[get("/v1/research-budgets")]
-pub async fn list_research_budgets(
-    caller: Caller,
-    db: web::Data<Db>,
-    settings: web::Data<ResearchSettings>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let (start, end) = privacy::budget_period(clock::now(), settings.budget_days);
-    let rows = db
-        .run(move |conn| store::all_spending(conn, clock::to_db(start)))
-        .await?;
-    let budget = settings.epsilon_budget;
-    let spending: Vec<SpendingResponse> = rows
+pub async fn list_research_budgets(call: Call) -> Result<HttpResponse, ApiError> {
+    let budget = call.services.research.epsilon_budget;
+    let spending: Vec<_> = grants::spending(&call)
+        .await?
         .into_iter()
-        .map(|(researcher_id, email, micro, queries)| SpendingResponse {
-            researcher_id,
-            email,
-            epsilon_spent: micro as f64 / 1e6,
+        .map(|s| SpendingResponse {
+            researcher_id: s.researcher.to_string(),
+            email: s.email,
+            epsilon_spent: s.epsilon_spent,
             epsilon_budget: budget,
-            queries,
-            period_start: start,
-            renews_at: end,
+            queries: s.queries,
+            period_start: s.period_start,
+            renews_at: s.renews_at,
         })
         .collect();
     Ok(HttpResponse::Ok().json(spending))

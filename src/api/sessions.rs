@@ -1,32 +1,28 @@
-//! Sessions (infusions) with dose and vital signs (domain.md §3). Clinicians record them;
-//! patients read their own.
+//! Sessions (infusions) with dose and vital signs (domain.md §3), on the wire: clinicians
+//! record them; patients read their own.
 
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::context::RequestContext;
+use crate::api::extract::{IfMatch, IfMatchHeader};
 use crate::api::flags::FlagResponse;
-use crate::api::idempotent::created_or_replayed;
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{
-    body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
-    mark_entered_in_error, one_with_flags, optional, patched, patient_event, read_one,
-    rules_broken, CorrectionRequest, MergePatch, RecordQuery,
+use crate::api::wire::{
+    body_hash, created, list_of, patched, versioned, CorrectionRequest, MergePatch, PageQuery,
+    Paged, RecordQuery,
 };
-use crate::api::users::if_match;
-use crate::auth::caller::Caller;
+use crate::call::Call;
 use crate::clock;
-use crate::config::ClinicalSettings;
 use crate::domain::treatment::{
     Administration, Reading, Route, Sedation, SessionStatus, VitalSigns,
 };
+use crate::error::responses::{Change, Correct, CreateUnder, List, Read};
 use crate::error::ApiError;
-use crate::evaluation;
-use crate::store::sessions::{self, SessionRow};
-use crate::store::{audit, courses, patients, Db, DbConnection};
+use crate::records::sessions::SessionDraft;
+use crate::records::{self, id_for, Recorded};
+use crate::store::sessions::SessionRow;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -40,17 +36,6 @@ pub struct Vitals {
     pub heart_rate: Option<i32>,
     /// 50–100 %.
     pub spo2: Option<i32>,
-}
-
-impl From<Vitals> for VitalSigns {
-    fn from(v: Vitals) -> Self {
-        VitalSigns {
-            systolic: v.systolic,
-            diastolic: v.diastolic,
-            heart_rate: v.heart_rate,
-            spo2: v.spo2,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -147,170 +132,139 @@ pub struct SessionResponse {
     pub version: i32,
 }
 
-impl From<SessionRow> for SessionResponse {
-    fn from(row: SessionRow) -> Self {
+impl From<Vitals> for VitalSigns {
+    fn from(v: Vitals) -> Self {
+        VitalSigns {
+            systolic: v.systolic,
+            diastolic: v.diastolic,
+            heart_rate: v.heart_rate,
+            spo2: v.spo2,
+        }
+    }
+}
+
+impl From<VitalSigns> for Vitals {
+    fn from(v: VitalSigns) -> Self {
+        Vitals {
+            systolic: v.systolic,
+            diastolic: v.diastolic,
+            heart_rate: v.heart_rate,
+            spo2: v.spo2,
+        }
+    }
+}
+
+impl From<ReadingInput> for Reading {
+    fn from(r: ReadingInput) -> Self {
+        Reading {
+            minutes_after_start: r.minutes_after_start,
+            vitals: VitalSigns {
+                systolic: r.systolic,
+                diastolic: r.diastolic,
+                heart_rate: r.heart_rate,
+                spo2: r.spo2,
+            },
+        }
+    }
+}
+
+impl From<Reading> for ReadingInput {
+    fn from(r: Reading) -> Self {
+        ReadingInput {
+            minutes_after_start: r.minutes_after_start,
+            systolic: r.vitals.systolic,
+            diastolic: r.vitals.diastolic,
+            heart_rate: r.vitals.heart_rate,
+            spo2: r.vitals.spo2,
+        }
+    }
+}
+
+impl CreateSessionRequest {
+    /// The session the request describes, before the rules of §3 are checked.
+    pub fn draft(self) -> SessionDraft {
+        SessionDraft {
+            course: self.course_id.map(Into::into),
+            administration: Administration {
+                route: self.route,
+                started_at: self.started_at,
+                ended_at: self.ended_at,
+                dose_mg_per_kg: self.dose_mg_per_kg,
+                weight_kg: self.weight_kg,
+                status: self.status,
+                hold_reason: self.hold_reason,
+                charge_cents: self.charge_cents,
+                pre: self.pre.unwrap_or_default().into(),
+                post: self.post.unwrap_or_default().into(),
+                readings: self.readings.into_iter().map(Into::into).collect(),
+                monitoring_minutes: self.monitoring_minutes,
+                sedation: self.sedation,
+                respiratory_concern: self.respiratory_concern,
+            },
+        }
+    }
+}
+
+/// The request form of a stored session, which a merge patch changes.
+impl From<&SessionRow> for CreateSessionRequest {
+    fn from(row: &SessionRow) -> Self {
+        let a = row.administration();
+        let given = |v: VitalSigns| (v != VitalSigns::default()).then(|| v.into());
+        CreateSessionRequest {
+            id: None,
+            course_id: Some(row.course_id.as_uuid()),
+            route: a.route,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            dose_mg_per_kg: a.dose_mg_per_kg,
+            weight_kg: a.weight_kg,
+            status: a.status,
+            hold_reason: a.hold_reason,
+            charge_cents: a.charge_cents,
+            pre: given(a.pre),
+            post: given(a.post),
+            readings: a.readings.into_iter().map(Into::into).collect(),
+            monitoring_minutes: a.monitoring_minutes,
+            sedation: a.sedation,
+            respiratory_concern: a.respiratory_concern,
+        }
+    }
+}
+
+impl From<Recorded<SessionRow>> for SessionResponse {
+    fn from(
+        Recorded {
+            record: row, flags, ..
+        }: Recorded<SessionRow>,
+    ) -> Self {
+        let a = row.administration();
         Self {
-            flags: vec![],
-            route: row.route.parse().unwrap_or(Route::Iv),
-            status: row.status.parse().unwrap_or(SessionStatus::Completed),
-            pre: Vitals {
-                systolic: row.pre_systolic,
-                diastolic: row.pre_diastolic,
-                heart_rate: row.pre_heart_rate,
-                spo2: row.pre_spo2,
-            },
-            post: Vitals {
-                systolic: row.post_systolic,
-                diastolic: row.post_diastolic,
-                heart_rate: row.post_heart_rate,
-                spo2: row.post_spo2,
-            },
-            readings: serde_json::from_str(&row.readings).unwrap_or_default(),
-            sedation: row.sedation.as_deref().and_then(|s| s.parse().ok()),
+            flags: flags.into_iter().map(Into::into).collect(),
+            id: row.id.to_string(),
+            patient_id: row.patient_id.to_string(),
+            course_id: row.course_id.to_string(),
+            route: a.route,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            dose_mg_per_kg: a.dose_mg_per_kg,
+            weight_kg: a.weight_kg,
+            total_dose_mg: row.total_dose_mg,
+            status: a.status,
+            hold_reason: a.hold_reason,
+            charge_cents: a.charge_cents,
+            pre: a.pre.into(),
+            post: a.post.into(),
+            readings: a.readings.into_iter().map(Into::into).collect(),
+            monitoring_minutes: a.monitoring_minutes,
+            sedation: a.sedation,
+            respiratory_concern: a.respiratory_concern,
             deleted: row.deleted_at.is_some(),
-            started_at: clock::from_db(row.started_at),
-            ended_at: row.ended_at.map(clock::from_db),
+            deleted_reason: row.deleted_reason,
             created_at: clock::from_db(row.created_at),
             updated_at: clock::from_db(row.updated_at),
-            id: row.id,
-            patient_id: row.patient_id,
-            course_id: row.course_id,
-            dose_mg_per_kg: row.dose_mg_per_kg,
-            weight_kg: row.weight_kg,
-            total_dose_mg: row.total_dose_mg,
-            hold_reason: row.hold_reason,
-            charge_cents: row.charge_cents,
-            monitoring_minutes: row.monitoring_minutes,
-            respiratory_concern: row.respiratory_concern,
-            deleted_reason: row.deleted_reason,
             version: row.version,
         }
     }
-}
-
-fn as_request(row: &SessionRow) -> CreateSessionRequest {
-    let response = SessionResponse::from(row.clone());
-    CreateSessionRequest {
-        id: None,
-        course_id: response.course_id.parse().ok(),
-        route: response.route,
-        started_at: response.started_at,
-        ended_at: response.ended_at,
-        dose_mg_per_kg: response.dose_mg_per_kg,
-        weight_kg: response.weight_kg,
-        status: response.status,
-        hold_reason: response.hold_reason,
-        charge_cents: response.charge_cents,
-        pre: Some(response.pre).filter(|v| *v != Vitals::default()),
-        post: Some(response.post).filter(|v| *v != Vitals::default()),
-        readings: response.readings,
-        monitoring_minutes: response.monitoring_minutes,
-        sedation: response.sedation,
-        respiratory_concern: response.respiratory_concern,
-    }
-}
-
-/// The session a request describes, before the rules of §3 are checked.
-pub fn administration(body: &CreateSessionRequest) -> Administration {
-    Administration {
-        route: body.route,
-        started_at: body.started_at,
-        ended_at: body.ended_at,
-        dose_mg_per_kg: body.dose_mg_per_kg,
-        weight_kg: body.weight_kg,
-        status: body.status,
-        hold_reason: body.hold_reason.clone(),
-        charge_cents: body.charge_cents,
-        pre: body.pre.unwrap_or_default().into(),
-        post: body.post.unwrap_or_default().into(),
-        readings: body
-            .readings
-            .iter()
-            .map(|r| Reading {
-                minutes_after_start: r.minutes_after_start,
-                vitals: VitalSigns {
-                    systolic: r.systolic,
-                    diastolic: r.diastolic,
-                    heart_rate: r.heart_rate,
-                    spo2: r.spo2,
-                },
-            })
-            .collect(),
-        monitoring_minutes: body.monitoring_minutes,
-        sedation: body.sedation,
-        respiratory_concern: body.respiratory_concern,
-    }
-}
-
-/// Checks the request against §3 and finds its course; the row is ready to store.
-fn build(
-    conn: &mut DbConnection,
-    body: &CreateSessionRequest,
-    id: String,
-    patient_id: &str,
-    recorded_by: &str,
-    existing: Option<&SessionRow>,
-) -> Result<SessionRow, ApiError> {
-    let now = clock::now();
-    let administration = administration(body).check(now).map_err(rules_broken)?;
-    let course_id = match body.course_id {
-        Some(course) => {
-            let course = course.to_string();
-            let belongs = courses::find(
-                conn,
-                &crate::store::scope::Scope::Patient(patient_id.to_owned()),
-                &course,
-            );
-            optional(belongs)?
-                .ok_or_else(|| ApiError::invalid("course_id", "no such course for this patient"))?
-                .id
-        }
-        None => {
-            courses::latest_open(conn, patient_id)?
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "course_id",
-                        "the patient has no open course; plan one first",
-                    )
-                })?
-                .id
-        }
-    };
-    let db_now = clock::to_db(now);
-    let (pre, post) = (administration.pre, administration.post);
-    Ok(SessionRow {
-        id,
-        patient_id: patient_id.to_owned(),
-        course_id,
-        route: administration.route.as_str().to_owned(),
-        started_at: clock::to_db(administration.started_at),
-        ended_at: administration.ended_at.map(clock::to_db),
-        dose_mg_per_kg: administration.dose_mg_per_kg,
-        weight_kg: administration.weight_kg,
-        total_dose_mg: administration.total_dose_mg(),
-        status: administration.status.as_str().to_owned(),
-        hold_reason: administration.hold_reason.clone(),
-        charge_cents: administration.charge_cents,
-        pre_systolic: pre.systolic,
-        pre_diastolic: pre.diastolic,
-        pre_heart_rate: pre.heart_rate,
-        pre_spo2: pre.spo2,
-        post_systolic: post.systolic,
-        post_diastolic: post.diastolic,
-        post_heart_rate: post.heart_rate,
-        post_spo2: post.spo2,
-        readings: serde_json::to_string(&body.readings).unwrap_or_else(|_| "[]".into()),
-        monitoring_minutes: administration.monitoring_minutes,
-        sedation: administration.sedation.map(|s| s.as_str().to_owned()),
-        respiratory_concern: administration.respiratory_concern,
-        recorded_by: existing.map_or_else(|| recorded_by.to_owned(), |s| s.recorded_by.clone()),
-        body_hash: existing.map_or_else(|| body_hash(body), |s| s.body_hash.clone()),
-        created_at: existing.map_or(db_now, |s| s.created_at),
-        updated_at: db_now,
-        version: existing.map_or(1, |s| s.version + 1),
-        deleted_at: None,
-        deleted_reason: None,
-    })
 }
 
 /// Records a session for a patient of the clinician's clinic.
@@ -322,56 +276,20 @@ fn build(
     responses(
         (status = 201, description = "Created", body = SessionResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = SessionResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        CreateUnder,
     )
 )]
 #[post("/v1/patients/{id}/sessions")]
 pub async fn create_session(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     body: web::Json<CreateSessionRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let patient_id = patient.into_inner().to_string();
     let body = body.into_inner();
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let response = db
-        .transaction(move |conn| {
-            patients::find(conn, &scope, &patient_id)?;
-            let row = build(conn, &body, id.clone(), &patient_id, &caller.user_id, None)?;
-            let creation = created_or_replayed(
-                conn,
-                |conn| optional(sessions::find(conn, &scope, &id)),
-                |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
-                |conn| {
-                    sessions::insert(conn, &row)?;
-                    evaluation::refresh(conn, &clinical, &patient_id)?;
-                    audit::record(
-                        conn,
-                        &patient_event(
-                            &ctx,
-                            &caller,
-                            "session_created",
-                            "session",
-                            &id,
-                            &patient_id,
-                        ),
-                    )
-                },
-            )?;
-            Ok::<_, ApiError>(created_with_flags::<_, SessionResponse>(conn, creation)?)
-        })
-        .await?;
-    Ok(created_or_replayed_response(response))
+    let (id, hash) = (id_for(body.id), body_hash(&body));
+    let patient = patient.into_inner().into();
+    let made = records::create::<SessionRow>(&call, patient, id, body.draft(), hash).await?;
+    Ok(created(made, SessionResponse::from))
 }
 
 /// Lists a patient's sessions by start time, or by change with `updated_since`.
@@ -381,31 +299,18 @@ pub async fn create_session(
     params(("id" = Uuid, Path, description = "The patient's id"), RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of sessions", body = Paged<SessionResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}/sessions")]
 pub async fn list_sessions(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    list_of_patient::<_, SessionResponse>(
-        caller,
-        patient.into_inner().to_string(),
-        (&query, &page),
-        ctx,
-        &db,
-        "sessions_listed",
-        sessions::list,
-    )
-    .await
+    let patient = patient.into_inner().into();
+    list_of::<SessionRow, SessionResponse>(&call, patient, &query, &page).await
 }
 
 /// The caller's own sessions (patients).
@@ -415,30 +320,17 @@ pub async fn list_sessions(
     params(RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of the caller's sessions", body = Paged<SessionResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        List,
     )
 )]
 #[get("/v1/me/sessions")]
 pub async fn list_my_sessions(
-    caller: Caller,
+    call: Call,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    list_of_patient::<_, SessionResponse>(
-        caller,
-        patient_id,
-        (&query, &page),
-        ctx,
-        &db,
-        "sessions_listed",
-        sessions::list,
-    )
-    .await
+    let patient = call.own_patient()?;
+    list_of::<SessionRow, SessionResponse>(&call, patient, &query, &page).await
 }
 
 /// One session.
@@ -447,109 +339,48 @@ pub async fn list_my_sessions(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The session's id")),
     responses(
-        (status = 200, description = "The session", body = SessionResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The session", body = SessionResponse,
+            headers(("ETag" = String, description = "The session's version: send it as If-Match to change it"))),
+        Read,
     )
 )]
 #[get("/v1/sessions/{id}")]
-pub async fn get_session(
-    caller: Caller,
-    id: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, ApiError> {
-    let response: SessionResponse = read_one(
-        caller,
-        id.into_inner().to_string(),
-        ctx,
-        &db,
-        ("session_read", "session"),
-        sessions::find,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(response))
+pub async fn get_session(call: Call, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let session = records::read::<SessionRow>(&call, id.into_inner().into()).await?;
+    Ok(versioned(
+        session.record.version,
+        SessionResponse::from(session),
+    ))
 }
 
 /// Changes a session: a JSON merge patch (RFC 7396) of the create request's fields.
 #[utoipa::path(
     tag = "sessions",
     security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "The session's id"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
-    ),
+    params(("id" = Uuid, Path, description = "The session's id"), IfMatchHeader),
     request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"post": {"systolic": 138, "diastolic": 86}})),
     responses(
-        (status = 200, description = "The changed session", body = SessionResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 412, response = crate::openapi::responses::PreconditionFailed),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The changed session", body = SessionResponse,
+            headers(("ETag" = String, description = "The session's new version"))),
+        Change,
     )
 )]
 #[patch("/v1/sessions/{id}")]
 pub async fn update_session(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<MergePatch>,
-    req: HttpRequest,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
+    IfMatch(expected): IfMatch,
+    patch: web::Json<MergePatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let expected = if_match(&req)?;
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| {
-            let current = sessions::find(conn, &scope, &id)?;
-            if expected.is_some_and(|v| v != current.version) {
-                return Err(ApiError::PreconditionFailed);
-            }
-            if current.deleted_at.is_some() {
-                return Err(ApiError::Conflict(
-                    "the session was entered in error and cannot change".into(),
-                ));
-            }
-            let request = patched(&as_request(&current), &body)?;
-            let row = build(
-                conn,
-                &request,
-                id.clone(),
-                &current.patient_id,
-                &caller.user_id,
-                Some(&current),
-            )?;
-            sessions::replace(conn, &row, current.version)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "session_updated",
-                    "session",
-                    &id,
-                    &current.patient_id,
-                ),
-            )?;
-            evaluation::refresh(conn, &clinical, &current.patient_id)?;
-            let row = sessions::find(conn, &scope, &id)?;
-            Ok(one_with_flags(conn, SessionResponse::from(row))?)
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::ETAG,
-            format!("\"{}\"", row.version),
-        ))
-        .json(row))
+    let change = move |current: &SessionRow| {
+        Ok(patched(&CreateSessionRequest::from(current), &patch)?.draft())
+    };
+    let id = id.into_inner().into();
+    let session = records::update::<SessionRow>(&call, id, expected, change).await?;
+    Ok(versioned(
+        session.record.version,
+        SessionResponse::from(session),
+    ))
 }
 
 /// Marks a session entered in error: kept and audited, excluded from every outcome and
@@ -561,49 +392,16 @@ pub async fn update_session(
     request_body = CorrectionRequest,
     responses(
         (status = 200, description = "The session, now marked deleted", body = SessionResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Correct,
     )
 )]
 #[delete("/v1/sessions/{id}")]
 pub async fn delete_session(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
     body: web::Json<CorrectionRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let reason = body.reason()?;
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| {
-            let row = mark_entered_in_error(
-                conn,
-                reason,
-                |conn| sessions::find(conn, &scope, &id),
-                sessions::replace,
-                |patient| {
-                    patient_event(
-                        &ctx,
-                        &caller,
-                        "session_entered_in_error",
-                        "session",
-                        &id,
-                        patient,
-                    )
-                },
-            )?;
-            evaluation::refresh(conn, &clinical, &row.patient_id)?;
-            one_with_flags(conn, SessionResponse::from(row))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(row))
+    let session =
+        records::correct::<SessionRow>(&call, id.into_inner().into(), body.reason()?).await?;
+    Ok(HttpResponse::Ok().json(SessionResponse::from(session)))
 }
-
-carries_flags!(SessionResponse);

@@ -1,33 +1,28 @@
-//! Side-effect reports (domain.md §4). Clinicians report for their patients; patients report
-//! their own and mark them resolved.
+//! Side-effect reports (domain.md §4), on the wire. Clinicians report for their patients;
+//! patients report their own and mark them resolved.
 
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::assessments::rater;
-use crate::api::context::RequestContext;
+use crate::api::extract::{IfMatch, IfMatchHeader};
 use crate::api::flags::FlagResponse;
-use crate::api::idempotent::created_or_replayed;
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{
-    body_hash, carries_flags, created_or_replayed_response, created_with_flags, list_of_patient,
-    mark_entered_in_error, one_with_flags, optional, patched, patient_event, read_one,
-    rules_broken, CorrectionRequest, MergePatch, RecordQuery,
+use crate::api::wire::{
+    body_hash, created, list_of, patched, versioned, CorrectionRequest, MergePatch, PageQuery,
+    Paged, RecordQuery,
 };
-use crate::api::users::if_match;
-use crate::auth::caller::Caller;
+use crate::call::Call;
 use crate::clock;
-use crate::config::ClinicalSettings;
+use crate::domain::ids::PatientId;
 use crate::domain::instrument::Rater;
-use crate::domain::side_effect::{Effect, ReportContext, Severity, SideEffectReport};
+use crate::domain::side_effect::{Effect, Severity, SideEffectReport};
+use crate::error::responses::{Change, Correct, Create, CreateUnder, List, Read};
 use crate::error::ApiError;
-use crate::evaluation;
-use crate::store::scope::Scope;
-use crate::store::side_effects::{self, SideEffectRow};
-use crate::store::{audit, patients, sessions, Db, DbConnection};
+use crate::records::side_effects::SideEffectDraft;
+use crate::records::{self, id_for, Recorded};
+use crate::store::side_effects::SideEffectRow;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,112 +74,74 @@ pub struct SideEffectResponse {
     pub version: i32,
 }
 
-fn report_of(row: &SideEffectRow) -> SideEffectReport {
-    SideEffectReport {
-        effect: row.effect.parse().unwrap_or(Effect::Other),
-        severity: row.severity.parse().unwrap_or(Severity::Mild),
-        onset_at: clock::from_db(row.onset_at),
-        resolved_at: row.resolved_at.map(clock::from_db),
-        reported_by: row.reported_by.parse().unwrap_or(Rater::Clinician),
-        note: row.note.clone(),
+impl CreateSideEffectRequest {
+    /// The report the request describes; the reporter is the server's to set.
+    pub fn draft(self) -> SideEffectDraft {
+        SideEffectDraft {
+            session: self.session_id.map(Into::into),
+            report: SideEffectReport {
+                effect: self.effect,
+                severity: self.severity,
+                onset_at: self.onset_at,
+                resolved_at: self.resolved_at,
+                reported_by: Rater::Clinician,
+                note: self.note,
+            },
+        }
     }
 }
 
-impl From<SideEffectRow> for SideEffectResponse {
-    fn from(row: SideEffectRow) -> Self {
-        let report = report_of(&row);
+/// The request form of a stored report, which a merge patch changes.
+impl From<&SideEffectRow> for CreateSideEffectRequest {
+    fn from(row: &SideEffectRow) -> Self {
+        let report = row.report();
+        CreateSideEffectRequest {
+            id: None,
+            session_id: Some(row.session_id.as_uuid()),
+            effect: report.effect,
+            severity: report.severity,
+            onset_at: report.onset_at,
+            resolved_at: report.resolved_at,
+            note: report.note,
+        }
+    }
+}
+
+impl From<Recorded<SideEffectRow>> for SideEffectResponse {
+    fn from(
+        Recorded {
+            record: row, flags, ..
+        }: Recorded<SideEffectRow>,
+    ) -> Self {
+        let report = row.report();
         Self {
-            flags: vec![],
+            flags: flags.into_iter().map(Into::into).collect(),
+            id: row.id.to_string(),
+            patient_id: row.patient_id.to_string(),
+            session_id: row.session_id.to_string(),
             effect: report.effect,
             severity: report.severity,
             onset_at: report.onset_at,
             resolved_at: report.resolved_at,
             reported_by: report.reported_by,
+            note: report.note,
             deleted: row.deleted_at.is_some(),
+            deleted_reason: row.deleted_reason,
             created_at: clock::from_db(row.created_at),
             updated_at: clock::from_db(row.updated_at),
-            id: row.id,
-            patient_id: row.patient_id,
-            session_id: row.session_id,
-            note: row.note,
-            deleted_reason: row.deleted_reason,
             version: row.version,
         }
     }
 }
 
-fn as_request(row: &SideEffectRow) -> CreateSideEffectRequest {
-    let report = report_of(row);
-    CreateSideEffectRequest {
-        id: None,
-        session_id: row.session_id.parse().ok(),
-        effect: report.effect,
-        severity: report.severity,
-        onset_at: report.onset_at,
-        resolved_at: report.resolved_at,
-        note: report.note,
-    }
-}
-
-fn build(
-    conn: &mut DbConnection,
-    body: &CreateSideEffectRequest,
-    id: String,
-    patient_id: &str,
-    reporter: (Rater, &str),
-    existing: Option<&SideEffectRow>,
-) -> Result<SideEffectRow, ApiError> {
-    let now = clock::now();
-    let own = Scope::Patient(patient_id.to_owned());
-    let session = match body.session_id {
-        Some(session) => optional(sessions::find(conn, &own, &session.to_string()))?
-            .filter(|s| s.deleted_at.is_none())
-            .ok_or_else(|| ApiError::invalid("session_id", "no such session for this patient"))?,
-        None => sessions::latest_completed_before(conn, patient_id, clock::to_db(now))?
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "session_id",
-                    "the patient has no completed session to attach it to",
-                )
-            })?,
-    };
-    let (reported_by, recorded_by) = existing.map_or(reporter, |e| {
-        (report_of(e).reported_by, e.recorded_by.as_str())
-    });
-    let report = SideEffectReport::new(
-        SideEffectReport {
-            effect: body.effect,
-            severity: body.severity,
-            onset_at: body.onset_at,
-            resolved_at: body.resolved_at,
-            reported_by,
-            note: body.note.clone(),
-        },
-        &ReportContext {
-            session_started_at: clock::from_db(session.started_at),
-            now,
-        },
-    )
-    .map_err(rules_broken)?;
-    let db_now = clock::to_db(now);
-    Ok(SideEffectRow {
-        id,
-        patient_id: patient_id.to_owned(),
-        session_id: session.id,
-        effect: report.effect.as_str().to_owned(),
-        severity: report.severity.as_str().to_owned(),
-        onset_at: clock::to_db(report.onset_at),
-        resolved_at: report.resolved_at.map(clock::to_db),
-        reported_by: report.reported_by.as_str().to_owned(),
-        note: report.note,
-        recorded_by: recorded_by.to_owned(),
-        body_hash: existing.map_or_else(|| body_hash(body), |e| e.body_hash.clone()),
-        created_at: existing.map_or(db_now, |e| e.created_at),
-        updated_at: db_now,
-        version: existing.map_or(1, |e| e.version + 1),
-        deleted_at: None,
-        deleted_reason: None,
-    })
+async fn report(
+    call: Call,
+    patient: PatientId,
+    body: CreateSideEffectRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (id, hash) = (id_for(body.id), body_hash(&body));
+    let made = records::create::<SideEffectRow>(&call, patient, id, body.draft(), hash).await?;
+    Ok(created(made, SideEffectResponse::from))
 }
 
 /// Reports a side effect for a patient.
@@ -196,33 +153,16 @@ fn build(
     responses(
         (status = 201, description = "Created", body = SideEffectResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = SideEffectResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        CreateUnder,
     )
 )]
 #[post("/v1/patients/{id}/side-effects")]
 pub async fn create_side_effect(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     body: web::Json<CreateSideEffectRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    report(
-        clinical,
-        caller,
-        patient.into_inner().to_string(),
-        body.into_inner(),
-        ctx,
-        &db,
-    )
-    .await
+    report(call, patient.into_inner().into(), body.into_inner()).await
 }
 
 /// Reports one of the caller's own side effects (patients).
@@ -233,71 +173,16 @@ pub async fn create_side_effect(
     responses(
         (status = 201, description = "Created", body = SideEffectResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = SideEffectResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Create,
     )
 )]
 #[post("/v1/me/side-effects")]
 pub async fn create_my_side_effect(
-    caller: Caller,
+    call: Call,
     body: web::Json<CreateSideEffectRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    report(clinical, caller, patient_id, body.into_inner(), ctx, &db).await
-}
-
-async fn report(
-    clinical: ClinicalSettings,
-    caller: Caller,
-    patient_id: String,
-    body: CreateSideEffectRequest,
-    ctx: RequestContext,
-    db: &Db,
-) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let response = db
-        .transaction(move |conn| {
-            patients::find(conn, &scope, &patient_id)?;
-            let row = build(
-                conn,
-                &body,
-                id.clone(),
-                &patient_id,
-                (rater(&caller), &caller.user_id),
-                None,
-            )?;
-            let creation = created_or_replayed(
-                conn,
-                |conn| optional(side_effects::find(conn, &scope, &id)),
-                |found| found.body_hash == row.body_hash && found.patient_id == patient_id,
-                |conn| {
-                    side_effects::insert(conn, &row)?;
-                    evaluation::refresh(conn, &clinical, &patient_id)?;
-                    audit::record(
-                        conn,
-                        &patient_event(
-                            &ctx,
-                            &caller,
-                            "side_effect_created",
-                            "side_effect",
-                            &id,
-                            &patient_id,
-                        ),
-                    )
-                },
-            )?;
-            Ok::<_, ApiError>(created_with_flags::<_, SideEffectResponse>(conn, creation)?)
-        })
-        .await?;
-    Ok(created_or_replayed_response(response))
+    let patient = call.own_patient()?;
+    report(call, patient, body.into_inner()).await
 }
 
 /// Lists a patient's side effects by onset, or by change with `updated_since`.
@@ -307,31 +192,18 @@ async fn report(
     params(("id" = Uuid, Path, description = "The patient's id"), RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of side effects", body = Paged<SideEffectResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}/side-effects")]
 pub async fn list_side_effects(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    list_of_patient::<_, SideEffectResponse>(
-        caller,
-        patient.into_inner().to_string(),
-        (&query, &page),
-        ctx,
-        &db,
-        "side_effects_listed",
-        side_effects::list,
-    )
-    .await
+    let patient = patient.into_inner().into();
+    list_of::<SideEffectRow, SideEffectResponse>(&call, patient, &query, &page).await
 }
 
 /// The caller's own side effects (patients).
@@ -341,30 +213,17 @@ pub async fn list_side_effects(
     params(RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of the caller's side effects", body = Paged<SideEffectResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        List,
     )
 )]
 #[get("/v1/me/side-effects")]
 pub async fn list_my_side_effects(
-    caller: Caller,
+    call: Call,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient_id = caller.patient_id.clone().ok_or(ApiError::Forbidden)?;
-    list_of_patient::<_, SideEffectResponse>(
-        caller,
-        patient_id,
-        (&query, &page),
-        ctx,
-        &db,
-        "side_effects_listed",
-        side_effects::list,
-    )
-    .await
+    let patient = call.own_patient()?;
+    list_of::<SideEffectRow, SideEffectResponse>(&call, patient, &query, &page).await
 }
 
 /// One side effect.
@@ -373,30 +232,18 @@ pub async fn list_my_side_effects(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The side effect's id")),
     responses(
-        (status = 200, description = "The side effect", body = SideEffectResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The side effect", body = SideEffectResponse,
+            headers(("ETag" = String, description = "The report's version: send it as If-Match to change it"))),
+        Read,
     )
 )]
 #[get("/v1/side-effects/{id}")]
-pub async fn get_side_effect(
-    caller: Caller,
-    id: web::Path<Uuid>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, ApiError> {
-    let response: SideEffectResponse = read_one(
-        caller,
-        id.into_inner().to_string(),
-        ctx,
-        &db,
-        ("side_effect_read", "side_effect"),
-        side_effects::find,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(response))
+pub async fn get_side_effect(call: Call, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let effect = records::read::<SideEffectRow>(&call, id.into_inner().into()).await?;
+    Ok(versioned(
+        effect.record.version,
+        SideEffectResponse::from(effect),
+    ))
 }
 
 /// Changes a side effect: a JSON merge patch (RFC 7396). A patient may change only
@@ -404,88 +251,30 @@ pub async fn get_side_effect(
 #[utoipa::path(
     tag = "side effects",
     security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "The side effect's id"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
-    ),
+    params(("id" = Uuid, Path, description = "The side effect's id"), IfMatchHeader),
     request_body(content = Object, description = "The fields to change (JSON merge patch)", example = json!({"resolved_at": "2026-09-30T13:00:00Z"})),
     responses(
-        (status = 200, description = "The changed side effect", body = SideEffectResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 412, response = crate::openapi::responses::PreconditionFailed),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The changed side effect", body = SideEffectResponse,
+            headers(("ETag" = String, description = "The report's new version"))),
+        Change,
     )
 )]
 #[patch("/v1/side-effects/{id}")]
 pub async fn update_side_effect(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<MergePatch>,
-    req: HttpRequest,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
+    IfMatch(expected): IfMatch,
+    patch: web::Json<MergePatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinical_scope()?;
-    let expected = if_match(&req)?;
-    if rater(&caller) == Rater::Patient {
-        let other = body.fields().find(|k| k.as_str() != "resolved_at").cloned();
-        if let Some(field) = other {
-            return Err(ApiError::invalid(
-                field,
-                "a patient may change only resolved_at",
-            ));
-        }
-    }
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| {
-            let current = side_effects::find(conn, &scope, &id)?;
-            if expected.is_some_and(|v| v != current.version) {
-                return Err(ApiError::PreconditionFailed);
-            }
-            if current.deleted_at.is_some() {
-                return Err(ApiError::Conflict(
-                    "the report was entered in error and cannot change".into(),
-                ));
-            }
-            let request = patched(&as_request(&current), &body)?;
-            let row = build(
-                conn,
-                &request,
-                id.clone(),
-                &current.patient_id,
-                (rater(&caller), &caller.user_id),
-                Some(&current),
-            )?;
-            side_effects::replace(conn, &row, current.version)?;
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "side_effect_updated",
-                    "side_effect",
-                    &id,
-                    &current.patient_id,
-                ),
-            )?;
-            evaluation::refresh(conn, &clinical, &current.patient_id)?;
-            let row = side_effects::find(conn, &scope, &id)?;
-            Ok(one_with_flags(conn, SideEffectResponse::from(row))?)
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::ETAG,
-            format!("\"{}\"", row.version),
-        ))
-        .json(row))
+    let change = move |current: &SideEffectRow| {
+        Ok(patched(&CreateSideEffectRequest::from(current), &patch)?.draft())
+    };
+    let id = id.into_inner().into();
+    let effect = records::update::<SideEffectRow>(&call, id, expected, change).await?;
+    Ok(versioned(
+        effect.record.version,
+        SideEffectResponse::from(effect),
+    ))
 }
 
 /// Marks a side effect entered in error: kept and audited, excluded from every figure, and
@@ -497,49 +286,16 @@ pub async fn update_side_effect(
     request_body = CorrectionRequest,
     responses(
         (status = 200, description = "The side effect, now marked deleted", body = SideEffectResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Correct,
     )
 )]
 #[delete("/v1/side-effects/{id}")]
 pub async fn delete_side_effect(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
     body: web::Json<CorrectionRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    clinical: web::Data<ClinicalSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinical = **clinical;
-    let scope = caller.clinician_scope()?;
-    let reason = body.reason()?;
-    let id = id.into_inner().to_string();
-    let row = db
-        .transaction(move |conn| {
-            let row = mark_entered_in_error(
-                conn,
-                reason,
-                |conn| side_effects::find(conn, &scope, &id),
-                side_effects::replace,
-                |patient| {
-                    patient_event(
-                        &ctx,
-                        &caller,
-                        "side_effect_entered_in_error",
-                        "side_effect",
-                        &id,
-                        patient,
-                    )
-                },
-            )?;
-            evaluation::refresh(conn, &clinical, &row.patient_id)?;
-            one_with_flags(conn, SideEffectResponse::from(row))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(row))
+    let id = id.into_inner().into();
+    let effect = records::correct::<SideEffectRow>(&call, id, body.reason()?).await?;
+    Ok(HttpResponse::Ok().json(SideEffectResponse::from(effect)))
 }
-
-carries_flags!(SideEffectResponse);

@@ -1,21 +1,20 @@
-//! A patient's sessions, assessments and side effects in one time order.
+//! A patient's sessions, assessments and side effects in one time order, on the wire.
 
 use actix_web::{get, web, HttpResponse};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::assessments::AssessmentResponse;
-use crate::api::context::RequestContext;
-use crate::api::pagination::{PageQuery, Paged};
-use crate::api::records::{patient_event, RecordQuery};
 use crate::api::sessions::SessionResponse;
 use crate::api::side_effects::SideEffectResponse;
-use crate::auth::caller::Caller;
+use crate::api::wire::{PageQuery, Paged, RecordQuery};
+use crate::call::Call;
 use crate::clock;
+use crate::error::responses::Read;
 use crate::error::ApiError;
-use crate::store::{assessments, audit, patients, sessions, side_effects, Db, StoreError};
+use crate::records::timeline::{self, Entry};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -44,50 +43,48 @@ pub struct TimelineEntry {
     pub side_effect: Option<SideEffectResponse>,
 }
 
-struct Keyed {
-    at: NaiveDateTime,
-    id: String,
-    entry: TimelineEntry,
-}
-
-fn entry(kind: TimelineKind, at: NaiveDateTime, id: String) -> Keyed {
-    Keyed {
-        at,
-        id,
-        entry: TimelineEntry {
-            kind,
-            at: clock::from_db(at),
+impl From<Entry> for TimelineEntry {
+    fn from(entry: Entry) -> Self {
+        let mut shown = TimelineEntry {
+            kind: TimelineKind::Session,
+            at: clock::from_db(entry.at()),
             session: None,
             assessment: None,
             side_effect: None,
-        },
+        };
+        match entry {
+            Entry::Session(r) => shown.session = Some(r.into()),
+            Entry::Assessment(r) => {
+                shown.kind = TimelineKind::Assessment;
+                shown.assessment = Some(r.into());
+            }
+            Entry::SideEffect(r) => {
+                shown.kind = TimelineKind::SideEffect;
+                shown.side_effect = Some(r.into());
+            }
+        }
+        shown
     }
 }
 
-/// The patient's records in time order (live records only; sync uses the per-kind lists).
+/// The patient's records in time order (live records only; sync uses the per-kind lists),
+/// each with its flags.
 #[utoipa::path(
     tag = "patients",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The patient's id"), RecordQuery, PageQuery),
     responses(
         (status = 200, description = "One page of the timeline", body = Paged<TimelineEntry>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        Read,
     )
 )]
 #[get("/v1/patients/{id}/timeline")]
 pub async fn get_timeline(
-    caller: Caller,
+    call: Call,
     patient: web::Path<Uuid>,
     query: web::Query<RecordQuery>,
     page: web::Query<PageQuery>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = caller.clinical_scope()?;
-    let patient_id = patient.into_inner().to_string();
     if query.updated_since.is_some() {
         return Err(ApiError::invalid(
             "updated_since",
@@ -95,47 +92,8 @@ pub async fn get_timeline(
         ));
     }
     let (window, page) = query.window_and_page(&page)?;
-    let fetch = page.clone();
-    let mut entries = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let mut entries = Vec::new();
-            for row in sessions::list(conn, &patient_id, &window, &fetch)? {
-                let mut keyed = entry(TimelineKind::Session, row.started_at, row.id.clone());
-                keyed.entry.session = Some(row.into());
-                entries.push(keyed);
-            }
-            for row in assessments::list(conn, &patient_id, &window, &fetch)? {
-                let mut keyed = entry(TimelineKind::Assessment, row.taken_at, row.id.clone());
-                keyed.entry.assessment = Some(row.into());
-                entries.push(keyed);
-            }
-            for row in side_effects::list(conn, &patient_id, &window, &fetch)? {
-                let mut keyed = entry(TimelineKind::SideEffect, row.onset_at, row.id.clone());
-                keyed.entry.side_effect = Some(row.into());
-                entries.push(keyed);
-            }
-            audit::record(
-                conn,
-                &patient_event(
-                    &ctx,
-                    &caller,
-                    "timeline_read",
-                    "patient",
-                    &patient_id,
-                    &patient_id,
-                ),
-            )?;
-            Ok(entries)
-        })
-        .await?;
-    // Each list returned its first page+1 after the cursor; merged, the first page+1 of the
-    // union is among them.
-    entries.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
-    Ok(HttpResponse::Ok().json(Paged::from_rows(
-        entries,
-        &page,
-        |k| (k.at, k.id.as_str()),
-        |k| k.entry,
-    )))
+    let patient = patient.into_inner().into();
+    let entries = timeline::timeline(&call, patient, window, page.clone()).await?;
+    let key = |e: &Entry| (e.at(), e.id());
+    Ok(HttpResponse::Ok().json(Paged::from_rows(entries, &page, key, TimelineEntry::from)))
 }

@@ -1,25 +1,22 @@
-//! Staff accounts (administrators only). Patients' accounts come from invites.
+//! Accounts on the wire: staff accounts (administrators), and a patient's app account as
+//! their clinicians see it. Patients' accounts come from invites.
 
-use actix_web::http::header;
-use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::accounts;
-use crate::api::auth::begin_hash;
-use crate::api::context::{Audited, RequestContext};
-use crate::api::idempotent::{created_or_replayed, Creation};
-use crate::api::pagination::{PageQuery, Paged};
-use crate::auth::caller::Caller;
-use crate::auth::password::{PasswordHasher, Verified};
+use crate::accounts::{self, StaffDraft, UserChange};
+use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::wire::{created, versioned, PageQuery, Paged};
+use crate::call::Call;
 use crate::clock;
-use crate::domain::account::{Email, Password, Role};
-
-use crate::error::{ApiError, FieldError};
-use crate::store::users::{self, NewUserRow, UserChanges, UserFilter, UserRow};
-use crate::store::{audit, clinics, Db, DbConnection};
+use crate::domain::account::Role;
+use crate::error::responses::{List, Read, Update};
+use crate::error::ApiError;
+use crate::records::id_for;
+use crate::store::users::{UserFilter, UserRow};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,40 +53,15 @@ pub struct UserResponse {
 impl From<UserRow> for UserResponse {
     fn from(row: UserRow) -> Self {
         Self {
-            id: row.id,
+            id: row.id.to_string(),
             email: row.email,
-            role: row.role,
-            clinic_id: row.clinic_id,
+            role: row.role.as_str().to_owned(),
+            clinic_id: row.clinic_id.map(|c| c.to_string()),
             disabled: row.disabled,
             created_at: clock::from_db(row.created_at),
             updated_at: clock::from_db(row.updated_at),
             version: row.version,
         }
-    }
-}
-
-/// Checks that a role and a clinic go together, and that the clinic exists.
-fn check_clinic(
-    conn: &mut DbConnection,
-    role: Role,
-    clinic_id: Option<&str>,
-) -> Result<(), ApiError> {
-    if role == Role::Patient {
-        return Err(ApiError::invalid(
-            "role",
-            "patients get their accounts through an invite",
-        ));
-    }
-    match (role.belongs_to_a_clinic(), clinic_id) {
-        (true, None) => Err(ApiError::invalid("clinic_id", "is required for this role")),
-        (false, Some(_)) => Err(ApiError::invalid(
-            "clinic_id",
-            "must be absent for this role",
-        )),
-        (true, Some(id)) if clinics::find(conn, id)?.is_none() => {
-            Err(ApiError::invalid("clinic_id", "no such clinic"))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -101,123 +73,29 @@ fn check_clinic(
     responses(
         (status = 201, description = "Created", body = UserResponse),
         (status = 200, description = "A repeat of an earlier create with the same id and body", body = UserResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
-        (status = 429, response = crate::openapi::responses::TooManyRequests),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 400, response = crate::error::responses::BadRequest),
+        (status = 401, response = crate::error::responses::Unauthorized),
+        (status = 403, response = crate::error::responses::Forbidden),
+        (status = 409, response = crate::error::responses::Conflict),
+        (status = 422, response = crate::error::responses::Unprocessable),
+        (status = 429, response = crate::error::responses::TooManyRequests),
+        (status = 503, response = crate::error::responses::Unavailable),
     )
 )]
 #[post("/v1/users")]
 pub async fn create_user(
-    caller: Caller,
+    call: Call,
     body: web::Json<CreateUserRequest>,
-    ctx: RequestContext,
-    db: web::Data<Db>,
-    hasher: web::Data<PasswordHasher>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let body = body.into_inner();
-    let mut errors = Vec::new();
-    let email = Email::parse(&body.email)
-        .map_err(|rule| errors.push(FieldError::new("email", rule.message())))
-        .ok();
-    let password = Password::parse(&body.password, &[body.email.as_str()])
-        .map_err(|rule| errors.push(FieldError::new("password", rule.message())))
-        .ok();
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Validation(errors));
+    let draft = StaffDraft {
+        email: body.email,
+        password: body.password,
+        role: body.role,
+        clinic: body.clinic_id.map(Into::into),
     };
-    let id = body.id.unwrap_or_else(Uuid::new_v4).to_string();
-    let (role, clinic_id) = (body.role, body.clinic_id.map(|c| c.to_string()));
-
-    let admitted = begin_hash(&hasher, &ctx).await?;
-    // A retry carries the same password; it matches the stored hash rather than a new one.
-    let lookup = id.clone();
-    if let Some(existing) = db
-        .run(move |conn| {
-            users::find(conn, &lookup)
-                .map(Some)
-                .or_else(none_if_missing)
-        })
-        .await?
-    {
-        let same = existing.email == email.as_str()
-            && existing.role == role.as_str()
-            && existing.clinic_id == clinic_id
-            && admitted
-                .verify(&body.password, Some(&existing.password_hash))
-                .await
-                .ok()
-                == Some(Verified::Yes { rehashed: None });
-        return if same {
-            Ok(HttpResponse::Ok().json(UserResponse::from(existing)))
-        } else {
-            Err(ApiError::Conflict(
-                "a record with this id exists with a different body".into(),
-            ))
-        };
-    }
-    let hash = admitted
-        .hash(&password)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    drop(admitted);
-    let creation = db
-        .run(move |conn| {
-            check_clinic(conn, role, clinic_id.as_deref())?;
-            created_or_replayed(
-                conn,
-                |conn| users::find(conn, &id).map(Some).or_else(none_if_missing),
-                |row| {
-                    row.email == email.as_str()
-                        && row.role == role.as_str()
-                        && row.clinic_id == clinic_id
-                },
-                |conn| {
-                    let now = clock::to_db(clock::now());
-                    let row = NewUserRow {
-                        id: &id,
-                        email: email.as_str(),
-                        password_hash: &hash,
-                        role: role.as_str(),
-                        clinic_id: clinic_id.as_deref(),
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    users::insert(conn, &row)?;
-                    audit::record(
-                        conn,
-                        &ctx.audit(Some(&caller), account_event("user_created", &id)),
-                    )
-                },
-            )
-        })
-        .await?;
-    Ok(match creation {
-        Creation::Created(row) => HttpResponse::Created().json(UserResponse::from(row)),
-        Creation::Replayed(row) => HttpResponse::Ok().json(UserResponse::from(row)),
-    })
-}
-
-fn none_if_missing(
-    e: crate::store::StoreError,
-) -> Result<Option<UserRow>, crate::store::StoreError> {
-    match e {
-        crate::store::StoreError::NotFound => Ok(None),
-        other => Err(other),
-    }
-}
-
-fn account_event<'a>(action: &'a str, id: &'a str) -> Audited<'a> {
-    Audited {
-        action,
-        resource_type: "account",
-        resource_id: Some(id),
-        patient_id: None,
-    }
+    let made = accounts::create_staff(&call, id_for(body.id), draft).await?;
+    Ok(created(made, UserResponse::from))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -234,34 +112,23 @@ pub struct UserListQuery {
     params(UserListQuery, PageQuery),
     responses(
         (status = 200, description = "One page of accounts", body = Paged<UserResponse>),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        List,
     )
 )]
 #[get("/v1/users")]
 pub async fn list_users(
-    caller: Caller,
+    call: Call,
     filter: web::Query<UserListQuery>,
     page: web::Query<PageQuery>,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
     let page = page.page()?;
-    let fetch = page.clone();
     let filter = UserFilter {
-        role: filter.role.map(|r| r.as_str().to_owned()),
-        clinic_id: filter.clinic_id.map(|c| c.to_string()),
+        role: filter.role,
+        clinic_id: filter.clinic_id.map(Into::into),
     };
-    let rows = db
-        .run(move |conn| users::list(conn, &filter, &fetch))
-        .await?;
-    Ok(HttpResponse::Ok().json(Paged::from_rows(
-        rows,
-        &page,
-        |r| (r.created_at, r.id.as_str()),
-        UserResponse::from,
-    )))
+    let rows = accounts::list_users(&call, filter, page.clone()).await?;
+    let key = |r: &UserRow| (r.created_at, r.id.to_string());
+    Ok(HttpResponse::Ok().json(Paged::from_rows(rows, &page, key, UserResponse::from)))
 }
 
 /// One account.
@@ -270,23 +137,15 @@ pub async fn list_users(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The account's id")),
     responses(
-        (status = 200, description = "The account", body = UserResponse),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The account", body = UserResponse,
+            headers(("ETag" = String, description = "The account's version: send it as If-Match to change it"))),
+        Read,
     )
 )]
 #[get("/v1/users/{id}")]
-pub async fn get_user(
-    caller: Caller,
-    id: web::Path<Uuid>,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let id = id.into_inner().to_string();
-    let row = db.run(move |conn| users::find(conn, &id)).await?;
-    Ok(versioned(UserResponse::from(row)))
+pub async fn get_user(call: Call, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let row = accounts::find_user(&call, id.into_inner().into()).await?;
+    Ok(versioned(row.version, UserResponse::from(row)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -315,110 +174,106 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[utoipa::path(
     tag = "administration",
     security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "The account's id"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "The version the change is based on, such as \"3\"; 412 when stale"),
-    ),
+    params(("id" = Uuid, Path, description = "The account's id"), IfMatchHeader),
     request_body = UpdateUserRequest,
     responses(
-        (status = 200, description = "The changed account", body = UserResponse),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 412, response = crate::openapi::responses::PreconditionFailed),
-        (status = 422, response = crate::openapi::responses::Unprocessable),
+        (status = 200, description = "The changed account", body = UserResponse,
+            headers(("ETag" = String, description = "The account's new version"))),
+        Update,
     )
 )]
 #[patch("/v1/users/{id}")]
 pub async fn update_user(
-    caller: Caller,
+    call: Call,
     id: web::Path<Uuid>,
+    IfMatch(expected): IfMatch,
     body: web::Json<UpdateUserRequest>,
-    req: HttpRequest,
-    ctx: RequestContext,
-    db: web::Data<Db>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Admin])?;
-    let expected_version = if_match(&req)?;
-    let id = id.into_inner().to_string();
-    let body = body.into_inner();
-    let row = db
-        .transaction(move |conn| {
-            let current = users::find(conn, &id)?;
-            let current_role = current
-                .role
-                .parse::<Role>()
-                .map_err(|_| ApiError::Forbidden)?;
-            if current_role == Role::Patient {
-                // A patient's app account follows its patient: only access can change.
-                patient_account_change(&body)?;
-            }
-            let role = body.role.unwrap_or(current_role);
-            let clinic_id = match body.clinic_id {
-                Some(new) => new.map(|c| c.to_string()),
-                None => current.clinic_id.clone(),
-            };
-            if current_role != Role::Patient {
-                check_clinic(conn, role, clinic_id.as_deref())?;
-            }
-            let changes = UserChanges {
-                role: body.role.map(|r| r.as_str().to_owned()),
-                clinic_id: body.clinic_id.map(|c| c.map(|c| c.to_string())),
-                disabled: body.disabled,
-            };
-            let now = clock::to_db(clock::now());
-            let updated = users::update(conn, &id, expected_version, &changes, now)?;
-            if updated.disabled && !current.disabled {
-                accounts::revoke_access(conn, &id, now)?;
-            }
-            audit::record(
-                conn,
-                &ctx.audit(Some(&caller), account_event("user_updated", &id)),
-            )?;
-            Ok::<_, ApiError>(users::find(conn, &id)?)
-        })
-        .await?;
-    Ok(versioned(UserResponse::from(row)))
-}
-
-/// A patient's app account may be disabled and enabled again; its role and clinic never
-/// change (it would stay linked to the patient's record).
-pub(crate) fn patient_account_change(body: &UpdateUserRequest) -> Result<(), ApiError> {
-    let mut errors = Vec::new();
-    if body.role.is_some() {
-        errors.push(FieldError::new(
-            "role",
-            "a patient's app account keeps its role",
-        ));
-    }
-    if body.clinic_id.is_some() {
-        errors.push(FieldError::new(
-            "clinic_id",
-            "a patient's app account keeps its patient's clinic",
-        ));
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
-/// Reads `If-Match: "3"` (or `3`, or a weak `W/"3"`).
-pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
-    let Some(value) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
+    let change = UserChange {
+        role: body.role,
+        clinic: body.clinic_id.map(|c| c.map(Into::into)),
+        disabled: body.disabled,
     };
-    let text = value.to_str().unwrap_or_default().trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse()
-        .map(Some)
-        .map_err(|_| ApiError::invalid("If-Match", "must be the record's version, such as \"3\""))
+    let row = accounts::update_user(&call, id.into_inner().into(), expected, change).await?;
+    Ok(versioned(row.version, UserResponse::from(row)))
 }
 
-fn versioned(user: UserResponse) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, format!("\"{}\"", user.version)))
-        .json(user)
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "9a1b2c3d-0000-4000-8000-000000000001", "email": "sam@example.org",
+    "disabled": false, "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
+pub struct PatientAccountResponse {
+    pub id: String,
+    pub email: String,
+    /// A disabled account cannot sign in, and every token it held stopped working.
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Send as If-Match when changing the account.
+    pub version: i32,
+}
+
+impl From<UserRow> for PatientAccountResponse {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            email: row.email,
+            disabled: row.disabled,
+            created_at: clock::from_db(row.created_at),
+            updated_at: clock::from_db(row.updated_at),
+            version: row.version,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"disabled": true}))]
+pub struct UpdatePatientAccountRequest {
+    /// True shuts the app out at once: it cannot sign in and its tokens stop working.
+    /// False lets it sign in again (with a new sign-in; old tokens stay revoked).
+    pub disabled: bool,
+}
+
+/// The patient's app account.
+#[utoipa::path(
+    tag = "patients",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "The app account", body = PatientAccountResponse,
+            headers(("ETag" = String, description = "The account's version: send it as If-Match to change it"))),
+        Read,
+    )
+)]
+#[get("/v1/patients/{id}/account")]
+pub async fn get_patient_account(
+    call: Call,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let row = accounts::patient_account(&call, id.into_inner().into()).await?;
+    Ok(versioned(row.version, PatientAccountResponse::from(row)))
+}
+
+/// Disables the patient's app account (a lost or stolen phone), or enables it again.
+#[utoipa::path(
+    tag = "patients",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id"), IfMatchHeader),
+    request_body = UpdatePatientAccountRequest,
+    responses(
+        (status = 200, description = "The changed account", body = PatientAccountResponse,
+            headers(("ETag" = String, description = "The account's new version"))),
+        Update,
+    )
+)]
+#[patch("/v1/patients/{id}/account")]
+pub async fn update_patient_account(
+    call: Call,
+    id: web::Path<Uuid>,
+    IfMatch(expected): IfMatch,
+    body: web::Json<UpdatePatientAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = id.into_inner().into();
+    let row = accounts::set_patient_access(&call, patient, expected, body.disabled).await?;
+    Ok(versioned(row.version, PatientAccountResponse::from(row)))
 }

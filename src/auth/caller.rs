@@ -10,20 +10,21 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use crate::auth::token::TokenKeys;
+use crate::call::Services;
 use crate::domain::account::Role;
+use crate::domain::ids::{ClinicId, PatientId, UserId};
 use crate::error::ApiError;
 use crate::store::scope::Scope;
-use crate::store::{users, Db, StoreError};
+use crate::store::{users, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub user_id: String,
+    pub user_id: UserId,
     pub email: String,
     pub role: Role,
-    pub clinic_id: Option<String>,
+    pub clinic_id: Option<ClinicId>,
     /// The patient record of a patient's app account.
-    pub patient_id: Option<String>,
+    pub patient_id: Option<PatientId>,
 }
 
 impl Caller {
@@ -40,8 +41,8 @@ impl Caller {
     /// own; administrators and researchers none (403).
     pub fn clinical_scope(&self) -> Result<Scope, ApiError> {
         match (self.role, &self.clinic_id, &self.patient_id) {
-            (Role::Clinician, Some(clinic), _) => Ok(Scope::Clinic(clinic.clone())),
-            (Role::Patient, _, Some(patient)) => Ok(Scope::Patient(patient.clone())),
+            (Role::Clinician, Some(clinic), _) => Ok(Scope::Clinic(*clinic)),
+            (Role::Patient, _, Some(patient)) => Ok(Scope::Patient(*patient)),
             _ => Err(ApiError::Forbidden),
         }
     }
@@ -67,22 +68,24 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
-        let keys = req.app_data::<web::Data<TokenKeys>>().cloned();
-        let db = req.app_data::<web::Data<Db>>().cloned();
+        let services = req.app_data::<web::Data<Services>>().cloned();
         Box::pin(async move {
-            let (Some(token), Some(keys), Some(db)) = (token, keys, db) else {
+            let (Some(token), Some(services)) = (token, services) else {
                 return Err(ApiError::Unauthorized);
             };
-            let claims = keys.verify(&token).map_err(|_| ApiError::Unauthorized)?;
-            let row = db
-                .run(move |conn| users::find_with_patient(conn, &claims.sub))
+            let claims = services
+                .keys
+                .verify(&token)
+                .map_err(|_| ApiError::Unauthorized)?;
+            let user: UserId = claims.sub.parse().map_err(|_| ApiError::Unauthorized)?;
+            let (row, patient_id) = services
+                .db
+                .run(move |conn| users::find_with_patient(conn, user))
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound => ApiError::Unauthorized,
                     other => other.into(),
                 })?;
-            let (row, patient_id) = row;
-            let role = row.role.parse().map_err(|_| ApiError::Unauthorized)?;
             // A disabled account, or a token from before a password change, a disable or a
             // sign-out everywhere, is refused at once rather than when the token expires.
             if row.disabled || claims.generation != row.token_generation {
@@ -91,7 +94,7 @@ impl FromRequest for Caller {
             Ok(Caller {
                 user_id: row.id,
                 email: row.email,
-                role,
+                role: row.role,
                 clinic_id: row.clinic_id,
                 patient_id,
             })

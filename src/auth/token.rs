@@ -1,6 +1,7 @@
 //! Access tokens (HS256 JWTs, verified against one fixed algorithm) and refresh tokens
 //! (256 random bits, of which only the SHA-256 is stored).
 
+use crate::domain::ids::{ClinicId, UserId};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,10 +50,10 @@ impl SigningKey {
 
 /// Whom an access token is issued to.
 #[derive(Clone, Copy, Debug)]
-pub struct TokenSubject<'a> {
-    pub user_id: &'a str,
+pub struct TokenSubject {
+    pub user_id: UserId,
     pub role: Role,
-    pub clinic: Option<&'a str>,
+    pub clinic: Option<ClinicId>,
     pub generation: i32,
 }
 
@@ -80,11 +81,11 @@ impl TokenKeys {
         self.lifetime
     }
 
-    pub fn issue(&self, account: &TokenSubject<'_>, now: DateTime<Utc>) -> String {
+    pub fn issue(&self, account: &TokenSubject, now: DateTime<Utc>) -> String {
         let claims = Claims {
-            sub: account.user_id.to_owned(),
+            sub: account.user_id.to_string(),
             role: account.role,
-            clinic: account.clinic.map(str::to_owned),
+            clinic: account.clinic.map(|c| c.to_string()),
             generation: account.generation,
             iat: now.timestamp(),
             exp: now.timestamp() + self.lifetime.as_secs() as i64,
@@ -155,9 +156,9 @@ mod tests {
         )
     }
 
-    fn admin() -> TokenSubject<'static> {
+    fn admin() -> TokenSubject {
         TokenSubject {
-            user_id: "u",
+            user_id: UserId::numbered(1),
             role: Role::Admin,
             clinic: None,
             generation: 0,
@@ -170,17 +171,17 @@ mod tests {
         let now = Utc::now();
         let token = keys().issue(
             &TokenSubject {
-                user_id: "u-1",
+                user_id: UserId::numbered(1),
                 role: Role::Clinician,
-                clinic: Some("c-1"),
+                clinic: Some(ClinicId::numbered(2)),
                 generation: 3,
             },
             now,
         );
         let claims = keys().verify(&token).expect("valid");
-        assert_eq!(claims.sub, "u-1");
+        assert_eq!(claims.sub, UserId::numbered(1).to_string());
         assert_eq!(claims.role, Role::Clinician);
-        assert_eq!(claims.clinic.as_deref(), Some("c-1"));
+        assert_eq!(claims.clinic, Some(ClinicId::numbered(2).to_string()));
         assert_eq!(claims.generation, 3);
         assert_eq!(claims.exp - claims.iat, 900);
         assert_eq!(

@@ -1,61 +1,42 @@
 //! Accounts: who may sign in, with what role, and what a password must be.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use crate::domain::RuleBroken;
 
-/// What an account may do (api.md, Roles).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Accounts, clinics and the audit trail; no clinical records.
-    Admin,
-    /// The clinical records of their own clinic.
-    Clinician,
-    /// Their own record, through the app.
-    Patient,
-    /// De-identified research endpoints only.
-    Researcher,
-}
+vocabulary!(
+    /// What an account may do (api.md, Roles).
+    Role {
+        /// Accounts, clinics and the audit trail; no clinical records.
+        Admin = "admin",
+        /// The clinical records of their own clinic.
+        Clinician = "clinician",
+        /// Their own record, through the app.
+        Patient = "patient",
+        /// De-identified research endpoints only.
+        Researcher = "researcher",
+    }
+);
 
 impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Admin,
-        Role::Clinician,
-        Role::Patient,
-        Role::Researcher,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Clinician => "clinician",
-            Role::Patient => "patient",
-            Role::Researcher => "researcher",
-        }
-    }
-
     /// Clinicians and patients act within one clinic; the others within none.
     pub fn belongs_to_a_clinic(self) -> bool {
         matches!(self, Role::Clinician | Role::Patient)
     }
-}
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or("must be one of admin, clinician, patient, researcher")
+    /// Whether a staff account of this role may be made with (or without) a clinic: a
+    /// clinician needs one, an administrator or researcher has none, and a patient's account
+    /// comes only from an invite.
+    pub fn staff_account(self, has_clinic: bool) -> Result<Self, RuleBroken> {
+        match (self, self.belongs_to_a_clinic(), has_clinic) {
+            (Role::Patient, _, _) => Err(RuleBroken::new(
+                "role",
+                "patients get their accounts through an invite",
+            )),
+            (_, true, false) => Err(RuleBroken::new("clinic_id", "is required for this role")),
+            (_, false, true) => Err(RuleBroken::new("clinic_id", "must be absent for this role")),
+            _ => Ok(self),
+        }
     }
 }
 
@@ -189,6 +170,30 @@ impl fmt::Debug for Password {
 mod tests {
     use super::*;
 
+    /// api.md, Roles: a clinician belongs to a clinic, administrators and researchers to
+    /// none, and patients join only through an invite.
+    #[test]
+    fn which_staff_accounts_may_be_made() {
+        let field = |r: Result<Role, RuleBroken>| r.map_err(|b| b.field);
+        let cases = [
+            (Role::Clinician, true, Ok(Role::Clinician)),
+            (Role::Clinician, false, Err("clinic_id")),
+            (Role::Admin, false, Ok(Role::Admin)),
+            (Role::Admin, true, Err("clinic_id")),
+            (Role::Researcher, false, Ok(Role::Researcher)),
+            (Role::Researcher, true, Err("clinic_id")),
+            (Role::Patient, true, Err("role")),
+            (Role::Patient, false, Err("role")),
+        ];
+        for (role, clinic, expected) in cases {
+            assert_eq!(
+                field(role.staff_account(clinic)),
+                expected.map_err(String::from),
+                "{role} with clinic {clinic}"
+            );
+        }
+    }
+
     /// issue 12 (9): look-alike spellings of one address are that address, or refused.
     #[test]
     fn look_alike_emails_are_one_address_or_refused() {
@@ -273,7 +278,7 @@ mod tests {
     #[test]
     fn roles_round_trip() {
         for role in Role::ALL {
-            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(role.as_str().parse::<Role>(), Ok(*role));
         }
         assert!("root".parse::<Role>().is_err());
     }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::domain::ids::SessionId;
 use crate::domain::instrument::{Instrument, Scored};
 use crate::domain::side_effect::{Effect, Severity};
 use crate::domain::treatment::VitalSigns;
@@ -28,6 +29,11 @@ vocabulary!(
 vocabulary!(
     /// How soon a clinician must look.
     FlagLevel { Urgent = "urgent", High = "high", Info = "info" }
+);
+
+vocabulary!(
+    /// Where a flag stands.
+    FlagStatus { Open = "open", Acknowledged = "acknowledged" }
 );
 
 impl FlagKind {
@@ -199,7 +205,7 @@ pub fn missed_follow_up(
 /// A completed session, for the dependence rules.
 #[derive(Clone, Debug)]
 pub struct CompletedSession {
-    pub id: String,
+    pub id: SessionId,
     pub started_at: DateTime<Utc>,
     /// After its course's induction.
     pub maintenance: bool,
@@ -209,7 +215,7 @@ pub struct CompletedSession {
 /// 3 completed sessions in 7 days, and the session that closes the second of two consecutive
 /// maintenance intervals shorter than 21 days. `sessions` are in time order; the result pairs
 /// each flagged session's id with its flag.
-pub fn dependence_by_frequency(sessions: &[CompletedSession]) -> Vec<(String, Raised)> {
+pub fn dependence_by_frequency(sessions: &[CompletedSession]) -> Vec<(SessionId, Raised)> {
     let mut flagged = Vec::new();
     for (i, s) in sessions.iter().enumerate() {
         let in_week = sessions[..=i]
@@ -217,17 +223,14 @@ pub fn dependence_by_frequency(sessions: &[CompletedSession]) -> Vec<(String, Ra
             .filter(|o| o.started_at > s.started_at - Duration::days(7))
             .count();
         if in_week > 3 {
-            flagged.push((
-                s.id.clone(),
-                format!("{in_week} completed sessions within 7 days"),
-            ));
+            flagged.push((s.id, format!("{in_week} completed sessions within 7 days")));
         }
         let short = |a: &CompletedSession, b: &CompletedSession| {
             b.maintenance && b.started_at - a.started_at < Duration::days(21)
         };
         if i >= 2 && short(&sessions[i - 2], &sessions[i - 1]) && short(&sessions[i - 1], s) {
             flagged.push((
-                s.id.clone(),
+                s.id,
                 "two consecutive maintenance intervals shorter than 21 days".into(),
             ));
         }
@@ -388,7 +391,7 @@ mod tests {
         days.iter()
             .enumerate()
             .map(|(i, (d, maintenance))| CompletedSession {
-                id: format!("s{i}"),
+                id: SessionId::numbered(i as u128),
                 started_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap()
                     + Duration::seconds((d * 86_400.0) as i64),
                 maintenance: *maintenance,
@@ -396,7 +399,7 @@ mod tests {
             .collect()
     }
 
-    fn flagged(days: &[(f64, bool)]) -> Vec<String> {
+    fn flagged(days: &[(f64, bool)]) -> Vec<SessionId> {
         dependence_by_frequency(&sessions(days))
             .into_iter()
             .map(|(id, _)| id)
@@ -447,7 +450,7 @@ mod tests {
         );
         assert_eq!(
             flagged(&[(0.0, false), (2.0, false), (4.0, false), (6.9, false)]),
-            ["s3"]
+            [SessionId::numbered(3)]
         );
         let mut monthly = induction.to_vec();
         monthly.extend([(56.0, true), (84.0, true), (112.0, true)]);
@@ -456,7 +459,7 @@ mod tests {
         shortening.extend([(48.0, true), (68.0, true), (88.0, true)]);
         assert_eq!(
             flagged(&shortening),
-            ["s9", "s10"],
+            [SessionId::numbered(9), SessionId::numbered(10)],
             "each second short interval in a row raises it"
         );
         let mut one_short = induction.to_vec();

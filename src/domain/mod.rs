@@ -2,14 +2,44 @@
 //! no framework types. Every number here comes from the specification's domain.md.
 
 /// A closed set of names, stored and sent as snake_case text. Generates the enum with serde
-/// and OpenAPI derives, `ALL`, `as_str` and `FromStr`.
+/// and OpenAPI derives, `ALL`, `as_str`, `FromStr`, and its column mapping on every diesel
+/// backend (a text column; a stored name outside the set reads back as an error, never as a
+/// default). The mapping is a type-level statement of how the value is stored: no I/O here.
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
-                 serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+                 serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+                 diesel::AsExpression, diesel::FromSqlRow)]
         #[serde(rename_all = "snake_case")]
+        #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, DB>,
+            ) -> diesel::serialize::Result {
+                self.as_str().to_sql(out)
+            }
+        }
+
+        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = String::from_sql(bytes)?;
+                text.parse().map_err(|_| {
+                    format!("unreadable stored {}: {text:?}", stringify!($name)).into()
+                })
+            }
+        }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -38,7 +68,9 @@ macro_rules! vocabulary {
 }
 
 pub mod account;
+pub mod audit;
 pub mod flags;
+pub mod ids;
 pub mod instrument;
 pub mod outcomes;
 pub mod patient;

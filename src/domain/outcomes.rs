@@ -2,6 +2,7 @@
 //! off within days, and each course's response and remission. Pure arithmetic on instants and
 //! severities; the caller supplies the records.
 
+use crate::domain::ids::AssessmentId;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::instrument::{Definition, ResponseRule};
@@ -28,7 +29,7 @@ vocabulary!(
 /// One score of the course's primary instrument, as severity (lower is better).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Score {
-    pub id: String,
+    pub id: AssessmentId,
     pub taken_at: DateTime<Utc>,
     pub severity: i32,
     /// The total, for remission cut-offs, which are stated on totals.
@@ -153,7 +154,7 @@ pub fn session_outcome(
 pub struct CourseOutcome {
     pub baseline: Option<i32>,
     /// The latest score 28–42 days after the first session, if any.
-    pub end_of_induction_score: Option<String>,
+    pub end_of_induction_score: Option<AssessmentId>,
     pub end_of_induction_response: Option<bool>,
     pub end_of_induction_remission: Option<bool>,
     pub time_to_response_days: Option<f64>,
@@ -208,7 +209,7 @@ pub fn course_outcome(
         .find(|s| responds(s) == Some(true));
     CourseOutcome {
         baseline,
-        end_of_induction_score: end_of_induction.map(|s| s.id.clone()),
+        end_of_induction_score: end_of_induction.map(|s| s.id),
         end_of_induction_response: end_of_induction.and_then(responds),
         end_of_induction_remission: end_of_induction
             .and_then(|s| remission_max.map(|cut_off| s.total <= cut_off)),
@@ -231,7 +232,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (d, sev))| Score {
-                id: format!("a{i}"),
+                id: AssessmentId::numbered(i as u128),
                 taken_at: t(*d),
                 severity: *sev,
                 total: *sev,
@@ -528,7 +529,7 @@ mod tests {
                 vec![(-15.0, 26), (-14.0, 22), (3.0, 14), (10.0, 11), (12.0, 10), (35.0, 4), (43.0, 20)],
                 CourseOutcome {
                     baseline: Some(22),
-                    end_of_induction_score: Some("a5".into()),
+                    end_of_induction_score: Some(AssessmentId::numbered(5)),
                     end_of_induction_response: Some(true),
                     end_of_induction_remission: Some(true),
                     time_to_response_days: Some(10.0),
@@ -539,7 +540,7 @@ mod tests {
                 vec![(-15.0, 26), (30.0, 4)],
                 CourseOutcome {
                     baseline: None,
-                    end_of_induction_score: Some("a1".into()),
+                    end_of_induction_score: Some(AssessmentId::numbered(1)),
                     end_of_induction_response: None,
                     end_of_induction_remission: Some(true),
                     time_to_response_days: None,
@@ -550,7 +551,7 @@ mod tests {
                 vec![(0.0, 20), (28.0, 5), (42.0, 12)],
                 CourseOutcome {
                     baseline: Some(20),
-                    end_of_induction_score: Some("a2".into()),
+                    end_of_induction_score: Some(AssessmentId::numbered(2)),
                     end_of_induction_response: Some(false),
                     end_of_induction_remission: Some(false),
                     time_to_response_days: Some(28.0),

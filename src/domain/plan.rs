@@ -2,6 +2,7 @@
 //! durability can be measured (domain.md §6 needs scores after each session). The plan
 //! restarts at each completed session and stops at the next one.
 
+use crate::domain::ids::{AssessmentId, SessionId};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -114,14 +115,14 @@ pub struct DueItem {
     pub instrument: Instrument,
     pub purpose: DuePurpose,
     /// The session it is before or after.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// Days after the session, for follow-ups.
     pub day: Option<i64>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
     pub status: DueStatus,
     /// The score that completed it.
-    pub completed_by: Option<String>,
+    pub completed_by: Option<AssessmentId>,
 }
 
 /// What the plan is laid over.
@@ -129,11 +130,11 @@ pub struct PlanInput<'a> {
     pub plan: &'a MeasurementPlan,
     pub primary: Instrument,
     /// Completed sessions (id, start), oldest first.
-    pub sessions: &'a [(String, DateTime<Utc>)],
+    pub sessions: &'a [(SessionId, DateTime<Utc>)],
     /// The next planned infusion day, when one is still ahead.
     pub next_planned: Option<NaiveDate>,
     /// The patient's scores (id, instrument, time taken).
-    pub scores: &'a [(String, Instrument, DateTime<Utc>)],
+    pub scores: &'a [(AssessmentId, Instrument, DateTime<Utc>)],
     /// Daily items are listed from this day on (the first session, or a recent bound).
     pub daily_from: Option<NaiveDate>,
 }
@@ -142,15 +143,17 @@ pub struct PlanInput<'a> {
 pub fn due_items(input: &PlanInput<'_>, now: DateTime<Utc>) -> Vec<DueItem> {
     let plan = input.plan;
     let item =
-        |instrument, purpose, session_id: Option<&String>, day, window_start, window_end| DueItem {
-            instrument,
-            purpose,
-            session_id: session_id.cloned(),
-            day,
-            window_start,
-            window_end,
-            status: DueStatus::Upcoming,
-            completed_by: None,
+        |instrument, purpose, session_id: Option<&SessionId>, day, window_start, window_end| {
+            DueItem {
+                instrument,
+                purpose,
+                session_id: session_id.copied(),
+                day,
+                window_start,
+                window_end,
+                status: DueStatus::Upcoming,
+                completed_by: None,
+            }
         };
     let mut items = Vec::new();
     for (i, (id, start)) in input.sessions.iter().enumerate() {
@@ -224,7 +227,7 @@ pub fn due_items(input: &PlanInput<'_>, now: DateTime<Utc>) -> Vec<DueItem> {
                     && *at <= i.window_end
                     && *at <= now
             })
-            .map(|(id, _, _)| id.clone());
+            .map(|(id, _, _)| *id);
         i.status = match i.completed_by {
             Some(_) => DueStatus::Completed,
             None if now > i.window_end => DueStatus::Missed,
@@ -289,14 +292,14 @@ mod tests {
     fn the_due_list_at_chosen_instants() {
         let plan = plan_without_mood();
         let sessions = [
-            ("s1".to_owned(), t(0.0)),
-            ("s2".to_owned(), t(2.0)),
-            ("s3".to_owned(), t(4.0)),
+            (SessionId::numbered(1), t(0.0)),
+            (SessionId::numbered(2), t(2.0)),
+            (SessionId::numbered(3), t(4.0)),
         ];
         let scores = vec![
-            ("a".to_owned(), Instrument::Phq9, t(-0.5)),
-            ("b".to_owned(), Instrument::Phq9, t(1.2)),
-            ("c".to_owned(), Instrument::Phq9, t(3.9)),
+            (AssessmentId::numbered(97), Instrument::Phq9, t(-0.5)),
+            (AssessmentId::numbered(98), Instrument::Phq9, t(1.2)),
+            (AssessmentId::numbered(99), Instrument::Phq9, t(3.9)),
         ];
         let input = |n: usize| PlanInput {
             plan: &plan,
@@ -358,8 +361,8 @@ mod tests {
     #[test]
     fn daily_mood_is_asked_each_day_and_a_planned_session_has_its_pre_session_item() {
         let plan = MeasurementPlan::default();
-        let sessions = vec![("s1".to_owned(), t(0.0))];
-        let scores = vec![("m".to_owned(), Instrument::DailyMood, t(0.3))];
+        let sessions = vec![(SessionId::numbered(1), t(0.0))];
+        let scores = vec![(AssessmentId::numbered(7), Instrument::DailyMood, t(0.3))];
         let items = due_items(
             &PlanInput {
                 plan: &plan,
@@ -376,7 +379,7 @@ mod tests {
             .filter(|i| i.purpose == DuePurpose::DailyMood)
             .collect();
         assert_eq!(moods.len(), 2, "today and tomorrow");
-        assert_eq!(moods[0].completed_by.as_deref(), Some("m"));
+        assert_eq!(moods[0].completed_by, Some(AssessmentId::numbered(7)));
         assert!(items.iter().any(|i| i.purpose == DuePurpose::PreSession
             && i.session_id.is_none()
             && i.instrument == Instrument::Gad7));

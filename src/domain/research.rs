@@ -15,44 +15,109 @@ vocabulary!(
     }
 );
 
-/// The band of a course's measurement-plan adherence: `none` when nothing was due yet, then
-/// below 50 %, 50–80 %, and 80 % or more.
-pub fn adherence_band(completed: usize, due: usize) -> &'static str {
-    if due == 0 {
-        return "none";
+vocabulary!(
+    /// The band of a course's measurement-plan adherence: `none` when nothing was due yet,
+    /// then below 50 %, 50–80 %, and 80 % or more.
+    AdherenceBand {
+        None = "none",
+        Below50 = "lt_50",
+        From50To80 = "50_to_80",
+        From80 = "ge_80",
     }
-    let share = completed as f64 / due as f64;
-    if share < 0.5 {
-        "lt_50"
-    } else if share < 0.8 {
-        "50_to_80"
-    } else {
-        "ge_80"
+);
+
+impl AdherenceBand {
+    pub fn of(completed: usize, due: usize) -> Self {
+        if due == 0 {
+            return Self::None;
+        }
+        let share = completed as f64 / due as f64;
+        if share < 0.5 {
+            Self::Below50
+        } else if share < 0.8 {
+            Self::From50To80
+        } else {
+            Self::From80
+        }
     }
 }
 
-/// The dose band of a dose in mg/kg: < 0.5, 0.5–0.75, 0.75–1.0, ≥ 1.0.
-pub fn dose_band(mg_per_kg: f64) -> &'static str {
-    if mg_per_kg < 0.5 {
-        "lt_0.5"
-    } else if mg_per_kg < 0.75 {
-        "0.5_to_0.75"
-    } else if mg_per_kg < 1.0 {
-        "0.75_to_1.0"
-    } else {
-        "ge_1.0"
+vocabulary!(
+    /// The band of a dose in mg/kg: < 0.5, 0.5–0.75, 0.75–1.0, ≥ 1.0.
+    DoseBand {
+        Below05 = "lt_0.5",
+        From05To075 = "0.5_to_0.75",
+        From075To1 = "0.75_to_1.0",
+        From1 = "ge_1.0",
+    }
+);
+
+impl DoseBand {
+    pub fn of(mg_per_kg: f64) -> Self {
+        if mg_per_kg < 0.5 {
+            Self::Below05
+        } else if mg_per_kg < 0.75 {
+            Self::From05To075
+        } else if mg_per_kg < 1.0 {
+            Self::From075To1
+        } else {
+            Self::From1
+        }
     }
 }
 
-/// The 10-year age band at a given year; ages over 89 are top-coded as `90+` (HIPAA Safe
-/// Harbor).
-pub fn age_band(birth_year: i32, at_year: i32) -> String {
-    let age = (at_year - birth_year).max(0);
-    if age >= 90 {
-        return "90+".into();
+/// A 10-year age band (`40-49`); ages over 89 are top-coded as `90+` (HIPAA Safe Harbor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgeBand {
+    /// The band's lowest age: 0, 10, … 90.
+    low: i32,
+}
+
+impl AgeBand {
+    /// How many bands there are.
+    pub const COUNT: usize = 10;
+
+    /// The band at a given year.
+    pub fn at(birth_year: i32, at_year: i32) -> Self {
+        let age = (at_year - birth_year).max(0);
+        Self {
+            low: (age / 10 * 10).min(90),
+        }
     }
-    let low = age / 10 * 10;
-    format!("{low}-{}", low + 9)
+}
+
+impl std::fmt::Display for AgeBand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.low {
+            90 => f.write_str("90+"),
+            low => write!(f, "{low}-{}", low + 9),
+        }
+    }
+}
+
+impl std::str::FromStr for AgeBand {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let band = |low| Self { low };
+        let parsed = match text.split_once('-') {
+            _ if text == "90+" => Some(band(90)),
+            Some((lo, hi)) => lo
+                .parse::<i32>()
+                .ok()
+                .filter(|lo| {
+                    lo % 10 == 0 && (0..90).contains(lo) && hi.parse::<i32>() == Ok(lo + 9)
+                })
+                .map(band),
+            None => None,
+        };
+        parsed.ok_or_else(|| "must be a 10-year band such as 40-49, or 90+".to_owned())
+    }
+}
+
+impl serde::Serialize for AgeBand {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A proportion with what it was computed from.
@@ -234,13 +299,25 @@ mod tests {
             (3.0, "ge_1.0"),
         ];
         for (dose, band) in doses {
-            assert_eq!(dose_band(dose), band, "{dose}");
+            assert_eq!(DoseBand::of(dose).as_str(), band, "{dose}");
         }
-        assert_eq!(age_band(1990, 2026), "30-39");
-        assert_eq!(age_band(1996, 2026), "30-39");
-        assert_eq!(age_band(1997, 2026), "20-29");
-        assert_eq!(age_band(1937, 2026), "80-89");
-        assert_eq!(age_band(1936, 2026), "90+");
+        let ages = [
+            (1990, "30-39"),
+            (1996, "30-39"),
+            (1997, "20-29"),
+            (1937, "80-89"),
+            (1936, "90+"),
+            (1900, "90+"),
+            (2026, "0-9"),
+        ];
+        for (born, band) in ages {
+            let at = AgeBand::at(born, 2026);
+            assert_eq!(at.to_string(), band, "{born}");
+            assert_eq!(band.parse::<AgeBand>(), Ok(at), "{band} reads back");
+        }
+        for bad in ["", "40-48", "41-50", "90-99", "100+", "-10--1", "40"] {
+            assert!(bad.parse::<AgeBand>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -254,7 +331,11 @@ mod tests {
             ((5, 5), "ge_80"),
         ];
         for ((completed, due), band) in cases {
-            assert_eq!(adherence_band(completed, due), band, "{completed}/{due}");
+            assert_eq!(
+                AdherenceBand::of(completed, due).as_str(),
+                band,
+                "{completed}/{due}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! Courses and the treatment schedule (domain.md §2): which days a course plans an infusion
 //! on, which completed session fills which planned slot, and which slots were missed.
 
+use crate::domain::ids::SessionId;
 use chrono::{Duration, NaiveDate};
 
 use crate::domain::RuleBroken;
@@ -54,7 +55,7 @@ pub struct Slot {
     pub phase: Phase,
     pub status: SlotStatus,
     /// The session that filled it.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
 }
 
 /// A custom protocol's explicit dates: at least one, no repeats, at most 200.
@@ -83,7 +84,7 @@ pub fn slots(
     protocol: Protocol,
     start: NaiveDate,
     custom: &[NaiveDate],
-    completed: &[(String, NaiveDate)],
+    completed: &[(SessionId, NaiveDate)],
     today: NaiveDate,
 ) -> Vec<Slot> {
     let planned: Vec<NaiveDate> = match protocol {
@@ -93,7 +94,7 @@ pub fn slots(
             .collect(),
         Protocol::Custom => custom.to_vec(),
     };
-    let mut filled: Vec<Option<String>> = vec![None; planned.len()];
+    let mut filled: Vec<Option<SessionId>> = vec![None; planned.len()];
     let mut sessions = completed.to_vec();
     sessions.sort_by_key(|(_, date)| *date);
     for (id, date) in &sessions {
@@ -101,7 +102,7 @@ pub fn slots(
             filled[*i].is_none() && (**p - *date).num_days().abs() <= SLOT_TOLERANCE_DAYS
         });
         if let Some((i, _)) = open {
-            filled[i] = Some(id.clone());
+            filled[i] = Some(*id);
         }
     }
     let mut result: Vec<Slot> = planned
@@ -122,7 +123,7 @@ pub fn slots(
 fn slot(
     planned_date: NaiveDate,
     phase: Phase,
-    session_id: Option<String>,
+    session_id: Option<SessionId>,
     today: NaiveDate,
 ) -> Slot {
     let status = match &session_id {
@@ -173,11 +174,11 @@ mod tests {
     #[test]
     fn filling_and_missing_slots() {
         let sessions = vec![
-            ("s0".to_owned(), day(0)),
-            ("s1".to_owned(), day(3)), // fills day 2 (earliest open within ±3), not day 4
-            ("s2".to_owned(), day(5)), // fills day 4
+            (SessionId::numbered(0), day(0)),
+            (SessionId::numbered(1), day(3)), // fills day 2 (earliest open within ±3), not day 4
+            (SessionId::numbered(2), day(5)), // fills day 4
             // nothing near day 7
-            ("s3".to_owned(), day(13)), // fills day 10 (3 days late), not day 14
+            (SessionId::numbered(3), day(13)), // fills day 10 (3 days late), not day 14
         ];
         let slots = slots(Protocol::StandardInduction, day(0), &[], &sessions, day(18));
         use SlotStatus::*;
@@ -195,8 +196,8 @@ mod tests {
                 (56, Open)
             ]
         );
-        assert_eq!(slots[1].session_id.as_deref(), Some("s1"));
-        assert_eq!(slots[4].session_id.as_deref(), Some("s3"));
+        assert_eq!(slots[1].session_id, Some(SessionId::numbered(1)));
+        assert_eq!(slots[4].session_id, Some(SessionId::numbered(3)));
     }
 
     #[test]
@@ -209,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_session_more_than_three_days_from_every_slot_fills_none() {
-        let sessions = vec![("early".to_owned(), day(-4))];
+        let sessions = vec![(SessionId::numbered(1), day(-4))];
         let slots = slots(Protocol::StandardInduction, day(0), &[], &sessions, day(0));
         assert!(slots.iter().all(|s| s.session_id.is_none()));
     }
@@ -217,10 +218,13 @@ mod tests {
     /// domain.md §2: maintenance every 28 days after the last induction session, one at a time.
     #[test]
     fn maintenance_follows_the_latest_session() {
-        let sessions = vec![("last".to_owned(), day(29)), ("m1".to_owned(), day(60))];
+        let sessions = vec![
+            (SessionId::numbered(1), day(29)),
+            (SessionId::numbered(2), day(60)),
+        ];
         let slots = slots(Protocol::StandardInduction, day(0), &[], &sessions, day(61));
         assert_eq!(slots.len(), 9);
-        assert_eq!(slots[7].session_id.as_deref(), Some("last"));
+        assert_eq!(slots[7].session_id, Some(SessionId::numbered(1)));
         assert_eq!((slots[8].planned_date - day(0)).num_days(), 88);
     }
 
@@ -247,7 +251,7 @@ mod tests {
             Protocol::Custom,
             day(0),
             &dates,
-            &[("a".into(), day(1))],
+            &[(SessionId::numbered(1), day(1))],
             day(20),
         );
         use SlotStatus::*;

@@ -25,7 +25,7 @@ vocabulary!(
 pub const MIN_DOSE_MG_PER_KG: f64 = 0.01;
 
 /// One set of vital signs; each value optional, each checked when given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VitalSigns {
     pub systolic: Option<i32>,
     pub diastolic: Option<i32>,
@@ -68,10 +68,12 @@ impl VitalSigns {
     }
 }
 
-/// A reading during monitoring, some minutes after the start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A reading during monitoring, some minutes after the start. Stored as the flat object the
+/// API sends: `{"minutes_after_start": 40, "systolic": 152, …}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reading {
     pub minutes_after_start: i32,
+    #[serde(flatten)]
     pub vitals: VitalSigns,
 }
 

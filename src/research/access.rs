@@ -16,15 +16,16 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::auth::caller::Caller;
+use crate::call::{Call, Event};
 use crate::clock;
 use crate::config::ResearchSettings;
+use crate::domain::audit::Action;
+use crate::domain::ids::UserId;
 use crate::domain::privacy::{self, Tier};
 use crate::error::ApiError;
 use crate::research::private::Spent;
-use crate::store::audit::{self, AuditEventRow};
 use crate::store::research_access as store;
-use crate::store::{Db, DbConnection, StoreError};
+use crate::store::{DbConnection, StoreError};
 
 /// What an answer says about itself: its tier and its privacy cost.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, ToSchema)]
@@ -48,7 +49,7 @@ pub struct PrivacyStatement {
 
 /// The caller's tier now: read from the database on every request, so an expired or revoked
 /// grant falls back to `aggregate` at once, on every process.
-pub fn tier_of(conn: &mut DbConnection, researcher_id: &str) -> Result<Tier, StoreError> {
+pub fn tier_of(conn: &mut DbConnection, researcher_id: UserId) -> Result<Tier, StoreError> {
     let now = clock::to_db(clock::now());
     Ok(match store::grant_in_force(conn, researcher_id, now)? {
         Some(_) => Tier::Controlled,
@@ -59,7 +60,7 @@ pub fn tier_of(conn: &mut DbConnection, researcher_id: &str) -> Result<Tier, Sto
 /// The researcher's budget in the current period: (spent ε, queries, renews at).
 pub fn spending(
     conn: &mut DbConnection,
-    researcher_id: &str,
+    researcher_id: UserId,
     settings: &ResearchSettings,
 ) -> Result<(f64, i32, DateTime<Utc>, DateTime<Utc>), StoreError> {
     let (start, end) = privacy::budget_period(clock::now(), settings.budget_days);
@@ -80,38 +81,39 @@ pub trait Answerable: Send + 'static {
     fn private(self, conn: &mut DbConnection) -> Result<(Self::Body, Spent), ApiError>;
 }
 
-/// One research query, answered in the caller's tier and audited (`event`) with what it asked
-/// (`detail`) and what it cost. `key` is the canonical query's ([`query_key`]).
+/// One research query, answered in the caller's tier and audited (`action`) with what it
+/// asked (`detail`) and what it cost. `key` is the canonical query's ([`query_key`]).
 pub async fn answer<Q: Answerable>(
-    (primary, research): (&Db, &Db),
-    caller: &Caller,
-    settings: &ResearchSettings,
-    (mut event, key, detail): (AuditEventRow, String, serde_json::Value),
+    call: &Call,
+    action: Action,
+    (key, detail): (String, serde_json::Value),
     query: Q,
 ) -> Result<(Q::Body, PrivacyStatement), ApiError> {
-    let researcher = caller.user_id.clone();
-    let tier = primary.run(move |conn| tier_of(conn, &researcher)).await?;
+    let (primary, research) = (&call.services.db, &call.services.research_db.0);
+    let settings = &call.services.research;
+    let researcher = call.caller.user_id;
+    let tier = primary.run(move |conn| tier_of(conn, researcher)).await?;
     let (body, spent, repeated) = match tier {
         Tier::Controlled => (
             research.run(move |conn| query.exact(conn)).await?,
             None,
             false,
         ),
-        Tier::Aggregate => aggregate((primary, research), caller, settings, &key, query).await?,
+        Tier::Aggregate => aggregate(call, &key, query).await?,
     };
-    let researcher = caller.user_id.clone();
     let epsilon = spent.map_or(0.0, |s| s.epsilon);
-    event.detail = Some(
+    let event = Event::new(action).detail(
         serde_json::json!({"tier": tier, "query": detail, "epsilon_spent": epsilon, "repeated": repeated})
             .to_string(),
     );
     let settings_now = *settings;
-    let (used, _, _, renews) = primary
-        .run(move |conn| {
-            audit::record(conn, &event)?;
-            spending(conn, &researcher, &settings_now)
+    let used = call
+        .transaction(move |conn, call| {
+            call.audit(conn, event)?;
+            Ok(spending(conn, researcher, &settings_now)?)
         })
         .await?;
+    let (used, _, _, renews) = used;
     let statement = PrivacyStatement {
         tier,
         epsilon_spent: round6(epsilon),
@@ -127,12 +129,13 @@ pub async fn answer<Q: Answerable>(
 
 /// The aggregate tier: a repeated release, or a new one paid for.
 async fn aggregate<Q: Answerable>(
-    (primary, research): (&Db, &Db),
-    caller: &Caller,
-    settings: &ResearchSettings,
+    call: &Call,
     key: &str,
     query: Q,
 ) -> Result<(Q::Body, Option<Spent>, bool), ApiError> {
+    let (primary, research) = (&call.services.db, &call.services.research_db.0);
+    let settings = &call.services.research;
+    let researcher = call.caller.user_id;
     let version = research.run(store::data_version).await?;
     let version = hex::encode(Sha256::digest(version.as_bytes()));
     let (lookup_key, lookup_version) = (key.to_owned(), version.clone());
@@ -155,23 +158,22 @@ async fn aggregate<Q: Answerable>(
             true,
         ));
     }
-    let researcher = caller.user_id.clone();
     let s = *settings;
     let (used, _, _, renews) = primary
-        .run(move |conn| spending(conn, &researcher, &s))
+        .run(move |conn| spending(conn, researcher, &s))
         .await?;
     if used + settings.epsilon_per_query > settings.epsilon_budget + 1e-9 {
         return Err(exhausted(settings, used, renews));
     }
     let (body, spent) = research.run(move |conn| query.private(conn)).await?;
     let text = serde_json::to_string(&body).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let (researcher, key, s) = (caller.user_id.clone(), key.to_owned(), *settings);
+    let key = key.to_owned();
     let kept = primary
         .transaction(move |conn| {
             let (start, _) = privacy::budget_period(clock::now(), s.budget_days);
             let budget = store::micro(s.epsilon_budget);
             let cost = store::micro(spent.epsilon);
-            if !store::spend(conn, &researcher, clock::to_db(start), cost, budget)? {
+            if !store::spend(conn, researcher, clock::to_db(start), cost, budget)? {
                 return Ok(None);
             }
             let now = clock::to_db(clock::now());
@@ -187,9 +189,8 @@ async fn aggregate<Q: Answerable>(
         .await?;
     let Some(kept) = kept else {
         // Another request spent the rest first: nothing is released.
-        let researcher = caller.user_id.clone();
         let (used, _, _, renews) = primary
-            .run(move |conn| spending(conn, &researcher, &s))
+            .run(move |conn| spending(conn, researcher, &s))
             .await?;
         return Err(exhausted(settings, used, renews));
     };

@@ -29,10 +29,13 @@ use chrono::{Datelike, NaiveDateTime};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::ids::{CourseId, PatientId, SessionId};
 use crate::domain::instrument::Instrument;
-use crate::domain::patient::Indication;
-use crate::domain::research;
-use crate::domain::schedule::{self, Protocol};
+use crate::domain::patient::{Indication, Sex};
+use crate::domain::research::{AdherenceBand, AgeBand, DoseBand};
+use crate::domain::schedule::{self, Phase};
+use crate::domain::treatment::{Route, SessionStatus};
+use crate::research::query::Question;
 use crate::store::research::ExportBatch;
 
 /// One row of the export.
@@ -92,20 +95,37 @@ pub fn csv_header() -> Vec<u8> {
 #[derive(Clone, Debug, Default)]
 pub struct ExportFilter {
     /// Patients with a course of this indication.
-    pub indication: Option<String>,
-    pub sex: Option<String>,
-    pub age_band: Option<String>,
+    pub indication: Option<Indication>,
+    pub sex: Option<Sex>,
+    pub age_band: Option<AgeBand>,
     /// Patients with a course in this adherence band.
-    pub adherence_band: Option<String>,
+    pub adherence_band: Option<AdherenceBand>,
     /// Sessions (and their side effects) of this route, dose band, phase.
-    pub route: Option<String>,
-    pub dose_band: Option<String>,
-    pub phase: Option<String>,
+    pub route: Option<Route>,
+    pub dose_band: Option<DoseBand>,
+    pub phase: Option<Phase>,
     /// Assessments of this instrument, sessions of courses whose primary instrument it is.
     pub instrument: Option<Instrument>,
     /// Rows whose own time lies in `[from, to)`.
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
+}
+
+impl From<&Question> for ExportFilter {
+    fn from(q: &Question) -> Self {
+        Self {
+            indication: q.indication,
+            sex: q.sex,
+            age_band: q.age_band,
+            adherence_band: q.adherence_band,
+            route: q.route,
+            dose_band: q.dose_band,
+            phase: q.phase,
+            instrument: q.instrument,
+            from: q.from.map(crate::clock::to_db),
+            to: q.to.map(crate::clock::to_db),
+        }
+    }
 }
 
 impl ExportFilter {
@@ -136,14 +156,18 @@ fn whole_days(from: NaiveDateTime, at: NaiveDateTime) -> i64 {
 
 /// What a side effect takes from its session.
 struct SessionQuasi {
-    route: String,
-    dose_band: String,
-    phase: Option<String>,
-    indication: Option<String>,
+    route: Route,
+    dose_band: DoseBand,
+    phase: Option<Phase>,
+    indication: Option<Indication>,
 }
 
 /// One patient of a batch: id, sex, birth year.
-pub type ExportPatient = (String, String, i32);
+pub type ExportPatient = (PatientId, Sex, i32);
+
+fn text(value: impl std::fmt::Display) -> Option<String> {
+    Some(value.to_string())
+}
 
 /// The rows of one patient that the filter allows, in time order, before generalisation.
 /// `adherence` gives each course's adherence band (read only when the filter asks for one).
@@ -152,38 +176,37 @@ pub fn rows_of_patient(
     pseudonym: &str,
     batch: &ExportBatch,
     filter: &ExportFilter,
-    adherence: &HashMap<String, &'static str>,
+    adherence: &HashMap<CourseId, AdherenceBand>,
 ) -> Vec<ExportRow> {
     let sessions: Vec<_> = batch
         .sessions
         .iter()
-        .filter(|s| &s.patient_id == patient_id)
+        .filter(|s| s.patient_id == *patient_id)
         .collect();
     let Some(first) = sessions
         .iter()
-        .filter(|s| s.status == "completed")
+        .filter(|s| s.status == SessionStatus::Completed)
         .map(|s| s.started_at)
         .min()
     else {
         return vec![];
     };
-    let age_band = research::age_band(*birth_year, first.year());
-    let courses: HashMap<&str, &crate::store::courses::CourseRow> = batch
+    let age_band = AgeBand::at(*birth_year, first.year());
+    let courses: HashMap<CourseId, &crate::store::courses::CourseRow> = batch
         .courses
         .iter()
-        .filter(|c| &c.patient_id == patient_id)
-        .map(|c| (c.id.as_str(), c))
+        .filter(|c| c.patient_id == *patient_id)
+        .map(|c| (c.id, c))
         .collect();
-    let patient_allowed = filter.sex.as_ref().is_none_or(|s| s == sex)
-        && filter.age_band.as_ref().is_none_or(|a| *a == age_band)
+    let patient_allowed = filter.sex.is_none_or(|s| s == *sex)
+        && filter.age_band.is_none_or(|a| a == age_band)
         && filter
             .indication
-            .as_ref()
-            .is_none_or(|i| courses.values().any(|c| &c.indication == i))
-        && filter.adherence_band.as_ref().is_none_or(|band| {
+            .is_none_or(|i| courses.values().any(|c| c.indication == i))
+        && filter.adherence_band.is_none_or(|band| {
             courses
                 .keys()
-                .any(|c| adherence.get(*c).is_some_and(|b| b == band))
+                .any(|c| adherence.get(c).is_some_and(|b| *b == band))
         });
     if !patient_allowed {
         return vec![];
@@ -191,48 +214,41 @@ pub fn rows_of_patient(
     let first_indication = sessions
         .iter()
         .find(|s| s.started_at == first)
-        .and_then(|s| courses.get(s.course_id.as_str()))
-        .map(|c| c.indication.clone());
+        .and_then(|s| courses.get(&s.course_id))
+        .map(|c| c.indication);
     let base = |kind, at| ExportRow {
         kind,
         patient: pseudonym.to_owned(),
         day: whole_days(first, at),
-        sex: Some(sex.clone()),
-        age_band: Some(age_band.clone()),
-        indication: first_indication.clone(),
+        sex: text(sex),
+        age_band: text(age_band),
+        indication: first_indication.and_then(text),
         ..ExportRow::default()
     };
     let mut rows = Vec::new();
-    let mut chosen: HashMap<&str, SessionQuasi> = HashMap::new();
+    let mut chosen: HashMap<SessionId, SessionQuasi> = HashMap::new();
     for s in &sessions {
-        let course = courses.get(s.course_id.as_str());
-        let phase = course.map(|c| {
-            let protocol = c.protocol.parse().unwrap_or(Protocol::Custom);
-            schedule::phase_of(protocol, c.start_date, s.started_at.date())
-                .as_str()
-                .to_owned()
-        });
-        let dose_band = research::dose_band(s.dose_mg_per_kg).to_owned();
-        let allowed = filter.route.as_ref().is_none_or(|r| *r == s.route)
-            && filter.dose_band.as_ref().is_none_or(|d| *d == dose_band)
-            && filter
-                .phase
-                .as_ref()
-                .is_none_or(|p| Some(p) == phase.as_ref())
+        let course = courses.get(&s.course_id);
+        let phase =
+            course.map(|c| schedule::phase_of(c.protocol, c.start_date, s.started_at.date()));
+        let dose_band = DoseBand::of(s.dose_mg_per_kg);
+        let allowed = filter.route.is_none_or(|r| r == s.route)
+            && filter.dose_band.is_none_or(|d| d == dose_band)
+            && filter.phase.is_none_or(|p| Some(p) == phase)
             && filter
                 .instrument
-                .is_none_or(|i| course.is_some_and(|c| c.primary_instrument == i.as_str()));
+                .is_none_or(|i| course.is_some_and(|c| c.primary_instrument == i));
         if !allowed {
             continue;
         }
-        let indication = course.map(|c| c.indication.clone());
+        let indication = course.map(|c| c.indication);
         chosen.insert(
-            s.id.as_str(),
+            s.id,
             SessionQuasi {
-                route: s.route.clone(),
-                dose_band: dose_band.clone(),
-                phase: phase.clone(),
-                indication: indication.clone(),
+                route: s.route,
+                dose_band,
+                phase,
+                indication,
             },
         );
         if !filter.in_range(s.started_at) {
@@ -240,13 +256,13 @@ pub fn rows_of_patient(
         }
         let outcome = batch.outcomes.iter().find(|o| o.session_id == s.id);
         rows.push(ExportRow {
-            indication,
-            route: Some(s.route.clone()),
-            dose_band: Some(dose_band),
-            session_status: Some(s.status.clone()),
-            phase,
+            indication: indication.and_then(text),
+            route: text(s.route),
+            dose_band: text(dose_band),
+            session_status: text(s.status),
+            phase: phase.and_then(text),
             charge_band: charge_band(s.charge_cents),
-            benefit_status: outcome.map(|o| o.status.clone()),
+            benefit_status: outcome.and_then(|o| text(o.status)),
             durability_days: outcome
                 .and_then(|o| o.durability_days)
                 .map(|d| d.floor() as i64),
@@ -260,17 +276,15 @@ pub fn rows_of_patient(
     for a in batch
         .assessments
         .iter()
-        .filter(|a| &a.patient_id == patient_id)
+        .filter(|a| a.patient_id == *patient_id)
     {
-        let instrument: Option<Instrument> = a.instrument.parse().ok();
-        if filter.instrument.is_some_and(|i| Some(i) != instrument) || !filter.in_range(a.taken_at)
-        {
+        if filter.instrument.is_some_and(|i| i != a.instrument) || !filter.in_range(a.taken_at) {
             continue;
         }
         rows.push(ExportRow {
-            instrument: Some(a.instrument.clone()),
+            instrument: text(a.instrument),
             total: Some(a.total),
-            severity: instrument.map(|i| i.definition().severity(a.total)),
+            severity: Some(a.instrument.definition().severity(a.total)),
             band: a.band.clone(),
             ..base("assessment", a.taken_at)
         });
@@ -278,21 +292,21 @@ pub fn rows_of_patient(
     for e in batch
         .side_effects
         .iter()
-        .filter(|e| &e.patient_id == patient_id)
+        .filter(|e| e.patient_id == *patient_id)
     {
-        let Some(session) = chosen.get(e.session_id.as_str()) else {
+        let Some(session) = chosen.get(&e.session_id) else {
             continue;
         };
         if !filter.in_range(e.onset_at) {
             continue;
         }
         rows.push(ExportRow {
-            indication: session.indication.clone(),
-            route: Some(session.route.clone()),
-            dose_band: Some(session.dose_band.clone()),
-            phase: session.phase.clone(),
-            effect: Some(e.effect.clone()),
-            effect_severity: Some(e.severity.clone()),
+            indication: session.indication.and_then(text),
+            route: text(session.route),
+            dose_band: text(session.dose_band),
+            phase: session.phase.and_then(text),
+            effect: text(e.effect),
+            effect_severity: text(e.severity),
             resolved_day: e.resolved_at.map(|r| whole_days(first, r)),
             ..base("side_effect", e.onset_at)
         });
@@ -464,6 +478,224 @@ impl Anonymity {
     pub fn apply(&self, row: ExportRow) -> Option<ExportRow> {
         let row = generalised(row, self.level);
         (!self.rare.contains(&quasi(&row))).then_some(row)
+    }
+}
+
+/// The export as a use case: streamed in two passes over the same patients, a hundred at a
+/// time (memory stays flat however many rows): the first counts the quasi-identifier
+/// combinations ([`Census`]), the second writes the rows k-anonymity allows. Audited when it
+/// starts (what it asked, how far it generalised) and when it ends (rows written).
+pub mod run {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use futures_util::stream::{self, LocalBoxStream, StreamExt};
+    use hmac::{Hmac, Mac};
+    use rand::RngCore;
+    use sha2::Sha256;
+
+    use super::{
+        csv_header, rows_of_patient, Anonymity, Census, ExportFilter, ExportPatient, ExportRow,
+    };
+    use crate::call::{Call, Event};
+    use crate::domain::account::Role;
+    use crate::domain::audit::Action;
+    use crate::domain::ids::{CourseId, PatientId};
+    use crate::domain::privacy::Tier;
+    use crate::domain::research::AdherenceBand;
+    use crate::error::ApiError;
+    use crate::plan::PlanRecords;
+    use crate::research::access;
+    use crate::research::query::Question;
+    use crate::store::research::{self as facts, ExportBatch};
+    use crate::store::{DbConnection, StoreError};
+
+    /// Patients per database round trip.
+    const BATCH: i64 = 100;
+
+    /// The file's two encodings.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Format {
+        Csv,
+        Ndjson,
+    }
+
+    /// An export under way: how far it generalised, how many rows it leaves out, and its
+    /// bytes, a batch of patients at a time.
+    pub struct Export {
+        pub format: Format,
+        pub level: usize,
+        pub suppressed_rows: usize,
+        pub pages: LocalBoxStream<'static, Result<Vec<u8>, ApiError>>,
+    }
+
+    /// One batch of patients and everything the export needs of them: their records, and each
+    /// course's adherence band (read only when the filter asks for one).
+    struct Batch {
+        patients: Vec<ExportPatient>,
+        records: ExportBatch,
+        bands: HashMap<CourseId, AdherenceBand>,
+    }
+
+    fn batch(
+        conn: &mut DbConnection,
+        after: Option<PatientId>,
+        filter: &ExportFilter,
+    ) -> Result<Batch, StoreError> {
+        let patients = facts::patients_page(conn, after, BATCH, filter.sex)?;
+        let ids: Vec<PatientId> = patients.iter().map(|p| p.0).collect();
+        let records = facts::export_batch(conn, &ids)?;
+        let mut bands = HashMap::new();
+        if filter.adherence_band.is_some() {
+            let plans = PlanRecords::load(conn, &ids)?;
+            let now = crate::clock::now();
+            for course in &records.courses {
+                let (completed, due) =
+                    crate::domain::plan::adherence(&plans.due_for_course(course, now));
+                bands.insert(course.id, AdherenceBand::of(completed, due));
+            }
+        }
+        Ok(Batch {
+            patients,
+            records,
+            bands,
+        })
+    }
+
+    /// The first pass: how rare each quasi-identifier combination is, at each level.
+    fn census(
+        conn: &mut DbConnection,
+        filter: &ExportFilter,
+        k: usize,
+    ) -> Result<Anonymity, StoreError> {
+        let mut census = Census::default();
+        let mut after = None;
+        loop {
+            let b = batch(conn, after, filter)?;
+            for patient in &b.patients {
+                let rows = rows_of_patient(patient, "", &b.records, filter, &b.bands);
+                census.add_patient(&rows);
+            }
+            if (b.patients.len() as i64) < BATCH {
+                return Ok(census.plan(k));
+            }
+            after = b.patients.last().map(|p| p.0);
+        }
+    }
+
+    /// Starts the export of what `question` selects (the controlled tier only).
+    pub async fn export(
+        call: &Call,
+        question: Question,
+        format: Format,
+    ) -> Result<Export, ApiError> {
+        call.require(&[Role::Researcher])?;
+        let researcher = call.caller.user_id;
+        let tier = call
+            .db()
+            .run(move |conn| access::tier_of(conn, researcher))
+            .await?;
+        if tier != Tier::Controlled {
+            return Err(ApiError::NeedsGrant);
+        }
+        let filter = ExportFilter::from(&question);
+        let research = call.services.research_db.0.clone();
+        let k = call.services.research.min_cell;
+        let first_pass = filter.clone();
+        let plan = research
+            .run(move |conn| census(conn, &first_pass, k))
+            .await?;
+        let started = Event::new(Action::ResearchExportStarted).detail(
+            serde_json::json!({"query": question, "format": if format == Format::Csv { "csv" } else { "ndjson" },
+                "generalisation": plan.level, "rows_before_suppression": plan.rows,
+                "suppressed_rows": plan.suppressed_rows})
+            .to_string(),
+        );
+        call.transaction(move |conn, call| Ok(call.audit(conn, started)?))
+            .await?;
+        let (level, suppressed_rows) = (plan.level, plan.suppressed_rows);
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let (call, plan) = (call.clone(), Arc::new(plan));
+        let pages = stream::try_unfold(
+            (None::<PatientId>, true, false, 0usize),
+            move |(after, first_page, done, written)| {
+                let (call, research, filter, plan) =
+                    (call.clone(), research.clone(), filter.clone(), plan.clone());
+                async move {
+                    if done {
+                        return Ok::<_, ApiError>(None);
+                    }
+                    let wanted = filter.clone();
+                    let b = research
+                        .run(move |conn| batch(conn, after, &wanted))
+                        .await?;
+                    let last = b.patients.last().map(|p| p.0);
+                    let rows: Vec<ExportRow> = b
+                        .patients
+                        .iter()
+                        .flat_map(|p| {
+                            let pseudonym = pseudonym(&secret, p.0);
+                            rows_of_patient(p, &pseudonym, &b.records, &filter, &b.bands)
+                        })
+                        .filter_map(|row| plan.apply(row))
+                        .collect();
+                    let written = written + rows.len();
+                    let out = encode(&rows, format, first_page)?;
+                    let done = last.is_none() || b.patients.len() < BATCH as usize;
+                    if done {
+                        let finished = Event::new(Action::ResearchExportCompleted)
+                            .detail(serde_json::json!({"rows": written}).to_string());
+                        call.transaction(move |conn, call| Ok(call.audit(conn, finished)?))
+                            .await?;
+                    }
+                    Ok(Some((out, (last, false, done, written))))
+                }
+            },
+        );
+        Ok(Export {
+            format,
+            level,
+            suppressed_rows,
+            pages: pages.boxed_local(),
+        })
+    }
+
+    /// One page of rows as CSV (the header first on the first page, even when there are no
+    /// rows) or as NDJSON.
+    fn encode(rows: &[ExportRow], format: Format, first_page: bool) -> Result<Vec<u8>, ApiError> {
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| ApiError::Internal(e);
+        let mut out = Vec::new();
+        match format {
+            Format::Csv => {
+                if first_page {
+                    out.extend(csv_header());
+                }
+                let mut writer = ::csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut out);
+                for row in rows {
+                    writer.serialize(row).map_err(|e| failed(Box::new(e)))?;
+                }
+                writer.flush().map_err(|e| failed(Box::new(e)))?;
+            }
+            Format::Ndjson => {
+                for row in rows {
+                    serde_json::to_writer(&mut out, row).map_err(|e| failed(Box::new(e)))?;
+                    out.push(b'\n');
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A keyed hash of the patient id with this export's secret: stable within the export,
+    /// unlinkable across exports.
+    fn pseudonym(secret: &[u8], patient: PatientId) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
+        mac.update(patient.to_string().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..8])
     }
 }
 

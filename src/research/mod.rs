@@ -6,8 +6,10 @@
 
 pub mod access;
 pub mod export;
+pub mod grants;
 pub mod noise;
 pub mod private;
+pub mod query;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -15,11 +17,14 @@ use chrono::{Datelike, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::ids::{CourseId, PatientId, SessionId};
 use crate::domain::instrument::Instrument;
+use crate::domain::outcomes::BenefitStatus;
 use crate::domain::research::{
-    self, kaplan_meier_median, mean_sd, median, rate, Dimension, Observation, Rate,
+    self, kaplan_meier_median, mean_sd, median, rate, AdherenceBand, AgeBand, Dimension, DoseBand,
+    Observation, Rate,
 };
-use crate::domain::schedule::{self, Protocol};
+use crate::domain::schedule;
 use crate::store::research::{CourseFact, SessionFact, SideEffectFact};
 
 /// A group: the value of each grouping dimension, by name.
@@ -43,8 +48,8 @@ pub struct Placed<'a> {
 /// Derives every dimension of each session and keeps those the derived filters allow.
 pub fn place<'a>(
     facts: &'a [SessionFact],
-    first_sessions: &HashMap<String, NaiveDateTime>,
-    adherence: &HashMap<String, (usize, usize)>,
+    first_sessions: &HashMap<PatientId, NaiveDateTime>,
+    adherence: &HashMap<CourseId, (usize, usize)>,
     filter: &DerivedFilter,
 ) -> Vec<Placed<'a>> {
     facts
@@ -53,30 +58,26 @@ pub fn place<'a>(
             let first_year = first_sessions
                 .get(&f.patient_id)
                 .map_or(f.started_at.year(), |t| t.year());
-            let protocol = f.protocol.parse().unwrap_or(Protocol::Custom);
+            let (completed, due) = adherence.get(&f.course_id).copied().unwrap_or((0, 0));
+            let phase = schedule::phase_of(f.protocol, f.start_date, f.started_at.date());
             let dims = HashMap::from([
-                (Dimension::Indication, f.indication.clone()),
-                (Dimension::Route, f.route.clone()),
+                (Dimension::Indication, f.indication.to_string()),
+                (Dimension::Route, f.route.to_string()),
                 (
                     Dimension::DoseBand,
-                    research::dose_band(f.dose_mg_per_kg).to_owned(),
+                    DoseBand::of(f.dose_mg_per_kg).to_string(),
                 ),
-                (Dimension::Sex, f.sex.clone()),
+                (Dimension::Sex, f.sex.to_string()),
                 (
                     Dimension::AgeBand,
-                    research::age_band(f.birth_year, first_year),
+                    AgeBand::at(f.birth_year, first_year).to_string(),
                 ),
-                (Dimension::Clinic, f.clinic_id.clone()),
+                (Dimension::Clinic, f.clinic_id.to_string()),
+                (Dimension::Phase, phase.to_string()),
                 (
-                    Dimension::Phase,
-                    schedule::phase_of(protocol, f.start_date, f.started_at.date())
-                        .as_str()
-                        .to_owned(),
+                    Dimension::AdherenceBand,
+                    AdherenceBand::of(completed, due).to_string(),
                 ),
-                (Dimension::AdherenceBand, {
-                    let (completed, due) = adherence.get(&f.course_id).copied().unwrap_or((0, 0));
-                    research::adherence_band(completed, due).to_owned()
-                }),
             ]);
             let allowed = [
                 (Dimension::DoseBand, &filter.dose_band),
@@ -180,8 +181,8 @@ pub struct OutcomeRow {
 /// What one group of sessions adds up to, gathered a page of rows at a time.
 #[derive(Default)]
 struct OutcomeCell {
-    patients: HashSet<String>,
-    courses: HashSet<String>,
+    patients: HashSet<PatientId>,
+    courses: HashSet<CourseId>,
     sessions: usize,
     /// Sessions with a baseline and a follow-up.
     judged: usize,
@@ -213,16 +214,17 @@ impl OutcomeAggregate {
             .entry(group_of(&p.dims, &self.group_by))
             .or_default();
         let s = p.fact;
-        cell.patients.insert(s.patient_id.clone());
-        cell.courses.insert(s.course_id.clone());
+        cell.patients.insert(s.patient_id);
+        cell.courses.insert(s.course_id);
         cell.sessions += 1;
         cell.charges += s.charge_cents.unwrap_or(0);
-        let status = s.status.as_deref();
-        if matches!(status, Some("no_benefit" | "wore_off" | "sustained")) {
+        use BenefitStatus::*;
+        let status = s.status;
+        if matches!(status, Some(NoBenefit | WoreOff | Sustained)) {
             cell.judged += 1;
         }
-        if matches!(status, Some("wore_off" | "sustained")) {
-            let event = status == Some("wore_off");
+        if matches!(status, Some(WoreOff | Sustained)) {
+            let event = status == Some(WoreOff);
             let time = s.durability_days.unwrap_or(0.0);
             cell.benefit.push(Observation { time, event });
             if event && time <= self.wear_off_days {
@@ -232,16 +234,20 @@ impl OutcomeAggregate {
     }
 
     /// Every course the groups hold, for fetching their outcomes.
-    pub fn course_ids(&self) -> Vec<String> {
-        let all: HashSet<&String> = self.cells.values().flat_map(|c| c.courses.iter()).collect();
-        all.into_iter().cloned().collect()
+    pub fn course_ids(&self) -> Vec<CourseId> {
+        let all: HashSet<CourseId> = self
+            .cells
+            .values()
+            .flat_map(|c| c.courses.iter().copied())
+            .collect();
+        all.into_iter().collect()
     }
 
     /// The rows, ordered by group, small cells withheld; and how many were.
     pub fn rows(
         self,
-        courses: &HashMap<String, CourseFact>,
-        adherence: &HashMap<String, (usize, usize)>,
+        courses: &HashMap<CourseId, CourseFact>,
+        adherence: &HashMap<CourseId, (usize, usize)>,
         with_baseline: bool,
         k: usize,
     ) -> (Vec<OutcomeRow>, usize) {
@@ -258,8 +264,8 @@ impl OutcomeCell {
     fn row(
         self,
         group: Group,
-        courses: &HashMap<String, CourseFact>,
-        adherence: &HashMap<String, (usize, usize)>,
+        courses: &HashMap<CourseId, CourseFact>,
+        adherence: &HashMap<CourseId, (usize, usize)>,
         with_baseline: bool,
     ) -> OutcomeRow {
         let (completed, due) = self
@@ -349,8 +355,8 @@ pub struct SideEffectRow {
 
 #[derive(Default)]
 struct EffectCell {
-    patients: HashSet<String>,
-    sessions: HashSet<String>,
+    patients: HashSet<PatientId>,
+    sessions: HashSet<SessionId>,
     reports: usize,
     severity: BTreeMap<String, usize>,
     hours: Vec<f64>,
@@ -384,12 +390,12 @@ impl SideEffectAggregate {
     pub fn add_report(&mut self, p: &Placed<'_>, e: &SideEffectFact) {
         let cell = self
             .cells
-            .entry((e.effect.clone(), group_of(&p.dims, &self.group_by)))
+            .entry((e.effect.to_string(), group_of(&p.dims, &self.group_by)))
             .or_default();
-        cell.patients.insert(p.fact.patient_id.clone());
-        cell.sessions.insert(p.fact.session_id.clone());
+        cell.patients.insert(p.fact.patient_id);
+        cell.sessions.insert(p.fact.session_id);
         cell.reports += 1;
-        *cell.severity.entry(e.severity.clone()).or_default() += 1;
+        *cell.severity.entry(e.severity.to_string()).or_default() += 1;
         match e.resolved_at {
             Some(r) => cell
                 .hours
@@ -468,15 +474,15 @@ pub fn week_of(first: NaiveDateTime, at: NaiveDateTime) -> Option<i64> {
 /// Weekly mean severities, small cells withheld (and how many). `patient_dims` gives each
 /// patient's group values; `scores` are (patient, time, total).
 pub fn trajectory_rows(
-    scores: &[(String, NaiveDateTime, i32)],
-    first_sessions: &HashMap<String, NaiveDateTime>,
-    patient_dims: &HashMap<String, HashMap<Dimension, String>>,
+    scores: &[(PatientId, NaiveDateTime, i32)],
+    first_sessions: &HashMap<PatientId, NaiveDateTime>,
+    patient_dims: &HashMap<PatientId, HashMap<Dimension, String>>,
     instrument: Instrument,
     group_by: &[Dimension],
     k: usize,
 ) -> (Vec<TrajectoryRow>, usize) {
     let def = instrument.definition();
-    let mut cells: BTreeMap<(i64, Group), Vec<(&str, f64)>> = BTreeMap::new();
+    let mut cells: BTreeMap<(i64, Group), Vec<(PatientId, f64)>> = BTreeMap::new();
     for (patient, at, total) in scores {
         let (Some(first), Some(dims)) = (first_sessions.get(patient), patient_dims.get(patient))
         else {
@@ -488,7 +494,7 @@ pub fn trajectory_rows(
         cells
             .entry((week, group_of(dims, group_by)))
             .or_default()
-            .push((patient.as_str(), f64::from(def.severity(*total))));
+            .push((*patient, f64::from(def.severity(*total))));
     }
     let mut rows = Vec::new();
     let mut withheld = 0;

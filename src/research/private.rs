@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 
+use crate::domain::outcomes::BenefitStatus;
 use crate::domain::privacy::{self, Bounds, MAX_DAYS, MAX_HOURS};
+use crate::domain::side_effect::{Effect, Severity};
 use crate::research::noise::{self, NoiseError, Noisy};
 use crate::research::{Group, OutcomeRow, RateResponse, SideEffectRow, TrajectoryRow};
 
@@ -56,7 +58,7 @@ pub struct SessionPoint {
     pub session: String,
     pub started_at: NaiveDateTime,
     pub group: Group,
-    pub status: Option<String>,
+    pub status: Option<BenefitStatus>,
     pub durability_days: Option<f64>,
     pub charge_cents: Option<i64>,
 }
@@ -456,15 +458,16 @@ impl OutcomeTotals {
         for s in &c.sessions {
             self.sessions[g] += 1;
             self.charges[g] += s.charge_cents.unwrap_or(0).clamp(0, b.charge_cents);
-            let status = s.status.as_deref();
-            if matches!(status, Some("no_benefit" | "wore_off" | "sustained")) {
+            use BenefitStatus::*;
+            let status = s.status;
+            if matches!(status, Some(NoBenefit | WoreOff | Sustained)) {
                 self.judged[g] += 1;
             }
-            if matches!(status, Some("wore_off" | "sustained")) {
+            if matches!(status, Some(WoreOff | Sustained)) {
                 self.benefit[g] += 1;
                 let days = s.durability_days.unwrap_or(0.0);
                 let day = privacy::day_bin(days);
-                if status == Some("wore_off") {
+                if status == Some(WoreOff) {
                     self.events[bin(day)] += 1;
                     if days <= query.wear_off_days {
                         self.within[g] += 1;
@@ -607,13 +610,13 @@ fn outcome_row(
 pub struct ReportPoint {
     pub patient: String,
     pub session: String,
-    pub effect: String,
-    pub severity: String,
+    pub effect: Effect,
+    pub severity: Severity,
     pub onset_at: NaiveDateTime,
     pub hours_to_resolution: Option<f64>,
 }
 
-const SEVERITIES: [&str; 4] = ["mild", "moderate", "severe", "life_threatening"];
+const SEVERITIES: &[Severity] = Severity::ALL;
 
 /// The private side-effect rows (domain.md §8, Side effects): each patient in their one group,
 /// with at most `Bounds::effects` kinds and `Bounds::reports` reports of each, of the sessions
@@ -649,7 +652,7 @@ pub fn side_effects(
         if !kinds.contains_key(report.effect.as_str()) && kinds.len() >= b.effects as usize {
             continue;
         }
-        let list = kinds.entry(&report.effect).or_default();
+        let list = kinds.entry(report.effect.as_str()).or_default();
         if list.len() < b.reports as usize {
             list.push(report);
         }
@@ -696,7 +699,7 @@ pub fn side_effects(
                 let level = SEVERITIES
                     .iter()
                     .position(|s| *s == report.severity)
-                    .unwrap_or(0);
+                    .expect("every severity is in the vocabulary");
                 severity[cell * SEVERITIES.len() + level] += 1;
                 match report.hours_to_resolution {
                     Some(h) => hours[cell * (MAX_HOURS + 1) + privacy::hour_bin(h)] += 1,
@@ -990,10 +993,10 @@ mod tests {
             for s in 0..8 {
                 let (status, days) = match s {
                     0 | 1 => (None, None),
-                    2 | 3 => (Some("no_benefit"), None),
-                    4 => (Some("wore_off"), Some(3.5)),
-                    5 => (Some("wore_off"), Some(12.0)),
-                    _ => (Some("sustained"), Some(20.0)),
+                    2 | 3 => (Some(BenefitStatus::NoBenefit), None),
+                    4 => (Some(BenefitStatus::WoreOff), Some(3.5)),
+                    5 => (Some(BenefitStatus::WoreOff), Some(12.0)),
+                    _ => (Some(BenefitStatus::Sustained), Some(20.0)),
                 };
                 points.push(SessionPoint {
                     patient: patient.clone(),
@@ -1001,7 +1004,7 @@ mod tests {
                     session: format!("{patient}-s{s}"),
                     started_at: at(s * 3),
                     group: Group::new(),
-                    status: status.map(str::to_owned),
+                    status,
                     durability_days: days,
                     charge_cents: Some(40_000),
                 });

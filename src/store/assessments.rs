@@ -3,22 +3,25 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::columns::Json;
 use super::schema::assessments;
 use super::scope::Scope;
 use super::{DbConnection, Page, StoreError, Window};
+use crate::domain::ids::{AssessmentId, PatientId, UserId};
+use crate::domain::instrument::{Instrument, Rater};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = assessments, treat_none_as_null = true)]
 pub struct AssessmentRow {
-    pub id: String,
-    pub patient_id: String,
-    pub instrument: String,
+    pub id: AssessmentId,
+    pub patient_id: PatientId,
+    pub instrument: Instrument,
     pub taken_at: NaiveDateTime,
-    pub items: String,
+    pub items: Json<Vec<i32>>,
     pub total: i32,
     pub band: Option<String>,
-    pub submitted_by: String,
-    pub recorded_by: String,
+    pub submitted_by: Rater,
+    pub recorded_by: UserId,
     pub body_hash: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -34,13 +37,17 @@ pub fn insert(conn: &mut DbConnection, row: &AssessmentRow) -> Result<(), StoreE
     Ok(())
 }
 
-pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<AssessmentRow, StoreError> {
+pub fn find(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: AssessmentId,
+) -> Result<AssessmentRow, StoreError> {
     find_in_scope!(conn, assessments, AssessmentRow, scope, id)
 }
 
 pub fn list(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
     window: &Window,
     page: &Page,
 ) -> Result<Vec<AssessmentRow>, StoreError> {
@@ -66,7 +73,7 @@ pub fn replace(
 /// Every live assessment of a patient, oldest first.
 pub fn live_of_patient(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<Vec<AssessmentRow>, StoreError> {
     Ok(assessments::table
         .filter(assessments::patient_id.eq(patient_id))
@@ -81,8 +88,8 @@ pub fn live_of_patient(
 /// caps the parameters of one statement.
 pub fn times_of_patients(
     conn: &mut DbConnection,
-    patient_ids: &[String],
-) -> Result<Vec<(String, String, String, NaiveDateTime)>, StoreError> {
+    patient_ids: &[PatientId],
+) -> Result<Vec<(PatientId, AssessmentId, Instrument, NaiveDateTime)>, StoreError> {
     let mut rows = Vec::new();
     for chunk in patient_ids.chunks(500) {
         rows.extend(
@@ -95,7 +102,7 @@ pub fn times_of_patients(
                     assessments::instrument,
                     assessments::taken_at,
                 ))
-                .load(conn)?,
+                .load::<(PatientId, AssessmentId, Instrument, NaiveDateTime)>(conn)?,
         );
     }
     Ok(rows)

@@ -6,18 +6,21 @@ use diesel::prelude::*;
 
 use super::schema::audit_events as ae;
 use super::{DbConnection, Page, StoreError};
+use crate::domain::account::Role;
+use crate::domain::audit::Action;
+use crate::domain::ids::{AuditEventId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = ae)]
 pub struct AuditEventRow {
-    pub id: String,
+    pub id: AuditEventId,
     pub occurred_at: NaiveDateTime,
-    pub actor_id: Option<String>,
-    pub actor_role: Option<String>,
-    pub action: String,
+    pub actor_id: Option<UserId>,
+    pub actor_role: Option<Role>,
+    pub action: Action,
     pub resource_type: String,
     pub resource_id: Option<String>,
-    pub patient_id: Option<String>,
+    pub patient_id: Option<PatientId>,
     pub request_id: String,
     pub client_address: Option<String>,
     /// What a research query or export asked (JSON), for the controlled tier's audit.
@@ -31,9 +34,9 @@ pub fn record(conn: &mut DbConnection, event: &AuditEventRow) -> Result<(), Stor
 
 #[derive(Debug, Default)]
 pub struct AuditFilter {
-    pub patient_id: Option<String>,
-    pub actor_id: Option<String>,
-    pub action: Option<String>,
+    pub patient_id: Option<PatientId>,
+    pub actor_id: Option<UserId>,
+    pub action: Option<Action>,
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
 }
@@ -45,13 +48,13 @@ pub fn list(
 ) -> Result<Vec<AuditEventRow>, StoreError> {
     let mut query = ae::table.select(AuditEventRow::as_select()).into_boxed();
     if let Some(patient) = &filter.patient_id {
-        query = query.filter(ae::patient_id.eq(patient.clone()));
+        query = query.filter(ae::patient_id.eq(*patient));
     }
     if let Some(actor) = &filter.actor_id {
-        query = query.filter(ae::actor_id.eq(actor.clone()));
+        query = query.filter(ae::actor_id.eq(*actor));
     }
     if let Some(action) = &filter.action {
-        query = query.filter(ae::action.eq(action.clone()));
+        query = query.filter(ae::action.eq(*action));
     }
     if let Some(from) = filter.from {
         query = query.filter(ae::occurred_at.ge(from));

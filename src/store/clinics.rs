@@ -5,11 +5,12 @@ use diesel::prelude::*;
 
 use super::schema::clinics;
 use super::{DbConnection, Page, StoreError};
+use crate::domain::ids::ClinicId;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = clinics)]
 pub struct ClinicRow {
-    pub id: String,
+    pub id: ClinicId,
     pub name: String,
     pub crisis_message: String,
     pub created_at: NaiveDateTime,
@@ -20,7 +21,7 @@ pub struct ClinicRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = clinics)]
 pub struct NewClinicRow<'a> {
-    pub id: &'a str,
+    pub id: ClinicId,
     pub name: &'a str,
     pub crisis_message: &'a str,
     pub created_at: NaiveDateTime,
@@ -34,7 +35,7 @@ pub fn insert(conn: &mut DbConnection, row: &NewClinicRow<'_>) -> Result<(), Sto
     Ok(())
 }
 
-pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ClinicRow>, StoreError> {
+pub fn find(conn: &mut DbConnection, id: ClinicId) -> Result<Option<ClinicRow>, StoreError> {
     Ok(clinics::table
         .find(id)
         .select(ClinicRow::as_select())

@@ -5,15 +5,16 @@ use diesel::prelude::*;
 
 use super::schema::consent_events;
 use super::{DbConnection, StoreError};
+use crate::domain::ids::{ConsentEventId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = consent_events)]
 pub struct ConsentEventRow {
-    pub id: String,
-    pub patient_id: String,
+    pub id: ConsentEventId,
+    pub patient_id: PatientId,
     pub granted: bool,
     pub occurred_at: NaiveDateTime,
-    pub actor_id: Option<String>,
+    pub actor_id: Option<UserId>,
 }
 
 pub fn record(conn: &mut DbConnection, row: &ConsentEventRow) -> Result<(), StoreError> {
@@ -25,7 +26,7 @@ pub fn record(conn: &mut DbConnection, row: &ConsentEventRow) -> Result<(), Stor
 
 pub fn of_patient(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<Vec<ConsentEventRow>, StoreError> {
     Ok(consent_events::table
         .filter(consent_events::patient_id.eq(patient_id))

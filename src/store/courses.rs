@@ -3,27 +3,47 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
+use super::columns::Json;
 use super::schema::courses;
 use super::scope::Scope;
 use super::{DbConnection, Page, StoreError, Window};
+use crate::domain::ids::{CourseId, PatientId};
+use crate::domain::instrument::Instrument;
+use crate::domain::patient::Indication;
+use crate::domain::plan::MeasurementPlan;
+use crate::domain::schedule::Protocol;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = courses, treat_none_as_null = true)]
 pub struct CourseRow {
-    pub id: String,
-    pub patient_id: String,
-    pub indication: String,
-    pub protocol: String,
-    pub primary_instrument: String,
+    pub id: CourseId,
+    pub patient_id: PatientId,
+    pub indication: Indication,
+    pub protocol: Protocol,
+    pub primary_instrument: Instrument,
     pub start_date: NaiveDate,
-    pub planned_dates: Option<String>,
+    pub planned_dates: Option<Json<Vec<NaiveDate>>>,
     pub closed: bool,
     pub body_hash: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i32,
-    /// The course's measurement plan as JSON; null is the default plan.
-    pub measurement_plan: Option<String>,
+    /// The course's own measurement plan; null is the default plan.
+    pub measurement_plan: Option<Json<MeasurementPlan>>,
+}
+
+impl CourseRow {
+    /// The course's measurement plan: its own, or the default.
+    pub fn plan(&self) -> MeasurementPlan {
+        self.measurement_plan
+            .as_ref()
+            .map_or_else(MeasurementPlan::default, |p| p.0.clone())
+    }
+
+    /// The planned dates of a custom course; none for the standard one.
+    pub fn custom_dates(&self) -> &[NaiveDate] {
+        self.planned_dates.as_ref().map_or(&[], |d| &d.0)
+    }
 }
 
 pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError> {
@@ -33,19 +53,19 @@ pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError
     Ok(())
 }
 
-pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<CourseRow, StoreError> {
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: CourseId) -> Result<CourseRow, StoreError> {
     find_in_scope!(conn, courses, CourseRow, scope, id)
 }
 
 /// A patient's courses, planned in a range or changed since an instant.
 pub fn list(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
     window: &Window,
     page: &Page,
 ) -> Result<Vec<CourseRow>, StoreError> {
     let query = courses::table
-        .filter(courses::patient_id.eq(patient_id.to_owned()))
+        .filter(courses::patient_id.eq(patient_id))
         .select(CourseRow::as_select())
         .into_boxed();
     Ok(in_window!(conn, query, courses, created_at, window, page)?)
@@ -54,7 +74,7 @@ pub fn list(
 /// The patient's most recently started course that is not closed.
 pub fn latest_open(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<Option<CourseRow>, StoreError> {
     Ok(courses::table
         .filter(courses::patient_id.eq(patient_id))
@@ -70,7 +90,10 @@ pub fn replace(conn: &mut DbConnection, row: &CourseRow, expected: i32) -> Resul
 }
 
 /// Every course of a patient, oldest first.
-pub fn of_patient(conn: &mut DbConnection, patient_id: &str) -> Result<Vec<CourseRow>, StoreError> {
+pub fn of_patient(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+) -> Result<Vec<CourseRow>, StoreError> {
     Ok(courses::table
         .filter(courses::patient_id.eq(patient_id))
         .order((courses::start_date.asc(), courses::id.asc()))
@@ -82,7 +105,7 @@ pub fn of_patient(conn: &mut DbConnection, patient_id: &str) -> Result<Vec<Cours
 pub fn patients_with_open_courses(
     conn: &mut DbConnection,
     scope: &Scope,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<PatientId>, StoreError> {
     let query = courses::table
         .inner_join(crate::store::schema::patients::table)
         .filter(courses::closed.eq(false))

@@ -6,22 +6,25 @@ use diesel::prelude::*;
 
 use super::schema::{flags, patients};
 use super::scope::Scope;
-use super::{DbConnection, Page, StoreError};
+use super::{DbConnection, StoreError};
+use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus};
+use crate::domain::ids::{FlagId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = flags)]
 pub struct FlagRow {
-    pub id: String,
-    pub patient_id: String,
-    pub kind: String,
-    pub level: String,
+    pub id: FlagId,
+    pub patient_id: PatientId,
+    pub kind: FlagKind,
+    pub level: FlagLevel,
     pub level_rank: i32,
     pub record_type: String,
+    /// The record's id; for a planned slot, `course_id:date`.
     pub record_id: String,
     pub detail: String,
     pub raised_at: NaiveDateTime,
-    pub status: String,
-    pub acknowledged_by: Option<String>,
+    pub status: FlagStatus,
+    pub acknowledged_by: Option<UserId>,
     pub acknowledged_at: Option<NaiveDateTime>,
     pub note: Option<String>,
 }
@@ -33,7 +36,7 @@ pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError>
         conn.transaction(|conn| diesel::insert_into(flags::table).values(row).execute(conn));
     match inserted.map_err(StoreError::from) {
         Ok(n) => Ok(n == 1),
-        Err(StoreError::Conflict { .. }) => Ok(false),
+        Err(StoreError::Taken { .. } | StoreError::Conflict) => Ok(false),
         Err(other) => Err(other),
     }
 }
@@ -41,8 +44,8 @@ pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError>
 /// The (kind, record) pairs already flagged for a patient.
 pub fn existing(
     conn: &mut DbConnection,
-    patient_id: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
+    patient_id: PatientId,
+) -> Result<Vec<(FlagKind, String)>, StoreError> {
     Ok(flags::table
         .filter(flags::patient_id.eq(patient_id))
         .select((flags::kind, flags::record_id))
@@ -62,19 +65,28 @@ pub fn for_records(
 
 #[derive(Debug, Default)]
 pub struct FlagFilter {
-    pub status: Option<String>,
-    pub level: Option<String>,
-    pub kind: Option<String>,
-    pub patient_id: Option<String>,
+    pub status: Option<FlagStatus>,
+    pub level: Option<FlagLevel>,
+    pub kind: Option<FlagKind>,
+    pub patient_id: Option<PatientId>,
+}
+
+/// Where a page of the worklist starts: after the flag with this level rank, time and id.
+#[derive(Clone, Copy, Debug)]
+pub struct After {
+    pub rank: i32,
+    pub raised_at: NaiveDateTime,
+    pub id: FlagId,
 }
 
 /// The worklist in its order: urgent first, then high, then info; oldest first within a
-/// level. The page cursor's id carries the level rank as `rank:id`.
+/// level; `limit` flags after `after`.
 pub fn list(
     conn: &mut DbConnection,
     scope: &Scope,
     filter: &FlagFilter,
-    page: &Page,
+    after: Option<After>,
+    limit: i64,
 ) -> Result<Vec<FlagRow>, StoreError> {
     let query = flags::table
         .inner_join(patients::table)
@@ -82,28 +94,30 @@ pub fn list(
         .into_boxed();
     let mut query = in_scope!(query, scope);
     if let Some(status) = &filter.status {
-        query = query.filter(flags::status.eq(status.clone()));
+        query = query.filter(flags::status.eq(*status));
     }
     if let Some(level) = &filter.level {
-        query = query.filter(flags::level.eq(level.clone()));
+        query = query.filter(flags::level.eq(*level));
     }
     if let Some(kind) = &filter.kind {
-        query = query.filter(flags::kind.eq(kind.clone()));
+        query = query.filter(flags::kind.eq(*kind));
     }
     if let Some(patient) = &filter.patient_id {
-        query = query.filter(flags::patient_id.eq(patient.clone()));
+        query = query.filter(flags::patient_id.eq(*patient));
     }
-    if let Some((at, key)) = &page.after {
-        // Checked by the handler; a malformed key matches from the start.
-        let (rank, id) = key.split_once(':').unwrap_or(("0", ""));
-        let rank: i32 = rank.parse().unwrap_or(0);
+    if let Some(After {
+        rank,
+        raised_at,
+        id,
+    }) = after
+    {
         query = query.filter(
             flags::level_rank
                 .gt(rank)
                 .or(flags::level_rank.eq(rank).and(
                     flags::raised_at
-                        .gt(*at)
-                        .or(flags::raised_at.eq(*at).and(flags::id.gt(id.to_owned()))),
+                        .gt(raised_at)
+                        .or(flags::raised_at.eq(raised_at).and(flags::id.gt(id))),
                 )),
         );
     }
@@ -113,29 +127,33 @@ pub fn list(
             flags::raised_at.asc(),
             flags::id.asc(),
         ))
-        .limit(page.limit)
+        .limit(limit)
         .load(conn)?)
 }
 
-pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<FlagRow, StoreError> {
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: FlagId) -> Result<FlagRow, StoreError> {
     find_in_scope!(conn, flags, FlagRow, scope, id)
 }
 
 /// Acknowledges an open flag; false when it was acknowledged already.
 pub fn acknowledge(
     conn: &mut DbConnection,
-    id: &str,
-    by: &str,
+    id: FlagId,
+    by: UserId,
     note: &str,
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
-    let updated = diesel::update(flags::table.find(id).filter(flags::status.eq("open")))
-        .set((
-            flags::status.eq("acknowledged"),
-            flags::acknowledged_by.eq(by),
-            flags::acknowledged_at.eq(now),
-            flags::note.eq(note),
-        ))
-        .execute(conn)?;
+    let updated = diesel::update(
+        flags::table
+            .find(id)
+            .filter(flags::status.eq(FlagStatus::Open)),
+    )
+    .set((
+        flags::status.eq(FlagStatus::Acknowledged),
+        flags::acknowledged_by.eq(by),
+        flags::acknowledged_at.eq(now),
+        flags::note.eq(note),
+    ))
+    .execute(conn)?;
     Ok(updated == 1)
 }

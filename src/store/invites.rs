@@ -5,14 +5,15 @@ use diesel::prelude::*;
 
 use super::schema::invites;
 use super::{DbConnection, StoreError};
+use crate::domain::ids::{InviteId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = invites)]
 pub struct InviteRow {
-    pub id: String,
-    pub patient_id: String,
+    pub id: InviteId,
+    pub patient_id: PatientId,
     pub code_hash: String,
-    pub created_by: String,
+    pub created_by: UserId,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub used_at: Option<NaiveDateTime>,
@@ -48,7 +49,7 @@ pub fn redeem(
     conn: &mut DbConnection,
     code_hash: &str,
     now: NaiveDateTime,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<PatientId>, StoreError> {
     let invite: Option<InviteRow> = invites::table
         .filter(invites::code_hash.eq(code_hash))
         .select(InviteRow::as_select())

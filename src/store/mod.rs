@@ -12,6 +12,7 @@ pub mod scope;
 pub mod assessments;
 pub mod audit;
 pub mod clinics;
+pub mod columns;
 pub mod consent;
 pub mod courses;
 pub mod flags;
@@ -36,7 +37,11 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use tokio::sync::Semaphore;
 
+use chrono::NaiveDateTime;
+
 use crate::config::DatabaseUrl;
+use crate::domain::ids::{AssessmentId, CourseId, PatientId, SessionId, SideEffectId};
+use scope::Scope;
 
 /// One connection type for both engines, so every query is written once.
 #[derive(diesel::MultiConnection)]
@@ -59,9 +64,17 @@ pub enum StoreError {
     /// The record changed since the version the client holds.
     #[error("stale version")]
     Stale,
-    /// A unique or foreign-key constraint refused the write; the constraint names the rule.
-    #[error("constraint {constraint} refused the write")]
-    Conflict { constraint: String },
+    /// A unique constraint refused the write: this field's value is taken. Named the same on
+    /// both engines (the constraints' own names differ, and are not for clients).
+    #[error("{field} is taken")]
+    Taken { field: &'static str },
+    /// Another constraint (a foreign key, an unknown unique key) refused the write.
+    #[error("a constraint refused the write")]
+    Conflict,
+    /// A stored value does not read back as its type (an unknown name, unreadable JSON):
+    /// the data is corrupt or was written by something else, and nothing is guessed.
+    #[error("stored data cannot be read")]
+    Integrity(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error")]
     Query(#[source] diesel::result::Error),
     #[error("migrations failed: {0}")]
@@ -73,11 +86,12 @@ impl From<diesel::result::Error> for StoreError {
         use diesel::result::{DatabaseErrorKind as Kind, Error};
         match err {
             Error::NotFound => Self::NotFound,
-            Error::DatabaseError(Kind::UniqueViolation | Kind::ForeignKeyViolation, info) => {
-                Self::Conflict {
-                    constraint: info.constraint_name().unwrap_or("unique").to_owned(),
-                }
-            }
+            Error::DeserializationError(cause) => Self::Integrity(cause),
+            Error::DatabaseError(Kind::UniqueViolation, info) => match taken_field(&*info) {
+                Some(field) => Self::Taken { field },
+                None => Self::Conflict,
+            },
+            Error::DatabaseError(Kind::ForeignKeyViolation, _) => Self::Conflict,
             Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _)
             | Error::BrokenTransactionManager => Self::Unavailable(Box::new(err)),
             // The connection died at COMMIT and the rollback could not be sent either: what
@@ -88,11 +102,45 @@ impl From<diesel::result::Error> for StoreError {
     }
 }
 
+/// The field each unique key protects: PostgreSQL names the constraint, SQLite the columns
+/// ("UNIQUE constraint failed: users.email").
+const UNIQUE_KEYS: &[(&str, &str, &str)] = &[
+    ("users_email_key", "users.email", "email"),
+    ("clinics_name_key", "clinics.name", "name"),
+    (
+        "patients_external_ref_key",
+        "patients.external_ref",
+        "external_ref",
+    ),
+    (
+        "patient_accounts_patient_key",
+        "patient_accounts.patient_id",
+        "patient_id",
+    ),
+];
+
+fn taken_field(info: &dyn diesel::result::DatabaseErrorInformation) -> Option<&'static str> {
+    let columns = info.message().rsplit(": ").next().unwrap_or_default();
+    let known = UNIQUE_KEYS.iter().find(|(constraint, column, _)| {
+        info.constraint_name() == Some(*constraint) || columns.split(", ").any(|c| c == *column)
+    });
+    match known {
+        Some((_, _, field)) => Some(field),
+        // A primary key: the id is taken.
+        None if info.constraint_name().is_some_and(|c| c.ends_with("_pkey"))
+            || columns.ends_with(".id") =>
+        {
+            Some("id")
+        }
+        None => None,
+    }
+}
+
 /// One page of a list in its stable order: `(time, id)` ascending, starting after `after`.
 #[derive(Clone, Debug)]
 pub struct Page {
     pub limit: i64,
-    pub after: Option<(chrono::NaiveDateTime, String)>,
+    pub after: Option<(NaiveDateTime, String)>,
 }
 
 /// Which records of a patient a list returns.
@@ -100,14 +148,12 @@ pub struct Page {
 pub enum Window {
     /// Live records whose own time (taken, started, onset) falls in `[from, to)`.
     Range {
-        from: Option<chrono::NaiveDateTime>,
-        to: Option<chrono::NaiveDateTime>,
+        from: Option<NaiveDateTime>,
+        to: Option<NaiveDateTime>,
     },
     /// Sync: every record created or changed after `since`, entered-in-error ones included,
     /// in order of change.
-    Changes {
-        since: Option<chrono::NaiveDateTime>,
-    },
+    Changes { since: Option<NaiveDateTime> },
 }
 
 /// The pool and the limit on concurrent blocking work that goes with it.
@@ -117,6 +163,11 @@ pub struct Db {
     slots: Arc<Semaphore>,
     acquire_timeout: Duration,
 }
+
+/// The pool research queries read from: a read replica when one is configured, else the
+/// primary's pool.
+#[derive(Clone)]
+pub struct ResearchDb(pub Db);
 
 /// Pool usage, for /metrics.
 pub struct PoolState {
@@ -274,14 +325,88 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings 
     }
 }
 
-/// A record that can be marked entered in error: kept, but excluded from every figure.
-pub trait Correctable: Clone + Send + 'static {
-    fn is_entered_in_error(&self) -> bool;
+/// A patient's clinical record as stored (a course, a session, an assessment, a side effect):
+/// what every kind has, and the queries every kind answers, so that creating, reading,
+/// listing and changing one is written once (`records`).
+pub trait Stored: Clone + Send + 'static {
+    type Id: Copy + PartialEq + std::fmt::Display + Send + 'static;
+    fn id(&self) -> Self::Id;
+    fn patient_id(&self) -> PatientId;
     fn version(&self) -> i32;
-    fn patient_id(&self) -> &str;
-    /// The record marked, with its version bumped.
-    fn marked(self, reason: String, now: chrono::NaiveDateTime) -> Self;
+    /// The hash of the create request it was made from (idempotent creates).
+    fn body_hash(&self) -> &str;
+    /// What a range list orders by: a session's start, an assessment's time taken, a side
+    /// effect's onset, a course's planning.
+    fn own_time(&self) -> NaiveDateTime;
+    fn updated_at(&self) -> NaiveDateTime;
+    fn find(conn: &mut DbConnection, scope: &Scope, id: Self::Id) -> Result<Self, StoreError>;
+    fn insert(conn: &mut DbConnection, row: &Self) -> Result<(), StoreError>;
+    /// Replaces the row when the stored version is `expected`; [`StoreError::Stale`] if not.
+    fn replace(conn: &mut DbConnection, row: &Self, expected: i32) -> Result<(), StoreError>;
+    fn list(
+        conn: &mut DbConnection,
+        patient: PatientId,
+        window: &Window,
+        page: &Page,
+    ) -> Result<Vec<Self>, StoreError>;
 }
+
+/// A record that can be marked entered in error: kept, but excluded from every figure.
+pub trait Correctable: Stored {
+    fn is_entered_in_error(&self) -> bool;
+    /// The record marked, with its version bumped.
+    fn marked(self, reason: String, now: NaiveDateTime) -> Self;
+}
+
+macro_rules! stored {
+    ($($module:ident::$row:ident: $id:ty, $time:ident);+ $(;)?) => {$(
+        impl Stored for $module::$row {
+            type Id = $id;
+            fn id(&self) -> $id {
+                self.id
+            }
+            fn patient_id(&self) -> PatientId {
+                self.patient_id
+            }
+            fn version(&self) -> i32 {
+                self.version
+            }
+            fn body_hash(&self) -> &str {
+                &self.body_hash
+            }
+            fn own_time(&self) -> NaiveDateTime {
+                self.$time
+            }
+            fn updated_at(&self) -> NaiveDateTime {
+                self.updated_at
+            }
+            fn find(conn: &mut DbConnection, scope: &Scope, id: $id) -> Result<Self, StoreError> {
+                $module::find(conn, scope, id)
+            }
+            fn insert(conn: &mut DbConnection, row: &Self) -> Result<(), StoreError> {
+                $module::insert(conn, row)
+            }
+            fn replace(conn: &mut DbConnection, row: &Self, expected: i32) -> Result<(), StoreError> {
+                $module::replace(conn, row, expected)
+            }
+            fn list(
+                conn: &mut DbConnection,
+                patient: PatientId,
+                window: &Window,
+                page: &Page,
+            ) -> Result<Vec<Self>, StoreError> {
+                $module::list(conn, patient, window, page)
+            }
+        }
+    )+};
+}
+
+stored!(
+    courses::CourseRow: CourseId, created_at;
+    sessions::SessionRow: SessionId, started_at;
+    assessments::AssessmentRow: AssessmentId, taken_at;
+    side_effects::SideEffectRow: SideEffectId, onset_at;
+);
 
 macro_rules! correctable {
     ($($row:ty),+) => {$(
@@ -289,14 +414,14 @@ macro_rules! correctable {
             fn is_entered_in_error(&self) -> bool {
                 self.deleted_at.is_some()
             }
-            fn version(&self) -> i32 {
-                self.version
-            }
-            fn patient_id(&self) -> &str {
-                &self.patient_id
-            }
-            fn marked(self, reason: String, now: chrono::NaiveDateTime) -> Self {
-                Self { deleted_at: Some(now), deleted_reason: Some(reason), updated_at: now, version: self.version + 1, ..self }
+            fn marked(self, reason: String, now: NaiveDateTime) -> Self {
+                Self {
+                    deleted_at: Some(now),
+                    deleted_reason: Some(reason),
+                    updated_at: now,
+                    version: self.version + 1,
+                    ..self
+                }
             }
         }
     )+};
@@ -307,29 +432,3 @@ correctable!(
     side_effects::SideEffectRow,
     assessments::AssessmentRow
 );
-
-/// A patient's record with a time of its own (a session's start, an assessment's time taken,
-/// a side effect's onset) and a time of last change: what lists order by.
-pub trait Timed: Send + 'static {
-    fn id(&self) -> &str;
-    fn own_time(&self) -> chrono::NaiveDateTime;
-    fn updated_at(&self) -> chrono::NaiveDateTime;
-}
-
-macro_rules! timed {
-    ($($row:ty: $time:ident),+) => {$(
-        impl Timed for $row {
-            fn id(&self) -> &str {
-                &self.id
-            }
-            fn own_time(&self) -> chrono::NaiveDateTime {
-                self.$time
-            }
-            fn updated_at(&self) -> chrono::NaiveDateTime {
-                self.updated_at
-            }
-        }
-    )+};
-}
-
-timed!(sessions::SessionRow: started_at, side_effects::SideEffectRow: onset_at, assessments::AssessmentRow: taken_at);

@@ -5,15 +5,18 @@ use diesel::prelude::*;
 
 use super::schema::{course_outcomes, session_outcomes};
 use super::{DbConnection, StoreError};
+use crate::domain::ids::{AssessmentId, CourseId, PatientId, SessionId};
+use crate::domain::instrument::Instrument;
+use crate::domain::outcomes::BenefitStatus;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = session_outcomes, treat_none_as_null = true)]
 pub struct SessionOutcomeRow {
-    pub session_id: String,
-    pub patient_id: String,
-    pub course_id: String,
-    pub instrument: String,
-    pub status: String,
+    pub session_id: SessionId,
+    pub patient_id: PatientId,
+    pub course_id: CourseId,
+    pub instrument: Instrument,
+    pub status: BenefitStatus,
     pub baseline: Option<i32>,
     pub nadir: Option<i32>,
     pub gain: Option<i32>,
@@ -26,12 +29,12 @@ pub struct SessionOutcomeRow {
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = course_outcomes, treat_none_as_null = true)]
 pub struct CourseOutcomeRow {
-    pub course_id: String,
-    pub patient_id: String,
-    pub instrument: String,
+    pub course_id: CourseId,
+    pub patient_id: PatientId,
+    pub instrument: Instrument,
     pub first_session_at: Option<NaiveDateTime>,
     pub baseline: Option<i32>,
-    pub end_of_induction_assessment_id: Option<String>,
+    pub end_of_induction_assessment_id: Option<AssessmentId>,
     pub end_of_induction_response: Option<bool>,
     pub end_of_induction_remission: Option<bool>,
     pub time_to_response_days: Option<f64>,
@@ -40,7 +43,7 @@ pub struct CourseOutcomeRow {
 
 pub fn sessions_of(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<Vec<SessionOutcomeRow>, StoreError> {
     Ok(session_outcomes::table
         .filter(session_outcomes::patient_id.eq(patient_id))
@@ -50,7 +53,7 @@ pub fn sessions_of(
 
 pub fn courses_of(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<Vec<CourseOutcomeRow>, StoreError> {
     Ok(course_outcomes::table
         .filter(course_outcomes::patient_id.eq(patient_id))
@@ -82,7 +85,10 @@ pub fn put_course(conn: &mut DbConnection, row: &CourseOutcomeRow) -> Result<(),
     Ok(())
 }
 
-pub fn remove_sessions(conn: &mut DbConnection, session_ids: &[String]) -> Result<(), StoreError> {
+pub fn remove_sessions(
+    conn: &mut DbConnection,
+    session_ids: &[SessionId],
+) -> Result<(), StoreError> {
     diesel::delete(
         session_outcomes::table.filter(session_outcomes::session_id.eq_any(session_ids)),
     )

@@ -6,15 +6,17 @@ use diesel::prelude::*;
 use super::schema::{patient_accounts, patient_indications, patient_risk_factors, patients};
 use super::scope::Scope;
 use super::{DbConnection, Page, StoreError, Window};
+use crate::domain::ids::{ClinicId, PatientId, UserId};
+use crate::domain::patient::{Indication, RiskFactor, Sex};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
 pub struct PatientRow {
-    pub id: String,
-    pub clinic_id: String,
+    pub id: PatientId,
+    pub clinic_id: ClinicId,
     pub external_ref: Option<String>,
     pub birth_year: i32,
-    pub sex: String,
+    pub sex: Sex,
     pub research_consent: bool,
     pub consented_at: Option<NaiveDateTime>,
     pub body_hash: String,
@@ -26,8 +28,8 @@ pub struct PatientRow {
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patient_risk_factors)]
 pub struct RiskFactorRow {
-    pub patient_id: String,
-    pub factor: String,
+    pub patient_id: PatientId,
+    pub factor: RiskFactor,
     pub noted_at: NaiveDateTime,
     pub note: Option<String>,
 }
@@ -36,7 +38,7 @@ pub struct RiskFactorRow {
 #[derive(Debug, Clone)]
 pub struct PatientRecord {
     pub row: PatientRow,
-    pub indications: Vec<String>,
+    pub indications: Vec<Indication>,
     pub risk_factors: Vec<RiskFactorRow>,
 }
 
@@ -70,7 +72,11 @@ fn replace_lists(conn: &mut DbConnection, record: &PatientRecord) -> Result<(), 
 }
 
 /// The patient, when within `scope`.
-pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<PatientRecord, StoreError> {
+pub fn find(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: PatientId,
+) -> Result<PatientRecord, StoreError> {
     let query = patients::table
         .filter(patients::id.eq(id))
         .select(PatientRow::as_select())
@@ -96,8 +102,8 @@ fn with_lists(
     conn: &mut DbConnection,
     rows: Vec<PatientRow>,
 ) -> Result<Vec<PatientRecord>, StoreError> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let indications: Vec<(String, String)> = patient_indications::table
+    let ids: Vec<PatientId> = rows.iter().map(|r| r.id).collect();
+    let indications: Vec<(PatientId, Indication)> = patient_indications::table
         .filter(patient_indications::patient_id.eq_any(&ids))
         .select((
             patient_indications::patient_id,
@@ -116,7 +122,7 @@ fn with_lists(
             indications: indications
                 .iter()
                 .filter(|(p, _)| *p == row.id)
-                .map(|(_, i)| i.clone())
+                .map(|(_, i)| *i)
                 .collect(),
             risk_factors: risk_factors
                 .iter()
@@ -158,8 +164,8 @@ pub fn replace(
 
 pub fn link_account(
     conn: &mut DbConnection,
-    user_id: &str,
-    patient_id: &str,
+    user_id: UserId,
+    patient_id: PatientId,
 ) -> Result<(), StoreError> {
     diesel::insert_into(patient_accounts::table)
         .values((
@@ -171,7 +177,10 @@ pub fn link_account(
 }
 
 /// The app account of a patient, if one was registered.
-pub fn account_of(conn: &mut DbConnection, patient_id: &str) -> Result<Option<String>, StoreError> {
+pub fn account_of(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+) -> Result<Option<UserId>, StoreError> {
     Ok(patient_accounts::table
         .filter(patient_accounts::patient_id.eq(patient_id))
         .select(patient_accounts::user_id)

@@ -5,13 +5,14 @@ use diesel::prelude::*;
 
 use super::schema::refresh_tokens as rt;
 use super::{DbConnection, StoreError};
+use crate::domain::ids::{RefreshTokenId, TokenFamilyId, UserId};
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = rt)]
 pub struct NewRefreshTokenRow<'a> {
-    pub id: &'a str,
-    pub family_id: &'a str,
-    pub user_id: &'a str,
+    pub id: RefreshTokenId,
+    pub family_id: TokenFamilyId,
+    pub user_id: UserId,
     pub token_hash: &'a str,
     pub issued_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
@@ -25,9 +26,9 @@ pub fn insert(conn: &mut DbConnection, row: &NewRefreshTokenRow<'_>) -> Result<(
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = rt)]
 struct TokenState {
-    id: String,
-    user_id: String,
-    family_id: String,
+    id: RefreshTokenId,
+    user_id: UserId,
+    family_id: TokenFamilyId,
     expires_at: NaiveDateTime,
     spent_at: Option<NaiveDateTime>,
     revoked_at: Option<NaiveDateTime>,
@@ -37,9 +38,15 @@ struct TokenState {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented {
     /// Live: it is now spent, and its family continues with the caller's new token.
-    Spent { user_id: String, family_id: String },
+    Spent {
+        user_id: UserId,
+        family_id: TokenFamilyId,
+    },
     /// Already spent: someone replayed it, so its whole family is now revoked.
-    Reused { user_id: String, family_id: String },
+    Reused {
+        user_id: UserId,
+        family_id: TokenFamilyId,
+    },
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -78,13 +85,13 @@ pub fn spend(
     if spent_now {
         return Ok(Presented::Spent { user_id, family_id });
     }
-    revoke_family(conn, &family_id, now)?;
+    revoke_family(conn, family_id, now)?;
     Ok(Presented::Reused { user_id, family_id })
 }
 
 pub fn revoke_family(
     conn: &mut DbConnection,
-    family_id: &str,
+    family_id: TokenFamilyId,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     Ok(diesel::update(
@@ -100,7 +107,7 @@ pub fn revoke_family(
 pub fn family_of(
     conn: &mut DbConnection,
     hash: &str,
-) -> Result<Option<(String, String)>, StoreError> {
+) -> Result<Option<(TokenFamilyId, UserId)>, StoreError> {
     Ok(rt::table
         .filter(rt::token_hash.eq(hash))
         .select((rt::family_id, rt::user_id))
@@ -110,7 +117,7 @@ pub fn family_of(
 
 pub fn revoke_all_for_user(
     conn: &mut DbConnection,
-    user_id: &str,
+    user_id: UserId,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {
     Ok(diesel::update(

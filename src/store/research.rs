@@ -10,14 +10,21 @@ use super::schema::{
     assessments, course_outcomes, courses, patients, session_outcomes, sessions, side_effects,
 };
 use super::{DbConnection, StoreError};
+use crate::domain::ids::{AssessmentId, ClinicId, CourseId, PatientId, SessionId, SideEffectId};
+use crate::domain::instrument::Instrument;
+use crate::domain::outcomes::BenefitStatus;
+use crate::domain::patient::{Indication, Sex};
+use crate::domain::schedule::Protocol;
+use crate::domain::side_effect::{Effect, Severity};
+use crate::domain::treatment::{Route, SessionStatus};
 
 /// Filters on what every research row is about.
 #[derive(Clone, Debug, Default)]
 pub struct ResearchFilter {
-    pub clinic_id: Option<String>,
-    pub indication: Option<String>,
-    pub route: Option<String>,
-    pub sex: Option<String>,
+    pub clinic_id: Option<ClinicId>,
+    pub indication: Option<Indication>,
+    pub route: Option<Route>,
+    pub sex: Option<Sex>,
     /// Sessions (or assessments, or onsets) at or after this instant.
     pub from: Option<NaiveDateTime>,
     /// … and before this one.
@@ -27,21 +34,21 @@ pub struct ResearchFilter {
 /// One completed session with what it is grouped by and what became of it.
 #[derive(Clone, Debug, Queryable)]
 pub struct SessionFact {
-    pub session_id: String,
-    pub patient_id: String,
-    pub course_id: String,
+    pub session_id: SessionId,
+    pub patient_id: PatientId,
+    pub course_id: CourseId,
     pub started_at: NaiveDateTime,
-    pub route: String,
+    pub route: Route,
     pub dose_mg_per_kg: f64,
     pub charge_cents: Option<i64>,
-    pub clinic_id: String,
-    pub sex: String,
+    pub clinic_id: ClinicId,
+    pub sex: Sex,
     pub birth_year: i32,
-    pub indication: String,
-    pub protocol: String,
+    pub indication: Indication,
+    pub protocol: Protocol,
     pub start_date: NaiveDate,
-    pub primary_instrument: String,
-    pub status: Option<String>,
+    pub primary_instrument: Instrument,
+    pub status: Option<BenefitStatus>,
     pub durability_days: Option<f64>,
 }
 
@@ -53,30 +60,30 @@ pub struct SessionFact {
 macro_rules! consenting_sessions {
     ($base:expr, $filter:expr, $outcomes_after:expr) => {{
         let filter: &ResearchFilter = $filter;
-        let outcomes_after: &str = $outcomes_after;
+        let outcomes_after: String = $outcomes_after;
         let mut query = $base
             .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
             .inner_join(courses::table.on(courses::id.eq(sessions::course_id)))
             .left_join(
                 session_outcomes::table.on(session_outcomes::session_id
                     .eq(sessions::id)
-                    .and(session_outcomes::session_id.gt(outcomes_after.to_owned()))),
+                    .and(session_outcomes::session_id.gt(outcomes_after))),
             )
             .filter(sessions::deleted_at.is_null())
-            .filter(sessions::status.eq("completed"))
+            .filter(sessions::status.eq(SessionStatus::Completed))
             .filter(patients::research_consent.eq(true))
             .into_boxed();
         if let Some(clinic) = &filter.clinic_id {
-            query = query.filter(patients::clinic_id.eq(clinic.clone()));
+            query = query.filter(patients::clinic_id.eq(*clinic));
         }
         if let Some(indication) = &filter.indication {
-            query = query.filter(courses::indication.eq(indication.clone()));
+            query = query.filter(courses::indication.eq(*indication));
         }
         if let Some(route) = &filter.route {
-            query = query.filter(sessions::route.eq(route.clone()));
+            query = query.filter(sessions::route.eq(*route));
         }
         if let Some(sex) = &filter.sex {
-            query = query.filter(patients::sex.eq(sex.clone()));
+            query = query.filter(patients::sex.eq(*sex));
         }
         if let Some(from) = filter.from {
             query = query.filter(sessions::started_at.ge(from));
@@ -116,12 +123,13 @@ macro_rules! session_fact_columns {
 pub fn session_facts(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
-    after: Option<&str>,
+    after: Option<SessionId>,
     limit: i64,
 ) -> Result<Vec<SessionFact>, StoreError> {
-    let mut query = consenting_sessions!(sessions::table, filter, after.unwrap_or_default());
+    let outcomes_after = after.map(|a| a.to_string()).unwrap_or_default();
+    let mut query = consenting_sessions!(sessions::table, filter, outcomes_after);
     if let Some(after) = after {
-        query = query.filter(sessions::id.gt(after.to_owned()));
+        query = query.filter(sessions::id.gt(after));
     }
     Ok(query
         .select(session_fact_columns!())
@@ -133,11 +141,11 @@ pub fn session_facts(
 /// Each consenting patient's first completed session, for age bands and day offsets.
 pub fn first_sessions(
     conn: &mut DbConnection,
-) -> Result<Vec<(String, Option<NaiveDateTime>)>, StoreError> {
+) -> Result<Vec<(PatientId, Option<NaiveDateTime>)>, StoreError> {
     Ok(sessions::table
         .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
         .filter(sessions::deleted_at.is_null())
-        .filter(sessions::status.eq("completed"))
+        .filter(sessions::status.eq(SessionStatus::Completed))
         .filter(patients::research_consent.eq(true))
         .group_by(sessions::patient_id)
         .select((sessions::patient_id, min(sessions::started_at)))
@@ -146,11 +154,17 @@ pub fn first_sessions(
 
 /// The stored outcomes of the given courses: course id, baseline, end-of-induction response
 /// and remission, time to response.
-pub type CourseFact = (String, Option<i32>, Option<bool>, Option<bool>, Option<f64>);
+pub type CourseFact = (
+    CourseId,
+    Option<i32>,
+    Option<bool>,
+    Option<bool>,
+    Option<f64>,
+);
 
 pub fn course_facts(
     conn: &mut DbConnection,
-    course_ids: &[String],
+    course_ids: &[CourseId],
 ) -> Result<Vec<CourseFact>, StoreError> {
     let mut facts = Vec::with_capacity(course_ids.len());
     // In chunks: SQLite caps the number of bound parameters in one statement.
@@ -174,9 +188,9 @@ pub fn course_facts(
 /// A live side effect of a consenting patient.
 #[derive(Clone, Debug, Queryable)]
 pub struct SideEffectFact {
-    pub id: String,
-    pub effect: String,
-    pub severity: String,
+    pub id: SideEffectId,
+    pub effect: Effect,
+    pub severity: Severity,
     pub onset_at: NaiveDateTime,
     pub resolved_at: Option<NaiveDateTime>,
 }
@@ -185,15 +199,15 @@ pub struct SideEffectFact {
 pub fn side_effect_facts(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
-    after: Option<&str>,
+    after: Option<SideEffectId>,
     limit: i64,
 ) -> Result<Vec<(SessionFact, SideEffectFact)>, StoreError> {
     let base = side_effects::table
         .inner_join(sessions::table.on(sessions::id.eq(side_effects::session_id)));
-    let mut query =
-        consenting_sessions!(base, filter, "").filter(side_effects::deleted_at.is_null());
+    let mut query = consenting_sessions!(base, filter, String::new())
+        .filter(side_effects::deleted_at.is_null());
     if let Some(after) = after {
-        query = query.filter(side_effects::id.gt(after.to_owned()));
+        query = query.filter(side_effects::id.gt(after));
     }
     Ok(query
         .select((
@@ -211,31 +225,46 @@ pub fn side_effect_facts(
         .load(conn)?)
 }
 
-/// A live score of one instrument of a consenting patient: patient, time, total.
+/// One page of the live scores of one instrument of consenting patients, in id order after
+/// `after`: (id, patient, time, total). The question's clinic, sex and time range are applied
+/// here, by the database.
 pub fn scores(
     conn: &mut DbConnection,
-    instrument: &str,
+    instrument: Instrument,
     filter: &ResearchFilter,
-) -> Result<Vec<(String, NaiveDateTime, i32)>, StoreError> {
+    after: Option<AssessmentId>,
+    limit: i64,
+) -> Result<Vec<(AssessmentId, PatientId, NaiveDateTime, i32)>, StoreError> {
     let mut query = assessments::table
         .inner_join(patients::table.on(patients::id.eq(assessments::patient_id)))
         .filter(assessments::deleted_at.is_null())
-        .filter(assessments::instrument.eq(instrument.to_owned()))
+        .filter(assessments::instrument.eq(instrument))
         .filter(patients::research_consent.eq(true))
         .into_boxed();
     if let Some(clinic) = &filter.clinic_id {
-        query = query.filter(patients::clinic_id.eq(clinic.clone()));
+        query = query.filter(patients::clinic_id.eq(*clinic));
     }
     if let Some(sex) = &filter.sex {
-        query = query.filter(patients::sex.eq(sex.clone()));
+        query = query.filter(patients::sex.eq(*sex));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(assessments::taken_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(assessments::taken_at.lt(to));
+    }
+    if let Some(after) = after {
+        query = query.filter(assessments::id.gt(after));
     }
     Ok(query
         .select((
+            assessments::id,
             assessments::patient_id,
             assessments::taken_at,
             assessments::total,
         ))
-        .order((assessments::patient_id, assessments::taken_at))
+        .order(assessments::id)
+        .limit(limit)
         .load(conn)?)
 }
 
@@ -243,18 +272,18 @@ pub fn scores(
 /// if given: (id, sex, birth year).
 pub fn patients_page(
     conn: &mut DbConnection,
-    after: Option<&str>,
+    after: Option<PatientId>,
     limit: i64,
-    sex: Option<&str>,
-) -> Result<Vec<(String, String, i32)>, StoreError> {
+    sex: Option<Sex>,
+) -> Result<Vec<(PatientId, Sex, i32)>, StoreError> {
     let mut query = patients::table
         .filter(patients::research_consent.eq(true))
         .into_boxed();
     if let Some(after) = after {
-        query = query.filter(patients::id.gt(after.to_owned()));
+        query = query.filter(patients::id.gt(after));
     }
     if let Some(sex) = sex {
-        query = query.filter(patients::sex.eq(sex.to_owned()));
+        query = query.filter(patients::sex.eq(sex));
     }
     Ok(query
         .select((patients::id, patients::sex, patients::birth_year))
@@ -272,7 +301,7 @@ pub struct ExportBatch {
     pub side_effects: Vec<crate::store::side_effects::SideEffectRow>,
 }
 
-pub fn export_batch(conn: &mut DbConnection, ids: &[String]) -> Result<ExportBatch, StoreError> {
+pub fn export_batch(conn: &mut DbConnection, ids: &[PatientId]) -> Result<ExportBatch, StoreError> {
     use crate::store::assessments::AssessmentRow;
     use crate::store::courses::CourseRow;
     use crate::store::outcomes::SessionOutcomeRow;
@@ -311,7 +340,7 @@ pub fn export_batch(conn: &mut DbConnection, ids: &[String]) -> Result<ExportBat
 /// The given courses, for evaluating their measurement plans.
 pub fn courses_by_id(
     conn: &mut DbConnection,
-    ids: &[String],
+    ids: &[CourseId],
 ) -> Result<Vec<crate::store::courses::CourseRow>, StoreError> {
     let mut rows = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {

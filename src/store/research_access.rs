@@ -12,19 +12,21 @@ use super::schema::{
     research_releases as rr, sessions, side_effects, users,
 };
 use super::{DbConnection, Page, StoreError};
+use crate::domain::account::Role;
+use crate::domain::ids::{GrantId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = rg)]
 pub struct GrantRow {
-    pub id: String,
-    pub researcher_id: String,
+    pub id: GrantId,
+    pub researcher_id: UserId,
     pub purpose: String,
     pub reference: String,
-    pub granted_by: String,
+    pub granted_by: UserId,
     pub granted_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
-    pub revoked_by: Option<String>,
+    pub revoked_by: Option<UserId>,
     pub body_hash: String,
 }
 
@@ -33,7 +35,7 @@ pub fn insert_grant(conn: &mut DbConnection, row: &GrantRow) -> Result<(), Store
     Ok(())
 }
 
-pub fn find_grant(conn: &mut DbConnection, id: &str) -> Result<GrantRow, StoreError> {
+pub fn find_grant(conn: &mut DbConnection, id: GrantId) -> Result<GrantRow, StoreError> {
     Ok(rg::table
         .find(id)
         .select(GrantRow::as_select())
@@ -43,7 +45,7 @@ pub fn find_grant(conn: &mut DbConnection, id: &str) -> Result<GrantRow, StoreEr
 /// The researcher's grant in force at `now`: unrevoked and unexpired (the latest to expire).
 pub fn grant_in_force(
     conn: &mut DbConnection,
-    researcher_id: &str,
+    researcher_id: UserId,
     now: NaiveDateTime,
 ) -> Result<Option<GrantRow>, StoreError> {
     Ok(rg::table
@@ -59,12 +61,12 @@ pub fn grant_in_force(
 /// Grants in order of granting, optionally of one researcher.
 pub fn list_grants(
     conn: &mut DbConnection,
-    researcher_id: Option<&str>,
+    researcher_id: Option<UserId>,
     page: &Page,
 ) -> Result<Vec<GrantRow>, StoreError> {
     let mut query = rg::table.select(GrantRow::as_select()).into_boxed();
     if let Some(researcher) = researcher_id {
-        query = query.filter(rg::researcher_id.eq(researcher.to_owned()));
+        query = query.filter(rg::researcher_id.eq(researcher));
     }
     Ok(page_of!(query, rg::granted_at, rg::id, page).load(conn)?)
 }
@@ -72,8 +74,8 @@ pub fn list_grants(
 /// Revokes a grant once; false when it was revoked already.
 pub fn revoke_grant(
     conn: &mut DbConnection,
-    id: &str,
-    by: &str,
+    id: GrantId,
+    by: UserId,
     now: NaiveDateTime,
 ) -> Result<bool, StoreError> {
     let revoked = diesel::update(rg::table.find(id).filter(rg::revoked_at.is_null()))
@@ -94,7 +96,7 @@ pub fn micro(epsilon: f64) -> i64 {
 /// queries answered).
 pub fn spending(
     conn: &mut DbConnection,
-    researcher_id: &str,
+    researcher_id: UserId,
     period_start: NaiveDateTime,
 ) -> Result<(i64, i32), StoreError> {
     Ok(rb::table
@@ -110,7 +112,7 @@ pub fn spending(
 /// False when it would overspend (and then nothing is spent).
 pub fn spend(
     conn: &mut DbConnection,
-    researcher_id: &str,
+    researcher_id: UserId,
     period_start: NaiveDateTime,
     cost: i64,
     budget: i64,
@@ -128,7 +130,7 @@ pub fn spend(
             .map_err(StoreError::from)
     });
     match created {
-        Ok(_) | Err(StoreError::Conflict { .. }) => {}
+        Ok(_) | Err(StoreError::Taken { .. } | StoreError::Conflict) => {}
         Err(other) => return Err(other),
     }
     let spent = diesel::update(
@@ -148,14 +150,14 @@ pub fn spend(
 pub fn all_spending(
     conn: &mut DbConnection,
     period_start: NaiveDateTime,
-) -> Result<Vec<(String, String, i64, i32)>, StoreError> {
+) -> Result<Vec<(UserId, String, i64, i32)>, StoreError> {
     Ok(users::table
         .left_join(
             rb::table.on(rb::researcher_id
                 .eq(users::id)
                 .and(rb::period_start.eq(period_start))),
         )
-        .filter(users::role.eq("researcher"))
+        .filter(users::role.eq(Role::Researcher))
         .order(users::email)
         .select((
             users::id,
@@ -163,7 +165,7 @@ pub fn all_spending(
             rb::spent_micro_epsilon.nullable(),
             rb::queries.nullable(),
         ))
-        .load::<(String, String, Option<i64>, Option<i32>)>(conn)?
+        .load::<(UserId, String, Option<i64>, Option<i32>)>(conn)?
         .into_iter()
         .map(|(id, email, spent, queries)| (id, email, spent.unwrap_or(0), queries.unwrap_or(0)))
         .collect())
@@ -206,8 +208,10 @@ pub fn keep_release(
     });
     match kept {
         Ok(_) => Ok(body.to_owned()),
-        Err(StoreError::Conflict { .. }) => Ok(release(conn, query_key, data_version)?
-            .map_or_else(|| body.to_owned(), |(stored, _)| stored)),
+        Err(StoreError::Taken { .. } | StoreError::Conflict) => {
+            Ok(release(conn, query_key, data_version)?
+                .map_or_else(|| body.to_owned(), |(stored, _)| stored))
+        }
         Err(other) => Err(other),
     }
 }

@@ -6,26 +6,44 @@ use diesel::prelude::*;
 use super::schema::side_effects;
 use super::scope::Scope;
 use super::{DbConnection, Page, StoreError, Window};
+use crate::clock;
+use crate::domain::ids::{PatientId, SessionId, SideEffectId, UserId};
+use crate::domain::instrument::Rater;
+use crate::domain::side_effect::{Effect, Severity, SideEffectReport};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = side_effects, treat_none_as_null = true)]
 pub struct SideEffectRow {
-    pub id: String,
-    pub patient_id: String,
-    pub session_id: String,
-    pub effect: String,
-    pub severity: String,
+    pub id: SideEffectId,
+    pub patient_id: PatientId,
+    pub session_id: SessionId,
+    pub effect: Effect,
+    pub severity: Severity,
     pub onset_at: NaiveDateTime,
     pub resolved_at: Option<NaiveDateTime>,
-    pub reported_by: String,
+    pub reported_by: Rater,
     pub note: Option<String>,
-    pub recorded_by: String,
+    pub recorded_by: UserId,
     pub body_hash: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i32,
     pub deleted_at: Option<NaiveDateTime>,
     pub deleted_reason: Option<String>,
+}
+
+impl SideEffectRow {
+    /// The report as the domain sees it.
+    pub fn report(&self) -> SideEffectReport {
+        SideEffectReport {
+            effect: self.effect,
+            severity: self.severity,
+            onset_at: clock::from_db(self.onset_at),
+            resolved_at: self.resolved_at.map(clock::from_db),
+            reported_by: self.reported_by,
+            note: self.note.clone(),
+        }
+    }
 }
 
 pub fn insert(conn: &mut DbConnection, row: &SideEffectRow) -> Result<(), StoreError> {
@@ -35,13 +53,17 @@ pub fn insert(conn: &mut DbConnection, row: &SideEffectRow) -> Result<(), StoreE
     Ok(())
 }
 
-pub fn find(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<SideEffectRow, StoreError> {
+pub fn find(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: SideEffectId,
+) -> Result<SideEffectRow, StoreError> {
     find_in_scope!(conn, side_effects, SideEffectRow, scope, id)
 }
 
 pub fn list(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
     window: &Window,
     page: &Page,
 ) -> Result<Vec<SideEffectRow>, StoreError> {
@@ -67,7 +89,7 @@ pub fn replace(
 /// Every live side effect of a patient, oldest first.
 pub fn live_of_patient(
     conn: &mut DbConnection,
-    patient_id: &str,
+    patient_id: PatientId,
 ) -> Result<Vec<SideEffectRow>, StoreError> {
     Ok(side_effects::table
         .filter(side_effects::patient_id.eq(patient_id))
@@ -82,7 +104,7 @@ pub fn live_of_patient(
 pub fn patients_with_unresolved(
     conn: &mut DbConnection,
     scope: &Scope,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<PatientId>, StoreError> {
     let query = side_effects::table
         .inner_join(crate::store::schema::patients::table)
         .filter(side_effects::resolved_at.is_null())

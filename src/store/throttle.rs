@@ -119,7 +119,7 @@ fn lock_or_create(conn: &mut DbConnection, key: &str) -> Result<Option<ThrottleR
             .map_err(StoreError::from)
     });
     match inserted {
-        Ok(_) | Err(StoreError::Conflict { .. }) => locked(conn, key),
+        Ok(_) | Err(StoreError::Taken { .. } | StoreError::Conflict) => locked(conn, key),
         Err(other) => Err(other),
     }
 }

@@ -5,15 +5,17 @@ use diesel::prelude::*;
 
 use super::schema::users;
 use super::{DbConnection, Page, StoreError};
+use crate::domain::account::Role;
+use crate::domain::ids::{ClinicId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct UserRow {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
-    pub role: String,
-    pub clinic_id: Option<String>,
+    pub role: Role,
+    pub clinic_id: Option<ClinicId>,
     pub disabled: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -25,11 +27,11 @@ pub struct UserRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUserRow<'a> {
-    pub id: &'a str,
+    pub id: UserId,
     pub email: &'a str,
     pub password_hash: &'a str,
-    pub role: &'a str,
-    pub clinic_id: Option<&'a str>,
+    pub role: Role,
+    pub clinic_id: Option<ClinicId>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -38,8 +40,8 @@ pub struct NewUserRow<'a> {
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = users)]
 pub struct UserChanges {
-    pub role: Option<String>,
-    pub clinic_id: Option<Option<String>>,
+    pub role: Option<Role>,
+    pub clinic_id: Option<Option<ClinicId>>,
     pub disabled: Option<bool>,
 }
 
@@ -50,7 +52,7 @@ pub fn insert(conn: &mut DbConnection, row: &NewUserRow<'_>) -> Result<(), Store
     Ok(())
 }
 
-pub fn find(conn: &mut DbConnection, id: &str) -> Result<UserRow, StoreError> {
+pub fn find(conn: &mut DbConnection, id: UserId) -> Result<UserRow, StoreError> {
     Ok(users::table
         .find(id)
         .select(UserRow::as_select())
@@ -67,8 +69,8 @@ pub fn find_by_email(conn: &mut DbConnection, email: &str) -> Result<Option<User
 
 #[derive(Debug, Default)]
 pub struct UserFilter {
-    pub role: Option<String>,
-    pub clinic_id: Option<String>,
+    pub role: Option<Role>,
+    pub clinic_id: Option<ClinicId>,
 }
 
 pub fn list(
@@ -78,37 +80,29 @@ pub fn list(
 ) -> Result<Vec<UserRow>, StoreError> {
     let mut query = users::table.select(UserRow::as_select()).into_boxed();
     if let Some(role) = &filter.role {
-        query = query.filter(users::role.eq(role.clone()));
+        query = query.filter(users::role.eq(*role));
     }
     if let Some(clinic) = &filter.clinic_id {
-        query = query.filter(users::clinic_id.eq(clinic.clone()));
+        query = query.filter(users::clinic_id.eq(*clinic));
     }
     Ok(page_of!(query, users::created_at, users::id, page).load(conn)?)
 }
 
-/// Applies `changes` when the stored version is `expected_version`; bumps the version.
+/// Applies `changes` when the stored version is still `version`; bumps the version.
 pub fn update(
     conn: &mut DbConnection,
-    id: &str,
-    expected_version: Option<i32>,
+    id: UserId,
+    version: i32,
     changes: &UserChanges,
     now: NaiveDateTime,
 ) -> Result<UserRow, StoreError> {
-    let current = find(conn, id)?;
-    if expected_version.is_some_and(|v| v != current.version) {
-        return Err(StoreError::Stale);
-    }
-    let updated = diesel::update(
-        users::table
-            .find(id)
-            .filter(users::version.eq(current.version)),
-    )
-    .set((
-        changes,
-        users::updated_at.eq(now),
-        users::version.eq(current.version + 1),
-    ))
-    .execute(conn)?;
+    let updated = diesel::update(users::table.find(id).filter(users::version.eq(version)))
+        .set((
+            changes,
+            users::updated_at.eq(now),
+            users::version.eq(version + 1),
+        ))
+        .execute(conn)?;
     if updated == 0 {
         return Err(StoreError::Stale);
     }
@@ -119,7 +113,7 @@ pub fn update(
 /// its next use.
 pub fn end_token_generation(
     conn: &mut DbConnection,
-    id: &str,
+    id: UserId,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
     diesel::update(users::table.find(id))
@@ -133,7 +127,7 @@ pub fn end_token_generation(
 
 pub fn set_password_hash(
     conn: &mut DbConnection,
-    id: &str,
+    id: UserId,
     hash: &str,
     now: NaiveDateTime,
 ) -> Result<(), StoreError> {
@@ -151,8 +145,8 @@ pub fn set_password_hash(
 /// signed-in request.
 pub fn find_with_patient(
     conn: &mut DbConnection,
-    id: &str,
-) -> Result<(UserRow, Option<String>), StoreError> {
+    id: UserId,
+) -> Result<(UserRow, Option<PatientId>), StoreError> {
     use super::schema::patient_accounts;
     Ok(users::table
         .left_join(patient_accounts::table.on(patient_accounts::user_id.eq(users::id)))

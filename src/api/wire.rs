@@ -1,27 +1,25 @@
-//! What every clinical-record endpoint shares: the body hash behind idempotent creates, the
-//! list window (time range or sync), corrections, JSON merge patches and audited reads.
+//! The wire forms every resource shares (api.md, Conventions): cursor pages, the list window
+//! (a time range, or sync by change), JSON merge patches for changes, the correction of a
+//! record entered in error, the hash behind idempotent creates, and the answers to a create
+//! (201, or 200 for a replay) and to a versioned read or change (with its ETag).
 
-use chrono::{DateTime, Utc};
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::context::{Audited, RequestContext};
-use crate::api::flags::{flags_by_record, FlagResponse};
-use crate::api::idempotent::Creation;
-use crate::api::pagination::PageQuery;
-use crate::api::pagination::Paged;
-use crate::auth::caller::Caller;
+use crate::call::Call;
 use crate::clock;
+use crate::domain::ids::PatientId;
 use crate::domain::text::{self, Shape};
 use crate::domain::time;
-use crate::domain::RuleBroken;
-use crate::error::{ApiError, FieldError};
-use crate::store::audit::AuditEventRow;
-use crate::store::scope::Scope;
-use crate::store::{
-    audit, patients, Correctable, Db, DbConnection, Page, StoreError, Timed, Window,
-};
+use crate::error::ApiError;
+use crate::records::{self, Created, Kind};
+use crate::store::{Page, Window};
 
 /// SHA-256 of a create request as the server understood it: a retry with the same body has
 /// the same hash, a different body a different one.
@@ -30,28 +28,131 @@ pub fn body_hash<T: Serialize>(body: &T) -> String {
     hex::encode(Sha256::digest(canonical))
 }
 
-/// Domain rule failures as a 422 naming every field.
-pub fn rules_broken(broken: Vec<RuleBroken>) -> ApiError {
-    ApiError::Validation(
-        broken
-            .into_iter()
-            .map(|b| FieldError::new(b.field, b.rule))
-            .collect(),
-    )
-}
-
-impl From<RuleBroken> for ApiError {
-    fn from(broken: RuleBroken) -> Self {
-        rules_broken(vec![broken])
+/// 201 for a record created now, 200 for a replayed create.
+pub fn created<T, U: Serialize>(created: Created<T>, shown: impl FnOnce(T) -> U) -> HttpResponse {
+    match created {
+        Created::Now(t) => HttpResponse::Created().json(shown(t)),
+        Created::Replayed(t) => HttpResponse::Ok().json(shown(t)),
     }
 }
 
-/// Maps a missing record to `None`, for lookups where absence is an answer.
-pub fn optional<T>(found: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
-    match found {
-        Ok(value) => Ok(Some(value)),
-        Err(StoreError::NotFound) => Ok(None),
-        Err(other) => Err(other),
+/// A changeable record's read or change, with its version as a strong entity tag: send it
+/// back as If-Match.
+pub fn versioned<T: Serialize>(version: i32, body: T) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{version}\"")))
+        .json(body)
+}
+
+/// One page of a patient's records of a kind, each as `T` shows it: by their own time, or by
+/// change for sync. One function for every kind's list (and the patient's own, `/v1/me/…`).
+pub async fn list_of<R, T>(
+    call: &Call,
+    patient: PatientId,
+    query: &RecordQuery,
+    page: &PageQuery,
+) -> Result<HttpResponse, ApiError>
+where
+    R: Kind,
+    R::View: AsRef<R>,
+    T: From<R::View> + Serialize,
+{
+    let (window, page) = query.window_and_page(page)?;
+    let views = records::list::<R>(call, patient, window.clone(), page.clone()).await?;
+    let key = |v: &R::View| {
+        let r = v.as_ref();
+        (
+            cursor_time(&window, r.own_time(), r.updated_at()),
+            r.id().to_string(),
+        )
+    };
+    Ok(HttpResponse::Ok().json(Paged::from_rows(views, &page, key, T::from)))
+}
+
+/// Cursor pagination (api.md, Conventions): `?limit=` 1–500, default 50, and an opaque
+/// `?cursor=` that encodes the `(time, id)` of the last item of the previous page.
+pub const DEFAULT_LIMIT: u16 = 50;
+pub const MAX_LIMIT: u16 = 500;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–500.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    pub limit: Option<u16>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be from 1 to 500"));
+        }
+        // An empty `cursor=` is what a client sends for "no cursor yet": the first page.
+        let after = (self.cursor.as_deref())
+            .filter(|c| !c.is_empty())
+            .map(decode)
+            .transpose()?;
+        // One more than asked for tells whether another page follows.
+        Ok(Page {
+            limit: i64::from(limit) + 1,
+            after,
+        })
+    }
+}
+
+fn decode(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> {
+    let bad = || ApiError::invalid("cursor", "is not a cursor this server issued");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (micros, id) = text.split_once('|').ok_or_else(bad)?;
+    // Ids this server issues are UUIDs, with a level rank in front on the worklist.
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-:".contains(c))
+    {
+        return Err(bad());
+    }
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok((at.naive_utc(), id.to_owned()))
+}
+
+fn encode(at: NaiveDateTime, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.and_utc().timestamp_micros()))
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Paged<T> {
+    /// Builds the page from rows fetched with [`PageQuery::page`] (one more than the limit).
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        page: &Page,
+        key: impl Fn(&R) -> (NaiveDateTime, String),
+        to_item: impl Fn(R) -> T,
+    ) -> Self {
+        let limit = usize::try_from(page.limit - 1).unwrap_or(0);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = rows.last().filter(|_| more).map(|r| {
+            let (at, id) = key(r);
+            encode(at, &id)
+        });
+        Self {
+            items: rows.into_iter().map(to_item).collect(),
+            next_cursor,
+        }
     }
 }
 
@@ -81,22 +182,25 @@ impl RecordQuery {
                 since: Some(clock::to_db(since)),
             });
         }
-        let range = time::Range::parse(self.from, self.to).map_err(rules_broken)?;
+        let range = time::Range::parse(self.from, self.to)?;
         Ok(Window::Range {
             from: range.from.map(clock::to_db),
             to: range.to.map(clock::to_db),
         })
     }
 
-    /// The window and the page, with the time a list's cursor runs on.
+    /// The window and the page.
     pub fn window_and_page(&self, page: &PageQuery) -> Result<(Window, Page), ApiError> {
         Ok((self.window()?, page.page()?))
     }
 }
 
-/// Whether a list runs in change order (sync) or in the records' own time order.
-pub fn by_change(window: &Window) -> bool {
-    matches!(window, Window::Changes { .. })
+/// What a list's cursor runs on: a record's own time, or its time of change for sync.
+pub fn cursor_time(window: &Window, own: NaiveDateTime, updated: NaiveDateTime) -> NaiveDateTime {
+    match window {
+        Window::Changes { .. } => updated,
+        Window::Range { .. } => own,
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -243,193 +347,23 @@ pub fn patched<T: Serialize + for<'de> Deserialize<'de>>(
     })
 }
 
-/// Marks the record `id` entered in error (once; a repeat changes nothing) and audits it.
-pub fn mark_entered_in_error<R: Correctable>(
-    conn: &mut DbConnection,
-    reason: String,
-    find: impl Fn(&mut DbConnection) -> Result<R, StoreError>,
-    replace: impl Fn(&mut DbConnection, &R, i32) -> Result<(), StoreError>,
-    event: impl FnOnce(&str) -> AuditEventRow,
-) -> Result<R, StoreError> {
-    let current = find(conn)?;
-    if !current.is_entered_in_error() {
-        let version = current.version();
-        let patient_id = current.patient_id().to_owned();
-        replace(
-            conn,
-            &current.marked(reason, clock::to_db(clock::now())),
-            version,
-        )?;
-        audit::record(conn, &event(&patient_id))?;
-    }
-    find(conn)
-}
-
-/// An audit event for a read or write of a patient's record.
-pub fn patient_event(
-    ctx: &RequestContext,
-    caller: &Caller,
-    action: &str,
-    resource_type: &str,
-    resource_id: &str,
-    patient_id: &str,
-) -> AuditEventRow {
-    ctx.audit(
-        Some(caller),
-        Audited {
-            action,
-            resource_type,
-            resource_id: Some(resource_id),
-            patient_id: Some(patient_id),
-        },
-    )
-}
-
-/// A record response that carries the flags on its record.
-pub trait CarriesFlags {
-    fn record_id(&self) -> &str;
-    fn set_flags(&mut self, flags: Vec<FlagResponse>);
-}
-
-/// Fills in the flags of each response, in one query.
-pub fn with_flags<T: CarriesFlags>(
-    conn: &mut DbConnection,
-    mut items: Vec<T>,
-) -> Result<Vec<T>, StoreError> {
-    let ids: Vec<String> = items.iter().map(|i| i.record_id().to_owned()).collect();
-    let mut by_record = flags_by_record(conn, &ids)?;
-    for item in &mut items {
-        let flags = by_record.remove(item.record_id()).unwrap_or_default();
-        item.set_flags(flags);
-    }
-    Ok(items)
-}
-
-/// One response with its flags.
-pub fn one_with_flags<T: CarriesFlags>(conn: &mut DbConnection, item: T) -> Result<T, StoreError> {
-    Ok(with_flags(conn, vec![item])?.remove(0))
-}
-
-/// A created record with its flags, and whether it was created now or replayed.
-pub fn created_with_flags<R, T: From<R> + CarriesFlags>(
-    conn: &mut DbConnection,
-    creation: Creation<R>,
-) -> Result<(bool, T), StoreError> {
-    let (created, row) = match creation {
-        Creation::Created(row) => (true, row),
-        Creation::Replayed(row) => (false, row),
-    };
-    Ok((created, one_with_flags(conn, T::from(row))?))
-}
-
-/// 201 for a record created now, 200 for a replayed create.
-pub fn created_or_replayed_response<T: Serialize>(
-    (created, body): (bool, T),
-) -> actix_web::HttpResponse {
-    if created {
-        actix_web::HttpResponse::Created().json(body)
-    } else {
-        actix_web::HttpResponse::Ok().json(body)
-    }
-}
-
-macro_rules! carries_flags {
-    ($($response:ty),+) => {$(
-        impl $crate::api::records::CarriesFlags for $response {
-            fn record_id(&self) -> &str {
-                &self.id
-            }
-            fn set_flags(&mut self, flags: Vec<$crate::api::flags::FlagResponse>) {
-                self.flags = flags;
-            }
-        }
-    )+};
-}
-pub(crate) use carries_flags;
-
-/// The shape of a store function that lists one patient's records.
-pub type ListFn<R> = fn(&mut DbConnection, &str, &Window, &Page) -> Result<Vec<R>, StoreError>;
-
-/// Lists one patient's records of a kind, within the caller's scope, audited, with flags: by
-/// their own time, or by change for sync.
-pub async fn list_of_patient<R, T>(
-    caller: Caller,
-    patient_id: String,
-    (query, page): (&RecordQuery, &PageQuery),
-    ctx: RequestContext,
-    db: &Db,
-    action: &'static str,
-    list: ListFn<R>,
-) -> Result<actix_web::HttpResponse, ApiError>
-where
-    R: Timed,
-    T: From<R> + CarriesFlags + Serialize + Send + 'static,
-{
-    let scope = caller.clinical_scope()?;
-    let (window, page) = query.window_and_page(page)?;
-    let change_order = by_change(&window);
-    let paged = db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            patients::find(conn, &scope, &patient_id)?;
-            let rows = list(conn, &patient_id, &window, &page)?;
-            audit::record(
-                conn,
-                &patient_event(&ctx, &caller, action, "patient", &patient_id, &patient_id),
-            )?;
-            let paged = Paged::from_rows(
-                rows,
-                &page,
-                |r| {
-                    (
-                        if change_order {
-                            r.updated_at()
-                        } else {
-                            r.own_time()
-                        },
-                        r.id(),
-                    )
-                },
-                T::from,
-            );
-            Ok(Paged {
-                items: with_flags(conn, paged.items)?,
-                ..paged
-            })
-        })
-        .await?;
-    Ok(actix_web::HttpResponse::Ok().json(paged))
-}
-
-/// Reads one record within the caller's scope, audited, with its flags.
-pub async fn read_one<R, T>(
-    caller: Caller,
-    id: String,
-    ctx: RequestContext,
-    db: &Db,
-    (action, resource_type): (&'static str, &'static str),
-    find: fn(&mut DbConnection, &Scope, &str) -> Result<R, StoreError>,
-) -> Result<T, ApiError>
-where
-    R: Correctable,
-    T: From<R> + CarriesFlags + Send + 'static,
-{
-    let scope = caller.clinical_scope()?;
-    Ok(db
-        .transaction(move |conn| -> Result<_, StoreError> {
-            let row = find(conn, &scope, &id)?;
-            audit::record(
-                conn,
-                &patient_event(&ctx, &caller, action, resource_type, &id, row.patient_id()),
-            )?;
-            one_with_flags(conn, T::from(row))
-        })
-        .await?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_cursor_round_trips_and_a_forged_one_is_refused() {
+        let at = chrono::DateTime::from_timestamp_micros(1_800_000_000_123_456)
+            .unwrap()
+            .naive_utc();
+        let cursor = encode(at, "abc");
+        assert_eq!(decode(&cursor).unwrap(), (at, "abc".to_owned()));
+        let nul = URL_SAFE_NO_PAD.encode("1800000000|a\u{0}b");
+        for bad in ["", "!!", "bm9waXBl", &URL_SAFE_NO_PAD.encode("x|y"), &nul] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+    }
 
     /// RFC 7396's own examples.
     #[test]

@@ -1,0 +1,147 @@
+//! What a handler takes from the request besides its path, query and body: the call (the
+//! signed-in caller, where the request came from, the service's state) and a change's
+//! precondition (If-Match).
+
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use crate::auth::caller::Caller;
+use crate::call::{Call, Expected, Origin, Services};
+use crate::error::ApiError;
+use crate::telemetry::RequestId;
+
+fn services(req: &HttpRequest) -> Result<web::Data<Services>, ApiError> {
+    req.app_data::<web::Data<Services>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("the service's state is not registered".into()))
+}
+
+/// The TCP peer; or, when the peer is a trusted proxy, the last address in `X-Forwarded-For`
+/// (the one that proxy saw). Anyone else's header is ignored: a client could forge it to
+/// dodge the per-address throttle.
+fn client_address(req: &HttpRequest) -> Option<String> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = services(req).is_ok_and(|s| s.auth.trusted_proxies.contains(&peer));
+    let forwarded = trusted
+        .then(|| {
+            req.headers()
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .rsplit(',')
+                .next()?
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+        })
+        .flatten();
+    Some(forwarded.unwrap_or(peer).to_string())
+}
+
+fn origin(req: &HttpRequest) -> Origin {
+    Origin {
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(|| "unknown".to_owned(), |id| id.0.clone()),
+        client_address: client_address(req),
+    }
+}
+
+impl FromRequest for Origin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(origin(req)))
+    }
+}
+
+impl FromRequest for Call {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let (origin, services) = (origin(req), services(req));
+        Box::pin(async move {
+            Ok(Call {
+                caller: caller.await?,
+                origin,
+                services: services?.into_inner(),
+            })
+        })
+    }
+}
+
+/// The `If-Match` header as the contract states it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchHeader {
+    /// The version the change is based on, as the record's ETag gives it (such as "3"); 412
+    /// when it is no longer current. Compared strongly: a weak tag never matches.
+    #[param(rename = "If-Match", pattern = r#"^(\*|"?[0-9]{1,9}"?)$"#)]
+    pub if_match: Option<String>,
+}
+
+/// What `If-Match` allows a change to be based on (RFC 9110 §13.1.1): `*` any version, else
+/// the listed versions (`"3"`, or `3` as older clients send it). The comparison is strong: a
+/// weak tag (`W/"3"`) matches no version, and the change is refused with 412.
+pub struct IfMatch(pub Expected);
+
+fn if_match(value: Option<&header::HeaderValue>) -> Result<Expected, ApiError> {
+    let Some(value) = value else {
+        return Ok(Expected::Any);
+    };
+    let bad = || ApiError::invalid("If-Match", "must be the record's version, such as \"3\"");
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(Expected::Any);
+    }
+    let mut versions = Vec::new();
+    for tag in text.split(',').map(str::trim) {
+        if tag.starts_with("W/") {
+            continue;
+        }
+        let version = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(tag);
+        versions.push(version.parse().map_err(|_| bad())?);
+    }
+    Ok(Expected::OneOf(versions))
+}
+
+impl FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(if_match(req.headers().get(header::IF_MATCH)).map(IfMatch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9110 §13.1.1: If-Match uses the strong comparison, so a weak entity tag never
+    /// matches; `*` matches any current representation.
+    #[test]
+    fn if_match_compares_strongly() {
+        let read = |v: &str| if_match(Some(&header::HeaderValue::from_str(v).unwrap()));
+        assert_eq!(if_match(None).unwrap(), Expected::Any);
+        assert_eq!(read("*").unwrap(), Expected::Any);
+        assert_eq!(read("\"3\"").unwrap(), Expected::OneOf(vec![3]));
+        assert_eq!(read("3").unwrap(), Expected::OneOf(vec![3]));
+        assert_eq!(read("\"3\", \"4\"").unwrap(), Expected::OneOf(vec![3, 4]));
+        assert_eq!(read("W/\"3\"").unwrap(), Expected::OneOf(vec![]));
+        assert!(!read("W/\"3\"").unwrap().admits(3));
+        assert!(read("\"x\"").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! One call to the service as every use case sees it: who is calling, where the request came
+//! from (for the audit trail), and what the service holds — the databases, the signing keys,
+//! the password hasher, the settings. A handler receives it whole (`api::extract`) and passes
+//! it to one use case.
+
+use std::sync::Arc;
+
+use crate::auth::caller::Caller;
+use crate::auth::password::PasswordHasher;
+use crate::auth::token::TokenKeys;
+use crate::config::{AuthSettings, ClinicalSettings, ResearchSettings};
+use crate::domain::account::Role;
+use crate::domain::audit::Action;
+use crate::domain::ids::{AuditEventId, PatientId, UserId};
+use crate::error::ApiError;
+use crate::store::audit::{self as trail, AuditEventRow};
+use crate::store::scope::Scope;
+use crate::store::{Db, DbConnection, ResearchDb, StoreError};
+
+/// What the service holds for every request.
+pub struct Services {
+    pub db: Db,
+    /// Where research reads: a read replica when one is configured, else `db`.
+    pub research_db: ResearchDb,
+    pub keys: TokenKeys,
+    pub hasher: PasswordHasher,
+    pub auth: AuthSettings,
+    pub clinical: ClinicalSettings,
+    pub research: ResearchSettings,
+}
+
+/// Where a request came from: its id and the client's address.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub request_id: String,
+    /// The TCP peer; or, behind a trusted proxy, the address that proxy saw.
+    pub client_address: Option<String>,
+}
+
+/// A signed-in caller's request.
+#[derive(Clone)]
+pub struct Call {
+    pub caller: Caller,
+    pub origin: Origin,
+    pub services: Arc<Services>,
+}
+
+/// The versions a change may be based on (If-Match): any, or one of these. An empty list
+/// (a weak entity tag, which the strong comparison never matches) admits none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expected {
+    Any,
+    OneOf(Vec<i32>),
+}
+
+impl Expected {
+    pub fn admits(&self, version: i32) -> bool {
+        match self {
+            Expected::Any => true,
+            Expected::OneOf(versions) => versions.contains(&version),
+        }
+    }
+}
+
+/// One entry of the audit trail: what was done, to which record, of which patient. The call
+/// (or the origin) adds who, when and from where.
+#[derive(Clone, Debug)]
+pub struct Event {
+    action: Action,
+    resource_id: Option<String>,
+    patient: Option<PatientId>,
+    detail: Option<String>,
+}
+
+impl Event {
+    pub fn new(action: Action) -> Self {
+        Self {
+            action,
+            resource_id: None,
+            patient: None,
+            detail: None,
+        }
+    }
+
+    /// The record it was done to, of the action's resource type.
+    pub fn on(self, resource: impl std::fmt::Display) -> Self {
+        Self {
+            resource_id: Some(resource.to_string()),
+            ..self
+        }
+    }
+
+    /// The patient whose data it touched.
+    pub fn of(self, patient: PatientId) -> Self {
+        Self {
+            patient: Some(patient),
+            ..self
+        }
+    }
+
+    /// What a research question asked (JSON).
+    pub fn detail(self, detail: String) -> Self {
+        Self {
+            detail: Some(detail),
+            ..self
+        }
+    }
+
+    /// A patient-scoped read or write of one of their records.
+    pub fn record(action: Action, resource: impl std::fmt::Display, patient: PatientId) -> Self {
+        Self::new(action).on(resource).of(patient)
+    }
+}
+
+impl Origin {
+    /// Writes `event` to the trail as done by `actor` (none for the command line, or a
+    /// sign-in that found no account).
+    pub fn audit(
+        &self,
+        conn: &mut DbConnection,
+        actor: Option<(UserId, Role)>,
+        event: Event,
+    ) -> Result<(), StoreError> {
+        trail::record(
+            conn,
+            &AuditEventRow {
+                id: AuditEventId::random(),
+                occurred_at: crate::clock::to_db(crate::clock::now()),
+                actor_id: actor.map(|(id, _)| id),
+                actor_role: actor.map(|(_, role)| role),
+                action: event.action,
+                resource_type: event.action.resource_type().to_owned(),
+                resource_id: event.resource_id,
+                patient_id: event.patient,
+                request_id: self.request_id.clone(),
+                client_address: self.client_address.clone(),
+                detail: event.detail,
+            },
+        )
+    }
+}
+
+impl Call {
+    pub fn db(&self) -> &Db {
+        &self.services.db
+    }
+
+    /// Runs `work` in one transaction of the primary database, with the call at hand.
+    pub async fn transaction<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection, &Call) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let call = self.clone();
+        self.services
+            .db
+            .transaction(move |conn| work(conn, &call))
+            .await
+    }
+
+    pub fn clinical(&self) -> ClinicalSettings {
+        self.services.clinical
+    }
+
+    /// Writes `event` to the trail as done by the caller.
+    pub fn audit(&self, conn: &mut DbConnection, event: Event) -> Result<(), StoreError> {
+        self.origin
+            .audit(conn, Some((self.caller.user_id, self.caller.role)), event)
+    }
+
+    /// The clinical records the caller may reach (403 for roles that reach none).
+    pub fn clinical_scope(&self) -> Result<Scope, ApiError> {
+        self.caller.clinical_scope()
+    }
+
+    /// 403 unless the caller is a clinician; their clinic's scope.
+    pub fn clinician_scope(&self) -> Result<Scope, ApiError> {
+        self.caller.clinician_scope()
+    }
+
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        self.caller.require(roles)
+    }
+
+    /// The caller's own patient record (403 for anyone but a patient).
+    pub fn own_patient(&self) -> Result<PatientId, ApiError> {
+        self.caller.patient_id.ok_or(ApiError::Forbidden)
+    }
+}
