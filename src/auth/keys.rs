@@ -50,12 +50,13 @@ fn embedded_key(path: &Path) -> Result<Vec<u8>, KeyError> {
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let key = STANDARD.decode(text.trim()).unwrap_or_default();
-            if key.len() < MIN_JWT_SECRET_BYTES {
-                return Err(KeyError::Malformed {
+            let key = STANDARD
+                .decode(text.trim())
+                .ok()
+                .filter(|key| key.len() >= MIN_JWT_SECRET_BYTES)
+                .ok_or_else(|| KeyError::Malformed {
                     path: path.display().to_string(),
-                });
-            }
+                })?;
             // Tighten a key file that someone made readable to others.
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(file_error)?;
@@ -64,25 +65,35 @@ fn embedded_key(path: &Path) -> Result<Vec<u8>, KeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = vec![0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut key);
-            // create_new: if another process wins the race, its key is the one to read.
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
-            match created {
-                Ok(mut file) => {
-                    file.write_all(STANDARD.encode(&key).as_bytes())
-                        .map_err(file_error)?;
-                    file.sync_all().map_err(file_error)?;
-                    Ok(key)
-                }
+            match publish(path, &key) {
+                Ok(()) => Ok(key),
+                // Another process published first: its key is the one everyone uses.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => embedded_key(path),
                 Err(e) => Err(file_error(e)),
             }
         }
         Err(e) => Err(file_error(e)),
     }
+}
+
+/// Makes the key file appear whole or not at all: the key is written and synced to a file of
+/// this process's own, which is then linked to the key file's name. Linking (unlike renaming)
+/// never replaces a key another process published a moment earlier; a process starting at the
+/// same moment never reads a half-written file.
+fn publish(path: &Path, key: &[u8]) -> std::io::Result<()> {
+    let draft = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&draft)?;
+        file.write_all(STANDARD.encode(key).as_bytes())?;
+        file.sync_all()?;
+        std::fs::hard_link(&draft, path)
+    })();
+    let _ = std::fs::remove_file(&draft);
+    written
 }
 
 #[cfg(test)]
@@ -98,5 +109,31 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(embedded_key(&path).unwrap(), first);
+    }
+
+    /// issue 14: processes starting together all read the one key that was published, never
+    /// an empty or half-written file; no draft is left behind.
+    #[test]
+    fn processes_starting_together_share_one_whole_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(KEY_FILE_NAME);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let keys: Vec<Vec<u8>> = (0..8)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        embedded_key(&path).expect("a whole key")
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert!(keys.iter().all(|k| *k == keys[0]), "one key for all");
+            let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(files.len(), 1, "only the key file remains");
+        }
     }
 }

@@ -185,3 +185,61 @@ api_test!(
         assert_clean(&body);
     }
 );
+
+// issue 14: a unique field that is taken is a 409 naming the field, the same on both
+// engines; no constraint's name reaches the client.
+api_test!(a_taken_unique_field_is_a_409_naming_it, |app| async move {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.create_clinic(&admin, "Harbour").await;
+    let token = admin.access_token.clone();
+    let taken = |field: &'static str| {
+        move |body: serde_json::Value| {
+            assert_eq!(body["type"], "/problems/conflict", "{body}");
+            assert_eq!(
+                body["errors"],
+                json!([{"field": field, "message": "is taken"}]),
+                "{body}"
+            );
+            assert_eq!(body["detail"], format!("{field}: is taken"));
+            let text = body.to_string();
+            assert!(!text.contains("_key") && !text.contains("UNIQUE"), "{text}");
+        }
+    };
+    let res = app
+        .post("/v1/clinics", Some(&token), &json!({"name": "Harbour"}))
+        .await;
+    let (status, _, body) = problem(res).await;
+    assert_eq!(status, 409);
+    taken("name")(body);
+
+    let user = json!({"email": "doc@clinic.example", "password": crate::helpers::PASSWORD,
+            "role": "clinician", "clinic_id": clinic});
+    assert_eq!(
+        app.post("/v1/users", Some(&token), &user).await.status(),
+        201
+    );
+    let again = json!({"email": "DOC@clinic.example", "password": crate::helpers::PASSWORD,
+            "role": "clinician", "clinic_id": clinic});
+    let (status, _, body) = problem(app.post("/v1/users", Some(&token), &again).await).await;
+    assert_eq!(status, 409);
+    taken("email")(body);
+
+    let doc = app
+        .sign_in("doc@clinic.example", crate::helpers::PASSWORD)
+        .await;
+    let patient = json!({"external_ref": "MRN-1", "birth_year": 1980, "sex": "female",
+            "indications": ["treatment_resistant_depression"]});
+    assert_eq!(
+        app.post("/v1/patients", Some(&doc.access_token), &patient)
+            .await
+            .status(),
+        201
+    );
+    let (status, _, body) = problem(
+        app.post("/v1/patients", Some(&doc.access_token), &patient)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 409);
+    taken("external_ref")(body);
+});

@@ -576,3 +576,59 @@ api_test!(
         assert_eq!(body["errors"][0]["field"], "cursor");
     }
 );
+
+// issue 14: the timeline shows each record as its own read does — with the flags it raised
+// and, for an answer that raised a suicidal-ideation flag, the clinic's crisis message (it
+// used to show `flags: []` and no message for every nested record).
+api_test!(
+    the_timeline_shows_each_records_flags_and_crisis_message,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let today = Utc::now().date_naive().to_string();
+        app.new_course(&clinic.clinician, &patient, &today).await;
+        let session = json!({"route": "iv", "started_at": minutes_from_now(-120), "dose_mg_per_kg": 0.5,
+            "weight_kg": 70, "pre": {"systolic": 165, "diastolic": 95}});
+        let session = created(
+            app.post_as(
+                &format!("/v1/patients/{patient}/sessions"),
+                &token,
+                &session,
+            )
+            .await,
+        )
+        .await;
+        let ideation = json!({"instrument": "phq9", "taken_at": minutes_from_now(-60), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]});
+        let ideation = created(
+            app.post_as(
+                &format!("/v1/patients/{patient}/assessments"),
+                &token,
+                &ideation,
+            )
+            .await,
+        )
+        .await;
+        let timeline: Value = app
+            .get_as(&format!("/v1/patients/{patient}/timeline"), &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let entries = timeline["items"].as_array().unwrap();
+        let shown = |kind: &str| {
+            entries
+                .iter()
+                .find(|e| e["kind"] == kind)
+                .map(|e| e[kind].clone())
+                .unwrap()
+        };
+        assert_eq!(kinds(&shown("session")), kinds(&session));
+        assert_eq!(kinds(&shown("session")), ["pre_session_hypertension"]);
+        let assessment = shown("assessment");
+        assert_eq!(kinds(&assessment), ["suicidal_ideation"]);
+        assert_eq!(assessment["crisis_message"], ideation["crisis_message"]);
+        assert!(assessment["crisis_message"].is_string());
+    }
+);

@@ -59,7 +59,13 @@ where
 /// A database that exists for one test and is dropped after it.
 pub enum TestDatabase {
     Sqlite(tempfile::TempDir),
-    Postgres { server: String, name: String },
+    /// A database of its own on the server, and a data directory of its own (for the
+    /// signing key the app makes there): no two tests share either.
+    Postgres {
+        server: String,
+        name: String,
+        data: tempfile::TempDir,
+    },
 }
 
 impl TestDatabase {
@@ -75,7 +81,8 @@ impl TestDatabase {
                 diesel::sql_query(format!("CREATE DATABASE {name}"))
                     .execute(&mut admin)
                     .expect("create test database");
-                Some(Self::Postgres { server, name })
+                let data = tempfile::tempdir().expect("temp dir");
+                Some(Self::Postgres { server, name, data })
             }
         }
     }
@@ -83,21 +90,21 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         match self {
             Self::Sqlite(dir) => dir.path().join("test.db").display().to_string(),
-            Self::Postgres { server, name } => with_database(server, name),
+            Self::Postgres { server, name, .. } => with_database(server, name),
         }
     }
 
     pub fn data_dir(&self) -> String {
         match self {
             Self::Sqlite(dir) => dir.path().display().to_string(),
-            Self::Postgres { .. } => std::env::temp_dir().display().to_string(),
+            Self::Postgres { data, .. } => data.path().display().to_string(),
         }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Self::Postgres { server, name } = self {
+        if let Self::Postgres { server, name, .. } = self {
             if let Ok(mut admin) = PgConnection::establish(server) {
                 let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut admin);

@@ -12,6 +12,7 @@ mod faults;
 mod fixtures;
 mod flags;
 mod input_attacks;
+mod integrity;
 mod openapi;
 mod operations;
 mod outcomes;

@@ -16,6 +16,8 @@ pub const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 pub struct Process {
     pub child: Child,
     pub port: u16,
+    /// Every line the process has logged since it started serving.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _data: tempfile::TempDir,
 }
 
@@ -52,13 +54,29 @@ impl Process {
                 break entry["port"].as_u64().unwrap() as u16;
             }
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // Keep draining the log so the server never blocks on a full pipe, and keep it.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             port,
+            log,
             _data: data,
         }
+    }
+
+    /// The log lines so far, each a JSON object.
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        let lines = self.log.lock().unwrap().clone();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -568,3 +568,55 @@ async fn research_reads_from_the_research_database_sqlite() {
 async fn research_reads_from_the_research_database_postgres() {
     reads_from_the_research_database(crate::helpers::Backend::Postgres).await;
 }
+
+// issue 14: the trajectories read the question's time range in the database (scores outside
+// it count nowhere), and honour `Accept`: `q=0` refuses the drawing.
+api_test!(
+    trajectories_keep_to_the_range_and_to_the_accept_header,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.controlled_researcher(&admin).await;
+        cohorts(&app, &clinic.clinician).await;
+        let weeks = |body: &Value| {
+            let mut weeks: Vec<i64> = body["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["week"].as_i64().unwrap())
+                .collect();
+            weeks.dedup();
+            weeks
+        };
+        let all = research(
+            &app,
+            &researcher,
+            "/v1/research/trajectories?instrument=phq9",
+        )
+        .await;
+        assert_eq!(
+            weeks(&all),
+            [0, 4],
+            "day 2 and day 30 after the first session"
+        );
+        // Day 0 was 35 days ago: from 20 days ago, only the day-30 scores remain.
+        let from = (Utc::now() - Duration::days(20)).format("%Y-%m-%dT%H:%M:%SZ");
+        let later = research(
+            &app,
+            &researcher,
+            &format!("/v1/research/trajectories?instrument=phq9&from={from}"),
+        )
+        .await;
+        assert_eq!(weeks(&later), [4]);
+        let refused = app
+            .client
+            .get(app.url("/v1/research/trajectories?instrument=phq9"))
+            .bearer_auth(&researcher.access_token)
+            .header("accept", "image/svg+xml;q=0, application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.headers()["content-type"], "application/json");
+    }
+);

@@ -569,3 +569,92 @@ api_test!(
         assert_eq!(courses["items"][0]["id"], course.as_str());
     }
 );
+
+// issue 14: every changeable record's read sends its version as a strong ETag, and a change
+// compares If-Match strongly (RFC 9110 §13.1.1): the current tag or `*` is accepted, a weak
+// tag never matches (412), and the change answers with the new tag.
+api_test!(
+    every_changeable_read_sends_an_etag_and_if_match_is_strong,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let doc = clinic.clinician.clone();
+        let patient = app.new_patient(&doc).await;
+        let course = app
+            .new_course(&doc, &patient, &chrono::Utc::now().date_naive().to_string())
+            .await;
+        let session = app
+            .new_session(&doc, &patient, &minutes_from_now(-120))
+            .await;
+        let effect = json!({"session_id": session, "effect": "nausea", "severity": "mild",
+            "onset_at": minutes_from_now(-60)});
+        let effect: Value = app
+            .post_as(
+                &format!("/v1/patients/{patient}/side-effects"),
+                &doc.access_token,
+                &effect,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let effect = effect["id"].as_str().unwrap().to_owned();
+        app.patient_app(&doc, &patient).await;
+        let account_of_doc = doc.user_id.clone();
+        let records = [
+            (
+                format!("/v1/patients/{patient}"),
+                doc.access_token.clone(),
+                json!({"research_consent": false}),
+            ),
+            (
+                format!("/v1/courses/{course}"),
+                doc.access_token.clone(),
+                json!({"closed": true}),
+            ),
+            (
+                format!("/v1/sessions/{session}"),
+                doc.access_token.clone(),
+                json!({"weight_kg": 71.0}),
+            ),
+            (
+                format!("/v1/side-effects/{effect}"),
+                doc.access_token.clone(),
+                json!({"severity": "moderate"}),
+            ),
+            (
+                format!("/v1/patients/{patient}/account"),
+                doc.access_token.clone(),
+                json!({"disabled": true}),
+            ),
+            (
+                format!("/v1/users/{account_of_doc}"),
+                admin.access_token.clone(),
+                json!({"disabled": false}),
+            ),
+        ];
+        for (path, token, change) in records {
+            let res = app.get_as(&path, &token).await;
+            assert_eq!(res.status(), 200, "{path}");
+            let tag = res.headers()["etag"].to_str().unwrap().to_owned();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(
+                tag,
+                format!("\"{}\"", body["version"]),
+                "{path}: the tag is the version"
+            );
+            let weak = format!("W/{tag}");
+            let (status, _, _) =
+                problem(app.patch(&path, &token, Some(&weak), &change).await).await;
+            assert_eq!(status, 412, "{path}: a weak tag never matches");
+            let res = app.patch(&path, &token, Some(&tag), &change).await;
+            assert_eq!(res.status(), 200, "{path}");
+            let next = res.headers()["etag"].to_str().unwrap().to_owned();
+            assert_ne!(next, tag, "{path}: the change has a new tag");
+            let res = app.patch(&path, &token, Some(&tag), &change).await;
+            assert_eq!(res.status(), 412, "{path}: the old tag is stale");
+            let res = app.patch(&path, &token, Some("*"), &change).await;
+            assert_eq!(res.status(), 200, "{path}: * matches the current version");
+        }
+    }
+);
