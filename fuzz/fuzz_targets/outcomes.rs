@@ -4,6 +4,7 @@
 
 use arbitrary::Arbitrary;
 use chrono::{DateTime, Duration, Utc};
+use ketamine_outcomes::domain::ids::AssessmentId;
 use ketamine_outcomes::domain::instrument::Instrument;
 use ketamine_outcomes::domain::outcomes::{course_outcome, session_outcome, BenefitStatus, Score};
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +32,7 @@ fuzz_target!(|history: History| {
         .iter()
         .enumerate()
         .map(|(i, (minute, severity))| Score {
-            id: i.to_string(),
+            id: AssessmentId::from(uuid::Uuid::from_u128(i as u128)),
             taken_at: at(origin, *minute),
             severity: i32::from(*severity),
             total: i32::from(*severity).abs(),

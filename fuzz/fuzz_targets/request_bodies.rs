@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(body) = serde_json::from_slice::<sessions::CreateSessionRequest>(data) {
-        if let Ok(checked) = sessions::administration(&body).check(now) {
+        if let Ok(checked) = body.draft().administration.check(now) {
             assert!(checked.total_dose_mg() > 0.0);
         }
     }
