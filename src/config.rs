@@ -132,6 +132,20 @@ pub struct ClinicalSettings {
     pub thresholds: crate::domain::flags::Thresholds,
 }
 
+/// Password hashes per minute, with a burst.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HashRate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// The ceilings on password hashing per client address and per account.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HashLimits {
+    pub per_address: HashRate,
+    pub per_account: HashRate,
+}
+
 /// Sign-in, tokens and password hashing.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
@@ -151,7 +165,7 @@ pub struct AuthSettings {
     /// is ignored, so a client cannot forge its way out of the per-address throttle.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Password hashes per minute a client address, and an account, may cost this process.
-    pub hash_limits: crate::auth::password::HashLimits,
+    pub hash_limits: HashLimits,
 }
 
 /// The smallest key accepted for HS256: as many bytes as the hash output.
@@ -305,14 +319,14 @@ fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSetting
         .collect::<Result<_, _>>()?;
     let hashes_per_minute = |var: &'static str, default: &str| {
         parse_or(lookup, var, default, |v| match v.parse::<u32>() {
-            Ok(n @ 1..=1_000_000) => Ok(crate::auth::admission::Rate {
+            Ok(n @ 1..=1_000_000) => Ok(HashRate {
                 per_minute: n,
                 burst: n.div_ceil(3),
             }),
             _ => Err("must be a whole number of hashes per minute from 1 to 1000000"),
         })
     };
-    let hash_limits = crate::auth::password::HashLimits {
+    let hash_limits = HashLimits {
         per_address: hashes_per_minute("KO_HASHES_PER_MINUTE_PER_ADDRESS", "30")?,
         per_account: hashes_per_minute("KO_HASHES_PER_MINUTE_PER_ACCOUNT", "15")?,
     };

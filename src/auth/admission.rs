@@ -13,12 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Hashes per minute, with a burst.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rate {
-    pub per_minute: u32,
-    pub burst: u32,
-}
+pub use crate::config::HashRate as Rate;
 
 /// Why a hash was not started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

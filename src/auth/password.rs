@@ -20,7 +20,7 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::auth::admission::{Admission, Rate, Refusal, Ticket};
+use crate::auth::admission::{Admission, Refusal, Ticket};
 use crate::domain::account::Password;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +41,7 @@ pub enum Verified {
 /// Hashes waiting per hashing thread, beyond the one it works on.
 const QUEUE_PER_THREAD: usize = 8;
 
-/// The cost ceilings of [`Admission`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HashLimits {
-    pub per_address: Rate,
-    pub per_account: Rate,
-}
+pub use crate::config::HashLimits;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
@@ -245,6 +240,7 @@ fn weaker_than(stored: &PasswordHash<'_>, params: &Params) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HashRate as Rate;
 
     fn password() -> Password {
         Password::parse("lantern orbit kettle", &[]).expect("a good password")
