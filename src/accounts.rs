@@ -21,21 +21,10 @@ use crate::sign_in::begin_hash;
 use crate::store::invites::{self, InviteRow};
 use crate::store::scope::Scope;
 use crate::store::users::{self, NewUserRow, UserChanges, UserFilter, UserRow};
-use crate::store::{clinics, patients, refresh_tokens, Db, DbConnection, Page, StoreError};
+use crate::store::{clinics, patients, Db, DbConnection, Page, StoreError};
 
 /// How long an invite can be used.
 pub const INVITE_LIFETIME: Duration = Duration::days(7);
-
-/// Ends every access the account holds: its refresh tokens are revoked and its access tokens
-/// stop working at their next use (a password change, a disable, a sign-out everywhere).
-pub fn revoke_access(
-    conn: &mut DbConnection,
-    user: UserId,
-    now: chrono::NaiveDateTime,
-) -> Result<(), StoreError> {
-    refresh_tokens::revoke_all_for_user(conn, user, now)?;
-    users::end_token_generation(conn, user, now)
-}
 
 /// A role and a clinic that go together (`Role::staff_account`), with a clinic that exists.
 fn check_staff(
@@ -190,7 +179,7 @@ pub async fn update_user(
         let now = clock::to_db(clock::now());
         let updated = users::update(conn, id, current.version, &changes, now)?;
         if updated.disabled && !current.disabled {
-            revoke_access(conn, id, now)?;
+            users::revoke_access(conn, id, now)?;
         }
         call.audit(conn, Event::new(Action::UserUpdated).on(id))?;
         Ok(users::find(conn, id)?)
@@ -265,7 +254,7 @@ pub async fn set_patient_access(
         };
         users::update(conn, current.id, current.version, &changes, now)?;
         if disabled && !current.disabled {
-            revoke_access(conn, current.id, now)?;
+            users::revoke_access(conn, current.id, now)?;
         }
         let action = if disabled {
             Action::PatientAccountDisabled

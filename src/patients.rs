@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, Utc};
 
-use crate::auth::caller::Caller;
+use crate::call::caller::Caller;
 use crate::call::{Call, Event, Expected};
 use crate::clock;
 use crate::domain::audit::Action;

@@ -9,7 +9,6 @@
 use chrono::Duration;
 use sha2::{Digest, Sha256};
 
-use crate::accounts;
 use crate::auth::admission::Refusal;
 use crate::auth::password::{Admitted, PasswordHasher, Verified};
 use crate::auth::token::{hash_refresh_token, RefreshToken, TokenSubject, REFRESH_TOKEN_LIFETIME};
@@ -285,7 +284,7 @@ pub async fn change_password(call: &Call, current: &str, new: &str) -> Result<()
     call.transaction(move |conn, call| {
         let now = clock::to_db(clock::now());
         users::set_password_hash(conn, id, &hash, now)?;
-        accounts::revoke_access(conn, id, now)?;
+        users::revoke_access(conn, id, now)?;
         keys.settle_success(conn)?;
         Ok(call.audit(conn, Event::new(Action::PasswordChanged).on(id))?)
     })
@@ -296,7 +295,7 @@ pub async fn change_password(call: &Call, current: &str, new: &str) -> Result<()
 pub async fn sign_out_everywhere(call: &Call) -> Result<(), ApiError> {
     call.transaction(|conn, call| {
         let id = call.caller.user_id;
-        accounts::revoke_access(conn, id, clock::to_db(clock::now()))?;
+        users::revoke_access(conn, id, clock::to_db(clock::now()))?;
         Ok(call.audit(conn, Event::new(Action::SignedOutEverywhere).on(id))?)
     })
     .await

@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use crate::auth::caller::Caller;
+use crate::call::caller::Caller;
 use crate::call::{Call, Expected, Origin, Services};
 use crate::error::ApiError;
 use crate::telemetry::RequestId;

@@ -1,7 +1,6 @@
 //! Authentication: password hashing, access and refresh tokens, and the signed-in caller.
 
 pub mod admission;
-pub mod caller;
 pub mod keys;
 pub mod password;
 pub mod token;

@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use crate::call::Services;
+use super::Services;
 use crate::domain::account::Role;
 use crate::domain::ids::{ClinicId, PatientId, UserId};
 use crate::error::ApiError;

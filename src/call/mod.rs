@@ -3,9 +3,10 @@
 //! the password hasher, the settings. A handler receives it whole (`api::extract`) and passes
 //! it to one use case.
 
+pub mod caller;
+
 use std::sync::Arc;
 
-use crate::auth::caller::Caller;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenKeys;
 use crate::config::{AuthSettings, ClinicalSettings, ResearchSettings};
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 use crate::store::audit::{self as trail, AuditEventRow};
 use crate::store::scope::Scope;
 use crate::store::{Db, DbConnection, ResearchDb, StoreError};
+use caller::Caller;
 
 /// What the service holds for every request.
 pub struct Services {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use diesel::Connection;
 
-use crate::auth::caller::Caller;
+use crate::call::caller::Caller;
 use crate::call::{Call, Event, Expected};
 use crate::clock;
 use crate::domain::audit::Action;

@@ -125,6 +125,17 @@ pub fn end_token_generation(
     Ok(())
 }
 
+/// Ends every access the account holds: its refresh tokens are revoked and its access tokens
+/// stop working at their next use (a password change, a disable, a sign-out everywhere).
+pub fn revoke_access(
+    conn: &mut DbConnection,
+    id: UserId,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    super::refresh_tokens::revoke_all_for_user(conn, id, now)?;
+    end_token_generation(conn, id, now)
+}
+
 pub fn set_password_hash(
     conn: &mut DbConnection,
     id: UserId,
