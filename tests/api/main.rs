@@ -13,6 +13,7 @@ mod fixtures;
 mod flags;
 mod input_attacks;
 mod integrity;
+mod layering;
 mod openapi;
 mod operations;
 mod outcomes;
