@@ -223,9 +223,9 @@ impl OutcomeAggregate {
         if matches!(status, Some(NoBenefit | WoreOff | Sustained)) {
             cell.judged += 1;
         }
-        if matches!(status, Some(WoreOff | Sustained)) {
+        // Read with its status (`store::research::measured`): present for wore_off and sustained.
+        if let Some(time) = s.durability_days {
             let event = status == Some(WoreOff);
-            let time = s.durability_days.unwrap_or(0.0);
             cell.benefit.push(Observation { time, event });
             if event && time <= self.wear_off_days {
                 cell.within += 1;

@@ -463,9 +463,10 @@ impl OutcomeTotals {
             if matches!(status, Some(NoBenefit | WoreOff | Sustained)) {
                 self.judged[g] += 1;
             }
-            if matches!(status, Some(WoreOff | Sustained)) {
+            // Read with its status (`store::research::measured`): present for wore_off and
+            // sustained.
+            if let Some(days) = s.durability_days {
                 self.benefit[g] += 1;
-                let days = s.durability_days.unwrap_or(0.0);
                 let day = privacy::day_bin(days);
                 if status == Some(WoreOff) {
                     self.events[bin(day)] += 1;

@@ -131,11 +131,32 @@ pub fn session_facts(
     if let Some(after) = after {
         query = query.filter(sessions::id.gt(after));
     }
-    Ok(query
+    let facts: Vec<SessionFact> = query
         .select(session_fact_columns!())
         .order(sessions::id)
         .limit(limit)
-        .load(conn)?)
+        .load(conn)?;
+    facts.iter().try_for_each(measured)?;
+    Ok(facts)
+}
+
+/// A benefit that wore off or is sustained has its durability, and no other status has one
+/// (the CHECK `session_outcomes_durability_when_measured`): a row that breaks this is corrupt,
+/// and research reads nothing into it.
+fn measured(fact: &SessionFact) -> Result<(), StoreError> {
+    use BenefitStatus::{Sustained, WoreOff};
+    let lasted = matches!(fact.status, Some(WoreOff | Sustained));
+    if lasted == fact.durability_days.is_some() {
+        Ok(())
+    } else {
+        Err(StoreError::Integrity(
+            format!(
+                "session {}: durability does not match its status",
+                fact.session_id
+            )
+            .into(),
+        ))
+    }
 }
 
 /// Each consenting patient's first completed session, for age bands and day offsets.
@@ -209,7 +230,7 @@ pub fn side_effect_facts(
     if let Some(after) = after {
         query = query.filter(side_effects::id.gt(after));
     }
-    Ok(query
+    let facts: Vec<(SessionFact, SideEffectFact)> = query
         .select((
             session_fact_columns!(),
             (
@@ -222,7 +243,11 @@ pub fn side_effect_facts(
         ))
         .order(side_effects::id)
         .limit(limit)
-        .load(conn)?)
+        .load(conn)?;
+    facts
+        .iter()
+        .try_for_each(|(session, _)| measured(session))?;
+    Ok(facts)
 }
 
 /// One page of the live scores of one instrument of consenting patients, in id order after

@@ -23,12 +23,15 @@ struct ThrottleRow {
 }
 
 impl ThrottleRow {
-    fn attempts(&self) -> Attempts {
-        Attempts {
-            count: u32::try_from(self.attempts).unwrap_or(0),
+    /// The attempts the row counts; a negative count (which the column's CHECK forbids) is
+    /// corrupt, never read as none.
+    fn attempts(&self) -> Result<Attempts, StoreError> {
+        let count = u32::try_from(self.attempts).map_err(|e| StoreError::Integrity(e.into()))?;
+        Ok(Attempts {
+            count,
             window_started_at: clock::from_db(self.window_started_at),
             last_at: clock::from_db(self.last_attempt_at),
-        }
+        })
     }
 
     fn new(key: &str, attempts: Attempts) -> Self {
@@ -76,7 +79,8 @@ pub fn reserve(
     let now = clock::now();
     for &(key, limit) in keys {
         let current = lock_or_create(conn, key)?.filter(|row| row.attempts > 0);
-        match throttle::reserve(current.as_ref().map(ThrottleRow::attempts), limit, now) {
+        let current = current.as_ref().map(ThrottleRow::attempts).transpose()?;
+        match throttle::reserve(current, limit, now) {
             Ok(next) => write(conn, key, next)?,
             Err(wait) => return Ok(Err(wait)),
         }
@@ -87,7 +91,7 @@ pub fn reserve(
 /// Gives back one attempt on `key`: it was not a failure.
 pub fn release(conn: &mut DbConnection, key: &str) -> Result<(), StoreError> {
     if let Some(row) = locked(conn, key)? {
-        write(conn, key, throttle::release(row.attempts()))?;
+        write(conn, key, throttle::release(row.attempts()?))?;
     }
     Ok(())
 }
