@@ -102,24 +102,58 @@ pub async fn create_staff(
             |conn| optional(users::find(conn, id)),
             |row| same(row, &email),
             |conn| {
-                let now = clock::to_db(clock::now());
-                users::insert(
+                let (email, hash) = (&email, hash.as_str());
+                let account = NewStaff {
+                    id,
+                    email,
+                    hash,
+                    role,
+                    clinic,
+                };
+                account.insert(
                     conn,
-                    &NewUserRow {
-                        id,
-                        email: email.as_str(),
-                        password_hash: &hash,
-                        role,
-                        clinic_id: clinic,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )?;
-                call.audit(conn, Event::new(Action::UserCreated).on(id))
+                    &call.origin,
+                    Some((call.caller.user_id, call.caller.role)),
+                )
             },
         )
     })
     .await
+}
+
+/// A staff account about to be written, from the API or the command line alike.
+struct NewStaff<'a> {
+    id: UserId,
+    email: &'a Email,
+    hash: &'a str,
+    role: Role,
+    clinic: Option<ClinicId>,
+}
+
+impl NewStaff<'_> {
+    /// Writes the account and its audit event, done `by` an administrator (none from the
+    /// command line).
+    fn insert(
+        &self,
+        conn: &mut DbConnection,
+        origin: &Origin,
+        by: Option<(UserId, Role)>,
+    ) -> Result<(), StoreError> {
+        let now = clock::to_db(clock::now());
+        users::insert(
+            conn,
+            &NewUserRow {
+                id: self.id,
+                email: self.email.as_str(),
+                password_hash: self.hash,
+                role: self.role,
+                clinic_id: self.clinic,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        origin.audit(conn, by, Event::new(Action::UserCreated).on(self.id))
+    }
 }
 
 /// One page of accounts, oldest first (administrators).
@@ -361,21 +395,15 @@ pub fn create_staff_account(
         if users::find_by_email(conn, email.as_str())?.is_some() {
             return Err(AccountError::Exists);
         }
-        let now = clock::to_db(clock::now());
-        users::insert(
-            conn,
-            &NewUserRow {
-                id,
-                email: email.as_str(),
-                password_hash: &hash,
-                role,
-                clinic_id: clinic,
-                created_at: now,
-                updated_at: now,
-            },
-        )?;
-        origin.audit(conn, None, Event::new(Action::UserCreated).on(id))?;
-        Ok(())
+        let (email, hash) = (&email, hash.as_str());
+        let account = NewStaff {
+            id,
+            email,
+            hash,
+            role,
+            clinic,
+        };
+        Ok(account.insert(conn, &origin, None)?)
     }))?;
     Ok(id)
 }
