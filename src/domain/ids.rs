@@ -2,8 +2,7 @@
 //! passed where a patient's is meant. Each is a UUID, sent and stored as its hyphenated text.
 
 macro_rules! ids {
-    ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {$(
-        $(#[$meta])*
+    ($($name:ident),+ $(,)?) => {$(
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
                  serde::Serialize, serde::Deserialize, diesel::AsExpression, diesel::FromSqlRow)]
         #[serde(transparent)]
@@ -48,20 +47,29 @@ macro_rules! ids {
     )+};
 }
 
-ids!(
-    ClinicId,
-    UserId,
-    PatientId,
-    CourseId,
-    SessionId,
-    AssessmentId,
-    SideEffectId,
-    FlagId,
-    InviteId,
-    GrantId,
-    AuditEventId,
-    ConsentEventId,
-    RefreshTokenId,
-    /// The refresh tokens that rotate from one sign-in.
-    TokenFamilyId,
-);
+/// Calls the macro `$each` with every id type: the types are declared here and their columns
+/// mapped in `store::columns` from this one list.
+macro_rules! for_each_id {
+    ($each:ident) => {
+        $each!(
+            ClinicId,
+            UserId,
+            PatientId,
+            CourseId,
+            SessionId,
+            AssessmentId,
+            SideEffectId,
+            FlagId,
+            InviteId,
+            GrantId,
+            AuditEventId,
+            ConsentEventId,
+            RefreshTokenId,
+            // The refresh tokens that rotate from one sign-in.
+            TokenFamilyId
+        );
+    };
+}
+pub(crate) use for_each_id;
+
+for_each_id!(ids);

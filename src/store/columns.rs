@@ -64,22 +64,7 @@ macro_rules! uuid_columns {
     )+};
 }
 
-uuid_columns!(
-    ClinicId,
-    UserId,
-    PatientId,
-    CourseId,
-    SessionId,
-    AssessmentId,
-    SideEffectId,
-    FlagId,
-    InviteId,
-    GrantId,
-    AuditEventId,
-    ConsentEventId,
-    RefreshTokenId,
-    TokenFamilyId
-);
+for_each_id!(uuid_columns);
 
 /// A structured value stored as JSON text: item answers, readings, planned dates, plans.
 #[derive(Debug, Clone, PartialEq, diesel::AsExpression, diesel::FromSqlRow)]
