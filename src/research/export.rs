@@ -448,16 +448,16 @@ impl Census {
         let level = (0..LEVELS)
             .find(|l| suppressed(*l) * 20 <= self.rows)
             .unwrap_or(LEVELS - 1);
-        let rare = self.combinations[level]
+        let covered = self.combinations[level]
             .iter()
-            .filter(|(_, (patients, _))| *patients < k)
+            .filter(|(_, (patients, _))| *patients >= k)
             .map(|(q, _)| q.clone())
             .collect();
         Anonymity {
             level,
             suppressed_rows: suppressed(level),
             rows: self.rows,
-            rare,
+            covered,
         }
     }
 }
@@ -470,14 +470,18 @@ pub struct Anonymity {
     pub suppressed_rows: usize,
     /// Rows before suppression.
     pub rows: usize,
-    rare: BTreeSet<Quasi>,
+    /// The combinations the census found covering at least k patients. Only these are
+    /// written: a combination that first appears between the passes (a record written
+    /// meanwhile) was never counted, so it is left out rather than trusted.
+    covered: BTreeSet<Quasi>,
 }
 
 impl Anonymity {
-    /// The row as it is exported, or none when its combination is too rare.
+    /// The row as it is exported, or none unless the census counted its combination among
+    /// at least k patients.
     pub fn apply(&self, row: ExportRow) -> Option<ExportRow> {
         let row = generalised(row, self.level);
-        (!self.rare.contains(&quasi(&row))).then_some(row)
+        self.covered.contains(&quasi(&row)).then_some(row)
     }
 }
 
@@ -792,6 +796,19 @@ mod tests {
             "{coverage:?}"
         );
         assert_eq!(coverage.values().map(BTreeSet::len).sum::<usize>(), 20);
+    }
+
+    /// A record written between the census and the rows (a new patient, a new session) has a
+    /// combination the census never counted: it is left out, however it generalises.
+    #[test]
+    fn a_combination_the_census_never_saw_is_left_out() {
+        let mut census = Census::default();
+        for _ in 0..5 {
+            census.add_patient(&[row("40-49", "female", "iv")]);
+        }
+        let plan = census.plan(3);
+        assert!(plan.apply(row("40-49", "female", "iv")).is_some());
+        assert!(plan.apply(row("90+", "intersex", "oral")).is_none());
     }
 
     #[test]
