@@ -21,7 +21,7 @@ use crate::domain::research::Dimension;
 use crate::domain::schedule::Phase;
 use crate::domain::time;
 use crate::domain::treatment::Route;
-use crate::error::responses::{List, RoleOnly};
+use crate::error::responses::List;
 use crate::error::{ApiError, FieldError};
 use crate::research::export::run::{self as export, Format};
 use crate::research::export::ExportRow;
@@ -336,17 +336,26 @@ pub struct BudgetResponse {
     pub grant: Option<GrantResponse>,
 }
 
+/// The budget's query: it takes none, and like every research endpoint it refuses a
+/// parameter it does not know by name (422) rather than ignore it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParameters {}
+
 /// The caller's tier, privacy budget, spending and renewal.
 #[utoipa::path(
     tag = "research",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's budget", body = BudgetResponse),
-        RoleOnly,
+        List,
     )
 )]
 #[get("/v1/research/budget")]
-pub async fn research_budget(call: Call) -> Result<HttpResponse, ApiError> {
+pub async fn research_budget(
+    call: Call,
+    _none: web::Query<NoParameters>,
+) -> Result<HttpResponse, ApiError> {
     let budget = query::budget(&call).await?;
     let settings = call.services.research;
     Ok(HttpResponse::Ok().json(BudgetResponse {
