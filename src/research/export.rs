@@ -490,16 +490,16 @@ impl Anonymity {
 /// combinations ([`Census`]), the second writes the rows k-anonymity allows. Audited when it
 /// starts (what it asked, how far it generalised) and when it ends (rows written).
 pub mod run {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-
     use futures_util::stream::{self, LocalBoxStream, StreamExt};
     use hmac::{Hmac, Mac};
     use rand::RngCore;
     use sha2::Sha256;
+    use std::collections::HashMap;
+    use tokio::sync::{mpsc, oneshot};
 
     use super::{
         csv_header, rows_of_patient, Anonymity, Census, ExportFilter, ExportPatient, ExportRow,
+        Level,
     };
     use crate::call::{Call, Event};
     use crate::domain::account::Role;
@@ -587,6 +587,67 @@ pub mod run {
         }
     }
 
+    /// What the census decided, for the response's headers and the audit trail.
+    #[derive(Clone, Copy)]
+    struct Planned {
+        level: Level,
+        suppressed_rows: usize,
+        rows_before_suppression: usize,
+    }
+
+    /// Pages of the file on their way to the client: two in flight at most, so memory stays
+    /// flat however many rows the export has.
+    type Pages = mpsc::Sender<Result<Vec<u8>, ApiError>>;
+
+    /// Both passes, in one snapshot of the research database (so the rows written are the
+    /// rows the census counted, whatever is written or withdrawn meanwhile): the census, whose
+    /// plan goes to `planned`, then the rows it allows, a batch of patients at a time, into
+    /// `pages`. Returns the plan and the rows written, or none when the client went away.
+    fn produce(
+        conn: &mut DbConnection,
+        filter: &ExportFilter,
+        k: usize,
+        format: Format,
+        planned: oneshot::Sender<Planned>,
+        pages: &Pages,
+    ) -> Result<Option<(Planned, usize)>, StoreError> {
+        let plan = census(conn, filter, k)?;
+        let summary = Planned {
+            level: plan.level,
+            suppressed_rows: plan.suppressed_rows,
+            rows_before_suppression: plan.rows,
+        };
+        if planned.send(summary).is_err() {
+            return Ok(None);
+        }
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let (mut after, mut written) = (None, 0);
+        loop {
+            let b = batch(conn, after, filter)?;
+            let rows: Vec<ExportRow> = b
+                .patients
+                .iter()
+                .flat_map(|p| {
+                    let pseudonym = pseudonym(&secret, p.0);
+                    rows_of_patient(p, &pseudonym, &b.records, filter, &b.bands)
+                })
+                .filter_map(|row| plan.apply(row))
+                .collect();
+            written += rows.len();
+            if pages
+                .blocking_send(encode(&rows, format, after.is_none()))
+                .is_err()
+            {
+                return Ok(None);
+            }
+            match b.patients.last() {
+                Some(last) if b.patients.len() as i64 == BATCH => after = Some(last.0),
+                _ => return Ok(Some((summary, written))),
+            }
+        }
+    }
+
     /// Starts the export of what `question` selects (the controlled tier only).
     pub async fn export(
         call: &Call,
@@ -605,58 +666,59 @@ pub mod run {
         let filter = ExportFilter::from(&question);
         let research = call.services.research_db.0.clone();
         let k = call.services.research.min_cell;
-        let first_pass = filter.clone();
-        let plan = research
-            .run(move |conn| census(conn, &first_pass, k))
-            .await?;
+        // Started before any data is read, with what was asked; completed, once every row is
+        // written, with how the file was generalised and how many rows it holds. (Written to
+        // the primary from outside the snapshot, so the export holds one connection at a
+        // time even on a pool of one.)
         let started = Event::new(Action::ResearchExportStarted).detail(
-            serde_json::json!({"query": question, "format": if format == Format::Csv { "csv" } else { "ndjson" },
-                "generalisation": plan.level, "rows_before_suppression": plan.rows,
-                "suppressed_rows": plan.suppressed_rows})
-            .to_string(),
+            serde_json::json!({"query": question, "format": if format == Format::Csv { "csv" } else { "ndjson" }})
+                .to_string(),
         );
         call.transaction(move |conn, call| Ok(call.audit(conn, started)?))
             .await?;
-        let (level, suppressed_rows) = (plan.level, plan.suppressed_rows);
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let (call, plan) = (call.clone(), Arc::new(plan));
-        let pages = stream::try_unfold(
-            (None::<PatientId>, true, false, 0usize),
-            move |(after, first_page, done, written)| {
-                let (call, research, filter, plan) =
-                    (call.clone(), research.clone(), filter.clone(), plan.clone());
-                async move {
-                    if done {
-                        return Ok::<_, ApiError>(None);
-                    }
-                    let wanted = filter.clone();
-                    let b = research
-                        .run(move |conn| batch(conn, after, &wanted))
-                        .await?;
-                    let last = b.patients.last().map(|p| p.0);
-                    let rows: Vec<ExportRow> = b
-                        .patients
-                        .iter()
-                        .flat_map(|p| {
-                            let pseudonym = pseudonym(&secret, p.0);
-                            rows_of_patient(p, &pseudonym, &b.records, &filter, &b.bands)
-                        })
-                        .filter_map(|row| plan.apply(row))
-                        .collect();
-                    let written = written + rows.len();
-                    let out = encode(&rows, format, first_page)?;
-                    let done = last.is_none() || b.patients.len() < BATCH as usize;
-                    if done {
-                        let finished = Event::new(Action::ResearchExportCompleted)
-                            .detail(serde_json::json!({"rows": written}).to_string());
-                        call.transaction(move |conn, call| Ok(call.audit(conn, finished)?))
-                            .await?;
-                    }
-                    Ok(Some((out, (last, false, done, written))))
+        let (planned, plan) = oneshot::channel();
+        let (pages, mut received) = mpsc::channel(2);
+        let (failed, finisher) = (pages.clone(), call.clone());
+        actix_web::rt::spawn(async move {
+            let produced = research
+                .snapshot(move |conn| {
+                    produce(conn, &filter, k, format, planned, &pages).map_err(ApiError::from)
+                })
+                .await;
+            let finished = match produced {
+                Ok(Some((plan, written))) => {
+                    let finished = Event::new(Action::ResearchExportCompleted).detail(
+                        serde_json::json!({"rows": written, "generalisation": plan.level,
+                            "rows_before_suppression": plan.rows_before_suppression,
+                            "suppressed_rows": plan.suppressed_rows})
+                        .to_string(),
+                    );
+                    finisher
+                        .transaction(move |conn, call| Ok(call.audit(conn, finished)?))
+                        .await
                 }
-            },
-        );
+                Ok(None) => Ok(()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = finished {
+                let _ = failed.send(Err(err)).await;
+            }
+        });
+        // The census's plan, or why there is none (the producer's error, sent as a page).
+        let Ok(Planned {
+            level,
+            suppressed_rows,
+            ..
+        }) = plan.await
+        else {
+            return Err(match received.recv().await {
+                Some(Err(err)) => err,
+                _ => ApiError::Internal("the export ended before its census".into()),
+            });
+        };
+        let pages = stream::unfold(received, |mut received| async move {
+            received.recv().await.map(|page| (page, received))
+        });
         Ok(Export {
             format,
             level,

@@ -164,6 +164,15 @@ pub struct Db {
     acquire_timeout: Duration,
 }
 
+/// How a transaction begins.
+#[derive(Clone, Copy)]
+enum Begin {
+    /// Holding SQLite's write lock from the start, so concurrent writers queue.
+    Write,
+    /// Reading one unchanging view of the database.
+    Snapshot,
+}
+
 /// The pool research queries read from: a read replica when one is configured, else the
 /// primary's pool.
 #[derive(Clone)]
@@ -232,13 +241,44 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.run(|conn| {
+        self.transaction_begun(Begin::Write, work).await
+    }
+
+    /// Runs `work` in one read-only transaction that sees the database as it was at its first
+    /// read, whatever commits meanwhile: for reads that must agree with one another (the
+    /// export's census and its rows). PostgreSQL: REPEATABLE READ, READ ONLY; SQLite: a
+    /// deferred transaction, whose first read fixes its view of the WAL.
+    pub async fn snapshot<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.transaction_begun(Begin::Snapshot, work).await
+    }
+
+    async fn transaction_begun<T, E, F>(&self, begin: Begin, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(move |conn| {
             type Manager = <DbConnection as Connection>::TransactionManager;
-            let begun = match &mut *conn {
-                DbConnection::Sqlite(lite) => {
+            let begun = match (&mut *conn, begin) {
+                (DbConnection::Sqlite(lite), Begin::Write) => {
                     AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")
                 }
-                DbConnection::Postgres(_) => Manager::begin_transaction(conn),
+                (DbConnection::Sqlite(lite), Begin::Snapshot) => {
+                    AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN DEFERRED")
+                }
+                (DbConnection::Postgres(_), Begin::Write) => Manager::begin_transaction(conn),
+                (DbConnection::Postgres(pg), Begin::Snapshot) => {
+                    AnsiTransactionManager::begin_transaction_sql(
+                        pg,
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                    )
+                }
             };
             begun.map_err(StoreError::from)?;
             match work(conn) {

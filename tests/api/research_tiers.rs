@@ -224,6 +224,31 @@ async fn export(
     (rows, headers)
 }
 
+/// A man born 1950 with PTSD, followed by GAD-7, with one intravenous session of 0.9 mg/kg
+/// 35 days ago.
+async fn unlike_the_cohorts(app: &TestApp, clinician: &Session) {
+    let token = &clinician.access_token;
+    let body = json!({"birth_year": 1950, "sex": "male", "indications": ["ptsd"], "research_consent": true});
+    let patient: Value = app
+        .post_as("/v1/patients", token, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let patient = patient["id"].as_str().unwrap();
+    let day0 = chrono::Utc::now() - chrono::Duration::days(35);
+    let course = json!({"indication": "ptsd", "primary_instrument": "gad7", "start_date": day0.date_naive()});
+    let res = app
+        .post_as(&format!("/v1/patients/{patient}/courses"), token, &course)
+        .await;
+    assert_eq!(res.status(), 201);
+    let session = json!({"route": "iv", "started_at": day0.to_rfc3339(), "dose_mg_per_kg": 0.9, "weight_kg": 80, "charge_cents": 40000});
+    let res = app
+        .post_as(&format!("/v1/patients/{patient}/sessions"), token, &session)
+        .await;
+    assert_eq!(res.status(), 201);
+}
+
 const QUASI: [&str; 6] = [
     "age_band",
     "sex",
@@ -240,6 +265,11 @@ api_test!(
         let admin = app.sign_in_admin().await;
         let clinic = app.clinic(&admin, "Harbour").await;
         crate::research::cohorts(&app, &clinic.clinician).await;
+        // Beside the cohorts (women born 1980, TRD, 0.5 mg/kg): men unlike them in every
+        // filtered field, so each filter has rows to leave out.
+        for _ in 0..6 {
+            unlike_the_cohorts(&app, &clinic.clinician).await;
+        }
         let researcher = app.controlled_researcher(&admin).await;
 
         let (rows, headers) = export(&app, &researcher, "").await;
@@ -302,9 +332,11 @@ api_test!(
                 &["0.5_to_0.75", "lt_0.75"],
             ),
         ];
+        let (all, _) = export(&app, &researcher, "").await;
         for (query, column, values) in checks {
             let (filtered, _) = export(&app, &researcher, query).await;
             assert!(!filtered.is_empty(), "{query}");
+            assert!(filtered.len() < all.len(), "{query} narrows the export");
             for row in &filtered {
                 let shown = row[column].as_str();
                 assert!(
@@ -313,15 +345,16 @@ api_test!(
                 );
             }
         }
-        let (intranasal, _) = export(&app, &researcher, "route=intranasal").await;
-        let (all, _) = export(&app, &researcher, "").await;
-        assert!(intranasal.len() < all.len(), "route narrows the export");
         let (phq9, _) = export(&app, &researcher, "instrument=phq9").await;
+        assert!(phq9.len() < all.len(), "the men's courses follow GAD-7");
         assert!(phq9
             .iter()
             .all(|r| r["kind"] != "assessment" || r["instrument"] == "phq9"));
-        let (none, _) = export(&app, &researcher, "sex=male").await;
-        assert!(none.is_empty(), "the cohort has no men");
+        let (men, _) = export(&app, &researcher, "sex=male").await;
+        assert!(!men.is_empty() && men.len() < all.len());
+        assert!(men
+            .iter()
+            .all(|r| r["sex"] == "male" || r["sex"].is_empty()));
         let (old, _) = export(&app, &researcher, "age_band=90%2B").await;
         assert!(old.is_empty());
         let (maintenance, _) = export(&app, &researcher, "phase=maintenance").await;
@@ -372,11 +405,17 @@ api_test!(
         }
         for path in [
             "/v1/research/outcomes?route=iv&colour=blue",
+            "/v1/research/budget?colour=blue",
             "/v1/research/side-effects?instrument=phq9",
             "/v1/research/trajectories?instrument=phq9&format=csv",
         ] {
-            let (status, _, _) = problem(app.get_as(path, &researcher.access_token).await).await;
+            let (status, _, body) = problem(app.get_as(path, &researcher.access_token).await).await;
             assert_eq!(status, 422, "{path}");
+            let named = body["errors"][0]["field"].as_str();
+            assert!(
+                path.contains(&format!("{}=", named.unwrap_or("?"))),
+                "{path}: {body}"
+            );
         }
 
         // Audited with what it asked and how many rows it wrote.
@@ -403,9 +442,55 @@ api_test!(
             .iter()
             .find(|e| e["action"] == "research_export_started")
             .unwrap();
-        assert!(started["detail"]
-            .as_str()
-            .unwrap()
-            .contains("generalisation"));
+        assert!(started["detail"].as_str().unwrap().contains("query"));
+        assert!(
+            details
+                .iter()
+                .all(|d| d["generalisation"].is_u64() && d["suppressed_rows"].is_u64()),
+            "{details:?}"
+        );
+    }
+);
+
+// The export's two passes read one snapshot (`Db::snapshot`): what commits between its
+// reads — here a clinic; in an export a new record or a consent withdrawn — is not seen, so
+// the rows written are the rows the census counted.
+api_test!(
+    a_snapshot_sees_nothing_that_commits_while_it_reads,
+    |app| async move {
+        use diesel::{QueryDsl, RunQueryDsl};
+        use ketamine_outcomes::store::{schema::clinics, StoreError};
+        use std::sync::mpsc;
+
+        let admin = app.sign_in_admin().await;
+        let (paused, wait_paused) = mpsc::channel::<()>();
+        let (resume, wait_resume) = mpsc::channel::<()>();
+        let db = app.database();
+        let reads = tokio::spawn(async move {
+            db.snapshot(move |conn| {
+                let before: i64 = clinics::table.count().get_result(conn)?;
+                paused.send(()).unwrap();
+                wait_resume.recv().unwrap();
+                let after: i64 = clinics::table.count().get_result(conn)?;
+                Ok::<_, StoreError>((before, after))
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || wait_paused.recv().unwrap())
+            .await
+            .unwrap();
+        app.clinic(&admin, "Harbour").await;
+        resume.send(()).unwrap();
+        let (before, after) = reads.await.unwrap().unwrap();
+        assert_eq!(
+            before, after,
+            "the snapshot saw a commit made while it read"
+        );
+        let now: i64 = app
+            .database()
+            .run(|conn| Ok::<_, StoreError>(clinics::table.count().get_result(conn)?))
+            .await
+            .unwrap();
+        assert_eq!(now, before + 1, "the clinic was committed meanwhile");
     }
 );
