@@ -92,6 +92,15 @@ async fn cohort(app: &TestApp, admin: &Session) -> Cohort {
     let p = patient(app, &clinician, "intersex", 1930, "ocd").await;
     let p_at = now - Duration::days(10);
     session(app, &clinician, &p, "ocd", "intranasal", p_at).await;
+    // P's one score: a trajectory of P alone, for the key scan to look for.
+    let score = json!({"instrument": "phq9", "taken_at": (p_at + Duration::days(1)).to_rfc3339(), "items": [2, 2, 2, 2, 2, 2, 2, 2, 0]});
+    let path = format!("/v1/patients/{p}/assessments");
+    assert_eq!(
+        app.post_as(&path, &clinician.access_token, &score)
+            .await
+            .status(),
+        201
+    );
     Cohort { clinician, p, p_at }
 }
 
@@ -257,19 +266,23 @@ api_test!(
             }
         }
         groupings.push(dims.join(","));
-        // In either tier: no response shows a key of a group P stands alone in.
-        for (group_by, researcher) in groupings
+        // Trajectories group by the patient's own dimensions only.
+        let patients_own = ["sex", "age_band", "indication", "sex,age_band,indication"];
+        let queries = groupings
             .iter()
-            .flat_map(|g| [(g, &aggregate), (g, &controlled)])
-        {
-            for path in ["outcomes", "side-effects"] {
+            .flat_map(|g| ["outcomes", "side-effects"].map(|path| format!("{path}?group_by={g}")));
+        let queries = queries.chain(
+            patients_own
+                .iter()
+                .map(|g| format!("trajectories?instrument=phq9&group_by={g}")),
+        );
+        // In either tier: no response shows a key of a group P stands alone in.
+        for query in queries {
+            for researcher in [&aggregate, &controlled] {
                 let res = app
-                    .get_as(
-                        &format!("/v1/research/{path}?group_by={group_by}"),
-                        &researcher.access_token,
-                    )
+                    .get_as(&format!("/v1/research/{query}"), &researcher.access_token)
                     .await;
-                assert_eq!(res.status(), 200, "{path} {group_by}");
+                assert_eq!(res.status(), 200, "{query}");
                 let body: Value = res.json().await.unwrap();
                 for row in body["rows"].as_array().unwrap() {
                     let group = &row["group"];
