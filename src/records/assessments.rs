@@ -47,11 +47,10 @@ impl Kind for AssessmentRow {
         making: Making<'_, Self>,
     ) -> Result<Self, ApiError> {
         let submitted_by = rater(making.by.role);
+        // A clinician-rated instrument is a matter of role, not of the body (quality.md's
+        // matrix): 403, as for any other act the caller's role does not allow.
         if !may_submit(submitted_by, draft.instrument) {
-            return Err(ApiError::invalid(
-                "instrument",
-                "is rated by a clinician; a patient may not submit it",
-            ));
+            return Err(ApiError::Forbidden);
         }
         time::recorded("taken_at", draft.taken_at, making.now)?;
         let scored = Scored::score(draft.instrument, &draft.items)?;

@@ -328,13 +328,17 @@ api_test!(assessment_rules, |app| async move {
         };
         let body =
             json!({"instrument": instrument, "taken_at": minutes_from_now(-5), "items": items});
-        expect_rule(
-            &app,
-            &phone.access_token,
-            "/v1/me/assessments",
-            vec![(body.clone(), "instrument")],
+        // issue 15 (13): a role that may not rate this instrument is refused as a role: 403.
+        let (status, _, refused) = problem(
+            app.post_as("/v1/me/assessments", &phone.access_token, &body)
+                .await,
         )
         .await;
+        assert_eq!(
+            (status, refused["type"].as_str()),
+            (403, Some("/problems/forbidden")),
+            "{instrument}"
+        );
         assert_eq!(
             app.post_as(&path, &clinic.clinician.access_token, &body)
                 .await
