@@ -85,6 +85,9 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Research queries go here when set (a read replica); otherwise to `database_url`.
     pub research_database_url: Option<DatabaseUrl>,
+    /// The address clients reach this deployment at, named first in the served OpenAPI
+    /// document; unset, the document's one server is relative (`/`).
+    pub public_url: Option<String>,
     pub db_pool_size: u32,
     /// How long a request waits for a database connection before it is answered 503.
     pub db_acquire_timeout: Duration,
@@ -208,6 +211,9 @@ impl Settings {
         let research_database_url = lookup("KO_RESEARCH_DATABASE_URL")
             .map(|raw| DatabaseUrl::parse("KO_RESEARCH_DATABASE_URL", &raw))
             .transpose()?;
+        let public_url = lookup("KO_PUBLIC_URL")
+            .map(|raw| public_url(&raw).map_err(|rule| ConfigError::new("KO_PUBLIC_URL", rule)))
+            .transpose()?;
         let db_pool_size = parse_or(&lookup, "KO_DB_POOL_SIZE", "10", |v| match v.parse() {
             Ok(n @ 1..=200) => Ok(n),
             _ => Err("must be a whole number from 1 to 200"),
@@ -249,6 +255,7 @@ impl Settings {
             data_dir,
             database_url,
             research_database_url,
+            public_url,
             db_pool_size,
             db_acquire_timeout,
             log_format,
@@ -481,6 +488,23 @@ fn parse_jwt_secret(var: &'static str, raw: &str) -> Result<Secret, ConfigError>
     Ok(Secret(raw.trim().to_owned()))
 }
 
+/// An absolute http:// or https:// URL with a host, without spaces or control characters; a
+/// trailing slash is dropped.
+fn public_url(raw: &str) -> Result<String, &'static str> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"));
+    let clean = !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    match rest {
+        Some(host) if clean && raw.len() <= 2000 && !host.is_empty() && !host.starts_with('/') => {
+            Ok(raw.trim_end_matches('/').to_owned())
+        }
+        _ => {
+            Err("must be an absolute http:// or https:// URL, such as https://outcomes.example.org")
+        }
+    }
+}
+
 fn parse_or<T>(
     lookup: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -529,6 +553,16 @@ mod tests {
     }
 
     #[test]
+    fn a_public_url_is_kept_without_its_trailing_slash() {
+        let s = settings(&[("KO_PUBLIC_URL", "https://outcomes.example.org/")]).expect("valid");
+        assert_eq!(
+            s.public_url.as_deref(),
+            Some("https://outcomes.example.org")
+        );
+        assert_eq!(settings(&[]).expect("valid").public_url, None);
+    }
+
+    #[test]
     fn database_url_form_decides_the_backend() {
         let pg = settings(&[("DATABASE_URL", "postgres://u@h/db")]).expect("valid");
         assert!(matches!(pg.database_url, DatabaseUrl::Postgres(_)));
@@ -542,6 +576,9 @@ mod tests {
             ("KO_BIND_ADDRESS", "localhost"),
             ("DATABASE_URL", "mysql://h/db"),
             ("KO_RESEARCH_DATABASE_URL", "redis://h"),
+            ("KO_PUBLIC_URL", "outcomes.example.org"),
+            ("KO_PUBLIC_URL", "https:///path"),
+            ("KO_PUBLIC_URL", "https://exa mple.org"),
             ("KO_DB_POOL_SIZE", "0"),
             ("KO_DB_ACQUIRE_TIMEOUT_SECS", "soon"),
             ("KO_SHUTDOWN_TIMEOUT_SECS", "0"),

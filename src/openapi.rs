@@ -23,9 +23,16 @@ use crate::error::{responses, FieldError, Problem};
             research questions. Errors are application/problem+json (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    servers((url = "http://127.0.0.1:8080", description = "A local server")),
+    servers((url = "/", description = "The server this document is served from")),
     components(
-        schemas(Problem, FieldError, FlagStatus, crate::domain::research::Dimension),
+        schemas(
+            Problem,
+            FieldError,
+            FlagStatus,
+            crate::domain::research::Dimension,
+            // A row of the export, which is served as text: for clients that parse it.
+            crate::research::export::ExportRow,
+        ),
         responses(
             responses::BadRequest,
             responses::Unauthorized,
@@ -103,7 +110,9 @@ impl Modify for InstrumentTable {
     }
 }
 
-/// Gives every `Paged_*` schema an example: one page holding its item type's example.
+/// Gives every `Paged_*` schema its item by reference and an example: one page holding its
+/// item type's example. (utoipa inlines a generic's type argument; a client generated from
+/// the inlined copy gets a second class for every record.)
 struct PageExamples;
 
 impl Modify for PageExamples {
@@ -118,16 +127,24 @@ impl Modify for PageExamples {
         let Some(schemas) = value["schemas"].as_object_mut() else {
             return;
         };
-        for (name, schema) in schemas
-            .iter_mut()
-            .filter(|(name, _)| name.starts_with("Paged_"))
-        {
-            let item = schema["properties"]["items"]["items"]["example"].clone();
-            if item.is_null() {
-                tracing::warn!(schema = %name, "a paged item type has no example");
+        let pages: Vec<String> = schemas
+            .keys()
+            .filter(|name| name.starts_with("Paged_"))
+            .cloned()
+            .collect();
+        for page in pages {
+            let item_name = page.trim_start_matches("Paged_").to_owned();
+            let inlined = schemas[&page]["properties"]["items"]["items"].take();
+            let item = schemas.entry(item_name.clone()).or_insert(inlined);
+            let example = item["example"].clone();
+            let schema = &mut schemas[&page];
+            schema["properties"]["items"]["items"] =
+                serde_json::json!({"$ref": format!("#/components/schemas/{item_name}")});
+            if example.is_null() {
+                tracing::warn!(schema = %page, "a paged item type has no example");
                 continue;
             }
-            schema["example"] = serde_json::json!({"items": [item], "next_cursor": "MTc5NTYwODU1NzEyMzQ1NnwxYzRlMmE5Yg"});
+            schema["example"] = serde_json::json!({"items": [example], "next_cursor": "MTc5NTYwODU1NzEyMzQ1NnwxYzRlMmE5Yg"});
         }
         if let Ok(with_examples) = serde_json::from_value(value) {
             *components = with_examples;
@@ -162,6 +179,50 @@ pub fn methods_of(path: &str) -> Option<Vec<&'static str>> {
             .map(|(m, _)| *m)
             .collect(),
     )
+}
+
+/// Every answer carries `X-Request-Id` (api.md, Conventions): stated on each response, the
+/// shared ones included, so a generated client can read it.
+struct RequestIds;
+
+impl Modify for RequestIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{RefOr, Response};
+        let header = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "The request's id, which names it in the server's logs: the client's own when \
+                 it sent a plain one, else generated",
+            ))
+            .build();
+        let add = |response: &mut RefOr<Response>| {
+            if let RefOr::T(response) = response {
+                response
+                    .headers
+                    .entry("X-Request-Id".to_owned())
+                    .or_insert_with(|| header.clone());
+            }
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.responses.responses.values_mut().for_each(add);
+            }
+        }
+        if let Some(components) = openapi.components.as_mut() {
+            components.responses.values_mut().for_each(add);
+        }
+    }
 }
 
 /// Documents the answers every operation with a body can give before it runs: 413 and 415.
@@ -208,11 +269,33 @@ pub fn contract() -> &'static utoipa::openapi::OpenApi {
             .split_for_parts();
         let mut document = ApiDoc::openapi();
         document.merge(operations);
-        for modifier in [&InstrumentTable as &dyn Modify, &PageExamples, &BodyErrors] {
+        for modifier in [
+            &InstrumentTable as &dyn Modify,
+            &PageExamples,
+            &BodyErrors,
+            &RequestIds,
+        ] {
             modifier.modify(&mut document);
         }
         document
     })
+}
+
+/// The document as this deployment serves it: the contract, led by the deployment's public
+/// URL (`KO_PUBLIC_URL`) when it names one.
+pub fn served(public_url: Option<&str>) -> utoipa::openapi::OpenApi {
+    let mut document = contract().clone();
+    if let Some(url) = public_url {
+        let public = utoipa::openapi::server::ServerBuilder::new()
+            .url(url)
+            .description(Some("This deployment"))
+            .build();
+        document
+            .servers
+            .get_or_insert_with(Vec::new)
+            .insert(0, public);
+    }
+    document
 }
 
 /// The document as committed and served: pretty JSON with a trailing newline.

@@ -146,7 +146,11 @@ fn private_database_file(path: &Path) -> Result<(), StartupError> {
 
 /// What every request may reach: the pools, the keys, the hasher, the settings.
 #[derive(Clone)]
-pub struct SharedState(web::Data<Services>);
+pub struct SharedState {
+    services: web::Data<Services>,
+    /// Where this deployment says it can be reached, for the served document (`KO_PUBLIC_URL`).
+    public_url: Option<String>,
+}
 
 impl SharedState {
     pub fn new(db: Db, settings: &Settings) -> Result<Self, StartupError> {
@@ -154,7 +158,7 @@ impl SharedState {
             Some(url) => open_database(settings, url)?,
             None => db.clone(),
         };
-        Ok(Self(web::Data::new(Services {
+        let services = web::Data::new(Services {
             db,
             research_db: ResearchDb(research),
             keys: keys::load(&settings.auth, &settings.data_dir)?,
@@ -166,19 +170,24 @@ impl SharedState {
             auth: settings.auth.clone(),
             clinical: settings.clinical,
             research: settings.research,
-        })))
+        });
+        Ok(Self {
+            services,
+            public_url: settings.public_url.clone(),
+        })
     }
 
     /// Registers the state, the whole route table and the document's own pages, for the
     /// server and for in-process clients such as `demo`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        cfg.app_data(self.0.clone());
+        cfg.app_data(self.services.clone());
         api::routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(
             cfg,
         ));
         cfg.service(web::redirect("/docs", "/docs/"))
             .service(
-                SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::contract().clone()),
+                SwaggerUi::new("/docs/{_:.*}")
+                    .url("/openapi.json", openapi::served(self.public_url.as_deref())),
             )
             .default_service(web::to(not_found));
     }

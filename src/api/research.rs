@@ -24,7 +24,6 @@ use crate::domain::treatment::Route;
 use crate::error::responses::List;
 use crate::error::{ApiError, FieldError};
 use crate::research::export::run::{self as export, Format};
-use crate::research::export::ExportRow;
 use crate::research::query::{
     self, Question, ResearchOutcomesResponse, ResearchSideEffectsResponse,
     ResearchTrajectoriesResponse,
@@ -384,10 +383,17 @@ pub async fn research_budget(
     security(("bearer" = [])),
     params(ResearchQuery),
     responses(
-        (status = 200, description = "The rows", content(
-            (ExportRow = "text/csv"),
-            (ExportRow = "application/x-ndjson"),
-        )),
+        (status = 200, description = "The file, as text: CSV with a header line, or one JSON \
+            object per line (NDJSON). Each record or line is an `ExportRow` (the component of that \
+            name), for a client to parse row by row.",
+            content(
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            ),
+            headers(
+                ("X-Export-Generalisation" = u32, description = "The rung of the generalisation ladder the file was written at (0: exact values)"),
+                ("X-Export-Suppressed-Rows" = u64, description = "Rows left out because their combination covers fewer than k patients"),
+            )),
         List,
     )
 )]

@@ -15,6 +15,18 @@ api_test!(
         "openapi/openapi.json differs from the document the code generates; regenerate it with:\n    {REGENERATE}"
     );
         assert_eq!(served["openapi"], "3.1.0");
+        // issue 15 (14): relative, so /docs tries requests out on whatever address serves it.
+        assert_eq!(served["servers"][0]["url"], "/");
+    }
+);
+
+api_test!(
+    a_deployment_names_its_public_url_first_in_the_served_document,
+    overrides = &[("KO_PUBLIC_URL", "https://outcomes.example.org/")],
+    |app| async move {
+        let served: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+        assert_eq!(served["servers"][0]["url"], "https://outcomes.example.org");
+        assert_eq!(served["servers"][1]["url"], "/");
     }
 );
 
@@ -59,6 +71,59 @@ fn every_object_schema_has_an_example_and_every_operation_its_security_and_error
                 );
             }
         }
+    }
+}
+
+/// issue 15 (10): every answer of every operation states `X-Request-Id`, and every
+/// operation states the 503 it answers when the database cannot be reached.
+#[test]
+fn every_answer_states_its_request_id_and_every_operation_its_503() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let resolve = |response: &serde_json::Value| -> serde_json::Value {
+        match response["$ref"].as_str() {
+            Some(target) => document.pointer(&target[1..]).unwrap().clone(),
+            None => response.clone(),
+        }
+    };
+    let mut answers = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                assert!(
+                    resolve(response)["headers"].get("X-Request-Id").is_some(),
+                    "{method} {path} {status} states no X-Request-Id"
+                );
+                answers += 1;
+            }
+            let probe = path == "/healthz" || path == "/metrics";
+            assert!(
+                probe || responses.contains_key("503"),
+                "{method} {path} states no 503"
+            );
+        }
+    }
+    assert!(answers > 200, "{answers} answers checked");
+}
+
+/// issue 15 (4): a page refers to its item's component, so a generated client has one class
+/// per record.
+#[test]
+fn every_page_refers_to_its_items_component() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    let pages: Vec<_> = schemas.keys().filter(|k| k.starts_with("Paged_")).collect();
+    assert!(pages.len() >= 10, "{pages:?}");
+    for page in pages {
+        let item = page.trim_start_matches("Paged_");
+        assert_eq!(
+            schemas[page]["properties"]["items"]["items"]["$ref"],
+            format!("#/components/schemas/{item}"),
+            "{page}"
+        );
+        assert!(schemas.contains_key(item), "{item}");
     }
 }
 
