@@ -50,8 +50,8 @@ pub struct AssessmentResponse {
     /// The clinic's crisis-resources message, present when the answers raised a
     /// suicidal-ideation flag, so the app can show it at once.
     pub crisis_message: Option<String>,
-    pub id: String,
-    pub patient_id: String,
+    pub id: Uuid,
+    pub patient_id: Uuid,
     pub instrument: Instrument,
     pub taken_at: DateTime<Utc>,
     pub items: Vec<i32>,
@@ -77,8 +77,8 @@ impl From<Recorded<AssessmentRow>> for AssessmentResponse {
             flags: recorded.flags.into_iter().map(Into::into).collect(),
             crisis_message: recorded.crisis_message,
             severity: row.instrument.definition().severity(row.total),
-            id: row.id.to_string(),
-            patient_id: row.patient_id.to_string(),
+            id: row.id.as_uuid(),
+            patient_id: row.patient_id.as_uuid(),
             instrument: row.instrument,
             taken_at: clock::from_db(row.taken_at),
             items: row.items.0,

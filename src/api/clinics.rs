@@ -46,7 +46,7 @@ pub struct CreateClinicRequest {
     "crisis_message": "Call 988 (Suicide & Crisis Lifeline) or 911 now.",
     "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct ClinicResponse {
-    pub id: String,
+    pub id: Uuid,
     pub name: String,
     pub crisis_message: String,
     pub created_at: DateTime<Utc>,
@@ -57,7 +57,7 @@ pub struct ClinicResponse {
 impl From<ClinicRow> for ClinicResponse {
     fn from(row: ClinicRow) -> Self {
         Self {
-            id: row.id.to_string(),
+            id: row.id.as_uuid(),
             name: row.name,
             crisis_message: row.crisis_message,
             created_at: clock::from_db(row.created_at),
@@ -115,15 +115,15 @@ pub async fn list_clinics(
     "resource_type": "account", "resource_id": "9a1b2c3d-0000-4000-8000-000000000001", "patient_id": null,
     "request_id": "3f2c8a9e-7b1d-4c55-9e0a-2b7c6d5e4f3a", "client_address": "203.0.113.7", "detail": null}))]
 pub struct AuditEventResponse {
-    pub id: String,
+    pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
-    pub actor_id: Option<String>,
+    pub actor_id: Option<Uuid>,
     pub actor_role: Option<String>,
     /// What happened, such as `login_failed`, `user_updated`, `refresh_token_reused`.
     pub action: String,
     pub resource_type: String,
     pub resource_id: Option<String>,
-    pub patient_id: Option<String>,
+    pub patient_id: Option<Uuid>,
     pub request_id: String,
     pub client_address: Option<String>,
     /// What a research query or export asked (JSON text), for research events.
@@ -133,14 +133,14 @@ pub struct AuditEventResponse {
 impl From<AuditEventRow> for AuditEventResponse {
     fn from(row: AuditEventRow) -> Self {
         Self {
-            id: row.id.to_string(),
+            id: row.id.as_uuid(),
             occurred_at: clock::from_db(row.occurred_at),
-            actor_id: row.actor_id.map(|a| a.to_string()),
+            actor_id: row.actor_id.map(|a| a.as_uuid()),
             actor_role: row.actor_role.map(|r| r.as_str().to_owned()),
             action: row.action.as_str().to_owned(),
             resource_type: row.resource_type,
             resource_id: row.resource_id,
-            patient_id: row.patient_id.map(|p| p.to_string()),
+            patient_id: row.patient_id.map(|p| p.as_uuid()),
             request_id: row.request_id,
             client_address: row.client_address,
             detail: row.detail,

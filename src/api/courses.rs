@@ -60,7 +60,7 @@ pub struct SlotResponse {
     /// `filled` by a completed session within ±3 days, `open`, or `missed` (more than 3 days
     /// overdue).
     pub status: SlotStatus,
-    pub session_id: Option<String>,
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,8 +71,8 @@ pub struct SlotResponse {
     "slots": [{"planned_date": "2026-09-30", "phase": "induction", "status": "open", "session_id": null}],
     "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct CourseResponse {
-    pub id: String,
-    pub patient_id: String,
+    pub id: Uuid,
+    pub patient_id: Uuid,
     pub indication: Indication,
     pub protocol: Protocol,
     pub primary_instrument: Instrument,
@@ -132,12 +132,12 @@ impl From<Course> for CourseResponse {
                     planned_date: s.planned_date,
                     phase: s.phase,
                     status: s.status,
-                    session_id: s.session_id.map(|id| id.to_string()),
+                    session_id: s.session_id.map(|id| id.as_uuid()),
                 })
                 .collect(),
             measurement_plan: row.plan(),
-            id: row.id.to_string(),
-            patient_id: row.patient_id.to_string(),
+            id: row.id.as_uuid(),
+            patient_id: row.patient_id.as_uuid(),
             indication: row.indication,
             protocol: row.protocol,
             primary_instrument: row.primary_instrument,

@@ -21,8 +21,8 @@ use crate::worklist;
     "detail": "phq9 item 9 answered 1", "raised_at": "2026-10-01T08:00:03Z", "status": "open",
     "acknowledged_by": null, "acknowledged_at": null, "note": null}))]
 pub struct FlagResponse {
-    pub id: String,
-    pub patient_id: String,
+    pub id: Uuid,
+    pub patient_id: Uuid,
     pub kind: FlagKind,
     pub level: FlagLevel,
     /// `assessment`, `session`, `side_effect`, `course`, or `planned_slot` (a course's
@@ -42,8 +42,8 @@ pub struct FlagResponse {
 impl From<FlagRow> for FlagResponse {
     fn from(row: FlagRow) -> Self {
         Self {
-            id: row.id.to_string(),
-            patient_id: row.patient_id.to_string(),
+            id: row.id.as_uuid(),
+            patient_id: row.patient_id.as_uuid(),
             kind: row.kind,
             level: row.level,
             record_type: row.record_type,

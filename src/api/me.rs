@@ -3,6 +3,7 @@
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::call::Call;
 use crate::domain::account::Role;
@@ -19,13 +20,13 @@ use crate::sign_in;
     "patient_id": null
 }))]
 pub struct MeResponse {
-    pub id: String,
+    pub id: Uuid,
     pub email: String,
     pub role: Role,
     /// The caller's clinic; null for administrators and researchers.
-    pub clinic_id: Option<String>,
+    pub clinic_id: Option<Uuid>,
     /// The caller's patient record, for a patient's app account; null otherwise.
-    pub patient_id: Option<String>,
+    pub patient_id: Option<Uuid>,
 }
 
 /// The caller's account.
@@ -41,11 +42,11 @@ pub struct MeResponse {
 pub async fn get_me(call: Call) -> HttpResponse {
     let caller = call.caller;
     HttpResponse::Ok().json(MeResponse {
-        id: caller.user_id.to_string(),
+        id: caller.user_id.as_uuid(),
         email: caller.email,
         role: caller.role,
-        clinic_id: caller.clinic_id.map(|c| c.to_string()),
-        patient_id: caller.patient_id.map(|p| p.to_string()),
+        clinic_id: caller.clinic_id.map(|c| c.as_uuid()),
+        patient_id: caller.patient_id.map(|p| p.as_uuid()),
     })
 }
 

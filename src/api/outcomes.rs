@@ -24,8 +24,8 @@ use crate::outcomes::{self, PatientOutcomes};
     "started_at": "2026-09-30T09:00:00Z", "instrument": "phq9", "status": "wore_off", "baseline": 20, "nadir": 9, "gain": 11,
     "durability_days": 5.0, "censored": false, "wears_off_within_days": true}))]
 pub struct SessionOutcomeResponse {
-    pub session_id: String,
-    pub course_id: String,
+    pub session_id: Uuid,
+    pub course_id: Uuid,
     pub started_at: DateTime<Utc>,
     /// The course's primary instrument, whose severities the arithmetic uses.
     pub instrument: Instrument,
@@ -47,7 +47,7 @@ pub struct SessionOutcomeResponse {
 #[schema(example = json!({"assessment_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "response": true, "remission": false}))]
 pub struct EndOfInduction {
     /// The latest score 28–42 days after the first session.
-    pub assessment_id: Option<String>,
+    pub assessment_id: Option<Uuid>,
     pub response: Option<bool>,
     pub remission: Option<bool>,
 }
@@ -57,7 +57,7 @@ pub struct EndOfInduction {
     "baseline": 21, "end_of_induction": {"assessment_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "response": true, "remission": false},
     "time_to_response_days": 9.0, "adherence": {"completed": 8, "due": 10, "rate": 0.8}}))]
 pub struct CourseOutcomeResponse {
-    pub course_id: String,
+    pub course_id: Uuid,
     pub instrument: Instrument,
     pub first_session_at: Option<DateTime<Utc>>,
     /// Severity of the latest score in the 14 days up to the first session.
@@ -79,7 +79,7 @@ pub struct CourseOutcomeResponse {
     "baseline": 21, "end_of_induction": {"assessment_id": null, "response": null, "remission": null}, "time_to_response_days": null,
     "adherence": {"completed": 8, "due": 10, "rate": 0.8}}]}))]
 pub struct OutcomesResponse {
-    pub patient_id: String,
+    pub patient_id: Uuid,
     /// W, the deployment's wear-off threshold in days.
     pub wear_off_days: f64,
     /// All of the patient's courses' due items completed on time.
@@ -92,15 +92,15 @@ pub struct OutcomesResponse {
 impl From<PatientOutcomes> for OutcomesResponse {
     fn from(o: PatientOutcomes) -> Self {
         Self {
-            patient_id: o.patient.to_string(),
+            patient_id: o.patient.as_uuid(),
             wear_off_days: o.wear_off_days,
             adherence: AdherenceResponse::of(&o.items),
             sessions: o
                 .sessions
                 .into_iter()
                 .map(|(r, started_at)| SessionOutcomeResponse {
-                    session_id: r.session_id.to_string(),
-                    course_id: r.course_id.to_string(),
+                    session_id: r.session_id.as_uuid(),
+                    course_id: r.course_id.as_uuid(),
                     started_at: clock::from_db(started_at),
                     instrument: r.instrument,
                     status: r.status,
@@ -116,12 +116,12 @@ impl From<PatientOutcomes> for OutcomesResponse {
                 .courses
                 .into_iter()
                 .map(|(r, items)| CourseOutcomeResponse {
-                    course_id: r.course_id.to_string(),
+                    course_id: r.course_id.as_uuid(),
                     instrument: r.instrument,
                     first_session_at: r.first_session_at.map(clock::from_db),
                     baseline: r.baseline,
                     end_of_induction: EndOfInduction {
-                        assessment_id: r.end_of_induction_assessment_id.map(|a| a.to_string()),
+                        assessment_id: r.end_of_induction_assessment_id.map(|a| a.as_uuid()),
                         response: r.end_of_induction_response,
                         remission: r.end_of_induction_remission,
                     },
@@ -207,7 +207,7 @@ pub struct DueItemResponse {
     /// `pre_session`, `follow_up` or `daily_mood`.
     pub purpose: DuePurpose,
     /// The session it is before or after; null for a planned session and for daily items.
-    pub session_id: Option<String>,
+    pub session_id: Option<Uuid>,
     /// Days after the session, for follow-ups.
     pub day: Option<i64>,
     pub window_start: DateTime<Utc>,
@@ -222,7 +222,7 @@ impl From<DueItem> for DueItemResponse {
         Self {
             instrument: i.instrument,
             purpose: i.purpose,
-            session_id: i.session_id.map(|id| id.to_string()),
+            session_id: i.session_id.map(|id| id.as_uuid()),
             day: i.day,
             window_start: i.window_start,
             window_end: i.window_end,
@@ -264,7 +264,7 @@ pub struct DueAssessmentsResponse {
     /// The instant the list is for.
     pub at: DateTime<Utc>,
     /// The course whose plan applies: the most recently started open course; null without one.
-    pub course_id: Option<String>,
+    pub course_id: Option<Uuid>,
     pub plan: Option<MeasurementPlan>,
     pub adherence: AdherenceResponse,
     pub due_now: Vec<DueItemResponse>,
@@ -297,7 +297,7 @@ async fn due(
     };
     Ok(HttpResponse::Ok().json(DueAssessmentsResponse {
         at,
-        course_id: course.as_ref().map(|c| c.id.to_string()),
+        course_id: course.as_ref().map(|c| c.id.as_uuid()),
         plan: course.as_ref().map(|c| c.plan()),
         adherence: AdherenceResponse::of(&items),
         due_now: by_status(DueStatus::DueNow),

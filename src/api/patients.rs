@@ -80,8 +80,8 @@ pub struct RiskFactorResponse {
     "has_contraindication": false, "research_consent": true, "consented_at": "2026-09-25T09:30:00Z",
     "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct PatientResponse {
-    pub id: String,
-    pub clinic_id: String,
+    pub id: Uuid,
+    pub clinic_id: Uuid,
     pub external_ref: Option<String>,
     pub birth_year: i32,
     pub sex: Sex,
@@ -157,8 +157,8 @@ impl From<PatientRecord> for PatientResponse {
             has_contraindication: risk_factors
                 .iter()
                 .any(|r| r.class == RiskClass::Contraindication),
-            id: row.id.to_string(),
-            clinic_id: row.clinic_id.to_string(),
+            id: row.id.as_uuid(),
+            clinic_id: row.clinic_id.as_uuid(),
             external_ref: row.external_ref,
             birth_year: row.birth_year,
             sex: row.sex,
@@ -181,7 +181,7 @@ pub struct ConsentEventResponse {
     /// From this instant the patient is (or is no longer) counted in research results.
     pub occurred_at: DateTime<Utc>,
     /// The account that recorded it.
-    pub actor_id: Option<String>,
+    pub actor_id: Option<Uuid>,
 }
 
 /// Every grant and withdrawal of the patient's research consent, oldest first.
@@ -205,7 +205,7 @@ pub async fn get_consent_history(
         .map(|e| ConsentEventResponse {
             granted: e.granted,
             occurred_at: clock::from_db(e.occurred_at),
-            actor_id: e.actor_id.map(|a| a.to_string()),
+            actor_id: e.actor_id.map(|a| a.as_uuid()),
         })
         .collect();
     Ok(HttpResponse::Ok().json(events))

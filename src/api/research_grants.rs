@@ -60,8 +60,8 @@ pub enum GrantStatus {
     "granted_by": "0f8fad5b-d9cb-469f-a165-70867728950e", "granted_at": "2026-12-01T09:00:00Z",
     "expires_at": "2027-06-30T00:00:00Z", "revoked_at": null, "revoked_by": null, "status": "active"}))]
 pub struct GrantResponse {
-    pub id: String,
-    pub researcher_id: String,
+    pub id: Uuid,
+    pub researcher_id: Uuid,
     pub purpose: String,
     pub reference: String,
     pub granted_by: String,
@@ -81,8 +81,8 @@ impl From<GrantRow> for GrantResponse {
             (None, false) => GrantStatus::Expired,
         };
         Self {
-            id: row.id.to_string(),
-            researcher_id: row.researcher_id.to_string(),
+            id: row.id.as_uuid(),
+            researcher_id: row.researcher_id.as_uuid(),
             purpose: row.purpose,
             reference: row.reference,
             granted_by: row.granted_by.to_string(),
@@ -186,7 +186,7 @@ pub async fn revoke_research_grant(
     "epsilon_spent": 8.0, "epsilon_budget": 40.0, "queries": 2, "period_start": "2026-11-20T00:00:00Z",
     "renews_at": "2026-12-20T00:00:00Z"}))]
 pub struct SpendingResponse {
-    pub researcher_id: String,
+    pub researcher_id: Uuid,
     pub email: String,
     pub epsilon_spent: f64,
     pub epsilon_budget: f64,
@@ -212,7 +212,7 @@ pub async fn list_research_budgets(call: Call) -> Result<HttpResponse, ApiError>
         .await?
         .into_iter()
         .map(|s| SpendingResponse {
-            researcher_id: s.researcher.to_string(),
+            researcher_id: s.researcher.as_uuid(),
             email: s.email,
             epsilon_spent: s.epsilon_spent,
             epsilon_budget: budget,

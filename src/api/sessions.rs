@@ -105,9 +105,9 @@ fn completed() -> SessionStatus {
 pub struct SessionResponse {
     /// The flags this record raised (domain.md §7), open or acknowledged.
     pub flags: Vec<FlagResponse>,
-    pub id: String,
-    pub patient_id: String,
-    pub course_id: String,
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub course_id: Uuid,
     pub route: Route,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
@@ -240,9 +240,9 @@ impl From<Recorded<SessionRow>> for SessionResponse {
         let a = row.administration();
         Self {
             flags: flags.into_iter().map(Into::into).collect(),
-            id: row.id.to_string(),
-            patient_id: row.patient_id.to_string(),
-            course_id: row.course_id.to_string(),
+            id: row.id.as_uuid(),
+            patient_id: row.patient_id.as_uuid(),
+            course_id: row.course_id.as_uuid(),
             route: a.route,
             started_at: a.started_at,
             ended_at: a.ended_at,

@@ -57,9 +57,9 @@ pub struct CreateSideEffectRequest {
 pub struct SideEffectResponse {
     /// The flags this record raised (domain.md §7), open or acknowledged.
     pub flags: Vec<FlagResponse>,
-    pub id: String,
-    pub patient_id: String,
-    pub session_id: String,
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub session_id: Uuid,
     pub effect: Effect,
     pub severity: Severity,
     pub onset_at: DateTime<Utc>,
@@ -116,9 +116,9 @@ impl From<Recorded<SideEffectRow>> for SideEffectResponse {
         let report = row.report();
         Self {
             flags: flags.into_iter().map(Into::into).collect(),
-            id: row.id.to_string(),
-            patient_id: row.patient_id.to_string(),
-            session_id: row.session_id.to_string(),
+            id: row.id.as_uuid(),
+            patient_id: row.patient_id.as_uuid(),
+            session_id: row.session_id.as_uuid(),
             effect: report.effect,
             severity: report.severity,
             onset_at: report.onset_at,

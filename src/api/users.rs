@@ -39,10 +39,10 @@ pub struct CreateUserRequest {
     "role": "clinician", "clinic_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "disabled": false,
     "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct UserResponse {
-    pub id: String,
+    pub id: Uuid,
     pub email: String,
     pub role: String,
-    pub clinic_id: Option<String>,
+    pub clinic_id: Option<Uuid>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -53,10 +53,10 @@ pub struct UserResponse {
 impl From<UserRow> for UserResponse {
     fn from(row: UserRow) -> Self {
         Self {
-            id: row.id.to_string(),
+            id: row.id.as_uuid(),
             email: row.email,
             role: row.role.as_str().to_owned(),
-            clinic_id: row.clinic_id.map(|c| c.to_string()),
+            clinic_id: row.clinic_id.map(|c| c.as_uuid()),
             disabled: row.disabled,
             created_at: clock::from_db(row.created_at),
             updated_at: clock::from_db(row.updated_at),
@@ -202,7 +202,7 @@ pub async fn update_user(
 #[schema(example = json!({"id": "9a1b2c3d-0000-4000-8000-000000000001", "email": "sam@example.org",
     "disabled": false, "created_at": "2026-09-25T09:30:00Z", "updated_at": "2026-09-25T09:30:00Z", "version": 1}))]
 pub struct PatientAccountResponse {
-    pub id: String,
+    pub id: Uuid,
     pub email: String,
     /// A disabled account cannot sign in, and every token it held stopped working.
     pub disabled: bool,
@@ -215,7 +215,7 @@ pub struct PatientAccountResponse {
 impl From<UserRow> for PatientAccountResponse {
     fn from(row: UserRow) -> Self {
         Self {
-            id: row.id.to_string(),
+            id: row.id.as_uuid(),
             email: row.email,
             disabled: row.disabled,
             created_at: clock::from_db(row.created_at),

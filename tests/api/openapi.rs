@@ -127,6 +127,32 @@ fn every_page_refers_to_its_items_component() {
     }
 }
 
+/// issue 15 (5): every id the document carries is a UUID, in responses as in paths, so a
+/// client types it alike. (`record_id` and `resource_id` name records of several kinds, some
+/// keyed otherwise: a missed planned slot is its course and date; `request_id` is the
+/// client's own when it sent one.)
+#[test]
+fn every_id_is_stated_as_a_uuid() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let mut ids = 0;
+    for (name, schema) in document["components"]["schemas"].as_object().unwrap() {
+        let Some(properties) = schema["properties"].as_object() else {
+            continue;
+        };
+        for (field, property) in properties {
+            let is_id = field == "id" || field.ends_with("_id");
+            let other = ["record_id", "resource_id", "request_id"].contains(&field.as_str());
+            if !is_id || other {
+                continue;
+            }
+            assert_eq!(property["format"], "uuid", "{name}.{field}: {property}");
+            ids += 1;
+        }
+    }
+    assert!(ids > 30, "{ids} ids checked");
+}
+
 #[test]
 fn every_reference_in_the_document_resolves() {
     let document: serde_json::Value =
