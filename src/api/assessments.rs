@@ -49,6 +49,7 @@ pub struct AssessmentResponse {
     pub flags: Vec<FlagResponse>,
     /// The clinic's crisis-resources message, present when the answers raised a
     /// suicidal-ideation flag, so the app can show it at once.
+    #[schema(required = true)]
     pub crisis_message: Option<String>,
     pub id: Uuid,
     pub patient_id: Uuid,
@@ -58,12 +59,14 @@ pub struct AssessmentResponse {
     /// Computed by the server.
     pub total: i32,
     /// The band of the total; null for instruments without bands.
+    #[schema(required = true)]
     pub band: Option<String>,
     /// The value outcome arithmetic uses, lower is better: the total, or 10 − score for
     /// daily_mood.
     pub severity: i32,
     pub submitted_by: Rater,
     pub deleted: bool,
+    #[schema(required = true)]
     pub deleted_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

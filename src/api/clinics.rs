@@ -117,16 +117,22 @@ pub async fn list_clinics(
 pub struct AuditEventResponse {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub actor_id: Option<Uuid>,
+    #[schema(required = true)]
     pub actor_role: Option<String>,
     /// What happened, such as `login_failed`, `user_updated`, `refresh_token_reused`.
     pub action: String,
     pub resource_type: String,
+    #[schema(required = true)]
     pub resource_id: Option<String>,
+    #[schema(required = true)]
     pub patient_id: Option<Uuid>,
     pub request_id: String,
+    #[schema(required = true)]
     pub client_address: Option<String>,
     /// What a research query or export asked (JSON text), for research events.
+    #[schema(required = true)]
     pub detail: Option<String>,
 }
 

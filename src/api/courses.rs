@@ -60,6 +60,7 @@ pub struct SlotResponse {
     /// `filled` by a completed session within ±3 days, `open`, or `missed` (more than 3 days
     /// overdue).
     pub status: SlotStatus,
+    #[schema(required = true)]
     pub session_id: Option<Uuid>,
 }
 
@@ -77,6 +78,7 @@ pub struct CourseResponse {
     pub protocol: Protocol,
     pub primary_instrument: Instrument,
     pub start_date: NaiveDate,
+    #[schema(required = true)]
     pub planned_dates: Option<Vec<NaiveDate>>,
     pub closed: bool,
     /// The schedule as of now: every planned slot and what became of it.

@@ -34,8 +34,11 @@ pub struct FlagResponse {
     pub raised_at: DateTime<Utc>,
     /// `open` or `acknowledged`; an acknowledged flag is never reopened.
     pub status: String,
+    #[schema(required = true)]
     pub acknowledged_by: Option<String>,
+    #[schema(required = true)]
     pub acknowledged_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub note: Option<String>,
 }
 

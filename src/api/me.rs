@@ -24,8 +24,10 @@ pub struct MeResponse {
     pub email: String,
     pub role: Role,
     /// The caller's clinic; null for administrators and researchers.
+    #[schema(required = true)]
     pub clinic_id: Option<Uuid>,
     /// The caller's patient record, for a patient's app account; null otherwise.
+    #[schema(required = true)]
     pub patient_id: Option<Uuid>,
 }
 

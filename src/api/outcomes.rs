@@ -31,11 +31,15 @@ pub struct SessionOutcomeResponse {
     pub instrument: Instrument,
     pub status: BenefitStatus,
     /// Severity of the latest score in the 7 days up to the session.
+    #[schema(required = true)]
     pub baseline: Option<i32>,
     /// Lowest severity before the next session (at most 90 days).
+    #[schema(required = true)]
     pub nadir: Option<i32>,
+    #[schema(required = true)]
     pub gain: Option<i32>,
     /// Days to wear-off, or (censored) to the last score in the window; to one decimal.
+    #[schema(required = true)]
     pub durability_days: Option<f64>,
     /// True when the benefit was still there at the last score (status sustained).
     pub censored: bool,
@@ -47,8 +51,11 @@ pub struct SessionOutcomeResponse {
 #[schema(example = json!({"assessment_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "response": true, "remission": false}))]
 pub struct EndOfInduction {
     /// The latest score 28–42 days after the first session.
+    #[schema(required = true)]
     pub assessment_id: Option<Uuid>,
+    #[schema(required = true)]
     pub response: Option<bool>,
+    #[schema(required = true)]
     pub remission: Option<bool>,
 }
 
@@ -59,11 +66,14 @@ pub struct EndOfInduction {
 pub struct CourseOutcomeResponse {
     pub course_id: Uuid,
     pub instrument: Instrument,
+    #[schema(required = true)]
     pub first_session_at: Option<DateTime<Utc>>,
     /// Severity of the latest score in the 14 days up to the first session.
+    #[schema(required = true)]
     pub baseline: Option<i32>,
     pub end_of_induction: EndOfInduction,
     /// Days from the first session to the first response.
+    #[schema(required = true)]
     pub time_to_response_days: Option<f64>,
     /// The course's measurement plan: due items completed on time.
     pub adherence: AdherenceResponse,
@@ -207,13 +217,16 @@ pub struct DueItemResponse {
     /// `pre_session`, `follow_up` or `daily_mood`.
     pub purpose: DuePurpose,
     /// The session it is before or after; null for a planned session and for daily items.
+    #[schema(required = true)]
     pub session_id: Option<Uuid>,
     /// Days after the session, for follow-ups.
+    #[schema(required = true)]
     pub day: Option<i64>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
     pub status: DueStatus,
     /// The assessment that completed it.
+    #[schema(required = true)]
     pub completed_by: Option<String>,
 }
 
@@ -238,6 +251,7 @@ impl From<DueItem> for DueItemResponse {
 pub struct AdherenceResponse {
     pub completed: usize,
     pub due: usize,
+    #[schema(required = true)]
     pub rate: Option<f64>,
 }
 
@@ -264,7 +278,9 @@ pub struct DueAssessmentsResponse {
     /// The instant the list is for.
     pub at: DateTime<Utc>,
     /// The course whose plan applies: the most recently started open course; null without one.
+    #[schema(required = true)]
     pub course_id: Option<Uuid>,
+    #[schema(required = true)]
     pub plan: Option<MeasurementPlan>,
     pub adherence: AdherenceResponse,
     pub due_now: Vec<DueItemResponse>,

@@ -70,6 +70,7 @@ pub struct RiskFactorResponse {
     /// `contraindication` or `caution` (domain.md §1).
     pub class: RiskClass,
     pub noted_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub note: Option<String>,
 }
 
@@ -82,6 +83,7 @@ pub struct RiskFactorResponse {
 pub struct PatientResponse {
     pub id: Uuid,
     pub clinic_id: Uuid,
+    #[schema(required = true)]
     pub external_ref: Option<String>,
     pub birth_year: i32,
     pub sex: Sex,
@@ -90,6 +92,7 @@ pub struct PatientResponse {
     /// True when any risk factor is of the contraindication class.
     pub has_contraindication: bool,
     pub research_consent: bool,
+    #[schema(required = true)]
     pub consented_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -181,6 +184,7 @@ pub struct ConsentEventResponse {
     /// From this instant the patient is (or is no longer) counted in research results.
     pub occurred_at: DateTime<Utc>,
     /// The account that recorded it.
+    #[schema(required = true)]
     pub actor_id: Option<Uuid>,
 }
 

@@ -32,9 +32,11 @@ pub struct ResponseRuleResponse {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"panel": "44249-1", "total": "44261-6", "item9": "44260-8"}))]
 pub struct LoincResponse {
+    #[schema(required = true)]
     pub panel: Option<&'static str>,
     pub total: &'static str,
     /// PHQ-9 item 9, the suicidal-ideation item.
+    #[schema(required = true)]
     pub item9: Option<&'static str>,
 }
 
@@ -56,11 +58,15 @@ pub struct InstrumentResponse {
     pub total_max: i32,
     pub bands: Vec<BandResponse>,
     /// A total at or below this is a remission.
+    #[schema(required = true)]
     pub remission_max: Option<i32>,
+    #[schema(required = true)]
     pub response: Option<ResponseRuleResponse>,
     /// Minimal important change, in points, for session benefit.
+    #[schema(required = true)]
     pub minimal_important_change: Option<i32>,
     pub direction: Direction,
+    #[schema(required = true)]
     pub loinc: Option<LoincResponse>,
     /// False for cadss, which measures a side effect and enters no outcome.
     pub is_outcome: bool,
@@ -176,9 +182,11 @@ pub async fn list_instruments(call: Call) -> HttpResponse {
 pub struct SideEffectKindResponse {
     pub effect: Effect,
     /// The wording of the clinical source list, where the catalogue took the effect from it.
+    #[schema(required = true)]
     pub source_wording: Option<&'static str>,
     /// Unresolved longer than this after onset, a report is persistent; null when the effect
     /// is never expected and is always flagged.
+    #[schema(required = true)]
     pub expected_resolution_hours: Option<i64>,
     pub always_flagged: bool,
     /// `other` requires a note.
@@ -221,6 +229,7 @@ pub struct ProtocolResponse {
     pub description: &'static str,
     /// Planned days from the course's start; empty for custom (the course lists its dates).
     pub induction_day_offsets: Vec<i64>,
+    #[schema(required = true)]
     pub maintenance_interval_days: Option<i64>,
     /// A completed session fills a slot within this many days either side; later is missed.
     pub slot_tolerance_days: i64,

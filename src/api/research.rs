@@ -332,6 +332,7 @@ pub struct BudgetResponse {
     pub renews_at: DateTime<Utc>,
     pub delta: f64,
     /// The controlled-tier grant in force, if any.
+    #[schema(required = true)]
     pub grant: Option<GrantResponse>,
 }
 

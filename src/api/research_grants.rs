@@ -67,7 +67,9 @@ pub struct GrantResponse {
     pub granted_by: String,
     pub granted_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub revoked_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub revoked_by: Option<String>,
     pub status: GrantStatus,
 }

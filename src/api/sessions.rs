@@ -110,22 +110,28 @@ pub struct SessionResponse {
     pub course_id: Uuid,
     pub route: Route,
     pub started_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub ended_at: Option<DateTime<Utc>>,
     pub dose_mg_per_kg: f64,
     pub weight_kg: f64,
     /// dose_mg_per_kg × weight_kg, to 0.1 mg; computed by the server.
     pub total_dose_mg: f64,
     pub status: SessionStatus,
+    #[schema(required = true)]
     pub hold_reason: Option<String>,
+    #[schema(required = true)]
     pub charge_cents: Option<i64>,
     pub pre: Vitals,
     pub post: Vitals,
     pub readings: Vec<ReadingInput>,
+    #[schema(required = true)]
     pub monitoring_minutes: Option<i32>,
+    #[schema(required = true)]
     pub sedation: Option<Sedation>,
     pub respiratory_concern: bool,
     /// Entered in error: kept, but excluded from every outcome and research figure.
     pub deleted: bool,
+    #[schema(required = true)]
     pub deleted_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

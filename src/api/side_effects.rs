@@ -63,11 +63,14 @@ pub struct SideEffectResponse {
     pub effect: Effect,
     pub severity: Severity,
     pub onset_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub resolved_at: Option<DateTime<Utc>>,
     /// Set by the server from the reporter's role.
     pub reported_by: Rater,
+    #[schema(required = true)]
     pub note: Option<String>,
     pub deleted: bool,
+    #[schema(required = true)]
     pub deleted_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

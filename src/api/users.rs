@@ -42,6 +42,7 @@ pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
     pub role: String,
+    #[schema(required = true)]
     pub clinic_id: Option<Uuid>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,

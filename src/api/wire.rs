@@ -131,6 +131,7 @@ fn encode(at: NaiveDateTime, id: &str) -> String {
 pub struct Paged<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -40,8 +40,10 @@ pub struct PrivacyStatement {
     pub epsilon_budget: f64,
     pub budget_renews_at: DateTime<Utc>,
     /// δ of the group-key selection (aggregate tier).
+    #[schema(required = true)]
     pub delta: Option<f64>,
     /// Groups whose noisy patient count fell below this were withheld (aggregate tier).
+    #[schema(required = true)]
     pub release_threshold: Option<i64>,
     /// True when the same query over the same data was answered before: this is that release.
     pub repeated: bool,

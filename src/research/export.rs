@@ -52,27 +52,44 @@ pub struct ExportRow {
     pub patient: String,
     /// Whole days since the patient's first completed session (negative before it).
     pub day: i64,
+    #[schema(required = true)]
     pub sex: Option<String>,
     /// A 10-year band, `90+` over 89; wider bands or none where k-anonymity needs it.
+    #[schema(required = true)]
     pub age_band: Option<String>,
     /// The course's indication (sessions, side effects), or the patient's first course's;
     /// an indication family where k-anonymity needs it.
+    #[schema(required = true)]
     pub indication: Option<String>,
+    #[schema(required = true)]
     pub route: Option<String>,
+    #[schema(required = true)]
     pub dose_band: Option<String>,
+    #[schema(required = true)]
     pub session_status: Option<String>,
+    #[schema(required = true)]
     pub phase: Option<String>,
     /// `lt_300`, `300_to_450` or `ge_450` (US dollars), or null without a charge.
+    #[schema(required = true)]
     pub charge_band: Option<String>,
+    #[schema(required = true)]
     pub benefit_status: Option<String>,
     /// Whole days.
+    #[schema(required = true)]
     pub durability_days: Option<i64>,
+    #[schema(required = true)]
     pub instrument: Option<String>,
+    #[schema(required = true)]
     pub total: Option<i32>,
+    #[schema(required = true)]
     pub severity: Option<i32>,
+    #[schema(required = true)]
     pub band: Option<String>,
+    #[schema(required = true)]
     pub effect: Option<String>,
+    #[schema(required = true)]
     pub effect_severity: Option<String>,
+    #[schema(required = true)]
     pub resolved_day: Option<i64>,
 }
 

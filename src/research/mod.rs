@@ -112,6 +112,7 @@ pub struct RateResponse {
     pub numerator: usize,
     pub denominator: usize,
     /// Null when the denominator is 0.
+    #[schema(required = true)]
     pub rate: Option<f64>,
 }
 
@@ -152,29 +153,36 @@ pub struct OutcomeRow {
     pub sessions: usize,
     /// Course baseline severity (only when an instrument is chosen: severities of different
     /// instruments do not average).
+    #[schema(required = true)]
     pub course_baseline_mean: Option<f64>,
+    #[schema(required = true)]
     pub course_baseline_sd: Option<f64>,
+    #[schema(required = true)]
     pub course_baseline_n: Option<usize>,
     /// Among courses with an end-of-induction score and a baseline.
     pub end_of_induction_response: RateResponse,
     /// Among courses with an end-of-induction score.
     pub end_of_induction_remission: RateResponse,
+    #[schema(required = true)]
     pub median_time_to_response_days: Option<f64>,
     /// Sessions with benefit among sessions that could be judged (a baseline and a follow-up).
     pub session_benefit: RateResponse,
     /// Kaplan–Meier median over sessions with benefit (wore_off = event, sustained =
     /// censored); null when the curve never falls to 0.5.
+    #[schema(required = true)]
     pub km_median_durability_days: Option<f64>,
     /// Sessions whose benefit wore off within W days, among sessions with benefit.
     pub wears_off_within_days: RateResponse,
+    #[schema(required = true)]
     pub mean_charge_per_course_cents: Option<f64>,
     /// All charges of the group over the courses that responded by the end of induction.
+    #[schema(required = true)]
     pub charge_per_responder_cents: Option<f64>,
     /// Sessions with a baseline and a follow-up: enough to judge benefit and wear-off.
     pub sessions_with_follow_up: usize,
     /// Of the items the group's courses' measurement plans made due, those completed on time.
     pub adherence: RateResponse,
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     pub error_95: ErrorBounds,
 }
 
@@ -344,12 +352,15 @@ pub struct SideEffectRow {
     pub reports: usize,
     /// All completed sessions of the group: the denominator of the incidence.
     pub sessions: usize,
+    #[schema(required = true)]
     pub sessions_with_effect_per_100: Option<f64>,
     #[schema(value_type = Object)]
     pub severity_counts: BTreeMap<String, usize>,
+    #[schema(required = true)]
     pub median_hours_to_resolution: Option<f64>,
+    #[schema(required = true)]
     pub share_unresolved: Option<f64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     pub error_95: ErrorBounds,
 }
 
@@ -458,9 +469,11 @@ pub struct TrajectoryRow {
     pub patients: usize,
     /// Scores in the cell.
     pub count: usize,
+    #[schema(required = true)]
     pub mean: Option<f64>,
+    #[schema(required = true)]
     pub sd: Option<f64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     pub error_95: ErrorBounds,
 }
 

@@ -138,12 +138,14 @@ fn possible_groups(
     "k": 11, "wear_off_days": 7.0, "instrument": "phq9", "group_by": ["route"], "rows": [], "withheld_groups": 5}))]
 pub struct ResearchOutcomesResponse {
     /// The tier and the privacy cost of this answer.
+    #[schema(required = true)]
     #[serde(default = "placeholder_statement")]
     pub privacy: PrivacyStatement,
     /// The small-cell threshold: no group of fewer patients is shown.
     pub k: usize,
     /// W used for this query.
     pub wear_off_days: f64,
+    #[schema(required = true)]
     pub instrument: Option<Instrument>,
     pub group_by: Vec<Dimension>,
     /// The released groups only, in group order.
@@ -391,6 +393,7 @@ fn bounded_sessions(
     "severity_counts": {"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0}, "median_hours_to_resolution": 3.5,
     "share_unresolved": 0.0323, "error_95": null}], "withheld_groups": 2}))]
 pub struct ResearchSideEffectsResponse {
+    #[schema(required = true)]
     #[serde(default = "placeholder_statement")]
     pub privacy: PrivacyStatement,
     pub k: usize,
@@ -513,6 +516,7 @@ pub async fn side_effects(
     "k": 11, "instrument": "phq9", "group_by": ["sex"], "rows": [{"group": {"sex": "female"}, "week": 0,
     "patients": 14, "count": 30, "mean": 17.2, "sd": 4.1, "error_95": null}], "withheld_groups": 0}))]
 pub struct ResearchTrajectoriesResponse {
+    #[schema(required = true)]
     #[serde(default = "placeholder_statement")]
     pub privacy: PrivacyStatement,
     pub k: usize,

@@ -153,6 +153,86 @@ fn every_id_is_stated_as_a_uuid() {
     assert!(ids > 30, "{ids} ids checked");
 }
 
+/// The component schemas `node` refers to, and those they refer to, into `found`.
+fn referred<'a>(
+    document: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+    found: &mut std::collections::BTreeSet<&'a str>,
+) {
+    match node {
+        serde_json::Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                if found.insert(name) {
+                    referred(document, &document["components"]["schemas"][name], found);
+                }
+            }
+            map.values().for_each(|v| referred(document, v, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| referred(document, v, found)),
+        _ => {}
+    }
+}
+
+/// issue 15 (6): what the server always sends is required, null or not, so a client reads
+/// `T | None` and not `T | None | Unset`. Only the keys the server leaves out when empty are
+/// optional: a timeline entry's record of another kind, a problem's extras.
+#[test]
+fn what_every_answer_carries_is_required() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let (mut requests, mut answers) = (Default::default(), Default::default());
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            referred(&document, &operation["requestBody"], &mut requests);
+            referred(&document, &operation["parameters"], &mut requests);
+            referred(&document, &operation["responses"], &mut answers);
+        }
+    }
+    referred(
+        &document,
+        &document["components"]["responses"],
+        &mut answers,
+    );
+    let left_out_when_empty = [
+        (
+            "TimelineEntry",
+            ["session", "assessment", "side_effect"].as_slice(),
+        ),
+        (
+            "Problem",
+            &["errors", "epsilon_remaining", "epsilon_needed", "renews_at"],
+        ),
+    ];
+    let mut checked = 0;
+    for name in answers.difference(&requests) {
+        let schema = &document["components"]["schemas"][*name];
+        let Some(properties) = schema["properties"].as_object() else {
+            continue;
+        };
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let optional = left_out_when_empty
+            .iter()
+            .find(|(schema, _)| schema == name)
+            .map_or(&[][..], |(_, fields)| fields);
+        for field in properties.keys() {
+            assert_eq!(
+                required.contains(&field.as_str()),
+                !optional.contains(&field.as_str()),
+                "{name}.{field}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "{checked} fields checked");
+}
+
 #[test]
 fn every_reference_in_the_document_resolves() {
     let document: serde_json::Value =
