@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock;
 use crate::config::ClinicalSettings;
-use crate::domain::flags::{self, CompletedSession, FlagKind, FlagStatus, Raised};
+use crate::domain::flags::{self, CompletedSession, FlagKind, FlagStatus, FlaggedRecord, Raised};
 use crate::domain::ids::{CourseId, FlagId, PatientId, SessionId};
 use crate::domain::instrument::{Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
@@ -99,7 +99,7 @@ pub fn refresh(
             .iter()
             .filter(|o| o.wears_off_within_days)
             .map(|o| Wanted {
-                record_type: "session",
+                record_type: FlaggedRecord::Session,
                 record_id: o.session_id.to_string(),
                 raised: Raised {
                     kind: FlagKind::WearsOffWithinDays,
@@ -248,12 +248,12 @@ fn store_outcomes(
 
 /// A flag the record warrants, on the record that raises it.
 struct Wanted {
-    record_type: &'static str,
+    record_type: FlaggedRecord,
     record_id: String,
     raised: Raised,
 }
 
-fn on(record_type: &'static str, record_id: impl std::fmt::Display) -> impl Fn(Raised) -> Wanted {
+fn on(record_type: FlaggedRecord, record_id: impl std::fmt::Display) -> impl Fn(Raised) -> Wanted {
     let record_id = record_id.to_string();
     move |raised| Wanted {
         record_type,
@@ -272,7 +272,7 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
             wanted.extend(
                 flags::assessment_flags(&scored)
                     .into_iter()
-                    .map(on("assessment", a.id)),
+                    .map(on(FlaggedRecord::Assessment, a.id)),
             );
         }
     }
@@ -290,7 +290,7 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
             settings.thresholds,
             record.has_contraindication,
         );
-        wanted.extend(raised.into_iter().map(on("session", s.id)));
+        wanted.extend(raised.into_iter().map(on(FlaggedRecord::Session, s.id)));
     }
     let completed: Vec<CompletedSession> = record
         .completed()
@@ -307,7 +307,7 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
         flags::dependence_by_frequency(&completed)
             .into_iter()
             .map(|(id, raised)| Wanted {
-                record_type: "session",
+                record_type: FlaggedRecord::Session,
                 record_id: id.to_string(),
                 raised,
             }),
@@ -318,14 +318,14 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
                 kind: FlagKind::Contraindication,
                 detail: "course planned for a patient with a contraindication".into(),
             };
-            wanted.push(on("course", c.id)(raised));
+            wanted.push(on(FlaggedRecord::Course, c.id)(raised));
         }
     }
     for e in &record.side_effects {
         wanted.extend(
             flags::side_effect_flags(e.effect, e.severity)
                 .into_iter()
-                .map(on("side_effect", e.id)),
+                .map(on(FlaggedRecord::SideEffect, e.id)),
         );
     }
     wanted
@@ -347,7 +347,7 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
                 report.effect,
                 report.onset_at.format("%Y-%m-%d %H:%M UTC")
             );
-            wanted.push(on("side_effect", e.id)(Raised {
+            wanted.push(on(FlaggedRecord::SideEffect, e.id)(Raised {
                 kind: FlagKind::PersistentSideEffect,
                 detail,
             }));
@@ -363,7 +363,7 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
             .map(|sc| sc.taken_at)
             .collect();
         if let Some(raised) = flags::missed_follow_up(clock::from_db(s.started_at), &scores, now) {
-            wanted.push(on("session", s.id)(raised));
+            wanted.push(on(FlaggedRecord::Session, s.id)(raised));
         }
     }
     for course in record.courses.iter().filter(|c| !c.closed) {
@@ -384,7 +384,7 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
                 let id = format!("{}:{}", course.id, slot.planned_date);
                 let detail = format!("infusion planned for {} not given", slot.planned_date);
                 wanted.push(Wanted {
-                    record_type: "planned_slot",
+                    record_type: FlaggedRecord::PlannedSlot,
                     record_id: id,
                     raised: Raised {
                         kind: FlagKind::MissedSession,
@@ -422,7 +422,7 @@ fn raise_missing(
                 kind: w.raised.kind,
                 level,
                 level_rank: level.rank(),
-                record_type: w.record_type.to_owned(),
+                record_type: w.record_type,
                 record_id: w.record_id,
                 detail: w.raised.detail,
                 raised_at: clock::to_db(now),

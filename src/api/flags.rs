@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::api::wire::{PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
-use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus};
+use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus, FlaggedRecord};
 use crate::error::responses::{CreateUnder, List};
 use crate::error::ApiError;
 use crate::store::flags::{After, FlagFilter, FlagRow};
@@ -25,17 +25,16 @@ pub struct FlagResponse {
     pub patient_id: Uuid,
     pub kind: FlagKind,
     pub level: FlagLevel,
-    /// `assessment`, `session`, `side_effect`, `course`, or `planned_slot` (a course's
-    /// planned infusion day, id `course_id:date`).
-    pub record_type: String,
+    /// A `planned_slot`'s id is `course_id:date`.
+    pub record_type: FlaggedRecord,
     pub record_id: String,
     /// Why it was raised.
     pub detail: String,
     pub raised_at: DateTime<Utc>,
-    /// `open` or `acknowledged`; an acknowledged flag is never reopened.
-    pub status: String,
+    /// An acknowledged flag is never reopened.
+    pub status: FlagStatus,
     #[schema(required = true)]
-    pub acknowledged_by: Option<String>,
+    pub acknowledged_by: Option<Uuid>,
     #[schema(required = true)]
     pub acknowledged_at: Option<DateTime<Utc>>,
     #[schema(required = true)]
@@ -53,8 +52,8 @@ impl From<FlagRow> for FlagResponse {
             record_id: row.record_id,
             detail: row.detail,
             raised_at: clock::from_db(row.raised_at),
-            status: row.status.as_str().to_owned(),
-            acknowledged_by: row.acknowledged_by.map(|a| a.to_string()),
+            status: row.status,
+            acknowledged_by: row.acknowledged_by.map(|a| a.as_uuid()),
             acknowledged_at: row.acknowledged_at.map(clock::from_db),
             note: row.note,
         }

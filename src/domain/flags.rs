@@ -36,6 +36,17 @@ vocabulary!(
     FlagStatus { Open = "open", Acknowledged = "acknowledged" }
 );
 
+vocabulary!(
+    /// The kind of record a flag is about; a planned slot is a course's planned infusion day.
+    FlaggedRecord {
+        Assessment = "assessment",
+        Session = "session",
+        SideEffect = "side_effect",
+        Course = "course",
+        PlannedSlot = "planned_slot",
+    }
+);
+
 impl FlagKind {
     pub fn level(self) -> FlagLevel {
         use FlagKind::*;

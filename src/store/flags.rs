@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::schema::{flags, patients};
 use super::scope::Scope;
 use super::{DbConnection, StoreError};
-use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus};
+use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus, FlaggedRecord};
 use crate::domain::ids::{FlagId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -18,7 +18,7 @@ pub struct FlagRow {
     pub kind: FlagKind,
     pub level: FlagLevel,
     pub level_rank: i32,
-    pub record_type: String,
+    pub record_type: FlaggedRecord,
     /// The record's id; for a planned slot, `course_id:date`.
     pub record_id: String,
     pub detail: String,
