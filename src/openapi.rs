@@ -225,6 +225,107 @@ impl Modify for RequestIds {
     }
 }
 
+/// Each merge patch (RFC 7396) and the create request whose fields it changes.
+const PATCHED: [(&str, &str, &str); 4] = [
+    ("/v1/patients/{id}", "CreatePatientRequest", "PatientPatch"),
+    ("/v1/courses/{id}", "CreateCourseRequest", "CoursePatch"),
+    ("/v1/sessions/{id}", "CreateSessionRequest", "SessionPatch"),
+    (
+        "/v1/side-effects/{id}",
+        "CreateSideEffectRequest",
+        "SideEffectPatch",
+    ),
+];
+
+/// Describes each merge-patch body by the create request it changes, so a generated client
+/// gets its fields: every field optional, `null` allowed where the create request may leave
+/// the field out (a null clears it), `id` left out; offered as `application/merge-patch+json`
+/// and as JSON. Derived here rather than written again, so the two cannot drift.
+struct MergePatches;
+
+impl Modify for MergePatches {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Ok(mut document) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        for (path, create, patch) in PATCHED {
+            let source = document["components"]["schemas"][create].clone();
+            let Some(properties) = source["properties"].as_object() else {
+                tracing::warn!(schema = create, "a patched request has no properties");
+                continue;
+            };
+            let required = source["required"].as_array().cloned().unwrap_or_default();
+            let fields: serde_json::Map<String, serde_json::Value> = properties
+                .iter()
+                .filter(|(name, _)| name.as_str() != "id")
+                .map(|(name, property)| {
+                    let clearable = !required.iter().any(|r| r == name.as_str());
+                    let property = if clearable {
+                        nullable(property.clone())
+                    } else {
+                        property.clone()
+                    };
+                    (name.clone(), property)
+                })
+                .collect();
+            let body = &mut document["paths"][path]["patch"]["requestBody"];
+            let example = body["content"]["application/json"]["example"].clone();
+            let media = serde_json::json!({
+                "schema": {"$ref": format!("#/components/schemas/{patch}")},
+                "example": example,
+            });
+            body["content"] = serde_json::json!({
+                "application/merge-patch+json": media.clone(),
+                "application/json": media,
+            });
+            document["components"]["schemas"][patch] = serde_json::json!({
+                "type": "object",
+                "description": format!("A JSON merge patch (RFC 7396) of a {create}'s fields: \
+                    only those sent change; null clears a field that may be left out."),
+                "properties": fields,
+                "additionalProperties": false,
+                "example": example,
+            });
+        }
+        match serde_json::from_value(document) {
+            Ok(described) => *openapi = described,
+            Err(err) => tracing::warn!(%err, "merge patches left undescribed"),
+        }
+    }
+}
+
+/// `property`, also allowing null.
+fn nullable(mut property: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let null = Value::from("null");
+    match property.get_mut("type") {
+        Some(Value::String(kind)) => {
+            let kind = Value::from(kind.clone());
+            property["type"] = Value::Array(vec![kind, null]);
+        }
+        Some(Value::Array(kinds)) if !kinds.contains(&null) => kinds.push(null),
+        Some(_) => {}
+        None => match property.get_mut("oneOf") {
+            Some(Value::Array(choices)) => {
+                if !choices.iter().any(|c| c["type"] == "null") {
+                    choices.push(serde_json::json!({"type": "null"}));
+                }
+            }
+            _ => {
+                let description = property
+                    .as_object_mut()
+                    .and_then(|p| p.remove("description"));
+                let mut either = serde_json::json!({"oneOf": [property, {"type": "null"}]});
+                if let Some(description) = description {
+                    either["description"] = description;
+                }
+                return either;
+            }
+        },
+    }
+    property
+}
+
 /// Documents the answers every operation with a body can give before it runs: 413 and 415.
 struct BodyErrors;
 
@@ -274,6 +375,7 @@ pub fn contract() -> &'static utoipa::openapi::OpenApi {
             &PageExamples,
             &BodyErrors,
             &RequestIds,
+            &MergePatches,
         ] {
             modifier.modify(&mut document);
         }

@@ -233,6 +233,37 @@ fn what_every_answer_carries_is_required() {
     assert!(checked > 300, "{checked} fields checked");
 }
 
+/// issue 15 (3): every PATCH body names its fields, as merge-patch+json and as JSON.
+#[test]
+fn every_merge_patch_names_its_fields() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let mut patches = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let content = &item["patch"]["requestBody"]["content"];
+        // Accounts change by a typed request of their own, not a merge patch.
+        let account = path.starts_with("/v1/users") || path.ends_with("/account");
+        if content.is_null() || account {
+            continue;
+        }
+        for media in ["application/merge-patch+json", "application/json"] {
+            let name = content[media]["schema"]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .unwrap_or_else(|| panic!("PATCH {path} {media}: {content}"));
+            let schema = &document["components"]["schemas"][name];
+            let fields = schema["properties"].as_object().unwrap();
+            assert!(fields.len() >= 3 && !fields.contains_key("id"), "{name}");
+            assert!(
+                schema["required"].is_null(),
+                "{name}: nothing is required in a patch"
+            );
+        }
+        patches += 1;
+    }
+    assert_eq!(patches, 4);
+}
+
 #[test]
 fn every_reference_in_the_document_resolves() {
     let document: serde_json::Value =

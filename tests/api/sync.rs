@@ -658,3 +658,45 @@ api_test!(
         }
     }
 );
+
+// issue 15 (3): a merge patch sent as `application/merge-patch+json` (RFC 7396's media type,
+// which the contract offers) is accepted as JSON is: the patient's app marks a side effect
+// resolved, and a null clears it again.
+api_test!(
+    a_merge_patch_is_accepted_under_its_own_media_type,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        app.new_course(&clinic.clinician, &patient, "2026-01-05")
+            .await;
+        app.new_session(&clinic.clinician, &patient, &minutes_from_now(-120))
+            .await;
+        let phone = app.patient_app(&clinic.clinician, &patient).await;
+        let reported: Value = app
+            .post_as("/v1/me/side-effects", &phone.access_token, &json!({"effect": "nausea", "severity": "mild", "onset_at": minutes_from_now(-100)}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let path = format!("/v1/side-effects/{}", reported["id"].as_str().unwrap());
+        let send = |body: Value| {
+            app.client
+                .patch(app.url(&path))
+                .bearer_auth(&phone.access_token)
+                .header("content-type", "application/merge-patch+json")
+                .body(body.to_string())
+                .send()
+        };
+        let resolved = minutes_from_now(-10);
+        let res = send(json!({"resolved_at": resolved})).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let changed: Value = res.json().await.unwrap();
+        assert!(!changed["resolved_at"].is_null(), "{changed}");
+        let res = send(json!({"resolved_at": null})).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let cleared: Value = res.json().await.unwrap();
+        assert!(cleared["resolved_at"].is_null(), "{cleared}");
+        assert_eq!(cleared["version"], 3);
+    }
+);
