@@ -38,9 +38,11 @@ pub struct ResearchQuery {
     /// Restricts to courses with this primary instrument (outcomes, export), or the instrument
     /// drawn (trajectories, required there).
     pub instrument: Option<Instrument>,
-    /// Comma-separated dimensions: indication, route, dose_band, sex, age_band, clinic, phase,
-    /// adherence_band (trajectories: the patient's dimensions only). Not for the export.
-    #[param(example = "indication,route")]
+    /// Dimensions to group by, comma-separated, each at most once. Outcomes and side effects
+    /// take every dimension; trajectories take indication, sex, age_band, clinic and
+    /// adherence_band (route, dose_band and phase describe one session, and a trajectory
+    /// follows a course's scores across sessions). Not for the export.
+    #[param(value_type = Option<Vec<Dimension>>, style = Form, explode = false, example = json!(["indication", "route"]))]
     pub group_by: Option<String>,
     /// Overrides W, the wear-off threshold in days, for this query (1–60; outcomes only).
     #[param(minimum = 1, maximum = 60)]

@@ -30,6 +30,44 @@ use crate::store::research::{CourseFact, SessionFact, SideEffectFact};
 /// A group: the value of each grouping dimension, by name.
 pub type Group = BTreeMap<String, String>;
 
+/// A group's key: the value of each dimension the query grouped by, and only those (so none
+/// is required). It describes `Group` in the contract.
+#[derive(ToSchema)]
+#[schema(example = json!({"indication": "treatment_resistant_depression", "route": "iv"}))]
+pub struct GroupKey {
+    #[schema(required = false)]
+    pub indication: crate::domain::patient::Indication,
+    #[schema(required = false)]
+    pub route: crate::domain::treatment::Route,
+    #[schema(required = false)]
+    pub dose_band: crate::domain::research::DoseBand,
+    #[schema(required = false)]
+    pub sex: crate::domain::patient::Sex,
+    /// A 10-year band such as `40-49`, or `90+`.
+    #[schema(
+        required = false,
+        pattern = r"^(0-9|10-19|20-29|30-39|40-49|50-59|60-69|70-79|80-89|90\+)$"
+    )]
+    pub age_band: String,
+    /// A clinic's id.
+    #[schema(required = false)]
+    pub clinic: uuid::Uuid,
+    #[schema(required = false)]
+    pub phase: crate::domain::schedule::Phase,
+    #[schema(required = false)]
+    pub adherence_band: crate::domain::research::AdherenceBand,
+}
+
+/// How the contract describes a side effect's severity counts: every severity, always.
+#[derive(ToSchema)]
+#[schema(example = json!({"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0}))]
+pub struct SeverityCounts {
+    pub mild: usize,
+    pub moderate: usize,
+    pub severe: usize,
+    pub life_threatening: usize,
+}
+
 /// Filters on dimension values that the database does not apply (they are derived).
 #[derive(Clone, Debug, Default)]
 pub struct DerivedFilter {
@@ -146,7 +184,7 @@ pub type ErrorBounds = Option<BTreeMap<String, f64>>;
     "error_95": null}))]
 pub struct OutcomeRow {
     /// The value of each grouping dimension.
-    #[schema(value_type = Object)]
+    #[schema(value_type = GroupKey)]
     pub group: Group,
     pub patients: usize,
     pub courses: usize,
@@ -182,7 +220,7 @@ pub struct OutcomeRow {
     pub sessions_with_follow_up: usize,
     /// Of the items the group's courses' measurement plans made due, those completed on time.
     pub adherence: RateResponse,
-    #[schema(required = true, value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<HashMap<String, f64>>)]
     pub error_95: ErrorBounds,
 }
 
@@ -344,7 +382,7 @@ fn withhold<R>(rows: Vec<R>, k: usize, patients: impl Fn(&R) -> usize) -> (Vec<R
     "sessions": 240, "sessions_with_effect_per_100": 12.5, "severity_counts": {"mild": 20, "moderate": 9, "severe": 2, "life_threatening": 0},
     "median_hours_to_resolution": 3.5, "share_unresolved": 0.0323, "error_95": null}))]
 pub struct SideEffectRow {
-    #[schema(value_type = Object)]
+    #[schema(value_type = GroupKey)]
     pub group: Group,
     pub effect: String,
     /// Distinct patients with the effect in the group.
@@ -354,13 +392,13 @@ pub struct SideEffectRow {
     pub sessions: usize,
     #[schema(required = true)]
     pub sessions_with_effect_per_100: Option<f64>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = SeverityCounts)]
     pub severity_counts: BTreeMap<String, usize>,
     #[schema(required = true)]
     pub median_hours_to_resolution: Option<f64>,
     #[schema(required = true)]
     pub share_unresolved: Option<f64>,
-    #[schema(required = true, value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<HashMap<String, f64>>)]
     pub error_95: ErrorBounds,
 }
 
@@ -462,7 +500,7 @@ impl SideEffectAggregate {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"group": {"indication": "ptsd"}, "week": 2, "patients": 14, "count": 30, "mean": 38.2, "sd": 9.4, "error_95": null}))]
 pub struct TrajectoryRow {
-    #[schema(value_type = Object)]
+    #[schema(value_type = GroupKey)]
     pub group: Group,
     /// Whole weeks since the patient's first session, 0–52.
     pub week: i64,
@@ -473,7 +511,7 @@ pub struct TrajectoryRow {
     pub mean: Option<f64>,
     #[schema(required = true)]
     pub sd: Option<f64>,
-    #[schema(required = true, value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<HashMap<String, f64>>)]
     pub error_95: ErrorBounds,
 }
 

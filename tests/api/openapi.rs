@@ -179,7 +179,8 @@ fn referred<'a>(
 
 /// issue 15 (6): what the server always sends is required, null or not, so a client reads
 /// `T | None` and not `T | None | Unset`. Only the keys the server leaves out when empty are
-/// optional: a timeline entry's record of another kind, a problem's extras.
+/// optional: a timeline entry's record of another kind, a problem's extras, a group's
+/// dimensions it was not grouped by.
 #[test]
 fn what_every_answer_carries_is_required() {
     let document: serde_json::Value =
@@ -205,6 +206,20 @@ fn what_every_answer_carries_is_required() {
         (
             "Problem",
             &["errors", "epsilon_remaining", "epsilon_needed", "renews_at"],
+        ),
+        // A group names only the dimensions the query grouped by.
+        (
+            "GroupKey",
+            &[
+                "indication",
+                "route",
+                "dose_band",
+                "sex",
+                "age_band",
+                "clinic",
+                "phase",
+                "adherence_band",
+            ],
         ),
     ];
     let mut checked = 0;
@@ -262,6 +277,48 @@ fn every_merge_patch_names_its_fields() {
         patches += 1;
     }
     assert_eq!(patches, 4);
+}
+
+/// issue 15 (8): a research row's group is typed, one optional property per dimension of the
+/// `Dimension` enumeration (read from the document, so the two cannot drift), and a side
+/// effect's severity counts name every severity.
+#[test]
+fn research_groups_are_typed_by_their_dimensions() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    let mut dimensions: Vec<&str> = schemas["Dimension"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let mut keyed: Vec<&str> = schemas["GroupKey"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    dimensions.sort();
+    keyed.sort();
+    assert_eq!(keyed, dimensions);
+    for row in ["OutcomeRow", "SideEffectRow", "TrajectoryRow"] {
+        assert_eq!(
+            schemas[row]["properties"]["group"]["$ref"], "#/components/schemas/GroupKey",
+            "{row}"
+        );
+    }
+    assert_eq!(
+        schemas["SideEffectRow"]["properties"]["severity_counts"]["$ref"],
+        "#/components/schemas/SeverityCounts"
+    );
+    assert_eq!(
+        schemas["SeverityCounts"]["required"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[test]
