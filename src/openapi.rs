@@ -70,6 +70,32 @@ pub struct ApiDoc;
 
 struct BearerAuth;
 
+/// `security(())` states "no token needed" as one empty requirement (`[{}]`), which generated
+/// clients read as "a token, possibly empty" and ask an authenticated client for: state it as
+/// no requirement at all (`[]`).
+struct Anonymous;
+
+impl Modify for Anonymous {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(requirements) = operation.security.as_mut() {
+                    requirements.retain(|r| *r != Default::default());
+                }
+            }
+        }
+    }
+}
+
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
@@ -376,6 +402,7 @@ pub fn contract() -> &'static utoipa::openapi::OpenApi {
             &BodyErrors,
             &RequestIds,
             &MergePatches,
+            &Anonymous,
         ] {
             modifier.modify(&mut document);
         }
