@@ -370,7 +370,7 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
 }
 
 /// serde names an unknown or missing field in its message; we lift the name into `field`.
-fn field_error_from_serde(e: &serde_json::Error) -> FieldError {
+pub fn field_error_from_serde(e: &serde_json::Error) -> FieldError {
     let message = without_position(e);
     let field = message
         .split('`')

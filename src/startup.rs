@@ -18,6 +18,7 @@ use crate::auth::password::PasswordHasher;
 use crate::call::Services;
 use crate::config::{DatabaseUrl, Settings};
 use crate::connection::ProblemStream;
+use crate::contract::RequestSchemas;
 use crate::error;
 use crate::http;
 use crate::openapi;
@@ -42,6 +43,9 @@ pub enum StartupError {
     Keys(#[from] crate::auth::keys::KeyError),
     #[error("password hashing: {0}")]
     Hashing(#[from] crate::auth::password::HashError),
+    /// The contract's request schemas could not be compiled: a defect of the build itself.
+    #[error("the contract: {0}")]
+    Contract(String),
 }
 
 /// The built server, bound but not yet running.
@@ -148,6 +152,7 @@ fn private_database_file(path: &Path) -> Result<(), StartupError> {
 #[derive(Clone)]
 pub struct SharedState {
     services: web::Data<Services>,
+    request_schemas: web::Data<RequestSchemas>,
     /// Where this deployment says it can be reached, for the served document (`KO_PUBLIC_URL`).
     public_url: Option<String>,
 }
@@ -171,8 +176,12 @@ impl SharedState {
             clinical: settings.clinical,
             research: settings.research,
         });
+        let contract = serde_json::to_value(openapi::contract())
+            .map_err(|e| StartupError::Contract(e.to_string()))?;
+        let request_schemas = RequestSchemas::of(&contract).map_err(StartupError::Contract)?;
         Ok(Self {
             services,
+            request_schemas: web::Data::new(request_schemas),
             public_url: settings.public_url.clone(),
         })
     }
@@ -180,7 +189,8 @@ impl SharedState {
     /// Registers the state, the whole route table and the document's own pages, for the
     /// server and for in-process clients such as `demo`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        cfg.app_data(self.services.clone());
+        cfg.app_data(self.services.clone())
+            .app_data(self.request_schemas.clone());
         api::routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(
             cfg,
         ));

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::extract::Body;
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
     body_hash, created, list_of, CorrectionRequest, PageQuery, Paged, RecordQuery,
@@ -136,7 +137,7 @@ async fn submit(
 pub async fn create_assessment(
     call: Call,
     patient: web::Path<Uuid>,
-    body: web::Json<CreateAssessmentRequest>,
+    body: Body<CreateAssessmentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     submit(call, patient.into_inner().into(), body.into_inner()).await
 }
@@ -155,7 +156,7 @@ pub async fn create_assessment(
 #[post("/v1/me/assessments")]
 pub async fn create_my_assessment(
     call: Call,
-    body: web::Json<CreateAssessmentRequest>,
+    body: Body<CreateAssessmentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let patient = call.own_patient()?;
     submit(call, patient, body.into_inner()).await
@@ -234,7 +235,7 @@ pub async fn get_assessment(call: Call, id: web::Path<Uuid>) -> Result<HttpRespo
 pub async fn delete_assessment(
     call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<CorrectionRequest>,
+    body: Body<CorrectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner().into();
     let assessment = records::correct::<AssessmentRow>(&call, id, body.reason()?).await?;

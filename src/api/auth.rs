@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::accounts;
+use crate::api::extract::Body;
 use crate::call::{Call, Origin, Services};
 use crate::error::responses::Read;
 use crate::error::ApiError;
@@ -81,7 +82,7 @@ impl From<Tokens> for TokenResponse {
 pub async fn login(
     services: web::Data<Services>,
     origin: Origin,
-    body: web::Json<LoginRequest>,
+    body: Body<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = sign_in::login(&services, &origin, &body.email, &body.password).await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
@@ -107,7 +108,7 @@ pub async fn login(
 pub async fn refresh(
     services: web::Data<Services>,
     origin: Origin,
-    body: web::Json<RefreshRequest>,
+    body: Body<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = sign_in::refresh(&services, &origin, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(tokens)))
@@ -127,7 +128,7 @@ pub async fn refresh(
     )
 )]
 #[post("/v1/auth/logout")]
-pub async fn logout(call: Call, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn logout(call: Call, body: Body<RefreshRequest>) -> Result<HttpResponse, ApiError> {
     sign_in::logout(&call, &body.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -190,7 +191,7 @@ pub struct RegisterRequest {
 pub async fn register(
     services: web::Data<Services>,
     origin: Origin,
-    body: web::Json<RegisterRequest>,
+    body: Body<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let registration = Registration {
         invite_code: &body.invite_code,

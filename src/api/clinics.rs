@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::administration;
+use crate::api::extract::Body;
 use crate::api::wire::{created, PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
@@ -81,7 +82,7 @@ impl From<ClinicRow> for ClinicResponse {
 #[post("/v1/clinics")]
 pub async fn create_clinic(
     call: Call,
-    body: web::Json<CreateClinicRequest>,
+    body: Body<CreateClinicRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let message = body.crisis_message.as_deref();
     let made = administration::create_clinic(&call, id_for(body.id), &body.name, message).await?;

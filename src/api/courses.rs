@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader};
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
     body_hash, created, list_of, patched, versioned, MergePatch, PageQuery, Paged, RecordQuery,
@@ -169,7 +169,7 @@ impl From<Course> for CourseResponse {
 pub async fn create_course(
     call: Call,
     patient: web::Path<Uuid>,
-    body: web::Json<CreateCourseRequest>,
+    body: Body<CreateCourseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (id, hash) = (id_for(body.id), body_hash(&body));

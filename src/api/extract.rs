@@ -10,9 +10,14 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
 use crate::call::caller::Caller;
 use crate::call::{Call, Expected, Origin, Services};
-use crate::error::ApiError;
+use crate::contract::RequestSchemas;
+use crate::error::{self, ApiError};
 use crate::telemetry::RequestId;
 
 fn services(req: &HttpRequest) -> Result<web::Data<Services>, ApiError> {
@@ -74,6 +79,51 @@ impl FromRequest for Call {
                 caller: caller.await?,
                 origin,
                 services: services?.into_inner(),
+            })
+        })
+    }
+}
+
+/// A JSON body of type `T`. One that does not parse as `T` is a 422 naming every field that
+/// breaks `T`'s schema in the contract (`contract::RequestSchemas`) — its type, its
+/// enumeration, its format, its range, a field missing or unknown — all at once; the JSON
+/// settings of `api::routes` answer a body too large, of another type or not JSON at all.
+pub struct Body<T>(pub T);
+
+impl<T> Body<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + ToSchema + 'static> FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // Kept as text, so the parse into `T` still meets a key given twice.
+        let raw = web::Json::<Box<RawValue>>::from_request(req, payload);
+        let schemas = req.app_data::<web::Data<RequestSchemas>>().cloned();
+        Box::pin(async move {
+            let raw = raw.await?.into_inner();
+            let parsed = serde_json::from_str::<T>(raw.get());
+            parsed.map(Body).map_err(|first| {
+                let body: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+                let named = schemas.map_or_else(Vec::new, |s| s.errors(&T::name(), &body));
+                let errors = if named.is_empty() {
+                    vec![error::field_error_from_serde(&first)]
+                } else {
+                    named
+                };
+                ApiError::Validation(errors).into()
             })
         })
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::api::extract::Body;
 use crate::api::wire::{PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
@@ -144,7 +145,7 @@ pub struct AcknowledgeRequest {
 pub async fn acknowledge_flag(
     call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<AcknowledgeRequest>,
+    body: Body<AcknowledgeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let flag = worklist::acknowledge(&call, id.into_inner().into(), &body.note).await?;
     Ok(HttpResponse::Ok().json(FlagResponse::from(flag)))

@@ -1,10 +1,11 @@
 //! The signed-in caller's own account, on the wire.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::extract::Body;
 use crate::call::Call;
 use crate::domain::account::Role;
 use crate::error::responses::SignedIn;
@@ -79,7 +80,7 @@ pub struct ChangePasswordRequest {
 #[post("/v1/me/password")]
 pub async fn change_password(
     call: Call,
-    body: web::Json<ChangePasswordRequest>,
+    body: Body<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     sign_in::change_password(&call, &body.current_password, &body.new_password).await?;
     Ok(HttpResponse::NoContent().finish())

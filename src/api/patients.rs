@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader};
 use crate::api::wire::{
     body_hash, created, cursor_time, patched, versioned, MergePatch, PageQuery, Paged, RecordQuery,
 };
@@ -229,7 +229,7 @@ pub async fn get_consent_history(
 #[post("/v1/patients")]
 pub async fn create_patient(
     call: Call,
-    body: web::Json<CreatePatientRequest>,
+    body: Body<CreatePatientRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (id, hash) = (id_for(body.id), body_hash(&body));

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::api::extract::Body;
 use crate::api::wire::{body_hash, created, PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
@@ -111,7 +112,7 @@ impl From<GrantRow> for GrantResponse {
 #[post("/v1/research-grants")]
 pub async fn create_research_grant(
     call: Call,
-    body: web::Json<CreateGrantRequest>,
+    body: Body<CreateGrantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (id, hash) = (id_for(body.id), body_hash(&body));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader};
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
     body_hash, created, list_of, patched, versioned, CorrectionRequest, MergePatch, PageQuery,
@@ -289,7 +289,7 @@ impl From<Recorded<SessionRow>> for SessionResponse {
 pub async fn create_session(
     call: Call,
     patient: web::Path<Uuid>,
-    body: web::Json<CreateSessionRequest>,
+    body: Body<CreateSessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (id, hash) = (id_for(body.id), body_hash(&body));
@@ -405,7 +405,7 @@ pub async fn update_session(
 pub async fn delete_session(
     call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<CorrectionRequest>,
+    body: Body<CorrectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let session =
         records::correct::<SessionRow>(&call, id.into_inner().into(), body.reason()?).await?;

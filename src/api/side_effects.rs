@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader};
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
     body_hash, created, list_of, patched, versioned, CorrectionRequest, MergePatch, PageQuery,
@@ -163,7 +163,7 @@ async fn report(
 pub async fn create_side_effect(
     call: Call,
     patient: web::Path<Uuid>,
-    body: web::Json<CreateSideEffectRequest>,
+    body: Body<CreateSideEffectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     report(call, patient.into_inner().into(), body.into_inner()).await
 }
@@ -182,7 +182,7 @@ pub async fn create_side_effect(
 #[post("/v1/me/side-effects")]
 pub async fn create_my_side_effect(
     call: Call,
-    body: web::Json<CreateSideEffectRequest>,
+    body: Body<CreateSideEffectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let patient = call.own_patient()?;
     report(call, patient, body.into_inner()).await
@@ -296,7 +296,7 @@ pub async fn update_side_effect(
 pub async fn delete_side_effect(
     call: Call,
     id: web::Path<Uuid>,
-    body: web::Json<CorrectionRequest>,
+    body: Body<CorrectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner().into();
     let effect = records::correct::<SideEffectRow>(&call, id, body.reason()?).await?;

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::accounts::{self, StaffDraft, UserChange};
-use crate::api::extract::{IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader};
 use crate::api::wire::{created, versioned, PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
@@ -86,7 +86,7 @@ impl From<UserRow> for UserResponse {
 #[post("/v1/users")]
 pub async fn create_user(
     call: Call,
-    body: web::Json<CreateUserRequest>,
+    body: Body<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let draft = StaffDraft {
@@ -188,7 +188,7 @@ pub async fn update_user(
     call: Call,
     id: web::Path<Uuid>,
     IfMatch(expected): IfMatch,
-    body: web::Json<UpdateUserRequest>,
+    body: Body<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = UserChange {
         role: body.role,
@@ -272,7 +272,7 @@ pub async fn update_patient_account(
     call: Call,
     id: web::Path<Uuid>,
     IfMatch(expected): IfMatch,
-    body: web::Json<UpdatePatientAccountRequest>,
+    body: Body<UpdatePatientAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let patient = id.into_inner().into();
     let row = accounts::set_patient_access(&call, patient, expected, body.disabled).await?;

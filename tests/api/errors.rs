@@ -86,10 +86,14 @@ api_test!(a_wrongly_typed_field_is_422, |app| async move {
         (422, "application/problem+json")
     );
     assert_eq!(body["type"], "/problems/validation");
-    assert!(body["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("invalid type"));
+    assert_eq!(body["errors"][0]["field"], "email");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not of type \"string\""),
+        "{body}"
+    );
 });
 
 api_test!(a_body_over_256_kib_is_413, |app| async move {
@@ -243,3 +247,58 @@ api_test!(a_taken_unique_field_is_a_409_naming_it, |app| async move {
     assert_eq!(status, 409);
     taken("external_ref")(body);
 });
+
+// issue 15 (11): a body that breaks the contract in several ways is answered once, naming each
+// bad field by its path: a wrong type, a value outside an enumeration, a broken length rule;
+// a time without its offset, an unknown instrument, an item of the wrong type.
+api_test!(
+    every_bad_field_is_named_by_its_path_in_one_answer,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let cases = [
+            (
+                "/v1/patients".to_owned(),
+                json!({"birth_year": "1980", "sex": "dragon", "indications": ["ocd"],
+                    "external_ref": "x".repeat(300)}),
+                vec!["birth_year", "external_ref", "sex"],
+            ),
+            (
+                format!("/v1/patients/{patient}/sessions"),
+                json!({"route": "iv", "started_at": "2026-01-05T09:00:00", "dose_mg_per_kg": 0.5,
+                    "weight_kg": "heavy"}),
+                vec!["started_at", "weight_kg"],
+            ),
+            (
+                format!("/v1/patients/{patient}/assessments"),
+                json!({"instrument": "phq10", "taken_at": "2026-01-05T09:00:00Z",
+                    "items": [1, "two", 1], "colour": "blue"}),
+                vec!["colour", "instrument", "items[1]"],
+            ),
+        ];
+        for (path, body, fields) in cases {
+            let (status, _, problem) = problem(app.post_as(&path, token, &body).await).await;
+            assert_eq!(status, 422, "{path}: {problem}");
+            let mut named: Vec<&str> = problem["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["field"].as_str().unwrap())
+                .collect();
+            named.sort();
+            named.dedup();
+            assert_eq!(named, fields, "{path}: {problem}");
+            assert_clean(&problem);
+        }
+        // Nothing was written.
+        let patients: serde_json::Value = app
+            .get_as("/v1/patients", token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(patients["items"].as_array().unwrap().len(), 1);
+    }
+);

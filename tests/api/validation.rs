@@ -49,8 +49,11 @@ api_test!(patient_rules, |app| async move {
             with(&base, json!({"indications": ["ocd", "ocd"]})),
             "indications",
         ),
-        (with(&base, json!({"indications": ["flu"]})), "body"),
-        (with(&base, json!({"sex": "other"})), "body"),
+        (
+            with(&base, json!({"indications": ["flu"]})),
+            "indications[0]",
+        ),
+        (with(&base, json!({"sex": "other"})), "sex"),
         (
             with(&base, json!({"external_ref": "x".repeat(65)})),
             "external_ref",
@@ -112,7 +115,10 @@ api_test!(course_rules, |app| async move {
             with(&base, json!({"primary_instrument": "cadss"})),
             "primary_instrument",
         ),
-        (with(&base, json!({"start_date": "yesterday"})), "body"),
+        (
+            with(&base, json!({"start_date": "yesterday"})),
+            "start_date",
+        ),
     ];
     expect_rule(
         &app,
@@ -211,7 +217,7 @@ api_test!(session_rules, |app| async move {
             "monitoring_minutes",
         ),
         (with(&base, json!({"course_id": other_course})), "course_id"),
-        (with(&base, json!({"route": "rectal"})), "body"),
+        (with(&base, json!({"route": "rectal"})), "route"),
     ];
     expect_rule(&app, &clinic.clinician.access_token, &path, cases).await;
     let ok = app
@@ -269,7 +275,7 @@ api_test!(side_effect_rules, |app| async move {
             with(&base, json!({"session_id": uuid::Uuid::new_v4()})),
             "session_id",
         ),
-        (with(&base, json!({"severity": "grave"})), "body"),
+        (with(&base, json!({"severity": "grave"})), "severity"),
     ];
     expect_rule(&app, &clinic.clinician.access_token, &path, cases).await;
 
@@ -316,7 +322,7 @@ api_test!(assessment_rules, |app| async move {
             with(&base, json!({"taken_at": minutes_from_now(10)})),
             "taken_at",
         ),
-        (with(&base, json!({"instrument": "hamd"})), "body"),
+        (with(&base, json!({"instrument": "hamd"})), "instrument"),
     ];
     expect_rule(&app, &clinic.clinician.access_token, &path, cases).await;
 
