@@ -54,6 +54,7 @@ vocabulary!(
         ResearchTrajectories = "research_trajectories",
         ResearchExportStarted = "research_export_started",
         ResearchExportCompleted = "research_export_completed",
+        ResearchExportAbandoned = "research_export_abandoned",
         ResearchGrantCreated = "research_grant_created",
         ResearchGrantRevoked = "research_grant_revoked",
     }
@@ -93,7 +94,8 @@ impl Action {
             | ResearchSideEffects
             | ResearchTrajectories
             | ResearchExportStarted
-            | ResearchExportCompleted => "research",
+            | ResearchExportCompleted
+            | ResearchExportAbandoned => "research",
             ResearchGrantCreated | ResearchGrantRevoked => "research_grant",
         }
     }

@@ -512,6 +512,9 @@ pub mod run {
     use rand::RngCore;
     use sha2::Sha256;
     use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    use chrono::{DateTime, Utc};
     use tokio::sync::{mpsc, oneshot};
 
     use super::{
@@ -562,6 +565,7 @@ pub mod run {
         conn: &mut DbConnection,
         after: Option<PatientId>,
         filter: &ExportFilter,
+        now: DateTime<Utc>,
     ) -> Result<Batch, StoreError> {
         let patients = facts::patients_page(conn, after, BATCH, filter.sex)?;
         let ids: Vec<PatientId> = patients.iter().map(|p| p.0).collect();
@@ -569,7 +573,6 @@ pub mod run {
         let mut bands = HashMap::new();
         if filter.adherence_band.is_some() {
             let plans = PlanRecords::load(conn, &ids)?;
-            let now = crate::clock::now();
             for course in &records.courses {
                 let (completed, due) =
                     crate::domain::plan::adherence(&plans.due_for_course(course, now));
@@ -588,11 +591,12 @@ pub mod run {
         conn: &mut DbConnection,
         filter: &ExportFilter,
         k: usize,
+        now: DateTime<Utc>,
     ) -> Result<Anonymity, StoreError> {
         let mut census = Census::default();
         let mut after = None;
         loop {
-            let b = batch(conn, after, filter)?;
+            let b = batch(conn, after, filter, now)?;
             for patient in &b.patients {
                 let rows = rows_of_patient(patient, "", &b.records, filter, &b.bands);
                 census.add_patient(&rows);
@@ -616,10 +620,36 @@ pub mod run {
     /// flat however many rows the export has.
     type Pages = mpsc::Sender<Result<Vec<u8>, ApiError>>;
 
-    /// Both passes, in one snapshot of the research database (so the rows written are the
-    /// rows the census counted, whatever is written or withdrawn meanwhile): the census, whose
-    /// plan goes to `planned`, then the rows it allows, a batch of patients at a time, into
-    /// `pages`. Returns the plan and the rows written, or none when the client went away.
+    /// How long a page may wait for the client to take it. A reader that stalls longer loses
+    /// the export, so it cannot hold a connection and its snapshot open for ever.
+    const STALL: Duration = Duration::from_secs(30);
+
+    /// How an export ended: every row written, or the client gone (or stalled) after `written`.
+    enum Ended {
+        Written(Planned, usize),
+        Abandoned(Planned, usize),
+    }
+
+    /// Hands `page` to the client, waiting up to [`STALL`]; false when it is gone or stalled.
+    fn deliver(pages: &Pages, mut page: Result<Vec<u8>, ApiError>) -> bool {
+        let deadline = Instant::now() + STALL;
+        loop {
+            match pages.try_send(page) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(back)) if Instant::now() < deadline => {
+                    page = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return false,
+            }
+        }
+    }
+
+    /// Both passes, in one snapshot of the research database and at one instant (so the rows
+    /// written are the rows the census counted, whatever is written, withdrawn or falls due
+    /// meanwhile): the census, whose plan goes to `planned`, then the rows it allows, a batch
+    /// of patients at a time, into `pages`. None when the client left before the plan.
     fn produce(
         conn: &mut DbConnection,
         filter: &ExportFilter,
@@ -627,8 +657,9 @@ pub mod run {
         format: Format,
         planned: oneshot::Sender<Planned>,
         pages: &Pages,
-    ) -> Result<Option<(Planned, usize)>, StoreError> {
-        let plan = census(conn, filter, k)?;
+    ) -> Result<Option<Ended>, StoreError> {
+        let now = crate::clock::now();
+        let plan = census(conn, filter, k, now)?;
         let summary = Planned {
             level: plan.level,
             suppressed_rows: plan.suppressed_rows,
@@ -641,7 +672,7 @@ pub mod run {
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let (mut after, mut written) = (None, 0);
         loop {
-            let b = batch(conn, after, filter)?;
+            let b = batch(conn, after, filter, now)?;
             let rows: Vec<ExportRow> = b
                 .patients
                 .iter()
@@ -651,16 +682,13 @@ pub mod run {
                 })
                 .filter_map(|row| plan.apply(row))
                 .collect();
-            written += rows.len();
-            if pages
-                .blocking_send(encode(&rows, format, after.is_none()))
-                .is_err()
-            {
-                return Ok(None);
+            if !deliver(pages, encode(&rows, format, after.is_none())) {
+                return Ok(Some(Ended::Abandoned(summary, written)));
             }
+            written += rows.len();
             match b.patients.last() {
                 Some(last) if b.patients.len() as i64 == BATCH => after = Some(last.0),
-                _ => return Ok(Some((summary, written))),
+                _ => return Ok(Some(Ended::Written(summary, written))),
             }
         }
     }
@@ -702,23 +730,36 @@ pub mod run {
                     produce(conn, &filter, k, format, planned, &pages).map_err(ApiError::from)
                 })
                 .await;
-            let finished = match produced {
-                Ok(Some((plan, written))) => {
-                    let finished = Event::new(Action::ResearchExportCompleted).detail(
-                        serde_json::json!({"rows": written, "generalisation": plan.level,
-                            "rows_before_suppression": plan.rows_before_suppression,
-                            "suppressed_rows": plan.suppressed_rows})
-                        .to_string(),
-                    );
-                    finisher
-                        .transaction(move |conn, call| Ok(call.audit(conn, finished)?))
-                        .await
+            let ended = match produced {
+                Ok(Some(Ended::Written(plan, rows))) => {
+                    Some((Action::ResearchExportCompleted, plan, rows))
                 }
-                Ok(None) => Ok(()),
-                Err(err) => Err(err),
+                Ok(Some(Ended::Abandoned(plan, rows))) => {
+                    Some((Action::ResearchExportAbandoned, plan, rows))
+                }
+                Ok(None) => None,
+                Err(err) => {
+                    tracing::error!(error = %err, "the research export failed");
+                    let _ = failed.send(Err(err)).await;
+                    None
+                }
             };
-            if let Err(err) = finished {
-                let _ = failed.send(Err(err)).await;
+            // The end, with how far the rows handed over were generalised and how many there
+            // were, also when the client left half-way: they were released all the same.
+            if let Some((action, plan, rows)) = ended {
+                let event = Event::new(action).detail(
+                    serde_json::json!({"rows": rows, "generalisation": plan.level,
+                        "rows_before_suppression": plan.rows_before_suppression,
+                        "suppressed_rows": plan.suppressed_rows})
+                    .to_string(),
+                );
+                let audited = finisher
+                    .transaction(move |conn, call| Ok(call.audit(conn, event)?))
+                    .await;
+                if let Err(err) = audited {
+                    tracing::error!(error = %err, "the end of a research export was not audited");
+                    let _ = failed.send(Err(err)).await;
+                }
             }
         });
         // The census's plan, or why there is none (the producer's error, sent as a page).
