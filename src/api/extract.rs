@@ -116,13 +116,19 @@ impl<T: DeserializeOwned + ToSchema + 'static> FromRequest for Body<T> {
             let raw = raw.await?.into_inner();
             let parsed = serde_json::from_str::<T>(raw.get());
             parsed.map(Body).map_err(|first| {
-                let body: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
-                let named = schemas.map_or_else(Vec::new, |s| s.errors(&T::name(), &body));
-                let errors = if named.is_empty() {
-                    vec![error::field_error_from_serde(&first)]
-                } else {
-                    named
+                let first = error::field_error_from_serde(&first);
+                // A body nested deeper than a `Value` reads is named by the parser alone.
+                let body = serde_json::from_str::<serde_json::Value>(raw.get()).ok();
+                let mut errors = match (schemas, body) {
+                    (Some(schemas), Some(body)) => schemas.errors(&T::name(), &body),
+                    _ => vec![],
                 };
+                // What the contract cannot state (a key given twice) the parser still names;
+                // and when the contract finds nothing, the parser's word is the answer.
+                let named = first.field != "body" && !errors.iter().any(|e| e.field == first.field);
+                if errors.is_empty() || named {
+                    errors.push(first);
+                }
                 ApiError::Validation(errors).into()
             })
         })
