@@ -78,8 +78,9 @@ pub fn reserve(
 ) -> Result<Result<(), Duration>, StoreError> {
     let now = clock::now();
     for &(key, limit) in keys {
-        let current = lock_or_create(conn, key)?.filter(|row| row.attempts > 0);
+        let current = lock_or_create(conn, key)?;
         let current = current.as_ref().map(ThrottleRow::attempts).transpose()?;
+        let current = current.filter(|attempts| attempts.count > 0);
         match throttle::reserve(current, limit, now) {
             Ok(next) => write(conn, key, next)?,
             Err(wait) => return Ok(Err(wait)),
