@@ -70,6 +70,23 @@ pub struct ApiDoc;
 
 struct BearerAuth;
 
+/// Every operation of the document, to change in place.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// `security(())` states "no token needed" as one empty requirement (`[{}]`), which generated
 /// clients read as "a token, possibly empty" and ask an authenticated client for: state it as
 /// no requirement at all (`[]`).
@@ -77,20 +94,9 @@ struct Anonymous;
 
 impl Modify for Anonymous {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if let Some(requirements) = operation.security.as_mut() {
-                    requirements.retain(|r| *r != Default::default());
-                }
+        for operation in operations(openapi) {
+            if let Some(requirements) = operation.security.as_mut() {
+                requirements.retain(|r| *r != Default::default());
             }
         }
     }
@@ -160,8 +166,10 @@ impl Modify for PageExamples {
             .collect();
         for page in pages {
             let item_name = page.trim_start_matches("Paged_").to_owned();
-            let inlined = schemas[&page]["properties"]["items"]["items"].take();
-            let item = schemas.entry(item_name.clone()).or_insert(inlined);
+            let Some(item) = schemas.get(&item_name) else {
+                tracing::warn!(schema = %page, "a paged item type is no component");
+                continue;
+            };
             let example = item["example"].clone();
             let schema = &mut schemas[&page];
             schema["properties"]["items"]["items"] =
@@ -231,19 +239,8 @@ impl Modify for RequestIds {
                     .or_insert_with(|| header.clone());
             }
         };
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                operation.responses.responses.values_mut().for_each(add);
-            }
+        for operation in operations(openapi) {
+            operation.responses.responses.values_mut().for_each(add);
         }
         if let Some(components) = openapi.components.as_mut() {
             components.responses.values_mut().for_each(add);
@@ -307,7 +304,8 @@ impl Modify for MergePatches {
             document["components"]["schemas"][patch] = serde_json::json!({
                 "type": "object",
                 "description": format!("A JSON merge patch (RFC 7396) of a {create}'s fields: \
-                    only those sent change; null clears a field that may be left out."),
+                    only those sent change; null on a field that may be left out gives it the \
+                    value it takes when left out (none, or its default)."),
                 "properties": fields,
                 "additionalProperties": false,
                 "example": example,
@@ -358,27 +356,16 @@ struct BodyErrors;
 impl Modify for BodyErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{Ref, RefOr};
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if operation.request_body.is_none() {
-                    continue;
-                }
-                for (status, name) in [("413", "PayloadTooLarge"), ("415", "UnsupportedMediaType")]
-                {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
-                }
+        for operation in operations(openapi) {
+            if operation.request_body.is_none() {
+                continue;
+            }
+            for (status, name) in [("413", "PayloadTooLarge"), ("415", "UnsupportedMediaType")] {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
             }
         }
     }

@@ -26,17 +26,46 @@ fn module_graph() -> Graph {
         let text = std::fs::read_to_string(&path).unwrap();
         let named = graph.entry(top.clone()).or_default();
         for (at, _) in text.match_indices("crate::") {
-            let rest = &text[at + "crate::".len()..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            let module = &rest[..end];
-            if !module.is_empty() && module != top {
-                named.insert(module.to_string());
+            for module in named_after(&text[at + "crate::".len()..]) {
+                if module != top {
+                    named.insert(module.to_string());
+                }
             }
         }
     }
     graph
+}
+
+/// The top-level modules `crate::` names in `rest`: `x` in `crate::x::…`, and each of `a`,
+/// `b` in `crate::{a, b::c}`.
+fn named_after(rest: &str) -> Vec<&str> {
+    fn leading(item: &str) -> Option<&str> {
+        let item = item.trim_start();
+        let end = item
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(item.len());
+        (end > 0).then(|| &item[..end])
+    }
+    let Some(group) = rest.strip_prefix('{') else {
+        return leading(rest).into_iter().collect();
+    };
+    // The group's items at its own depth, up to its closing brace.
+    let (mut depth, mut start, mut items) = (0, 0, Vec::new());
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            '}' | ',' if depth == 0 => {
+                items.push(&group[start..i]);
+                start = i + 1;
+                if c == '}' {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    items.into_iter().filter_map(leading).collect()
 }
 
 /// A cycle through `from`, if there is one: the modules along it.
@@ -100,6 +129,17 @@ fn rules_know_no_io_and_the_store_knows_only_rules() {
         ["openapi", "startup"],
         "only wiring names the HTTP layer"
     );
+}
+
+#[test]
+fn grouped_imports_name_each_module() {
+    assert_eq!(named_after("store::{self, Db};"), ["store"]);
+    assert_eq!(
+        named_after("{api, demo::run, openapi};"),
+        ["api", "demo", "openapi"]
+    );
+    assert_eq!(named_after("{a::{b, c}, d};"), ["a", "d"]);
+    assert!(named_after("{}").is_empty());
 }
 
 #[test]
