@@ -22,6 +22,7 @@ use crate::error::{responses, FieldError, Problem};
             instruments define, flags what a clinician must see, and answers de-identified \
             research questions. Errors are application/problem+json (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
+        contact(name = "The ketamine-outcomes maintainers"),
     ),
     servers((url = "/", description = "The server this document is served from")),
     components(
@@ -85,6 +86,35 @@ fn operations(
         .into_iter()
         .flatten()
     })
+}
+
+/// utoipa makes a handler's whole first doc paragraph the operation's summary and leaves the
+/// description empty when there is no second paragraph. A summary is a title (a generated
+/// client's docstring headline, a line in a list): it keeps the first sentence, on one line,
+/// and the paragraph becomes the description.
+struct Descriptions;
+
+impl Modify for Descriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for operation in operations(openapi) {
+            let Some(summary) = operation.summary.take() else {
+                continue;
+            };
+            let paragraph = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+            let first = match paragraph.find(". ") {
+                Some(end) => &paragraph[..=end],
+                None => paragraph.as_str(),
+            };
+            operation.summary = Some(first.trim_end_matches('.').to_owned());
+            let description = operation.description.take().unwrap_or_default();
+            let description = description.trim_start();
+            operation.description = Some(if description.is_empty() {
+                paragraph
+            } else {
+                format!("{paragraph}\n\n{description}")
+            });
+        }
+    }
 }
 
 /// `security(())` states "no token needed" as one empty requirement (`[{}]`), which generated
@@ -390,6 +420,7 @@ pub fn contract() -> &'static utoipa::openapi::OpenApi {
             &RequestIds,
             &MergePatches,
             &Anonymous,
+            &Descriptions,
         ] {
             modifier.modify(&mut document);
         }

@@ -321,6 +321,28 @@ fn research_groups_are_typed_by_their_dimensions() {
     );
 }
 
+/// issue 15: every operation has a one-line summary (a generated client's docstring headline)
+/// and a description.
+#[test]
+fn every_operation_has_a_summary_line_and_a_description() {
+    let document: serde_json::Value =
+        serde_json::from_str(&ketamine_outcomes::openapi::document()).unwrap();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let summary = operation["summary"].as_str().unwrap_or_default();
+            assert!(
+                !summary.is_empty() && !summary.contains('\n') && !summary.ends_with('.'),
+                "{method} {path}: {summary:?}"
+            );
+            let description = operation["description"].as_str().unwrap_or_default();
+            assert!(
+                description.starts_with(summary),
+                "{method} {path}: {description:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_reference_in_the_document_resolves() {
     let document: serde_json::Value =
