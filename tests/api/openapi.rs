@@ -273,6 +273,20 @@ fn every_merge_patch_names_its_fields() {
                 schema["required"].is_null(),
                 "{name}: nothing is required in a patch"
             );
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+            // A field the create request may leave out can be cleared with null.
+            let allows_null = |property: &serde_json::Value| {
+                property["type"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k == "null"))
+                    || property["oneOf"]
+                        .as_array()
+                        .is_some_and(|choices| choices.iter().any(|c| c["type"] == "null"))
+            };
+            assert!(
+                fields.values().any(allows_null),
+                "{name}: nothing can be cleared"
+            );
         }
         patches += 1;
     }
