@@ -1,6 +1,7 @@
-//! The contract's request schemas, compiled once at start: a body that does not parse as its
-//! type is answered with every way it breaks the contract — each bad field named by its path,
-//! all in one 422 (api.md, Errors) — where the parser alone names only the first it meets.
+//! The contract's request schemas, compiled once at start: a body or a query string that does
+//! not parse as its type is answered with every way it breaks the contract — each bad field
+//! named by its path, all in one 422 (api.md, Errors) — where the parser alone names only the
+//! first it meets, and a query's parser not even that.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,29 @@ use serde_json::Value;
 
 use crate::error::FieldError;
 
-pub struct RequestSchemas(HashMap<String, jsonschema::Validator>);
+pub struct RequestSchemas {
+    bodies: HashMap<String, jsonschema::Validator>,
+    /// By method and route pattern (`GET /v1/patients/{id}/assessments`).
+    queries: HashMap<String, QuerySchema>,
+}
+
+/// An operation's query parameters as one object schema, and what each parameter's text is
+/// read as before it is checked.
+struct QuerySchema {
+    validator: jsonschema::Validator,
+    kinds: HashMap<String, Kind>,
+}
+
+/// What a query parameter's text stands for.
+#[derive(Clone, Debug, PartialEq)]
+enum Kind {
+    Text,
+    Integer,
+    Number,
+    Boolean,
+    /// Comma-separated (the form style without explode).
+    List(Box<Kind>),
+}
 
 /// The most breaks one answer names: a body of ten thousand bad items gets fifty, not ten
 /// thousand, so an error costs the server no more than the body did.
@@ -18,51 +41,155 @@ impl RequestSchemas {
     /// Compiles the schema of every request body `document` (an OpenAPI 3.1 document, as
     /// JSON) names, resolving its references within the document.
     pub fn of(document: &Value) -> Result<Self, String> {
-        let mut validators = HashMap::new();
+        let mut bodies = HashMap::new();
         for name in request_bodies(document) {
-            let schema = serde_json::json!({
-                "$ref": format!("#/components/schemas/{name}"),
-                "components": document["components"],
-            });
-            let validator = jsonschema::options()
-                .with_draft(jsonschema::Draft::Draft202012)
-                .should_validate_formats(true)
-                .build(&schema)
-                .map_err(|e| format!("the schema of {name} does not compile: {e}"))?;
-            validators.insert(name, validator);
+            let schema = serde_json::json!({"$ref": format!("#/components/schemas/{name}")});
+            bodies.insert(name.clone(), compiled(document, schema, &name)?);
         }
-        Ok(Self(validators))
+        let mut queries = HashMap::new();
+        for (operation, parameters) in query_parameters(document) {
+            let kinds = parameters
+                .iter()
+                .map(|(name, schema)| (name.clone(), kind(document, schema)))
+                .collect();
+            let schema = serde_json::json!({"type": "object", "properties": parameters});
+            let validator = compiled(document, schema, &operation)?;
+            queries.insert(operation, QuerySchema { validator, kinds });
+        }
+        Ok(Self { bodies, queries })
     }
 
+    /// Every way the query string `query` of the operation `method` `route` (its pattern)
+    /// breaks the parameters the contract states; none when it fits, or when the contract
+    /// has no such operation.
+    pub fn query_errors(&self, method: &str, route: &str, query: &str) -> Vec<FieldError> {
+        let Some(schema) = self.queries.get(&format!("{method} {route}")) else {
+            return vec![];
+        };
+        let mut given = serde_json::Map::new();
+        for (name, text) in form_urlencoded::parse(query.as_bytes()) {
+            let value = match schema.kinds.get(name.as_ref()) {
+                Some(kind) => kind.read(&text),
+                None => continue,
+            };
+            given.insert(name.into_owned(), value);
+        }
+        breaks(&schema.validator, &Value::Object(given))
+    }
     /// Every way `body` breaks the schema called `name`; none when it fits, or when no
     /// request body has that schema.
     pub fn errors(&self, name: &str, body: &Value) -> Vec<FieldError> {
-        let Some(validator) = self.0.get(name) else {
-            return vec![];
+        match self.bodies.get(name) {
+            Some(validator) => breaks(validator, body),
+            None => vec![],
+        }
+    }
+}
+
+impl Kind {
+    /// The text as the value it stands for; left as text when it is not one, so the schema
+    /// names it as the wrong type.
+    fn read(&self, text: &str) -> Value {
+        let parsed = match self {
+            Kind::Text => None,
+            Kind::Integer => text.parse::<i64>().ok().map(Value::from),
+            Kind::Number => text.parse::<f64>().ok().map(Value::from),
+            Kind::Boolean => text.parse::<bool>().ok().map(Value::from),
+            Kind::List(item) => Some(Value::Array(
+                text.split(',').map(|part| item.read(part)).collect(),
+            )),
         };
-        let mut errors = Vec::new();
-        for error in validator.iter_errors(body).take(MOST_ERRORS) {
-            let at = dotted(error.instance_path().as_str());
-            match error.kind() {
-                jsonschema::error::ValidationErrorKind::Required { property } => {
-                    let property = property.as_str().unwrap_or_default();
-                    errors.push(FieldError::new(joined(&at, property), "is required"));
-                }
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
-                    errors.extend(unexpected.iter().map(|field| {
-                        FieldError::new(joined(&at, field), "is not a field of this request")
-                    }));
-                }
-                // Masked: the message says what was wrong, never echoes the value sent (a
-                // password, a note, a quarter-megabyte string).
-                _ => errors.push(FieldError::new(
-                    if at.is_empty() { "body".into() } else { at },
-                    error.masked().to_string(),
-                )),
+        parsed.unwrap_or_else(|| Value::from(text))
+    }
+}
+
+/// `schema` compiled with the document's components to resolve its references against.
+fn compiled(
+    document: &Value,
+    mut schema: Value,
+    what: &str,
+) -> Result<jsonschema::Validator, String> {
+    schema["components"] = document["components"].clone();
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| format!("the schema of {what} does not compile: {e}"))
+}
+
+/// Every way `value` breaks `validator`'s schema, each named by its dotted path.
+fn breaks(validator: &jsonschema::Validator, value: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for error in validator.iter_errors(value).take(MOST_ERRORS) {
+        let at = dotted(error.instance_path().as_str());
+        match error.kind() {
+            jsonschema::error::ValidationErrorKind::Required { property } => {
+                let property = property.as_str().unwrap_or_default();
+                errors.push(FieldError::new(joined(&at, property), "is required"));
+            }
+            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                errors.extend(unexpected.iter().map(|field| {
+                    FieldError::new(joined(&at, field), "is not a field of this request")
+                }));
+            }
+            // Masked: the message says what was wrong, never echoes the value sent (a
+            // password, a note, a quarter-megabyte string).
+            _ => errors.push(FieldError::new(
+                if at.is_empty() { "body".into() } else { at },
+                error.masked().to_string(),
+            )),
+        }
+    }
+    errors
+}
+
+/// What a parameter's schema (resolving one reference, and the non-null branch of a
+/// nullable one) says its text stands for.
+fn kind(document: &Value, schema: &Value) -> Kind {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => r
+            .strip_prefix("#/components/schemas/")
+            .map_or(&Value::Null, |name| {
+                &document["components"]["schemas"][name]
+            }),
+        None => schema,
+    };
+    if let Some(branches) = schema["oneOf"].as_array() {
+        let branch = branches.iter().find(|b| b["type"] != "null");
+        return branch.map_or(Kind::Text, |b| kind(document, b));
+    }
+    let named = match &schema["type"] {
+        Value::Array(types) => types.iter().find(|t| *t != "null").cloned(),
+        other => Some(other.clone()),
+    };
+    match named.as_ref().and_then(Value::as_str) {
+        Some("integer") => Kind::Integer,
+        Some("number") => Kind::Number,
+        Some("boolean") => Kind::Boolean,
+        Some("array") => Kind::List(Box::new(kind(document, &schema["items"]))),
+        _ => Kind::Text,
+    }
+}
+
+/// Each operation's query parameters and their schemas, keyed `METHOD /route/{pattern}`.
+fn query_parameters(document: &Value) -> Vec<(String, serde_json::Map<String, Value>)> {
+    let mut operations = Vec::new();
+    for (route, item) in document["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let parameters: serde_json::Map<String, Value> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["schema"].clone())))
+                .collect();
+            if !parameters.is_empty() {
+                let key = format!("{} {route}", method.to_uppercase());
+                operations.push((key, parameters));
             }
         }
-        errors
     }
+    operations
 }
 
 /// The component names of every request body in the document.

@@ -11,6 +11,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::api;
+use crate::api::courses::CreateCourseRequest;
+use crate::api::patients::CreatePatientRequest;
+use crate::api::sessions::CreateSessionRequest;
+use crate::api::side_effects::CreateSideEffectRequest;
+use crate::api::wire::Patchable;
 use crate::domain::flags::FlagStatus;
 use crate::error::{responses, FieldError, Problem};
 
@@ -33,6 +38,7 @@ use crate::error::{responses, FieldError, Problem};
             crate::domain::research::Dimension,
             // A row of the export, which is served as text: for clients that parse it.
             crate::research::export::ExportRow,
+            crate::research::export::run::Format,
         ),
         responses(
             responses::BadRequest,
@@ -280,13 +286,25 @@ impl Modify for RequestIds {
 
 /// Each merge patch (RFC 7396) and the create request whose fields it changes.
 const PATCHED: [(&str, &str, &str); 4] = [
-    ("/v1/patients/{id}", "CreatePatientRequest", "PatientPatch"),
-    ("/v1/courses/{id}", "CreateCourseRequest", "CoursePatch"),
-    ("/v1/sessions/{id}", "CreateSessionRequest", "SessionPatch"),
+    (
+        "/v1/patients/{id}",
+        "CreatePatientRequest",
+        CreatePatientRequest::PATCH,
+    ),
+    (
+        "/v1/courses/{id}",
+        "CreateCourseRequest",
+        CreateCourseRequest::PATCH,
+    ),
+    (
+        "/v1/sessions/{id}",
+        "CreateSessionRequest",
+        CreateSessionRequest::PATCH,
+    ),
     (
         "/v1/side-effects/{id}",
         "CreateSideEffectRequest",
-        "SideEffectPatch",
+        CreateSideEffectRequest::PATCH,
     ),
 ];
 
@@ -401,6 +419,18 @@ impl Modify for BodyErrors {
     }
 }
 
+/// Names the vocabularies of the export's row, which no Rust type of their own states.
+struct ExportVocabulary;
+
+impl Modify for ExportVocabulary {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, schema) in crate::research::export::vocabulary::components() {
+            components.schemas.insert(name.to_owned(), schema.into());
+        }
+    }
+}
+
 /// The contract, built once: the base document with every operation the routes register,
 /// then what is stated of all of them at once (the instrument table, the pages' examples, the
 /// answers to a body before it is read).
@@ -415,6 +445,7 @@ pub fn contract() -> &'static utoipa::openapi::OpenApi {
         document.merge(operations);
         for modifier in [
             &InstrumentTable as &dyn Modify,
+            &ExportVocabulary,
             &PageExamples,
             &BodyErrors,
             &RequestIds,

@@ -8,6 +8,7 @@ first, so a contract that gives a client the wrong types fails before anything r
 import csv
 import datetime
 import io
+import json
 import sys
 import uuid
 from typing import TypeVar
@@ -22,6 +23,7 @@ from ketamine_outcomes_client.api.me import (
     get_my_due_assessments,
     list_my_assessments,
 )
+from ketamine_outcomes_client.api.outcomes import get_trajectory
 from ketamine_outcomes_client.api.patients import create_invite, create_patient
 from ketamine_outcomes_client.api.research import research_export, research_outcomes
 from ketamine_outcomes_client.api.research_grants import create_research_grant
@@ -39,6 +41,9 @@ from ketamine_outcomes_client.models import (
     Dimension,
     DueAssessmentsResponse,
     Effect,
+    ExportFormat,
+    ExportKind,
+    ExportRow,
     FlagKind,
     GrantResponse,
     Indication,
@@ -119,6 +124,8 @@ def phone_app(url: str, clinician: AuthenticatedClient) -> None:
         201,
         SessionResponse,
     )
+    chart = expect(get_trajectory.sync_detailed(patient.id, client=clinician), 200, str)
+    assert "<svg" in chart and "</svg>" in chart, chart[:200]
     invite = expect(create_invite.sync_detailed(patient.id, client=clinician), 201, InviteResponse)
     tokens = expect(
         register.sync_detailed(
@@ -163,9 +170,19 @@ def phone_app(url: str, clinician: AuthenticatedClient) -> None:
     assert resolved.resolved_at is not None
 
     changed = expect(
-        list_my_assessments.sync_detailed(client=phone, updated_since=synced_from), 200, PagedAssessmentResponse
+        list_my_assessments.sync_detailed(client=phone, updated_since=synced_from.isoformat()),
+        200,
+        PagedAssessmentResponse,
     )
     assert first.id in [item.id for item in changed.items]
+    # The next sync starts where this one ended: nothing new since.
+    assert isinstance(changed.sync_cursor, str), changed
+    again = expect(
+        list_my_assessments.sync_detailed(client=phone, updated_since=changed.sync_cursor),
+        200,
+        PagedAssessmentResponse,
+    )
+    assert again.items == [], again.items
 
 
 def researcher(url: str, admin: AuthenticatedClient, sign_in: tuple[str, str]) -> None:
@@ -198,6 +215,12 @@ def researcher(url: str, admin: AuthenticatedClient, sign_in: tuple[str, str]) -
     assert exported.status_code == 200, exported.content[:400]
     rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
     assert rows and {"kind", "patient", "day"} <= rows[0].keys(), rows[:1]
+    # As NDJSON, each line is read as the contract's ExportRow, its categories as enumerations.
+    lines = research_export.sync_detailed(client=research, format_=ExportFormat.NDJSON)
+    assert lines.status_code == 200, lines.content[:400]
+    typed = [ExportRow.from_dict(json.loads(line)) for line in lines.content.decode().splitlines()]
+    assert len(typed) == len(rows), (len(typed), len(rows))
+    assert {row.kind for row in typed} <= set(ExportKind), typed[:1]
 
 
 def main() -> None:

@@ -73,6 +73,10 @@ expect(
   201,
   "session",
 );
+const chart = await clinician.GET("/v1/patients/{id}/trajectory.svg", { ...id, parseAs: "text" });
+check(chart.response.status === 200, `trajectory chart: ${chart.response.status}`);
+const svg: string | undefined = chart.data;
+check(svg !== undefined && svg.includes("<svg") && svg.includes("</svg>"), "the chart is SVG");
 const invite = expect(await clinician.POST("/v1/patients/{id}/invites", id), 201, "invite");
 const tokens = expect(
   await anonymous.POST("/v1/auth/register", {
@@ -120,6 +124,14 @@ const changed = expect(
   "sync",
 );
 check(changed.items.some((a) => a.id === first.id), "the sync returns the new assessment");
+// The next sync starts where this one ended: nothing new since.
+check(changed.sync_cursor !== undefined, "a sync answers with where to sync on from");
+const again = expect(
+  await phone.GET("/v1/me/assessments", { params: { query: { updated_since: changed.sync_cursor } } }),
+  200,
+  "second sync",
+);
+check(again.items.length === 0, "nothing changed since the last sync");
 
 // The researcher: an aggregate query read through its typed group; the export, granted, as text.
 const researcher = await signedIn(...account("researcher"));
@@ -151,5 +163,12 @@ const exported = await researcher.GET("/v1/research/export", { parseAs: "text" }
 check(exported.response.status === 200, `export: ${exported.response.status}`);
 const text: string | undefined = exported.data;
 check(text !== undefined && text.startsWith("kind,"), "the export is CSV with its header");
+// As NDJSON, each line is the contract's ExportRow, its categories as enumerations.
+const lines = await researcher.GET("/v1/research/export", { params: { query: { format: "ndjson" } }, parseAs: "text" });
+check(lines.response.status === 200 && lines.data !== undefined, `export as NDJSON: ${lines.response.status}`);
+const rows: Schemas["ExportRow"][] = lines.data.trim().split("\n").map((line) => JSON.parse(line) as Schemas["ExportRow"]);
+const kinds: Schemas["ExportKind"][] = ["session", "assessment", "side_effect"];
+check(rows.length === text.trim().split("\n").length - 1, "the same rows as the CSV");
+check(rows.every((row) => kinds.includes(row.kind)), "every row's kind is one the contract names");
 
 console.log("typescript scenario: passed");

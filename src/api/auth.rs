@@ -22,6 +22,12 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// How the access token is presented: in the Authorization header as `Bearer` (RFC 6750).
+#[derive(Serialize, ToSchema)]
+pub enum TokenType {
+    Bearer,
+}
+
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6IjFhMmIzYzRkNWU2ZjcwODEiLCJ0eXAiOiJKV1QifQ.e30.sig",
@@ -32,8 +38,7 @@ pub struct LoginRequest {
 pub struct TokenResponse {
     /// A JWT for the Authorization header.
     pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
+    pub token_type: TokenType,
     /// Seconds until the access token expires.
     pub expires_in: u64,
     /// Single use: exchange it at /v1/auth/refresh for a new pair.
@@ -51,7 +56,7 @@ impl From<Tokens> for TokenResponse {
     fn from(t: Tokens) -> Self {
         Self {
             access_token: t.access_token,
-            token_type: "Bearer",
+            token_type: TokenType::Bearer,
             expires_in: t.expires_in,
             refresh_token: t.refresh_token,
         }

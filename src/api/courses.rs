@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{Body, IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader, Patch};
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
-    body_hash, created, list_of, patched, versioned, MergePatch, PageQuery, Paged, RecordQuery,
+    body_hash, created, list_of, patched, versioned, PageQuery, Paged, Patchable, RecordQuery,
 };
 use crate::call::Call;
 use crate::clock;
@@ -107,6 +107,10 @@ impl CreateCourseRequest {
 }
 
 /// The request form of a stored course, which a merge patch changes.
+impl Patchable for CreateCourseRequest {
+    const PATCH: &'static str = "CoursePatch";
+}
+
 impl From<&CourseRow> for CreateCourseRequest {
     fn from(row: &CourseRow) -> Self {
         CreateCourseRequest {
@@ -237,7 +241,7 @@ pub async fn update_course(
     call: Call,
     id: web::Path<Uuid>,
     IfMatch(expected): IfMatch,
-    patch: web::Json<MergePatch>,
+    patch: Patch<CreateCourseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = move |current: &CourseRow| {
         Ok(patched(&CreateCourseRequest::from(current), &patch)?.draft())

@@ -3,9 +3,11 @@
 //! precondition (If-Match).
 
 use std::future::{ready, Ready};
+use std::marker::PhantomData;
 use std::net::IpAddr;
 
 use actix_web::dev::Payload;
+use actix_web::error::QueryPayloadError;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
@@ -14,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::api::wire::{MergePatch, Patchable};
 use crate::call::caller::Caller;
 use crate::call::{Call, Expected, Origin, Services};
 use crate::contract::RequestSchemas;
@@ -133,6 +136,60 @@ impl<T: DeserializeOwned + ToSchema + 'static> FromRequest for Body<T> {
             })
         })
     }
+}
+
+/// A merge patch (RFC 7396) of the record `T` creates, checked as it is read against its
+/// patch schema in the contract: every field of the wrong type, outside its enumeration,
+/// breaking its range or cleared where it may not be is named in one 422, as a create's are.
+pub struct Patch<T> {
+    changes: MergePatch,
+    of: PhantomData<T>,
+}
+
+impl<T> Patch<T> {
+    pub fn changes(&self) -> &MergePatch {
+        &self.changes
+    }
+}
+
+impl<T: Patchable + 'static> FromRequest for Patch<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let changes = web::Json::<MergePatch>::from_request(req, payload);
+        let schemas = req.app_data::<web::Data<RequestSchemas>>().cloned();
+        Box::pin(async move {
+            let changes = changes.await?.into_inner();
+            let errors = schemas.map_or_else(Vec::new, |s| s.errors(T::PATCH, &changes.to_value()));
+            if !errors.is_empty() {
+                return Err(ApiError::Validation(errors).into());
+            }
+            Ok(Patch {
+                changes,
+                of: PhantomData,
+            })
+        })
+    }
+}
+
+/// Answers a query string that does not parse as its handler's parameters: every parameter
+/// that breaks the contract (its type, enumeration, format or range), named, in one 422; the
+/// parser's own word when the contract finds nothing (an unknown parameter, say).
+pub fn query_error(err: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let message = match err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        _ => "the query string could not be read".into(),
+    };
+    let schemas = req.app_data::<web::Data<RequestSchemas>>();
+    let route = req.match_pattern().unwrap_or_default();
+    let errors = schemas.map_or_else(Vec::new, |s| {
+        s.query_errors(req.method().as_str(), &route, req.query_string())
+    });
+    if !errors.is_empty() {
+        return ApiError::Validation(errors).into();
+    }
+    ApiError::Validation(vec![error::serde_field_error(message, "query")]).into()
 }
 
 /// The `If-Match` header as the contract states it.

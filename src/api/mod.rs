@@ -36,7 +36,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .error_handler(error::json_error),
     )
     .app_data(web::PathConfig::default().error_handler(error::path_error))
-    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .app_data(web::QueryConfig::default().error_handler(extract::query_error))
     .service(operations::healthz)
     .service(operations::readyz)
     .service(operations::metrics)

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{Body, IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader, Patch};
 use crate::api::wire::{
-    body_hash, created, cursor_time, patched, versioned, MergePatch, PageQuery, Paged, RecordQuery,
+    body_hash, created, patched, versioned, ListKeys, PageQuery, Paged, Patchable, RecordQuery,
 };
 use crate::call::Call;
 use crate::clock;
@@ -121,6 +121,10 @@ impl CreatePatientRequest {
 }
 
 /// The request form of a stored patient, which a merge patch changes.
+impl Patchable for CreatePatientRequest {
+    const PATCH: &'static str = "PatientPatch";
+}
+
 impl From<&PatientRecord> for CreatePatientRequest {
     fn from(record: &PatientRecord) -> Self {
         CreatePatientRequest {
@@ -255,12 +259,14 @@ pub async fn list_patients(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (window, page) = query.window_and_page(&page)?;
-    let records = patients::list(&call, window.clone(), page.clone()).await?;
-    let key = |r: &PatientRecord| {
-        let at = cursor_time(&window, r.row.created_at, r.row.updated_at);
-        (at, r.row.id.to_string())
+    let (records, window) = patients::list(&call, window, page.clone()).await?;
+    let keys = |r: &PatientRecord| ListKeys {
+        own_time: r.row.created_at,
+        change_seq: r.row.change_seq,
+        id: r.row.id.to_string(),
     };
-    Ok(HttpResponse::Ok().json(Paged::from_rows(records, &page, key, PatientResponse::from)))
+    let paged = Paged::in_window(records, &page, &window, keys, PatientResponse::from);
+    Ok(HttpResponse::Ok().json(paged))
 }
 
 /// One patient: a clinician of their clinic, or the patient themselves.
@@ -297,7 +303,7 @@ pub async fn update_patient(
     call: Call,
     id: web::Path<Uuid>,
     IfMatch(expected): IfMatch,
-    patch: web::Json<MergePatch>,
+    patch: Patch<CreatePatientRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = move |current: &PatientRecord| {
         Ok(patched(&CreatePatientRequest::from(current), &patch)?.draft())

@@ -17,7 +17,7 @@ use crate::charts;
 use crate::domain::instrument::Instrument;
 use crate::domain::patient::{Indication, Sex};
 use crate::domain::privacy::Tier;
-use crate::domain::research::Dimension;
+use crate::domain::research::{AdherenceBand, Dimension, DoseBand};
 use crate::domain::schedule::Phase;
 use crate::domain::time;
 use crate::domain::treatment::Route;
@@ -49,9 +49,7 @@ pub struct ResearchQuery {
     pub wear_off_days: Option<u32>,
     pub indication: Option<Indication>,
     pub route: Option<Route>,
-    /// `lt_0.5`, `0.5_to_0.75`, `0.75_to_1.0` or `ge_1.0` (mg/kg).
-    #[param(pattern = r"^(lt_0\.5|0\.5_to_0\.75|0\.75_to_1\.0|ge_1\.0)$")]
-    pub dose_band: Option<String>,
+    pub dose_band: Option<DoseBand>,
     pub sex: Option<Sex>,
     /// A 10-year band such as `40-49`, or `90+`.
     #[param(pattern = r"^(0-9|10-19|20-29|30-39|40-49|50-59|60-69|70-79|80-89|90\+)$")]
@@ -59,17 +57,13 @@ pub struct ResearchQuery {
     /// A clinic's id (aggregates only: the export never filters or labels by clinic).
     pub clinic: Option<Uuid>,
     pub phase: Option<Phase>,
-    /// The course's measurement-plan adherence: `none` (nothing due yet), `lt_50`,
-    /// `50_to_80` or `ge_80` (per cent of due items completed on time).
-    #[param(pattern = "^(none|lt_50|50_to_80|ge_80)$")]
-    pub adherence_band: Option<String>,
+    pub adherence_band: Option<AdherenceBand>,
     /// Records at or after this instant.
     pub from: Option<DateTime<Utc>>,
     /// Records before this instant.
     pub to: Option<DateTime<Utc>>,
     /// The export's format: `csv` (the default) or `ndjson`. Export only.
-    #[param(pattern = "^(csv|ndjson)$")]
-    pub format: Option<String>,
+    pub format: Option<Format>,
 }
 
 /// A band named in the query, read as its vocabulary.
@@ -175,12 +169,12 @@ impl ResearchQuery {
             wear_off_days,
             indication: self.indication,
             route: self.route,
-            dose_band: band("dose_band", &self.dose_band)?,
+            dose_band: self.dose_band,
             sex: self.sex,
             age_band: band("age_band", &self.age_band)?,
             clinic: self.clinic.map(Into::into),
             phase: self.phase,
-            adherence_band: band("adherence_band", &self.adherence_band)?,
+            adherence_band: self.adherence_band,
             from: range.from,
             to: range.to,
         })
@@ -405,11 +399,7 @@ pub async fn research_export(
     call: Call,
     query: web::Query<ResearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let format = match query.format.as_deref().unwrap_or("csv") {
-        "csv" => Format::Csv,
-        "ndjson" => Format::Ndjson,
-        _ => return Err(ApiError::invalid("format", "must be csv or ndjson")),
-    };
+    let format = query.format.unwrap_or_default();
     let started = export::export(&call, query.question(Asked::Export)?, format).await?;
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",

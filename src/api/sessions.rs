@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{Body, IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader, Patch};
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
-    body_hash, created, list_of, patched, versioned, CorrectionRequest, MergePatch, PageQuery,
-    Paged, RecordQuery,
+    body_hash, created, list_of, patched, versioned, CorrectionRequest, PageQuery, Paged,
+    Patchable, RecordQuery,
 };
 use crate::call::Call;
 use crate::clock;
@@ -212,6 +212,10 @@ impl CreateSessionRequest {
 }
 
 /// The request form of a stored session, which a merge patch changes.
+impl Patchable for CreateSessionRequest {
+    const PATCH: &'static str = "SessionPatch";
+}
+
 impl From<&SessionRow> for CreateSessionRequest {
     fn from(row: &SessionRow) -> Self {
         let a = row.administration();
@@ -376,7 +380,7 @@ pub async fn update_session(
     call: Call,
     id: web::Path<Uuid>,
     IfMatch(expected): IfMatch,
-    patch: web::Json<MergePatch>,
+    patch: Patch<CreateSessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = move |current: &SessionRow| {
         Ok(patched(&CreateSessionRequest::from(current), &patch)?.draft())

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::extract::{Body, IfMatch, IfMatchHeader};
+use crate::api::extract::{Body, IfMatch, IfMatchHeader, Patch};
 use crate::api::flags::FlagResponse;
 use crate::api::wire::{
-    body_hash, created, list_of, patched, versioned, CorrectionRequest, MergePatch, PageQuery,
-    Paged, RecordQuery,
+    body_hash, created, list_of, patched, versioned, CorrectionRequest, PageQuery, Paged,
+    Patchable, RecordQuery,
 };
 use crate::call::Call;
 use crate::clock;
@@ -95,6 +95,10 @@ impl CreateSideEffectRequest {
 }
 
 /// The request form of a stored report, which a merge patch changes.
+impl Patchable for CreateSideEffectRequest {
+    const PATCH: &'static str = "SideEffectPatch";
+}
+
 impl From<&SideEffectRow> for CreateSideEffectRequest {
     fn from(row: &SideEffectRow) -> Self {
         let report = row.report();
@@ -267,7 +271,7 @@ pub async fn update_side_effect(
     call: Call,
     id: web::Path<Uuid>,
     IfMatch(expected): IfMatch,
-    patch: web::Json<MergePatch>,
+    patch: Patch<CreateSideEffectRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = move |current: &SideEffectRow| {
         Ok(patched(&CreateSideEffectRequest::from(current), &patch)?.draft())

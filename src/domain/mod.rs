@@ -1,19 +1,20 @@
 //! The clinic's rules, as types whose constructors refuse what the rules forbid. Pure: no I/O,
 //! no framework types. Every number here comes from the specification's domain.md.
 
-/// A closed set of names, stored and sent as snake_case text. Generates the enum with serde
-/// and OpenAPI derives, `ALL`, `as_str`, `FromStr`, and its column mapping on every diesel
+/// A closed set of names, stored and sent as the text given for each (on the wire, in the
+/// contract and in the database alike). Generates the enum with serde and OpenAPI derives, `ALL`, `as_str`, `FromStr`, and its column mapping on every diesel
 /// backend (a text column; a stored name outside the set reads back as an error, never as a
 /// default). The mapping is a type-level statement of how the value is stored: no I/O here.
+/// Each text is taken as a `tt`, not a `literal`: a `literal` fragment reaches the derives
+/// wrapped, and utoipa's then ignores the rename (the contract said `below05` for `lt_0.5`).
 macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
                  serde::Serialize, serde::Deserialize, utoipa::ToSchema,
                  diesel::AsExpression, diesel::FromSqlRow)]
-        #[serde(rename_all = "snake_case")]
         #[diesel(sql_type = diesel::sql_types::Text)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant),+ }
 
         impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
         where

@@ -46,48 +46,44 @@ use crate::store::research::ExportBatch;
     "durability_days": 5, "instrument": null, "total": null, "severity": null, "band": null, "effect": null,
     "effect_severity": null, "resolved_day": null}))]
 pub struct ExportRow {
-    /// `session`, `assessment` or `side_effect`.
+    #[schema(schema_with = vocabulary::kind_schema)]
     pub kind: &'static str,
     /// A pseudonym of the patient, different in every export.
     pub patient: String,
     /// Whole days since the patient's first completed session (negative before it).
     pub day: i64,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::sex_schema)]
     pub sex: Option<String>,
-    /// A 10-year band, `90+` over 89; wider bands or none where k-anonymity needs it.
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::age_band_schema)]
     pub age_band: Option<String>,
-    /// The course's indication (sessions, side effects), or the patient's first course's;
-    /// an indication family where k-anonymity needs it.
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::indication_schema)]
     pub indication: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::route_schema)]
     pub route: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::dose_band_schema)]
     pub dose_band: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::session_status_schema)]
     pub session_status: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::phase_schema)]
     pub phase: Option<String>,
-    /// `lt_300`, `300_to_450` or `ge_450` (US dollars), or null without a charge.
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::charge_band_schema)]
     pub charge_band: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::benefit_status_schema)]
     pub benefit_status: Option<String>,
     /// Whole days.
     #[schema(required = true)]
     pub durability_days: Option<i64>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::instrument_schema)]
     pub instrument: Option<String>,
     #[schema(required = true)]
     pub total: Option<i32>,
     #[schema(required = true)]
     pub severity: Option<i32>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::band_schema)]
     pub band: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::effect_schema)]
     pub effect: Option<String>,
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = vocabulary::effect_severity_schema)]
     pub effect_severity: Option<String>,
     #[schema(required = true)]
     pub resolved_day: Option<i64>,
@@ -159,9 +155,9 @@ fn charge_band(cents: Option<i64>) -> Option<String> {
     let cents = cents?;
     Some(
         match cents {
-            c if c < 30_000 => "lt_300",
-            c if c < 45_000 => "300_to_450",
-            _ => "ge_450",
+            c if c < 30_000 => vocabulary::CHARGE_BANDS[0],
+            c if c < 45_000 => vocabulary::CHARGE_BANDS[1],
+            _ => vocabulary::CHARGE_BANDS[2],
         }
         .to_owned(),
     )
@@ -537,9 +533,22 @@ pub mod run {
     /// Patients per database round trip.
     const BATCH: i64 = 100;
 
-    /// The file's two encodings.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    /// The file's two encodings: CSV with a header line, or one JSON object per line.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        Default,
+        PartialEq,
+        Eq,
+        serde::Serialize,
+        serde::Deserialize,
+        utoipa::ToSchema,
+    )]
+    #[serde(rename_all = "lowercase")]
+    #[schema(as = ExportFormat)]
     pub enum Format {
+        #[default]
         Csv,
         Ndjson,
     }
@@ -715,10 +724,8 @@ pub mod run {
         // written, with how the file was generalised and how many rows it holds. (Written to
         // the primary from outside the snapshot, so the export holds one connection at a
         // time even on a pool of one.)
-        let started = Event::new(Action::ResearchExportStarted).detail(
-            serde_json::json!({"query": question, "format": if format == Format::Csv { "csv" } else { "ndjson" }})
-                .to_string(),
-        );
+        let started = Event::new(Action::ResearchExportStarted)
+            .detail(serde_json::json!({"query": question, "format": format}).to_string());
         call.transaction(move |conn, call| Ok(call.audit(conn, started)?))
             .await?;
         let (planned, plan) = oneshot::channel();
@@ -820,6 +827,177 @@ pub mod run {
             <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
         mac.update(patient.to_string().as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+}
+
+/// What each categorical field of a row may hold, stated in the contract as an enumeration so
+/// a generated client gets a type, not a string: a quasi-identifier's exact values and every
+/// generalisation of them the ladder makes, computed by that ladder so the two cannot drift.
+pub mod vocabulary {
+    use std::collections::BTreeSet;
+
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    use utoipa::openapi::{Ref, RefOr, Schema};
+
+    use super::{generalise, Quasi, LEVELS};
+    use crate::domain::instrument::Instrument;
+    use crate::domain::patient::{Indication, Sex};
+    use crate::domain::research::{AgeBand, DoseBand};
+    use crate::domain::schedule::Phase;
+    use crate::domain::treatment::Route;
+
+    pub const KINDS: [&str; 3] = ["session", "assessment", "side_effect"];
+    pub const CHARGE_BANDS: [&str; 3] = ["lt_300", "300_to_450", "ge_450"];
+
+    /// The values the quasi-identifier at `position` takes at any level of the ladder.
+    fn released(position: usize, exact: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut values = BTreeSet::new();
+        for value in exact {
+            for level in 0..LEVELS {
+                let mut quasi = Quasi::default();
+                quasi[position] = Some(value.clone());
+                values.extend(generalise(quasi, level)[position].take());
+            }
+        }
+        values.into_iter().collect()
+    }
+
+    fn names<T: std::fmt::Display>(all: &[T]) -> Vec<String> {
+        all.iter().map(T::to_string).collect()
+    }
+
+    pub fn age_bands() -> Vec<String> {
+        let exact = (0..AgeBand::COUNT as i32).map(|band| AgeBand::at(2000, 2000 + band * 10));
+        released(0, exact.map(|band| band.to_string()))
+    }
+    pub fn sexes() -> Vec<String> {
+        released(1, names(Sex::ALL))
+    }
+    pub fn indications() -> Vec<String> {
+        released(2, names(Indication::ALL))
+    }
+    pub fn routes() -> Vec<String> {
+        released(3, names(Route::ALL))
+    }
+    pub fn dose_bands() -> Vec<String> {
+        released(4, names(DoseBand::ALL))
+    }
+    pub fn phases() -> Vec<String> {
+        released(5, names(Phase::ALL))
+    }
+    pub fn bands() -> Vec<String> {
+        let all = Instrument::ALL.iter().flat_map(|i| i.definition().bands);
+        let names: BTreeSet<String> = all.map(|band| band.name.to_owned()).collect();
+        names.into_iter().collect()
+    }
+
+    /// The components the row's fields refer to that no Rust type of their own states: a
+    /// quasi-identifier's values with their generalisations, the charge bands, the kinds.
+    pub fn components() -> Vec<(&'static str, Schema)> {
+        let named = |values: Vec<String>, description: &str| {
+            let values = values.into_iter().map(serde_json::Value::from);
+            let schema = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values))
+                .description(Some(description.to_owned()));
+            Schema::Object(schema.build())
+        };
+        vec![
+            (
+                "ExportKind",
+                named(names(&KINDS), "What an export row records."),
+            ),
+            (
+                "ExportAgeBand",
+                named(
+                    age_bands(),
+                    "A 10-year band, `90+` over 89; where k-anonymity needs it a 20-year band \
+                     or `80+`, or `lt_60` and `60+`.",
+                ),
+            ),
+            (
+                "ExportIndication",
+                named(
+                    indications(),
+                    "An indication; where k-anonymity needs it its family: `depression`, \
+                     `anxiety_or_trauma` or `pain`.",
+                ),
+            ),
+            (
+                "ExportRoute",
+                named(
+                    routes(),
+                    "A route; `other` for all but IV where k-anonymity needs it.",
+                ),
+            ),
+            (
+                "ExportDoseBand",
+                named(
+                    dose_bands(),
+                    "A band of mg/kg; `lt_0.75` and `ge_0.75` where k-anonymity needs it.",
+                ),
+            ),
+            (
+                "ExportChargeBand",
+                named(names(&CHARGE_BANDS), "A session's charge in US dollars."),
+            ),
+            (
+                "SeverityBand",
+                named(bands(), "An instrument's severity band (domain.md §4)."),
+            ),
+        ]
+    }
+
+    /// The component `name`, or null.
+    fn or_null(name: &str) -> RefOr<Schema> {
+        let null = ObjectBuilder::new().schema_type(Type::Null);
+        let either = OneOfBuilder::new()
+            .item(null)
+            .item(Ref::from_schema_name(name));
+        RefOr::T(Schema::OneOf(either.build()))
+    }
+
+    pub fn kind_schema() -> RefOr<Schema> {
+        RefOr::Ref(Ref::from_schema_name("ExportKind"))
+    }
+    pub fn sex_schema() -> RefOr<Schema> {
+        or_null("Sex")
+    }
+    pub fn age_band_schema() -> RefOr<Schema> {
+        or_null("ExportAgeBand")
+    }
+    pub fn indication_schema() -> RefOr<Schema> {
+        or_null("ExportIndication")
+    }
+    pub fn route_schema() -> RefOr<Schema> {
+        or_null("ExportRoute")
+    }
+    pub fn dose_band_schema() -> RefOr<Schema> {
+        or_null("ExportDoseBand")
+    }
+    pub fn session_status_schema() -> RefOr<Schema> {
+        or_null("SessionStatus")
+    }
+    pub fn phase_schema() -> RefOr<Schema> {
+        or_null("Phase")
+    }
+    pub fn charge_band_schema() -> RefOr<Schema> {
+        or_null("ExportChargeBand")
+    }
+    pub fn benefit_status_schema() -> RefOr<Schema> {
+        or_null("BenefitStatus")
+    }
+    pub fn instrument_schema() -> RefOr<Schema> {
+        or_null("Instrument")
+    }
+    pub fn band_schema() -> RefOr<Schema> {
+        or_null("SeverityBand")
+    }
+    pub fn effect_schema() -> RefOr<Schema> {
+        or_null("Effect")
+    }
+    pub fn effect_severity_schema() -> RefOr<Schema> {
+        or_null("Severity")
     }
 }
 

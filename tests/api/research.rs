@@ -500,6 +500,15 @@ api_test!(
             .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
             .collect();
         assert_eq!(rows.len(), records.len(), "the same rows in both formats");
+        // Each line is an `ExportRow` as the served contract states it, enumerations and all.
+        let document: Value = app.get("/openapi.json").await.json().await.unwrap();
+        let row_schema = json!({"$ref": "#/components/schemas/ExportRow",
+            "components": document["components"]});
+        let contract = jsonschema::validator_for(&row_schema).unwrap();
+        for row in &rows {
+            let broken: Vec<String> = contract.iter_errors(row).map(|e| e.to_string()).collect();
+            assert!(broken.is_empty(), "{row}: {broken:?}");
+        }
         let second_keys: std::collections::BTreeSet<String> = rows
             .iter()
             .map(|r| r["patient"].as_str().unwrap().to_owned())
