@@ -100,6 +100,8 @@ pub struct Settings {
     pub request_head_timeout: Duration,
     /// How long a client may take to send a request's body once the head is in (408 after).
     pub request_body_timeout: Duration,
+    /// How often the flags that time raises are swept for (`sweep`).
+    pub sweep_interval: Duration,
     pub auth: AuthSettings,
     pub clinical: ClinicalSettings,
     pub research: ResearchSettings,
@@ -222,6 +224,11 @@ impl Settings {
         let shutdown_timeout = seconds(&lookup, "KO_SHUTDOWN_TIMEOUT_SECS", "30")?;
         let request_head_timeout = seconds(&lookup, "KO_REQUEST_HEAD_TIMEOUT_SECS", "5")?;
         let request_body_timeout = seconds(&lookup, "KO_REQUEST_BODY_TIMEOUT_SECS", "10")?;
+        // A flag that time raises must reach the worklist within a minute of falling due.
+        let sweep_interval = parse_or(&lookup, "KO_SWEEP_SECS", "30", |v| match v.parse() {
+            Ok(n @ 1..=60) => Ok(Duration::from_secs(n)),
+            _ => Err("must be a whole number of seconds from 1 to 60"),
+        })?;
         let log_format = parse_or(&lookup, "KO_LOG_FORMAT", "pretty", |v| match v {
             "json" => Ok(LogFormat::Json),
             "pretty" => Ok(LogFormat::Pretty),
@@ -263,6 +270,7 @@ impl Settings {
             shutdown_timeout,
             request_head_timeout,
             request_body_timeout,
+            sweep_interval,
         })
     }
 }

@@ -7,7 +7,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
@@ -340,6 +340,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => {
                 Self::Conflict("the record conflicts with another record".into())
             }
+            StoreError::AheadOfDatabase => Self::invalid(
+                "updated_since",
+                "is ahead of this database, which was restored from a backup since: sync again \
+                 from an instant, or from the start",
+            ),
             // A stored value that does not read back (StoreError::Integrity), or any other
             // database failure: logged with its whole cause chain, never guessed around.
             other => Self::Internal(Box::new(other)),
@@ -371,12 +376,17 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
 
 /// serde names an unknown or missing field in its message; we lift the name into `field`.
 pub fn field_error_from_serde(e: &serde_json::Error) -> FieldError {
-    let message = without_position(e);
+    serde_field_error(without_position(e), "body")
+}
+
+/// A serde message as the error of the field it names (an unknown or missing field), or of
+/// `whole` (the body, the query) when it names none.
+pub fn serde_field_error(message: String, whole: &str) -> FieldError {
     let field = message
         .split('`')
         .nth(1)
         .filter(|_| message.contains("field `"))
-        .unwrap_or("body")
+        .unwrap_or(whole)
         .to_owned();
     FieldError::new(field, message)
 }
@@ -394,15 +404,6 @@ pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
         return ApiError::BadRequest("bad path".into()).into();
     };
     ApiError::invalid("path", e.to_string()).into()
-}
-
-pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let message = match err {
-        QueryPayloadError::Deserialize(e) => e.to_string(),
-        _ => "the query string could not be read".into(),
-    };
-    let field = message.split('`').nth(1).unwrap_or("query").to_owned();
-    ApiError::invalid(field, message).into()
 }
 
 /// Rewrites any error response that is not already a problem document (actix's own 404 and

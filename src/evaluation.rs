@@ -2,9 +2,9 @@
 //! the patient's outcomes are recomputed (and stored where they changed) and every flag the
 //! record now warrants is raised. Rules come from `domain`; rows from and to `store`.
 //!
-//! The flags that time alone raises (a side effect that outlasts its expected time, an
-//! induction slot more than 3 days overdue) are raised when the flag list is read, from the
-//! record as it stands then.
+//! The flags that time alone raises (a side effect that outlasts its expected time, a
+//! follow-up not taken, an induction slot more than 3 days overdue) are raised by the sweep
+//! (`sweep`), one patient at a time, from the record as it stands then.
 
 use std::collections::{HashMap, HashSet};
 
@@ -113,27 +113,34 @@ pub fn refresh(
     raise_missing(conn, record.patient_id, wanted, now)
 }
 
-/// Raises the flags that time alone raises, for every patient in the scope who could have one.
-pub fn refresh_time_based(
-    conn: &mut DbConnection,
-    settings: &ClinicalSettings,
-    scope: &Scope,
-) -> Result<(), StoreError> {
-    let mut candidates = side_effects::patients_with_unresolved(conn, scope)?;
-    candidates.extend(courses::patients_with_open_courses(conn, scope)?);
+/// The patients who could have a flag that time alone raises: an unresolved side effect, or
+/// an open course.
+pub fn time_flag_candidates(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
+    let mut candidates = side_effects::patients_with_unresolved(conn)?;
+    candidates.extend(courses::patients_with_open_courses(conn)?);
     candidates.sort();
     candidates.dedup();
-    let now = clock::now();
-    for patient_id in candidates {
-        let record = Record::load(conn, patient_id)?;
-        raise_missing(
-            conn,
-            patient_id,
-            time_flags(&record, now, settings.persistence),
-            now,
-        )?;
-    }
-    Ok(())
+    Ok(candidates)
+}
+
+/// The flags that time alone raises for one patient, as their record stands at `now`, that
+/// they do not have yet. Reads only: the sweep raises them ([`raise_missing`]) in a write of its
+/// own, so most patients — who have nothing new — cost the database no write at all.
+pub fn time_flags_due(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    patient_id: PatientId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Wanted>, StoreError> {
+    let record = Record::load(conn, patient_id)?;
+    let existing: HashSet<(FlagKind, String)> = flag_store::existing(conn, patient_id)?
+        .into_iter()
+        .collect();
+    let wanted = time_flags(&record, now, settings.persistence);
+    Ok(wanted
+        .into_iter()
+        .filter(|w| !existing.contains(&(w.raised.kind, w.record_id.clone())))
+        .collect())
 }
 
 /// Computes every session's and course's outcome; writes the rows that changed and removes
@@ -247,7 +254,7 @@ fn store_outcomes(
 }
 
 /// A flag the record warrants, on the record that raises it.
-struct Wanted {
+pub struct Wanted {
     record_type: FlaggedRecord,
     record_id: String,
     raised: Raised,
@@ -398,7 +405,7 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
 }
 
 /// Inserts each wanted flag that the patient does not have yet.
-fn raise_missing(
+pub fn raise_missing(
     conn: &mut DbConnection,
     patient_id: PatientId,
     wanted: Vec<Wanted>,

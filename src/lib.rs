@@ -26,5 +26,6 @@ pub mod research;
 pub mod sign_in;
 pub mod startup;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod worklist;

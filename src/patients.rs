@@ -86,6 +86,7 @@ fn build(
     };
     Ok(PatientRecord {
         row: PatientRow {
+            change_seq: crate::store::UNSYNCED,
             id,
             clinic_id: clinic,
             external_ref,
@@ -152,15 +153,20 @@ pub async fn register(
 
 /// The clinic's patients, registered in a range or changed since an instant; one audit event
 /// for each patient on the page.
-pub async fn list(call: &Call, window: Window, page: Page) -> Result<Vec<PatientRecord>, ApiError> {
+pub async fn list(
+    call: &Call,
+    window: Window,
+    page: Page,
+) -> Result<(Vec<PatientRecord>, Window), ApiError> {
     let scope = call.clinician_scope()?;
     call.transaction(move |conn, call| {
+        let window = window.fixed(conn)?;
         let records = patients::list(conn, &scope, &window, &page)?;
         for record in &records {
             let id = record.row.id;
             call.audit(conn, Event::record(Action::PatientListed, id, id))?;
         }
-        Ok(records)
+        Ok((records, window))
     })
     .await
 }

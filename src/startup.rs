@@ -23,6 +23,7 @@ use crate::error;
 use crate::http;
 use crate::openapi;
 use crate::store::{Db, ResearchDb, StoreError};
+use crate::sweep;
 use crate::telemetry::{self, Metrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +56,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the database, applies pending migrations and binds the listener.
+    /// Opens the database, applies pending migrations, starts the sweep of the flags that time
+    /// raises and binds the listener. Called within the runtime the server will run on.
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
         private_dir(&settings.data_dir)?;
         let db = open_database(settings, &settings.database_url)?;
@@ -70,6 +72,11 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
+        tokio::spawn(sweep::run(
+            db.clone(),
+            settings.clinical,
+            settings.sweep_interval,
+        ));
         let server = serve(listener, db, settings)?;
         Ok(Self { port, server })
     }

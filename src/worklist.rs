@@ -7,12 +7,11 @@ use crate::domain::audit::Action;
 use crate::domain::ids::{FlagId, PatientId};
 use crate::domain::text::{self, Shape};
 use crate::error::ApiError;
-use crate::evaluation;
 use crate::store::flags::{self, After, FlagFilter, FlagRow};
 
-/// One page of the clinic's flags in worklist order. The flags that time raises (persistent
-/// side effects, missed sessions) are raised first, by this read. The worklist shows clinical
-/// data (an item-9 answer, a blood pressure): one audit event for each patient on the page.
+/// One page of the clinic's flags in worklist order, as they stand: the flags that time raises
+/// are the sweep's to raise (`sweep`), not this read's. The worklist shows clinical data (an
+/// item-9 answer, a blood pressure): one audit event for each patient on the page.
 pub async fn list(
     call: &Call,
     filter: FlagFilter,
@@ -21,7 +20,6 @@ pub async fn list(
 ) -> Result<Vec<FlagRow>, ApiError> {
     let scope = call.clinician_scope()?;
     call.transaction(move |conn, call| {
-        evaluation::refresh_time_based(conn, &call.clinical(), &scope)?;
         let rows = flags::list(conn, &scope, &filter, after, limit)?;
         // One row more than the page shows tells whether another page follows.
         let shown = usize::try_from(limit - 1).unwrap_or(0);

@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::extract::Patch;
 use crate::call::Call;
 use crate::clock;
 use crate::domain::ids::PatientId;
 use crate::domain::text::{self, Shape};
 use crate::domain::time;
-use crate::error::ApiError;
+use crate::error::{self, ApiError};
 use crate::records::{self, Created, Kind};
-use crate::store::{Page, Window};
+use crate::store::{Page, Position, Window};
 
 /// SHA-256 of a create request as the server understood it: a retry with the same body has
 /// the same hash, a different body a different one.
@@ -58,15 +59,17 @@ where
     T: From<R::View> + Serialize,
 {
     let (window, page) = query.window_and_page(page)?;
-    let views = records::list::<R>(call, patient, window.clone(), page.clone()).await?;
-    let key = |v: &R::View| {
+    let (views, window) = records::list::<R>(call, patient, window, page.clone()).await?;
+    let keys = |v: &R::View| {
         let r = v.as_ref();
-        (
-            cursor_time(&window, r.own_time(), r.updated_at()),
-            r.id().to_string(),
-        )
+        ListKeys {
+            own_time: r.own_time(),
+            change_seq: r.change_seq(),
+            id: r.id().to_string(),
+        }
     };
-    Ok(HttpResponse::Ok().json(Paged::from_rows(views, &page, key, T::from)))
+    let paged = Paged::in_window(views, &page, &window, keys, T::from);
+    Ok(HttpResponse::Ok().json(paged))
 }
 
 /// Cursor pagination (api.md, Conventions): `?limit=` 1–500, default 50, and an opaque
@@ -105,25 +108,48 @@ impl PageQuery {
 
 fn decode(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let bad = || ApiError::invalid("cursor", "is not a cursor this server issued");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (micros, id) = text.split_once('|').ok_or_else(bad)?;
-    // Ids this server issues are UUIDs, with a level rank in front on the worklist.
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-:".contains(c))
-    {
-        return Err(bad());
-    }
+    let (micros, id) = cursor_parts(cursor).ok_or_else(bad)?;
+    let id = id.filter(|id| is_issued_id(id)).ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    Ok((at.naive_utc(), id.to_owned()))
+    Ok((at.naive_utc(), id))
 }
 
 fn encode(at: NaiveDateTime, id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.and_utc().timestamp_micros()))
+}
+
+/// A cursor's two parts, `key|id`: the id none when empty.
+fn cursor_parts(cursor: &str) -> Option<(String, Option<String>)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (key, id) = text.split_once('|')?;
+    Some((key.to_owned(), (!id.is_empty()).then(|| id.to_owned())))
+}
+
+/// Ids this server issues are UUIDs, with a level rank in front on the worklist.
+fn is_issued_id(id: &str) -> bool {
+    id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-:".contains(c))
+}
+
+/// A sync position as a cursor: `sync-`, then the change position and the id.
+fn encode_position(position: &Position) -> String {
+    let id = position.id.as_deref().unwrap_or_default();
+    let key = URL_SAFE_NO_PAD.encode(format!("{}|{id}", position.change_seq));
+    format!("{SYNC_CURSOR}{key}")
+}
+
+const SYNC_CURSOR: &str = "sync-";
+
+fn decode_position(cursor: &str) -> Option<Position> {
+    let (key, id) = cursor_parts(cursor.strip_prefix(SYNC_CURSOR)?)?;
+    let change_seq = key.parse().ok()?;
+    if id.as_deref().is_some_and(|id| !is_issued_id(id)) {
+        return None;
+    }
+    Some(Position { change_seq, id })
 }
 
 /// One page of a list.
@@ -133,6 +159,19 @@ pub struct Paged<T> {
     /// Pass as `cursor` for the next page; null on the last page.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
+    /// Sync lists only (`updated_since` given): pass as `updated_since` on the next sync to
+    /// get every change after this page, committed in any order — on the last page, after
+    /// everything committed so far. Keep it even when `items` is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sync_cursor: Option<String>,
+}
+
+/// What a listed record is paged by: its own time for a range, its change position for sync.
+pub struct ListKeys {
+    pub own_time: NaiveDateTime,
+    pub change_seq: i64,
+    pub id: String,
 }
 
 impl<T> Paged<T> {
@@ -143,9 +182,7 @@ impl<T> Paged<T> {
         key: impl Fn(&R) -> (NaiveDateTime, String),
         to_item: impl Fn(R) -> T,
     ) -> Self {
-        let limit = usize::try_from(page.limit - 1).unwrap_or(0);
-        let more = rows.len() > limit;
-        rows.truncate(limit);
+        let more = truncated(&mut rows, page);
         let next_cursor = rows.last().filter(|_| more).map(|r| {
             let (at, id) = key(r);
             encode(at, &id)
@@ -153,8 +190,55 @@ impl<T> Paged<T> {
         Self {
             items: rows.into_iter().map(to_item).collect(),
             next_cursor,
+            sync_cursor: None,
         }
     }
+
+    /// Builds the page of a list read in `window` (as the store fixed it): by own time for a
+    /// range; for a sync by change position, with the position to sync on from.
+    pub fn in_window<R>(
+        mut rows: Vec<R>,
+        page: &Page,
+        window: &Window,
+        keys: impl Fn(&R) -> ListKeys,
+        to_item: impl Fn(R) -> T,
+    ) -> Self {
+        let Window::Changes { after, horizon, .. } = window else {
+            let key = |r: &R| {
+                let keys = keys(r);
+                (keys.own_time, keys.id)
+            };
+            return Self::from_rows(rows, page, key, to_item);
+        };
+        let more = truncated(&mut rows, page);
+        let last = rows.last().map(|r| {
+            let keys = keys(r);
+            Position {
+                change_seq: keys.change_seq,
+                id: Some(keys.id),
+            }
+        });
+        // Past the horizon once everything below it has been given, so the next sync starts
+        // there; an unfixed window (never, from the store) keeps to what it has seen.
+        let reached = horizon.filter(|_| !more).map(|horizon| Position {
+            change_seq: horizon - 1,
+            id: None,
+        });
+        let kept = after.clone();
+        Self {
+            items: rows.into_iter().map(to_item).collect(),
+            next_cursor: last.as_ref().filter(|_| more).map(encode_position),
+            sync_cursor: reached.or(last).or(kept).as_ref().map(encode_position),
+        }
+    }
+}
+
+/// Keeps the first `page.limit - 1` rows; whether there were more.
+fn truncated<R>(rows: &mut Vec<R>, page: &Page) -> bool {
+    let limit = usize::try_from(page.limit - 1).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    more
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -164,44 +248,78 @@ pub struct RecordQuery {
     pub from: Option<DateTime<Utc>>,
     /// Records whose own time is before this instant.
     pub to: Option<DateTime<Utc>>,
-    /// Sync: records created or changed after this instant (RFC 3339), entered-in-error ones
-    /// included and marked `deleted`, in order of change. Page on with `cursor`.
-    pub updated_since: Option<DateTime<Utc>>,
+    /// Sync: the records created or changed since — the `sync_cursor` of an earlier sync
+    /// (never misses a change, whatever order writes commit in), or an RFC 3339 instant (a
+    /// first sync) — entered-in-error ones included and marked `deleted`, in order of change.
+    /// Page on with `cursor`, or with `sync_cursor`.
+    #[param(
+        example = "2026-10-01T08:00:00Z",
+        pattern = r"^(sync-[A-Za-z0-9_-]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9:.]+([Zz]|[+-][0-9]{2}:[0-9]{2}))$"
+    )]
+    pub updated_since: Option<String>,
 }
 
 impl RecordQuery {
-    pub fn window(&self) -> Result<Window, ApiError> {
-        if let Some(since) = self.updated_since {
-            if self.from.is_some() || self.to.is_some() {
-                return Err(ApiError::invalid(
-                    "updated_since",
-                    "cannot be combined with from or to",
-                ));
-            }
-            time::query_bound("updated_since", since)?;
-            return Ok(Window::Changes {
-                since: Some(clock::to_db(since)),
-            });
-        }
-        let range = time::Range::parse(self.from, self.to)?;
-        Ok(Window::Range {
-            from: range.from.map(clock::to_db),
-            to: range.to.map(clock::to_db),
-        })
-    }
-
-    /// The window and the page.
+    /// The window and the page: for a sync, `cursor` moves the window's position on.
     pub fn window_and_page(&self, page: &PageQuery) -> Result<(Window, Page), ApiError> {
-        Ok((self.window()?, page.page()?))
+        let Some(since) = self.updated_since.as_deref() else {
+            let range = time::Range::parse(self.from, self.to)?;
+            let window = Window::Range {
+                from: range.from.map(clock::to_db),
+                to: range.to.map(clock::to_db),
+            };
+            return Ok((window, page.page()?));
+        };
+        if self.from.is_some() || self.to.is_some() {
+            return Err(ApiError::invalid(
+                "updated_since",
+                "cannot be combined with from or to",
+            ));
+        }
+        // A first sync from an instant keeps to it on every page, so records unchanged since
+        // (those from before positions existed among them) never join a later page.
+        let (changed_after, mut after) = match sync_start(since)? {
+            SyncStart::At(at) => (Some(at), None),
+            SyncStart::After(position) => (None, Some(position)),
+        };
+        let paged = PageQuery {
+            limit: page.limit,
+            cursor: None,
+        };
+        if let Some(cursor) = page.cursor.as_deref().filter(|c| !c.is_empty()) {
+            let bad = || ApiError::invalid("cursor", "is not a cursor of this sync");
+            after = Some(decode_position(cursor).ok_or_else(bad)?);
+        }
+        let window = Window::Changes {
+            changed_after,
+            after,
+            horizon: None,
+        };
+        Ok((window, paged.page()?))
     }
 }
 
-/// What a list's cursor runs on: a record's own time, or its time of change for sync.
-pub fn cursor_time(window: &Window, own: NaiveDateTime, updated: NaiveDateTime) -> NaiveDateTime {
-    match window {
-        Window::Changes { .. } => updated,
-        Window::Range { .. } => own,
+/// Where a sync starts: after a position an earlier sync answered with, or after an instant.
+enum SyncStart {
+    After(Position),
+    At(NaiveDateTime),
+}
+
+/// `updated_since` read: a sync cursor, or an RFC 3339 instant.
+fn sync_start(since: &str) -> Result<SyncStart, ApiError> {
+    if let Some(position) = decode_position(since) {
+        return Ok(SyncStart::After(position));
     }
+    let bad = || {
+        ApiError::invalid(
+            "updated_since",
+            "must be a sync_cursor this server issued or an RFC 3339 instant",
+        )
+    };
+    let at = DateTime::parse_from_rfc3339(since).map_err(|_| bad())?;
+    let at = at.with_timezone(&Utc);
+    time::query_bound("updated_since", at)?;
+    Ok(SyncStart::At(clock::to_db(at)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -318,34 +436,27 @@ impl<'de> serde::de::DeserializeSeed<'de> for DistinctKeys {
 }
 
 impl MergePatch {
-    /// The names of the fields the patch changes.
-    pub fn fields(&self) -> impl Iterator<Item = &String> {
-        self.0.keys()
+    /// The patch as the JSON object it was sent as.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.0.clone())
     }
 }
 
+/// A create request whose record a merge patch may change; `PATCH` names the patch's schema
+/// in the contract (derived from the create request's by `openapi::MergePatches`).
+pub trait Patchable: Serialize + for<'de> Deserialize<'de> {
+    const PATCH: &'static str;
+}
+
 /// Applies a merge patch to the request form of a stored record and reads it back as that
-/// request type, so a change is checked by the same rules as a create.
-pub fn patched<T: Serialize + for<'de> Deserialize<'de>>(
-    current: &T,
-    patch: &MergePatch,
-) -> Result<T, ApiError> {
-    let patch = serde_json::Value::Object(patch.0.clone());
-    if patch.get("id").is_some() {
-        return Err(ApiError::invalid("id", "cannot be changed"));
-    }
+/// request type, so a change is checked by the same rules as a create. The patch has met its
+/// schema as it was read ([`crate::api::extract::Patch`]), every bad field named at once; what
+/// is left to fail here is a rule of the merged whole.
+pub fn patched<T: Patchable>(current: &T, patch: &Patch<T>) -> Result<T, ApiError> {
     let mut value = serde_json::to_value(current).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    merge_patch(&mut value, &patch);
-    serde_json::from_value(value).map_err(|e| {
-        let message = e.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field `"))
-            .unwrap_or("body")
-            .to_owned();
-        ApiError::invalid(field, message)
-    })
+    merge_patch(&mut value, &patch.changes().to_value());
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::Validation(vec![error::field_error_from_serde(&e)]))
 }
 
 #[cfg(test)]

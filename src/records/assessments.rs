@@ -56,6 +56,7 @@ impl Kind for AssessmentRow {
         let scored = Scored::score(draft.instrument, &draft.items)?;
         let now = clock::to_db(making.now);
         Ok(AssessmentRow {
+            change_seq: crate::store::UNSYNCED,
             id: making.id,
             patient_id: making.patient.row.id,
             instrument: draft.instrument,

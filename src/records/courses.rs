@@ -99,6 +99,7 @@ impl Kind for CourseRow {
         let measurement_plan = draft.measurement_plan.map(|p| p.check()).transpose()?;
         let now = clock::to_db(making.now);
         Ok(CourseRow {
+            change_seq: crate::store::UNSYNCED,
             id: making.id,
             patient_id: making.patient.row.id,
             indication: draft.indication,

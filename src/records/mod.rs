@@ -242,24 +242,25 @@ pub async fn read<R: Kind>(call: &Call, id: R::Id) -> Result<R::View, ApiError> 
 }
 
 /// One page of a patient's records of a kind — by their own time, or by change for sync —
-/// audited, each with its flags. The page holds one row more than its limit when another
-/// page follows (`Page`).
+/// audited, each with its flags, and the window it was read in (a sync's with its horizon).
+/// The page holds one row more than its limit when another page follows (`Page`).
 pub async fn list<R: Kind>(
     call: &Call,
     patient: PatientId,
     window: Window,
     page: Page,
-) -> Result<Vec<R::View>, ApiError> {
+) -> Result<(Vec<R::View>, Window), ApiError> {
     let scope = call.clinical_scope()?;
     call.transaction(move |conn, call| {
         patients::find(conn, &scope, patient)?;
+        let window = window.fixed(conn)?;
         let rows = R::list(conn, patient, &window, &page)?;
         call.audit(conn, Event::record(R::ACTIONS.listed, patient, patient))?;
         let views = with_flags(conn, rows)?
             .into_iter()
             .map(|recorded| R::view(conn, recorded))
             .collect::<Result<_, _>>()?;
-        Ok(views)
+        Ok((views, window))
     })
     .await
 }

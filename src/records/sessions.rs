@@ -59,6 +59,7 @@ impl Kind for SessionRow {
         let now = clock::to_db(making.now);
         let current = making.current;
         Ok(SessionRow {
+            change_seq: crate::store::UNSYNCED,
             id: making.id,
             patient_id: patient,
             course_id,

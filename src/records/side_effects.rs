@@ -75,6 +75,7 @@ impl Kind for SideEffectRow {
         )?;
         let now = clock::to_db(making.now);
         Ok(SideEffectRow {
+            change_seq: crate::store::UNSYNCED,
             id: making.id,
             patient_id: patient,
             session_id: session.id,

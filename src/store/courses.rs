@@ -30,6 +30,10 @@ pub struct CourseRow {
     pub version: i32,
     /// The course's own measurement plan; null is the default plan.
     pub measurement_plan: Option<Json<MeasurementPlan>>,
+    /// Where the row's latest change stands in the order phones sync in; the database sets it
+    /// on every insert and update (migration 000009), never the application.
+    #[diesel(skip_insertion, skip_update)]
+    pub change_seq: i64,
 }
 
 impl CourseRow {
@@ -101,16 +105,11 @@ pub fn of_patient(
         .load(conn)?)
 }
 
-/// Patients in scope with an open course: the candidates for a missed-session flag.
-pub fn patients_with_open_courses(
-    conn: &mut DbConnection,
-    scope: &Scope,
-) -> Result<Vec<PatientId>, StoreError> {
-    let query = courses::table
-        .inner_join(crate::store::schema::patients::table)
+/// Patients with an open course: the candidates for a missed-session flag.
+pub fn patients_with_open_courses(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
+    Ok(courses::table
         .filter(courses::closed.eq(false))
         .select(courses::patient_id)
         .distinct()
-        .into_boxed();
-    Ok(in_scope!(query, scope).load(conn)?)
+        .load(conn)?)
 }

@@ -35,10 +35,49 @@ pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError>
     let inserted =
         conn.transaction(|conn| diesel::insert_into(flags::table).values(row).execute(conn));
     match inserted.map_err(StoreError::from) {
-        Ok(n) => Ok(n == 1),
-        Err(StoreError::Taken { .. } | StoreError::Conflict) => Ok(false),
+        Ok(1) => {
+            touch(conn, row.record_type, &row.record_id)?;
+            Ok(true)
+        }
+        Ok(_) | Err(StoreError::Taken { .. } | StoreError::Conflict) => Ok(false),
         Err(other) => Err(other),
     }
+}
+
+/// Moves the flagged record's sync position (the database's trigger does, on any update), so a
+/// phone syncing it by cursor receives it again with its flags as they now stand (a flag the
+/// sweep raised, an acknowledgement). Its version is the clinician's, for its own fields, and
+/// its time of change is its data's: research releases are keyed on it, and a flag changing
+/// them would buy a researcher a fresh noisy answer to the same question. A missed induction
+/// slot is its course's.
+fn touch(
+    conn: &mut DbConnection,
+    record_type: FlaggedRecord,
+    record_id: &str,
+) -> Result<(), StoreError> {
+    use super::schema::{assessments, courses, sessions, side_effects};
+    match record_type {
+        FlaggedRecord::Assessment => diesel::update(assessments::table)
+            .filter(assessments::id.eq(record_id))
+            .set(assessments::change_seq.eq(assessments::change_seq))
+            .execute(conn)?,
+        FlaggedRecord::Session => diesel::update(sessions::table)
+            .filter(sessions::id.eq(record_id))
+            .set(sessions::change_seq.eq(sessions::change_seq))
+            .execute(conn)?,
+        FlaggedRecord::SideEffect => diesel::update(side_effects::table)
+            .filter(side_effects::id.eq(record_id))
+            .set(side_effects::change_seq.eq(side_effects::change_seq))
+            .execute(conn)?,
+        FlaggedRecord::Course | FlaggedRecord::PlannedSlot => {
+            let course = record_id.split(':').next().unwrap_or(record_id);
+            diesel::update(courses::table)
+                .filter(courses::id.eq(course))
+                .set(courses::change_seq.eq(courses::change_seq))
+                .execute(conn)?
+        }
+    };
+    Ok(())
 }
 
 /// The (kind, record) pairs already flagged for a patient.
@@ -155,5 +194,12 @@ pub fn acknowledge(
         flags::note.eq(note),
     ))
     .execute(conn)?;
+    if updated == 1 {
+        let (record_type, record_id) = flags::table
+            .find(id)
+            .select((flags::record_type, flags::record_id))
+            .first::<(FlaggedRecord, String)>(conn)?;
+        touch(conn, record_type, &record_id)?;
+    }
     Ok(updated == 1)
 }

@@ -15,7 +15,8 @@ macro_rules! page_of {
 }
 
 /// Runs a boxed query of `$table` over a [`super::Window`], one [`super::Page`] at a time:
-/// in the records' own time order for a range, in order of change for sync.
+/// in the records' own time order for a range, in order of change position for sync (where
+/// the window's own position pages, and `$page` gives only the limit).
 macro_rules! in_window {
     ($conn:expr, $query:expr, $table:ident, $time:ident, $window:expr, $page:expr) => {{
         let query = $query;
@@ -30,12 +31,34 @@ macro_rules! in_window {
                 }
                 page_of!(query, $table::$time, $table::id, $page).load($conn)
             }
-            $crate::store::Window::Changes { since } => {
+            $crate::store::Window::Changes {
+                changed_after,
+                after,
+                horizon,
+            } => {
                 let mut query = query;
-                if let Some(since) = since {
-                    query = query.filter($table::updated_at.gt(*since));
+                if let Some(at) = changed_after {
+                    query = query.filter($table::updated_at.gt(*at));
                 }
-                page_of!(query, $table::updated_at, $table::id, $page).load($conn)
+                if let Some($crate::store::Position { change_seq, id }) = after {
+                    // The lower bound the index seeks to; then past the last record given.
+                    query = query.filter($table::change_seq.ge(*change_seq));
+                    query = match id {
+                        Some(id) => query.filter(
+                            $table::change_seq
+                                .gt(*change_seq)
+                                .or($table::id.gt(id.clone())),
+                        ),
+                        None => query.filter($table::change_seq.gt(*change_seq)),
+                    };
+                }
+                if let Some(horizon) = horizon {
+                    query = query.filter($table::change_seq.lt(*horizon));
+                }
+                query
+                    .order(($table::change_seq.asc(), $table::id.asc()))
+                    .limit($page.limit)
+                    .load($conn)
             }
         }
     }};

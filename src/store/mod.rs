@@ -79,6 +79,11 @@ pub enum StoreError {
     Query(#[source] diesel::result::Error),
     #[error("migrations failed: {0}")]
     Migration(String),
+    /// A sync position at or past the horizon: no position this database handed out can be,
+    /// since the horizon only moves on. The database was restored from a backup since the
+    /// client synced (or the cursor is forged): syncing on from it would skip changes.
+    #[error("the sync position is ahead of this database")]
+    AheadOfDatabase,
 }
 
 impl From<diesel::result::Error> for StoreError {
@@ -136,6 +141,10 @@ fn taken_field(info: &dyn diesel::result::DatabaseErrorInformation) -> Option<&'
     }
 }
 
+/// The change position of a row built in the application, until the database gives it its
+/// own as it is written.
+pub const UNSYNCED: i64 = 0;
+
 /// One page of a list in its stable order: `(time, id)` ascending, starting after `after`.
 #[derive(Clone, Debug)]
 pub struct Page {
@@ -151,9 +160,62 @@ pub enum Window {
         from: Option<NaiveDateTime>,
         to: Option<NaiveDateTime>,
     },
-    /// Sync: every record created or changed after `since`, entered-in-error ones included,
-    /// in order of change.
-    Changes { since: Option<NaiveDateTime> },
+    /// Sync: every record changed after the instant `changed_after` (a first sync) and after
+    /// the position `after` (a sync on from an earlier one, or the next page), entered-in-error
+    /// ones included, in the order of their change positions, and only below `horizon`: the
+    /// position no transaction still in flight can commit under ([`Window::fixed`] reads it).
+    Changes {
+        changed_after: Option<NaiveDateTime>,
+        after: Option<Position>,
+        horizon: Option<i64>,
+    },
+}
+
+/// A place in the order phones sync in: a change position, and the id of the last record
+/// returned at it (none: past every record at it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Position {
+    pub change_seq: i64,
+    pub id: Option<String>,
+}
+
+impl Window {
+    /// The window with a sync's horizon read: on PostgreSQL the oldest transaction still in
+    /// flight (every change below it is committed, and every later commit lands at or above
+    /// it), on SQLite one past the counter (its one writer commits in counter order). Read
+    /// before the rows, so every change below it is visible to the statement that reads them.
+    pub fn fixed(self, conn: &mut DbConnection) -> Result<Self, StoreError> {
+        let Window::Changes {
+            changed_after,
+            after,
+            horizon: None,
+        } = self
+        else {
+            return Ok(self);
+        };
+        #[derive(QueryableByName)]
+        struct Horizon {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            horizon: i64,
+        }
+        let query = match conn {
+            DbConnection::Postgres(_) => {
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
+            }
+            DbConnection::Sqlite(_) => {
+                "SELECT value + 1 AS horizon FROM change_counter WHERE id = 1"
+            }
+        };
+        let read: Horizon = diesel::sql_query(query).get_result(conn)?;
+        if after.as_ref().is_some_and(|p| p.change_seq >= read.horizon) {
+            return Err(StoreError::AheadOfDatabase);
+        }
+        Ok(Window::Changes {
+            changed_after,
+            after,
+            horizon: Some(read.horizon),
+        })
+    }
 }
 
 /// The pool and the limit on concurrent blocking work that goes with it.
@@ -171,6 +233,62 @@ enum Begin {
     Write,
     /// Reading one unchanging view of the database.
     Snapshot,
+}
+
+/// Runs `work` in one write transaction on a connection already held: for work that holds one
+/// connection across several transactions (the sweep of time-based flags). On SQLite it
+/// takes the write lock at `BEGIN IMMEDIATE`, as [`Db::transaction`] does.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    in_transaction(conn, Begin::Write, work)
+}
+
+/// Runs `work` in one read-only transaction on a connection already held, seeing one state of
+/// the database throughout, as [`Db::snapshot`] does; on SQLite it takes no write lock.
+pub fn read_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    in_transaction(conn, Begin::Snapshot, work)
+}
+
+fn in_transaction<T, E, F>(conn: &mut DbConnection, begin: Begin, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    let begun = match (&mut *conn, begin) {
+        (DbConnection::Sqlite(lite), Begin::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")
+        }
+        (DbConnection::Sqlite(lite), Begin::Snapshot) => {
+            AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN DEFERRED")
+        }
+        (DbConnection::Postgres(_), Begin::Write) => Manager::begin_transaction(conn),
+        (DbConnection::Postgres(pg), Begin::Snapshot) => {
+            AnsiTransactionManager::begin_transaction_sql(
+                pg,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            )
+        }
+    };
+    begun.map_err(StoreError::from)?;
+    match work(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn).map_err(StoreError::from)?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The error that ended the work is the one to report.
+            let _ = Manager::rollback_transaction(conn);
+            Err(err)
+        }
+    }
 }
 
 /// The pool research queries read from: a read replica when one is configured, else the
@@ -263,37 +381,8 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.run(move |conn| {
-            type Manager = <DbConnection as Connection>::TransactionManager;
-            let begun = match (&mut *conn, begin) {
-                (DbConnection::Sqlite(lite), Begin::Write) => {
-                    AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")
-                }
-                (DbConnection::Sqlite(lite), Begin::Snapshot) => {
-                    AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN DEFERRED")
-                }
-                (DbConnection::Postgres(_), Begin::Write) => Manager::begin_transaction(conn),
-                (DbConnection::Postgres(pg), Begin::Snapshot) => {
-                    AnsiTransactionManager::begin_transaction_sql(
-                        pg,
-                        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                    )
-                }
-            };
-            begun.map_err(StoreError::from)?;
-            match work(conn) {
-                Ok(value) => {
-                    Manager::commit_transaction(conn).map_err(StoreError::from)?;
-                    Ok(value)
-                }
-                Err(err) => {
-                    // The error that ended the work is the one to report.
-                    let _ = Manager::rollback_transaction(conn);
-                    Err(err)
-                }
-            }
-        })
-        .await
+        self.run(move |conn| in_transaction(conn, begin, work))
+            .await
     }
 
     /// True when a connection can be had and answers a trivial query.
@@ -322,6 +411,47 @@ impl Db {
     }
 }
 
+/// Work that one process at a time may do on a shared PostgreSQL database, each with its own
+/// advisory-lock key.
+#[derive(Clone, Copy, Debug)]
+pub enum Exclusive {
+    Migrations = 7_290_351,
+    /// The sweep of the flags that time raises.
+    Sweep = 7_290_352,
+}
+
+/// Runs `work` on `conn` unless another process is doing the same: on PostgreSQL under a
+/// session-level advisory lock, released when `work` ends — or with the connection, when the
+/// process holding it dies — and `None` when another session holds it. SQLite is served by
+/// one process: `work` always runs.
+pub fn exclusively<T>(
+    conn: &mut DbConnection,
+    lock: Exclusive,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    if matches!(conn, DbConnection::Sqlite(_)) {
+        return work(conn).map(Some);
+    }
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        taken: bool,
+    }
+    let key = lock as i64;
+    let taken: Taken = diesel::sql_query(format!("SELECT pg_try_advisory_lock({key}) AS taken"))
+        .get_result(conn)?;
+    if !taken.taken {
+        return Ok(None);
+    }
+    let done = work(conn);
+    let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({key})"));
+    // The work's own error first; an unlock that fails means the connection is gone, and
+    // the lock with it.
+    let done = done?;
+    unlocked?;
+    Ok(Some(done))
+}
+
 fn checkout(
     pool: &Pool<ConnectionManager<DbConnection>>,
 ) -> Result<PooledConnection<ConnectionManager<DbConnection>>, StoreError> {
@@ -333,9 +463,10 @@ fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
     match conn {
         DbConnection::Postgres(pg) => {
             // Several API processes may start together; one migrates while the others wait.
-            pg.batch_execute("SELECT pg_advisory_lock(7290351)")?;
+            let key = Exclusive::Migrations as i64;
+            pg.batch_execute(&format!("SELECT pg_advisory_lock({key})"))?;
             let outcome = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop);
-            pg.batch_execute("SELECT pg_advisory_unlock(7290351)")?;
+            pg.batch_execute(&format!("SELECT pg_advisory_unlock({key})"))?;
             outcome.map_err(failed)
         }
         DbConnection::Sqlite(lite) => lite
@@ -379,6 +510,8 @@ pub trait Stored: Clone + Send + 'static {
     /// effect's onset, a course's planning.
     fn own_time(&self) -> NaiveDateTime;
     fn updated_at(&self) -> NaiveDateTime;
+    /// Where its latest change stands in the sync order.
+    fn change_seq(&self) -> i64;
     fn find(conn: &mut DbConnection, scope: &Scope, id: Self::Id) -> Result<Self, StoreError>;
     fn insert(conn: &mut DbConnection, row: &Self) -> Result<(), StoreError>;
     /// Replaces the row when the stored version is `expected`; [`StoreError::Stale`] if not.
@@ -419,6 +552,9 @@ macro_rules! stored {
             }
             fn updated_at(&self) -> NaiveDateTime {
                 self.updated_at
+            }
+            fn change_seq(&self) -> i64 {
+                self.change_seq
             }
             fn find(conn: &mut DbConnection, scope: &Scope, id: $id) -> Result<Self, StoreError> {
                 $module::find(conn, scope, id)

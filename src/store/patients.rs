@@ -23,6 +23,10 @@ pub struct PatientRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub version: i32,
+    /// Where the row's latest change stands in the order phones sync in; the database sets it
+    /// on every insert and update (migration 000009), never the application.
+    #[diesel(skip_insertion, skip_update)]
+    pub change_seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]

@@ -112,6 +112,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> Integer,
+        change_seq -> BigInt,
     }
 }
 
@@ -165,6 +166,7 @@ diesel::table! {
         updated_at -> Timestamp,
         version -> Integer,
         measurement_plan -> Nullable<Text>,
+        change_seq -> BigInt,
     }
 }
 
@@ -211,6 +213,7 @@ diesel::table! {
         version -> Integer,
         deleted_at -> Nullable<Timestamp>,
         deleted_reason -> Nullable<Text>,
+        change_seq -> BigInt,
     }
 }
 
@@ -232,6 +235,7 @@ diesel::table! {
         version -> Integer,
         deleted_at -> Nullable<Timestamp>,
         deleted_reason -> Nullable<Text>,
+        change_seq -> BigInt,
     }
 }
 
@@ -252,6 +256,7 @@ diesel::table! {
         version -> Integer,
         deleted_at -> Nullable<Timestamp>,
         deleted_reason -> Nullable<Text>,
+        change_seq -> BigInt,
     }
 }
 

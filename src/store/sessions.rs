@@ -47,6 +47,10 @@ pub struct SessionRow {
     pub version: i32,
     pub deleted_at: Option<NaiveDateTime>,
     pub deleted_reason: Option<String>,
+    /// Where the row's latest change stands in the order phones sync in; the database sets it
+    /// on every insert and update (migration 000009), never the application.
+    #[diesel(skip_insertion, skip_update)]
+    pub change_seq: i64,
 }
 
 impl SessionRow {

@@ -30,6 +30,10 @@ pub struct SideEffectRow {
     pub version: i32,
     pub deleted_at: Option<NaiveDateTime>,
     pub deleted_reason: Option<String>,
+    /// Where the row's latest change stands in the order phones sync in; the database sets it
+    /// on every insert and update (migration 000009), never the application.
+    #[diesel(skip_insertion, skip_update)]
+    pub change_seq: i64,
 }
 
 impl SideEffectRow {
@@ -99,18 +103,13 @@ pub fn live_of_patient(
         .load(conn)?)
 }
 
-/// Patients in scope with an unresolved live side effect: the candidates for a
-/// persistent-side-effect flag.
-pub fn patients_with_unresolved(
-    conn: &mut DbConnection,
-    scope: &Scope,
-) -> Result<Vec<PatientId>, StoreError> {
-    let query = side_effects::table
-        .inner_join(crate::store::schema::patients::table)
+/// Patients with an unresolved live side effect: the candidates for a persistent-side-effect
+/// flag.
+pub fn patients_with_unresolved(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
+    Ok(side_effects::table
         .filter(side_effects::resolved_at.is_null())
         .filter(side_effects::deleted_at.is_null())
         .select(side_effects::patient_id)
         .distinct()
-        .into_boxed();
-    Ok(in_scope!(query, scope).load(conn)?)
+        .load(conn)?)
 }

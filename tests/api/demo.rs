@@ -47,6 +47,7 @@ api_test!(
             "persistent_side_effect",
             "wears_off_within_days",
             "missed_session",
+            "missed_follow_up",
         ]
         .into();
         assert_eq!(kinds, all);

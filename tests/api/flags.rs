@@ -227,8 +227,39 @@ api_test!(
     }
 );
 
+/// The kinds of the patient's flags as the database holds them, read directly — no read of
+/// the worklist — once `settled` holds of them (or after ten seconds).
+async fn stored_flag_kinds(
+    app: &TestApp,
+    patient: &str,
+    settled: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    use diesel::prelude::*;
+    use ketamine_outcomes::store::schema::flags;
+    let url = app.settings.database_url.connection_string();
+    let ask = || {
+        let (url, patient) = (url.clone(), patient.to_owned());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
+                flags::table
+                    .filter(flags::patient_id.eq(patient))
+                    .select(flags::kind)
+                    .load::<String>(&mut conn)
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    crate::helpers::eventually(ask, |kinds: &Vec<String>| settled(kinds)).await
+}
+
+// issue 16 (4): the flags that time raises appear with no one reading the worklist — the
+// sweep raises them (every second in the tests, within a minute in service) — and the
+// worklist then shows them as they were raised.
 api_test!(
-    time_raises_persistent_side_effects_and_missed_sessions_by_the_next_read,
+    time_raises_persistent_side_effects_and_missed_sessions_within_a_sweep,
     |app| async move {
         let admin = app.sign_in_admin().await;
         let clinic = app.clinic(&admin, "Harbour").await;
@@ -248,6 +279,14 @@ api_test!(
         let long_ago = created(app.post_as(&effects, &token, &json!({"effect": "dissociation", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(5)).to_rfc3339()})).await).await;
         let recent = created(app.post_as(&effects, &token, &json!({"effect": "dissociation", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(3)).to_rfc3339()})).await).await;
         let resolved = created(app.post_as(&effects, &token, &json!({"effect": "nausea", "severity": "mild", "onset_at": (Utc::now() - Duration::hours(30)).to_rfc3339(), "resolved_at": (Utc::now() - Duration::hours(1)).to_rfc3339()})).await).await;
+
+        let count = |kinds: &[String], kind: &str| kinds.iter().filter(|k| *k == kind).count();
+        let raised = stored_flag_kinds(&app, &patient, |kinds| {
+            count(kinds, "persistent_side_effect") == 1 && count(kinds, "missed_session") == 2
+        })
+        .await;
+        assert_eq!(count(&raised, "persistent_side_effect"), 1, "{raised:?}");
+        assert_eq!(count(&raised, "missed_session"), 2, "{raised:?}");
 
         let persistent = worklist(&app, &clinic.clinician, "&kind=persistent_side_effect").await;
         let records: Vec<&str> = persistent
@@ -402,7 +441,10 @@ api_test!(
             other.get_as("/v1/flags?limit=500", token)
         );
         assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
-        let all = worklist(&app, &clinic.clinician, "").await;
+        let missed =
+            |all: &Vec<Value>| all.iter().filter(|f| f["kind"] == "missed_session").count();
+        let swept = || worklist(&app, &clinic.clinician, "");
+        let all = crate::helpers::eventually(swept, |all| missed(all) == 6).await;
         let mut keys: Vec<(String, String)> = all
             .iter()
             .map(|f| {
@@ -447,7 +489,9 @@ api_test!(the_worklist_filters_and_pages, |app| async move {
     }
     let urgent = worklist(&app, &clinic.clinician, "&level=urgent").await;
     assert_eq!(urgent.len(), 3);
-    let all = worklist(&app, &clinic.clinician, "").await;
+    // The sweep adds the missed induction slots of the month-old course, all at once.
+    let swept = || worklist(&app, &clinic.clinician, "");
+    let all = crate::helpers::eventually(swept, |all| all.len() > 3).await;
     let mut seen = Vec::new();
     let mut path = "/v1/flags?limit=2".to_owned();
     loop {
@@ -516,7 +560,8 @@ api_test!(
             .await,
         )
         .await;
-        let persistent = worklist(&app, &clinic.clinician, "&kind=persistent_side_effect").await;
+        let swept = || worklist(&app, &clinic.clinician, "&kind=persistent_side_effect");
+        let persistent = crate::helpers::eventually(swept, |p| !p.is_empty()).await;
         assert_eq!(
             persistent[0]["record_id"], report["id"],
             "3 h is past this clinic's 2 h"
@@ -632,3 +677,52 @@ api_test!(
         assert!(assessment["crisis_message"].is_string());
     }
 );
+
+/// issue 16 (4): on PostgreSQL one process sweeps at a time — a second finds the sweep taken
+/// while the first is at it — and a process that dies mid-sweep frees it with its connection,
+/// so the next tick of another process sweeps.
+#[test]
+fn one_process_sweeps_at_a_time_and_its_loss_frees_the_sweep() {
+    use diesel::prelude::*;
+    use ketamine_outcomes::store::{exclusively, DbConnection, Exclusive};
+    let Some(database) = crate::helpers::TestDatabase::create(crate::helpers::Backend::Postgres)
+    else {
+        eprintln!("skipped: {} is not set", crate::helpers::POSTGRES_VAR);
+        return;
+    };
+    let url = database.url();
+    let (mut first, mut second) = (
+        DbConnection::establish(&url).unwrap(),
+        DbConnection::establish(&url).unwrap(),
+    );
+    let meanwhile = exclusively(&mut first, Exclusive::Sweep, |_| {
+        exclusively(&mut second, Exclusive::Sweep, |_| Ok(()))
+    })
+    .unwrap();
+    assert_eq!(meanwhile, Some(None), "the second found the sweep taken");
+    let after = exclusively(&mut second, Exclusive::Sweep, |_| Ok(())).unwrap();
+    assert_eq!(after, Some(()), "and has it once the first is done");
+
+    // The first takes the sweep and dies holding it: its connection ends, and so does the lock.
+    let mut dying = DbConnection::establish(&url).unwrap();
+    let key = Exclusive::Sweep as i64;
+    diesel::sql_query(format!("SELECT pg_advisory_lock({key})"))
+        .execute(&mut dying)
+        .unwrap();
+    assert_eq!(
+        exclusively(&mut second, Exclusive::Sweep, |_| Ok(())).unwrap(),
+        None
+    );
+    drop(dying);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while exclusively(&mut second, Exclusive::Sweep, |_| Ok(()))
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock outlived its connection"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

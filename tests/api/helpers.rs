@@ -167,6 +167,8 @@ impl TestApp {
             // Tests sign in often from one address; the tests of the ceilings set their own.
             ("KO_HASHES_PER_MINUTE_PER_ADDRESS".into(), "1000000".into()),
             ("KO_HASHES_PER_MINUTE_PER_ACCOUNT".into(), "1000000".into()),
+            // The flags that time raises are swept for every second, not every 30.
+            ("KO_SWEEP_SECS".into(), "1".into()),
         ]);
         for (k, v) in overrides {
             env.insert((*k).into(), (*v).into());
@@ -247,6 +249,20 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// A sync's answer (`path` with `updated_since`) once `settled` holds of it. A sync sees
+    /// a change once every write that started before it has ended; on PostgreSQL that is every
+    /// write of the cluster, which the other tests' databases share, so a change may show a
+    /// moment after it commits.
+    pub async fn synced(
+        &self,
+        path: &str,
+        token: &str,
+        settled: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let ask = || async { self.get_as(path, token).await.json().await.unwrap() };
+        eventually(ask, settled).await
     }
 
     pub async fn patch(
@@ -360,6 +376,24 @@ impl TestApp {
 }
 
 /// A response's status, content type and JSON body, for assertions.
+/// What `ask` answers once `settled` holds of it, asked every 100 ms for up to ten seconds
+/// (then its last answer): for what the service does a moment later on its own — a sync's
+/// horizon passing a commit, the sweep raising the flags that time raises.
+pub async fn eventually<T, F, Fut>(ask: F, settled: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = ask().await;
+        if settled(&answer) || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn problem(res: reqwest::Response) -> (u16, String, serde_json::Value) {
     let status = res.status().as_u16();
     let content_type = res

@@ -246,7 +246,8 @@ api_test!(
                     .unwrap()
             }
         };
-        let first = flags("").await;
+        let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
+        let first = crate::helpers::eventually(|| flags(""), some).await;
         let records: Vec<&str> = first["items"]
             .as_array()
             .unwrap()

@@ -104,7 +104,7 @@ async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
         post(&two, &path, &doc, assessment)
     );
     assert!(a.unwrap().status().is_success() && b.unwrap().status().is_success());
-    // Both processes read the worklist at once, each raising the missed slots.
+    // Both processes sweep every second, each raising the missed slots; both read at once.
     let read = |server: &Process| {
         client
             .get(server.url("/v1/flags?limit=500"))
@@ -117,7 +117,12 @@ async fn two_processes_racing_to_raise_the_same_flags_leave_one_each() {
         (200, 200)
     );
 
-    let flags: serde_json::Value = read(&one).await.unwrap().json().await.unwrap();
+    let missed = |flags: &serde_json::Value| {
+        let items = flags["items"].as_array().into_iter().flatten();
+        items.filter(|f| f["kind"] == "missed_session").count()
+    };
+    let ask = || async { read(&one).await.unwrap().json().await.unwrap() };
+    let flags: serde_json::Value = crate::helpers::eventually(ask, |f| missed(f) >= 6).await;
     let flags = flags["items"].as_array().unwrap();
     let count = |kind: &str| flags.iter().filter(|f| f["kind"] == kind).count();
     assert_eq!(count("suicidal_ideation"), 1);

@@ -263,12 +263,10 @@ api_test!(
         let since = checkpoint
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             .replace('+', "%2B");
-        let changes: Value = app
-            .get_as(&format!("{path}?updated_since={since}"), token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
+        let changes = app
+            .synced(&format!("{path}?updated_since={since}"), token, some)
+            .await;
         let changed: Vec<&str> = changes["items"]
             .as_array()
             .unwrap()
@@ -517,12 +515,14 @@ api_test!(
             &json!({"sex": "unknown"}),
         )
         .await;
-        let changed: Value = app
-            .get_as(&format!("/v1/patients?updated_since={checkpoint}"), token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
+        let changed = app
+            .synced(
+                &format!("/v1/patients?updated_since={checkpoint}"),
+                token,
+                some,
+            )
+            .await;
         let ids: Vec<&str> = changed["items"]
             .as_array()
             .unwrap()
@@ -557,15 +557,13 @@ api_test!(
             &json!({"closed": true}),
         )
         .await;
-        let courses: Value = app
-            .get_as(
+        let courses = app
+            .synced(
                 &format!("/v1/patients/{second}/courses?updated_since={checkpoint}"),
                 token,
+                some,
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(courses["items"][0]["id"], course.as_str());
     }
 );
@@ -698,5 +696,265 @@ api_test!(
         let cleared: Value = res.json().await.unwrap();
         assert!(cleared["resolved_at"].is_null(), "{cleared}");
         assert_eq!(cleared["version"], 3);
+    }
+);
+
+/// `sync_from` asked again until `settled` holds of what it returned (see `TestApp::synced`).
+async fn sync_until(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    token: &str,
+    since: &str,
+    settled: impl Fn(&[String]) -> bool,
+) -> (Vec<String>, String) {
+    let ask = || sync_from(app, path, token, since, false);
+    crate::helpers::eventually(ask, |(seen, _)| settled(seen)).await
+}
+
+/// Every change a sync from `since` returns, following its pages, and where to sync on from;
+/// with `one_page`, only the first page of one record, as a phone cut off after it has.
+async fn sync_from(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    token: &str,
+    since: &str,
+    one_page: bool,
+) -> (Vec<String>, String) {
+    let (mut ids, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let mut query = vec![("updated_since", since.to_owned())];
+        if one_page {
+            query.push(("limit", "1".to_owned()));
+        }
+        query.extend(cursor.clone().map(|c| ("cursor", c)));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish();
+        let res = app.get_as(&format!("{path}?{query}"), token).await;
+        let page: Value = res.json().await.unwrap();
+        let items = page["items"].as_array().unwrap_or_else(|| panic!("{page}"));
+        ids.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() || one_page {
+            return (ids, page["sync_cursor"].as_str().unwrap().to_owned());
+        }
+    }
+}
+
+// issue 16 (5), issue 15 (12): a write that started first but commits last still reaches a
+// phone that synced in between. Here the first assessment is changed on a connection of its
+// own — stamped with the instant it began — and held open while two more assessments are
+// recorded and the phone syncs one page. On PostgreSQL those commit first (the old order by
+// `updated_at` then put the phone past the first's change for good, and a page's cursor past
+// a change still in flight would too); on SQLite they wait for the one writer. Either way,
+// once all have committed, the phone has all three.
+api_test!(
+    a_write_that_commits_last_still_reaches_a_phone_that_synced_past_its_start,
+    |app| async move {
+        use diesel::prelude::*;
+        use ketamine_outcomes::store::schema::assessments;
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let list = format!("/v1/patients/{patient}/assessments");
+        let phq9 = |n: i64| {
+            json!({"id": uuid::Uuid::new_v4(), "instrument": "phq9",
+                "taken_at": minutes_from_now(-100 + n), "items": [1, 1, 1, 1, 1, 1, 1, 1, n]})
+        };
+        let first = app.post_as(&list, &token, &phq9(0)).await;
+        let first = first.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let since = minutes_from_now(-60);
+        let (seen, cursor) = sync_until(&app, &list, &token, &since, |seen| !seen.is_empty()).await;
+        assert_eq!(seen, std::slice::from_ref(&first));
+
+        let began = chrono::Utc::now().naive_utc();
+        let url = app.settings.database_url.connection_string();
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let (held_tx, held_rx) = held;
+        let (release_tx, release_rx) = release;
+        let changed = first.clone();
+        let writer = std::thread::spawn(move || {
+            let mut conn = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                diesel::update(assessments::table.filter(assessments::id.eq(&changed)))
+                    .set(assessments::updated_at.eq(began))
+                    .execute(conn)?;
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        });
+        held_rx.recv().unwrap();
+        let postgres = matches!(
+            app.settings.database_url,
+            ketamine_outcomes::config::DatabaseUrl::Postgres(_)
+        );
+        // SQLite's one writer lock is held: the second create waits for the release.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(if postgres {
+                0
+            } else {
+                1500
+            }));
+            if !postgres {
+                release_tx.send(()).unwrap();
+            }
+            release_tx
+        });
+        let mut recorded = Vec::new();
+        for n in 1..=2 {
+            let later = app.post_as(&list, &token, &phq9(n)).await;
+            assert_eq!(later.status(), 201);
+            let later = later.json::<Value>().await.unwrap();
+            recorded.push(later["id"].as_str().unwrap().to_owned());
+        }
+        // The phone syncs one page and is cut off: it keeps that page's sync cursor.
+        let (mut seen, mut cursor) = sync_from(&app, &list, &token, &cursor, true).await;
+        let release_tx = releaser.join().unwrap();
+        if postgres {
+            // The others committed while the first change is in flight: the phone is not
+            // moved past the first change's place.
+            assert!(!seen.contains(&first), "{seen:?}");
+            release_tx.send(()).unwrap();
+        }
+        writer.join().unwrap();
+        let everything = |later: &[String]| {
+            let all: Vec<&String> = seen.iter().chain(later).collect();
+            all.contains(&&first) && recorded.iter().all(|id| all.contains(&id))
+        };
+        let (later, next) = sync_until(&app, &list, &token, &cursor, everything).await;
+        seen.extend(later);
+        cursor = next;
+        assert!(
+            seen.contains(&first),
+            "the change that committed last: {seen:?}"
+        );
+        assert!(recorded.iter().all(|id| seen.contains(id)), "{seen:?}");
+        // And a sync from where the phone now stands has nothing more.
+        let (after, _) = sync_from(&app, &list, &token, &cursor, false).await;
+        assert!(after.is_empty(), "{after:?}");
+    }
+);
+
+// issue 16 (4, 5): a flag raised after a record was synced — by the sweep, as time passes — and
+// its acknowledgement reach the phone with the record at its next sync: a flag marks its record
+// changed.
+api_test!(
+    a_flag_raised_or_acknowledged_later_reaches_the_phone_with_its_record,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let start = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+        app.new_course(&clinic.clinician, &patient, &start.to_string())
+            .await;
+        let given = (chrono::Utc::now() - chrono::Duration::hours(6)).to_rfc3339();
+        app.new_session(&clinic.clinician, &patient, &given).await;
+        let list = format!("/v1/patients/{patient}/side-effects");
+        // Dissociation lasts 4 h at most; this one began 5 h ago and is unresolved.
+        let onset = (chrono::Utc::now() - chrono::Duration::hours(5)).to_rfc3339();
+        let body = json!({"effect": "dissociation", "severity": "mild", "onset_at": onset});
+        let effect = app.post_as(&list, &token, &body).await;
+        assert_eq!(effect.status(), 201);
+        let effect = effect.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = |seen: &[String]| !seen.is_empty();
+        let (_, cursor) = sync_until(&app, &list, &token, &minutes_from_now(-60), first).await;
+
+        // The sweep raises the persistent-side-effect flag; the next sync brings the record.
+        let app = &app;
+        let sync_page = |cursor: String| {
+            let (list, token) = (list.clone(), token.clone());
+            async move {
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("updated_since", &cursor)
+                    .finish();
+                let page = app.get_as(&format!("{list}?{query}"), &token).await;
+                page.json::<Value>().await.unwrap()
+            }
+        };
+        let flagged = |page: &Value| {
+            page["items"][0]["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["kind"] == "persistent_side_effect"))
+        };
+        let page = crate::helpers::eventually(|| sync_page(cursor.clone()), flagged).await;
+        assert_eq!(page["items"][0]["id"], effect.as_str(), "{page}");
+        assert!(flagged(&page), "{page}");
+        let flag = page["items"][0]["flags"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cursor = page["sync_cursor"].as_str().unwrap().to_owned();
+
+        // A clinician acknowledges it; the next sync brings the record with the flag as it is.
+        let done = app
+            .post_as(
+                &format!("/v1/flags/{flag}/acknowledge"),
+                &token,
+                &json!({"note": "called the patient; resolving"}),
+            )
+            .await;
+        assert_eq!(done.status(), 200);
+        let acknowledged = |page: &Value| page["items"][0]["flags"][0]["status"] == "acknowledged";
+        let page = crate::helpers::eventually(|| sync_page(cursor.clone()), acknowledged).await;
+        assert!(acknowledged(&page), "{page}");
+    }
+);
+
+// A sync cursor ahead of the database — as every phone's is once the database is restored from
+// a backup — is refused, so the phone syncs again from the start instead of skipping every
+// change below its old place.
+api_test!(
+    a_sync_cursor_ahead_of_the_database_is_refused_not_followed,
+    |app| async move {
+        use base64::Engine;
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let ahead = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1099511627776|");
+        let path = format!("/v1/patients/{patient}/sessions?updated_since=sync-{ahead}");
+        let (status, _, problem) =
+            problem(app.get_as(&path, &clinic.clinician.access_token).await).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], "updated_since", "{problem}");
+    }
+);
+
+// `updated_since` at its edges: control characters, a forged cursor with a bad id, the far ends
+// of time, a cursor of no known shape — each a 422 naming it, none a 500.
+api_test!(
+    updated_since_at_its_edges_is_refused_by_name,
+    |app| async move {
+        use base64::Engine;
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("5|a\u{0}b");
+        for since in [
+            "%00".to_owned(),
+            "2026-01-01T00:00:00Z%0A".to_owned(),
+            format!("sync-{forged}"),
+            "sync-!!".to_owned(),
+            "0001-01-01T00:00:00Z".to_owned(),
+            "9999-12-31T23:59:59Z".to_owned(),
+        ] {
+            let path = format!("/v1/patients/{patient}/assessments?updated_since={since}");
+            let (status, _, problem) =
+                problem(app.get_as(&path, &clinic.clinician.access_token).await).await;
+            assert_eq!(status, 422, "{since}: {problem}");
+            assert_eq!(
+                problem["errors"][0]["field"], "updated_since",
+                "{since}: {problem}"
+            );
+        }
     }
 );

@@ -1,0 +1,76 @@
+//! The flags that time alone raises — a side effect that outlasts its expected time, a
+//! follow-up not taken, an induction slot more than 3 days overdue — raised in the background
+//! within a sweep interval of falling due (30 s by default), so that reading the worklist
+//! raises nothing and loads no patient's record.
+//!
+//! Several processes may serve one PostgreSQL database: a sweep runs in one of them at a time
+//! (`store::exclusively`), and if that process dies its lock goes with its connection and the
+//! next tick of any other process sweeps. Each patient's record is read in a read-only
+//! transaction, and only a flag found due is written, in a short transaction of its own: a
+//! writer waits on a sweep no longer than on another write.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock;
+use crate::config::ClinicalSettings;
+use crate::domain::ids::PatientId;
+use crate::evaluation;
+use crate::store::{self, Db, DbConnection, Exclusive, StoreError};
+
+/// Sweeps every `every`, for as long as the process runs.
+pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match once(&db, settings).await {
+            Ok(Some(patients)) => tracing::debug!(patients, "swept the flags that time raises"),
+            Ok(None) => tracing::debug!("another process is sweeping"),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "the sweep of the flags that time raises failed; the next tick tries again"
+            ),
+        }
+    }
+}
+
+/// One sweep of every patient who could have a flag that time raises: how many there were,
+/// or `None` when another process is sweeping.
+pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, StoreError> {
+    db.run(move |conn| {
+        store::exclusively(conn, Exclusive::Sweep, |conn| {
+            let now = clock::now();
+            let candidates = evaluation::time_flag_candidates(conn)?;
+            for patient in &candidates {
+                // One patient whose record cannot be read must not keep the flags of the
+                // patients after them from being raised, tick after tick.
+                if let Err(err) = sweep_patient(conn, &settings, *patient, now) {
+                    tracing::warn!(%patient, error = %err, "a patient's time-raised flags could not be swept");
+                }
+            }
+            Ok(candidates.len())
+        })
+    })
+    .await
+}
+
+/// Reads what is due in a read-only transaction, and writes only when something is: on
+/// SQLite the one write lock is taken for the inserts alone.
+fn sweep_patient(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    patient: PatientId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let due = store::read_transaction(conn, |conn| {
+        evaluation::time_flags_due(conn, settings, patient, now)
+    })?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    store::write_transaction(conn, |conn| {
+        evaluation::raise_missing(conn, patient, due, now)
+    })
+}
