@@ -89,9 +89,11 @@ pub fn run(settings: &Settings, seed: u64, cohort: usize) -> Result<Vec<SignIn>,
         password: passphrase(&mut rng),
     };
     accounts::create_staff_account(&db, settings, &admin.email, "admin", None, &admin.password)?;
-    let state = SharedState::new(db.clone(), settings)?;
+    let (state, audit) = SharedState::new(db.clone(), settings)?;
     let clinical = settings.clinical;
     actix_web::rt::System::new().block_on(async move {
+        let audit = audit.start();
+        let filled: Result<Vec<SignIn>, DemoError> = async {
         let app = test::init_service(App::new().configure(|cfg| state.configure(cfg))).await;
         let client = Client { app: &app };
         let mut sign_ins = vec![];
@@ -124,6 +126,10 @@ pub fn run(settings: &Settings, seed: u64, cohort: usize) -> Result<Vec<SignIn>,
         }
         sign_ins.extend([admin, clinician, researcher, phone]);
         Ok(sign_ins)
+        }
+        .await;
+        audit.finish().await;
+        filled
     })
 }
 

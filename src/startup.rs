@@ -15,6 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::api;
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
+use crate::call::audit_behind::{self, AuditWriter};
 use crate::call::Services;
 use crate::config::{DatabaseUrl, Settings};
 use crate::connection::ProblemStream;
@@ -53,6 +54,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    audit: audit_behind::Running,
 }
 
 impl Application {
@@ -77,16 +79,22 @@ impl Application {
             settings.clinical,
             settings.sweep_interval,
         ));
-        let server = serve(listener, db, settings)?;
-        Ok(Self { port, server })
+        let (state, audit) = SharedState::new(db, settings)?;
+        let server = serve(listener, state, settings)?;
+        Ok(Self {
+            port,
+            server,
+            audit: audit.start(),
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Runs until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish and
-    /// returns. actix would stop at once on SIGINT, so its own signal handling is off.
+    /// Runs until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish,
+    /// writes the audit events still queued and returns. actix would stop at once on SIGINT,
+    /// so its own signal handling is off.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         actix_web::rt::spawn(async move {
@@ -94,10 +102,13 @@ impl Application {
             tracing::info!("stop signal received; finishing in-flight requests");
             handle.stop(true).await;
         });
-        self.server.await
+        let served = self.server.await;
+        self.audit.finish().await;
+        served
     }
 
-    /// The server future, for tests that drive it themselves.
+    /// The server future, for tests that drive it themselves (the audit writer runs on for
+    /// as long as their runtime).
     pub fn into_server(self) -> Server {
         self.server
     }
@@ -165,13 +176,17 @@ pub struct SharedState {
 }
 
 impl SharedState {
-    pub fn new(db: Db, settings: &Settings) -> Result<Self, StartupError> {
+    /// The state, and the writer of the audit events reads leave behind: the caller starts it
+    /// on the runtime that serves the requests.
+    pub fn new(db: Db, settings: &Settings) -> Result<(Self, AuditWriter), StartupError> {
         let research = match &settings.research_database_url {
             Some(url) => open_database(settings, url)?,
             None => db.clone(),
         };
+        let (audit_behind, audit_writer) = audit_behind::queue(db.clone());
         let services = web::Data::new(Services {
             db,
+            audit_behind,
             research_db: ResearchDb(research),
             keys: keys::load(&settings.auth, &settings.data_dir)?,
             hasher: PasswordHasher::new(
@@ -186,11 +201,12 @@ impl SharedState {
         let contract = serde_json::to_value(openapi::contract())
             .map_err(|e| StartupError::Contract(e.to_string()))?;
         let request_schemas = RequestSchemas::of(&contract).map_err(StartupError::Contract)?;
-        Ok(Self {
+        let state = Self {
             services,
             request_schemas: web::Data::new(request_schemas),
             public_url: settings.public_url.clone(),
-        })
+        };
+        Ok((state, audit_writer))
     }
 
     /// Registers the state, the whole route table and the document's own pages, for the
@@ -210,8 +226,11 @@ impl SharedState {
     }
 }
 
-fn serve(listener: TcpListener, db: Db, settings: &Settings) -> Result<Server, StartupError> {
-    let state = SharedState::new(db, settings)?;
+fn serve(
+    listener: TcpListener,
+    state: SharedState,
+    settings: &Settings,
+) -> Result<Server, StartupError> {
     let metrics = web::Data::new(Metrics::new());
     let body_deadline = web::Data::new(http::BodyDeadline(settings.request_body_timeout));
     let head_timeout = settings.request_head_timeout;

@@ -11,7 +11,8 @@ use crate::store::flags::{self, After, FlagFilter, FlagRow};
 
 /// One page of the clinic's flags in worklist order, as they stand: the flags that time raises
 /// are the sweep's to raise (`sweep`), not this read's. The worklist shows clinical data (an
-/// item-9 answer, a blood pressure): one audit event for each patient on the page.
+/// item-9 answer, a blood pressure): one audit event for each patient on the page, written
+/// behind the answer (`call::audit_behind`), so that the read itself writes nothing.
 pub async fn list(
     call: &Call,
     filter: FlagFilter,
@@ -19,19 +20,21 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<FlagRow>, ApiError> {
     let scope = call.clinician_scope()?;
-    call.transaction(move |conn, call| {
-        let rows = flags::list(conn, &scope, &filter, after, limit)?;
-        // One row more than the page shows tells whether another page follows.
-        let shown = usize::try_from(limit - 1).unwrap_or(0);
-        let mut patients: Vec<PatientId> = rows.iter().take(shown).map(|r| r.patient_id).collect();
-        patients.sort_unstable();
-        patients.dedup();
-        for patient in patients {
-            call.audit(conn, Event::record(Action::FlagsListed, patient, patient))?;
-        }
-        Ok(rows)
-    })
-    .await
+    let rows = call
+        .read(move |conn| Ok(flags::list(conn, &scope, &filter, after, limit)?))
+        .await?;
+    // One row more than the page shows tells whether another page follows.
+    let shown = usize::try_from(limit - 1).unwrap_or(0);
+    let mut patients: Vec<PatientId> = rows.iter().take(shown).map(|r| r.patient_id).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    call.audit_behind(
+        patients
+            .into_iter()
+            .map(|patient| Event::record(Action::FlagsListed, patient, patient)),
+    )
+    .await?;
+    Ok(rows)
 }
 
 /// Acknowledges an open flag with a note (audited); an acknowledged flag is never reopened.

@@ -3,6 +3,7 @@
 //! the password hasher, the settings. A handler receives it whole (`api::extract`) and passes
 //! it to one use case.
 
+pub mod audit_behind;
 pub mod caller;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::error::ApiError;
 use crate::store::audit::{self as trail, AuditEventRow};
 use crate::store::scope::Scope;
 use crate::store::{Db, DbConnection, ResearchDb, StoreError};
+use audit_behind::AuditBehind;
 use caller::Caller;
 
 /// What the service holds for every request.
@@ -29,6 +31,8 @@ pub struct Services {
     pub auth: AuthSettings,
     pub clinical: ClinicalSettings,
     pub research: ResearchSettings,
+    /// Where reads that must not write hand their audit events.
+    pub audit_behind: AuditBehind,
 }
 
 /// Where a request came from: its id and the client's address.
@@ -123,22 +127,24 @@ impl Origin {
         actor: Option<(UserId, Role)>,
         event: Event,
     ) -> Result<(), StoreError> {
-        trail::record(
-            conn,
-            &AuditEventRow {
-                id: AuditEventId::random(),
-                occurred_at: crate::clock::to_db(crate::clock::now()),
-                actor_id: actor.map(|(id, _)| id),
-                actor_role: actor.map(|(_, role)| role),
-                action: event.action,
-                resource_type: event.action.resource_type().to_owned(),
-                resource_id: event.resource_id,
-                patient_id: event.patient,
-                request_id: self.request_id.clone(),
-                client_address: self.client_address.clone(),
-                detail: event.detail,
-            },
-        )
+        trail::record(conn, &[self.entry(actor, event)])
+    }
+
+    /// `event` as the trail keeps it, done now by `actor`, from here.
+    fn entry(&self, actor: Option<(UserId, Role)>, event: Event) -> AuditEventRow {
+        AuditEventRow {
+            id: AuditEventId::random(),
+            occurred_at: crate::clock::to_db(crate::clock::now()),
+            actor_id: actor.map(|(id, _)| id),
+            actor_role: actor.map(|(_, role)| role),
+            action: event.action,
+            resource_type: event.action.resource_type().to_owned(),
+            resource_id: event.resource_id,
+            patient_id: event.patient,
+            request_id: self.request_id.clone(),
+            client_address: self.client_address.clone(),
+            detail: event.detail,
+        }
     }
 }
 
@@ -164,10 +170,36 @@ impl Call {
         self.services.clinical
     }
 
+    /// Runs `work` in one read-only transaction of the primary database, which on SQLite
+    /// takes no write lock: for reads that audit behind their answer ([`Call::audit_behind`]).
+    pub async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.services.db.snapshot(work).await
+    }
+
     /// Writes `event` to the trail as done by the caller.
     pub fn audit(&self, conn: &mut DbConnection, event: Event) -> Result<(), StoreError> {
-        self.origin
-            .audit(conn, Some((self.caller.user_id, self.caller.role)), event)
+        self.origin.audit(conn, Some(self.actor()), event)
+    }
+
+    /// Hands `events`, done by the caller, to the writer behind (`audit_behind`): written
+    /// within moments, by another transaction than the read's.
+    pub async fn audit_behind(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<(), ApiError> {
+        let entries = events
+            .into_iter()
+            .map(|event| self.origin.entry(Some(self.actor()), event))
+            .collect();
+        Ok(self.services.audit_behind.record(entries).await?)
+    }
+
+    fn actor(&self) -> (UserId, Role) {
+        (self.caller.user_id, self.caller.role)
     }
 
     /// The clinical records the caller may reach (403 for roles that reach none).

@@ -27,8 +27,12 @@ pub struct AuditEventRow {
     pub detail: Option<String>,
 }
 
-pub fn record(conn: &mut DbConnection, event: &AuditEventRow) -> Result<(), StoreError> {
-    diesel::insert_into(ae::table).values(event).execute(conn)?;
+/// Appends `events` to the trail (a statement each: diesel's connection over both engines
+/// has no multi-row insert).
+pub fn record(conn: &mut DbConnection, events: &[AuditEventRow]) -> Result<(), StoreError> {
+    for event in events {
+        diesel::insert_into(ae::table).values(event).execute(conn)?;
+    }
     Ok(())
 }
 

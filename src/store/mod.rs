@@ -99,6 +99,10 @@ impl From<diesel::result::Error> for StoreError {
             Error::DatabaseError(Kind::ForeignKeyViolation, _) => Self::Conflict,
             Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _)
             | Error::BrokenTransactionManager => Self::Unavailable(Box::new(err)),
+            // SQLite's one write lock was held past busy_timeout: the client may retry.
+            Error::DatabaseError(Kind::Unknown, ref info) if info.message() == SQLITE_BUSY => {
+                Self::Unavailable(Box::new(err))
+            }
             // The connection died at COMMIT and the rollback could not be sent either: what
             // the commit met decides (a lost connection is a 503; the client retries by id).
             Error::RollbackErrorOnCommit { commit_error, .. } => Self::from(*commit_error),
@@ -106,6 +110,9 @@ impl From<diesel::result::Error> for StoreError {
         }
     }
 }
+
+/// SQLite's word for a lock it waited on past busy_timeout.
+const SQLITE_BUSY: &str = "database is locked";
 
 /// The field each unique key protects: PostgreSQL names the constraint, SQLite the columns
 /// ("UNIQUE constraint failed: users.email").

@@ -239,3 +239,103 @@ async fn sigterm_under_load_loses_nothing_acknowledged_on_sqlite() {
 async fn sigterm_under_load_loses_nothing_acknowledged_on_postgres() {
     sigterm_under_load_loses_nothing_acknowledged(Backend::Postgres).await;
 }
+
+/// A write kept waiting on SQLite's one write lock past its busy timeout (5 s) — here by
+/// another connection that holds the lock — is refused with 503 and Retry-After, for the
+/// client to retry, not answered 500; and once the lock is gone the retry is recorded.
+#[tokio::test]
+async fn a_write_kept_waiting_past_sqlites_busy_timeout_is_refused_for_a_retry() {
+    use diesel::connection::SimpleConnection;
+    crate::helpers::run_with(Backend::Sqlite, &[], |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let path = format!("/v1/patients/{patient}/assessments");
+        let url = app.settings.database_url.connection_string();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut conn = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
+            conn.batch_execute("BEGIN IMMEDIATE").unwrap();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(60));
+            conn.batch_execute("COMMIT").unwrap();
+        });
+        held_rx.recv().unwrap();
+        let body = new_assessment();
+        let token = &clinic.clinician.access_token;
+        let refused = app.post_as(&path, token, &body).await;
+        assert_eq!(refused.status(), 503);
+        assert!(refused.headers().contains_key("retry-after"));
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(app.post_as(&path, token, &body).await.status(), 201);
+    })
+    .await;
+}
+
+/// issue 16 (4): the worklist's audit events are written behind its answer, and a graceful
+/// stop writes those still queued. Another connection holds SQLite's write lock, so the events
+/// of two worklist reads cannot be written yet; the process is sent SIGTERM, the lock is let
+/// go within the stop's grace, and the process exits 0 with both events in the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_writes_the_audit_events_still_queued() {
+    use diesel::connection::SimpleConnection;
+    use ketamine_outcomes::store::schema::audit_events as ae;
+    let database = TestDatabase::create(Backend::Sqlite).unwrap();
+    let url = database.url();
+    let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
+    create_account(&env, "admin", "admin@clinic.example", PASSWORD);
+    let mut server = Process::start(&env);
+    let client = reqwest::Client::new();
+    let (doc, patient) = clinic_with_patient(&client, &server).await;
+    let listed = |conn: &mut ketamine_outcomes::store::DbConnection| {
+        ae::table
+            .filter(ae::action.eq("flags_listed"))
+            .count()
+            .get_result::<i64>(conn)
+            .unwrap()
+    };
+    let ideation = json!({"instrument": "phq9", "taken_at": chrono::Utc::now().to_rfc3339(),
+        "items": [1, 1, 1, 1, 1, 1, 1, 1, 2]});
+    let recorded = client
+        .post(server.url(&format!("/v1/patients/{patient}/assessments")))
+        .bearer_auth(&doc)
+        .json(&ideation)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recorded.status(), 201);
+    let mut holder = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
+    holder.batch_execute("BEGIN IMMEDIATE").unwrap();
+    // Two reads: the first's event is being written (waiting for the lock) when the second's
+    // is queued behind it.
+    for _ in 0..2 {
+        let worklist = client
+            .get(server.url(&format!("/v1/flags?status=open&patient_id={patient}")))
+            .bearer_auth(&doc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(worklist.status(), 200, "the read needs no write lock");
+        let shown = worklist.json::<Value>().await.unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(shown, 1, "the urgent flag of the item-9 answer");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    server.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "still writing the trail"
+    );
+    holder.batch_execute("COMMIT").unwrap();
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let mut conn = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
+    assert_eq!(listed(&mut conn), 2, "each worklist read's event");
+}

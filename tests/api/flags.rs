@@ -1,5 +1,6 @@
 //! Every flag of domain.md §7, raised by the write that causes it (or, for the time-based
-//! ones, by the next read of the worklist), once per kind per record, never reopened.
+//! ones, by the sweep), once per kind per record, never reopened; and a worklist that only
+//! reads.
 
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
@@ -726,3 +727,82 @@ fn one_process_sweeps_at_a_time_and_its_loss_frees_the_sweep() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+// issue 16 (4): reading the worklist writes nothing and takes no write lock. Another
+// transaction holds the write lock (SQLite's one writer) or the flag and audit tables against
+// every writer (PostgreSQL) while a clinician reads the worklist: the read answers, flag and
+// all, without waiting for it — and its audit event is written once the lock is gone.
+api_test!(
+    the_worklist_answers_while_a_writer_holds_the_database,
+    |app| async move {
+        use diesel::connection::SimpleConnection;
+        use diesel::prelude::*;
+        use ketamine_outcomes::store::schema::audit_events as ae;
+        use ketamine_outcomes::store::DbConnection;
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = app.new_patient(&clinic.clinician).await;
+        let ideation = json!({"instrument": "phq9", "taken_at": minutes_from_now(-5),
+            "items": [1, 1, 1, 1, 1, 1, 1, 1, 2]});
+        let path = format!("/v1/patients/{patient}/assessments");
+        created(
+            app.post_as(&path, &clinic.clinician.access_token, &ideation)
+                .await,
+        )
+        .await;
+
+        let url = app.settings.database_url.connection_string();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let mut conn = DbConnection::establish(&url).unwrap();
+            let lock = match conn {
+                DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+                DbConnection::Postgres(_) => {
+                    "BEGIN; LOCK TABLE audit_events, flags IN EXCLUSIVE MODE"
+                }
+            };
+            conn.batch_execute(lock).unwrap();
+            held_tx.send(()).unwrap();
+            // Held until the test is done with the read, or a minute at most.
+            let _ = release_rx.recv_timeout(std::time::Duration::from_secs(60));
+            conn.batch_execute("COMMIT").unwrap();
+        });
+        held_rx.recv().unwrap();
+        let count = || async {
+            let patient = patient.clone();
+            app.database()
+                .snapshot(move |conn| {
+                    ae::table
+                        .filter(ae::patient_id.eq(patient))
+                        .filter(ae::action.eq("flags_listed"))
+                        .count()
+                        .get_result::<i64>(conn)
+                        .map_err(ketamine_outcomes::store::StoreError::from)
+                })
+                .await
+                .unwrap()
+        };
+        let before = count().await;
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            worklist(&app, &clinic.clinician, &format!("&patient_id={patient}")),
+        )
+        .await
+        .expect("the worklist answered while the writer held the database");
+        assert_eq!(
+            read.iter()
+                .map(|f| f["kind"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["suicidal_ideation"]
+        );
+        release_tx.send(()).unwrap();
+        writer.join().unwrap();
+        let after = crate::helpers::eventually(count, |n| *n > before).await;
+        assert_eq!(
+            after,
+            before + 1,
+            "one event for the one patient on the page"
+        );
+    }
+);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::api_test;
 use crate::fixtures::{days_from_now, minutes_from_now};
-use crate::helpers::TestApp;
+use crate::helpers::{eventually, TestApp};
 
 /// Audit events naming `patient`, counted in the database.
 async fn events_naming(app: &TestApp, patient: &str) -> i64 {
@@ -118,7 +118,9 @@ api_test!(
                 if !status.is_success() || !shows_patient || NOT_CLINICAL.contains(&template) {
                     continue;
                 }
-                let after = events_naming(&app, &patient).await;
+                // The worklist's events are written behind its answer (issue 16 (4)).
+                let after =
+                    eventually(|| events_naming(&app, &patient), |after| *after > before).await;
                 assert!(
                     after > before,
                     "GET {path} as {role} answered {status} with the patient's data and left no audit event"
