@@ -2,19 +2,26 @@
 //! the patient's outcomes are recomputed (and stored where they changed) and every flag the
 //! record now warrants is raised. Rules come from `domain`; rows from and to `store`.
 //!
+//! A write evaluates only what it can move ([`Change`]): an assessment, its own flags and the
+//! outcomes whose windows (domain.md §6) hold its time, from the scores in those windows; a
+//! side effect, its own flags. Sessions, courses and the patient are evaluated whole — the
+//! reference the incremental paths are held to (`tests/api/evaluation.rs` runs random
+//! histories through both). Every earlier write evaluated its own record, so what a change
+//! cannot move stands as it was left.
+//!
 //! The flags that time alone raises (a side effect that outlasts its expected time, a
 //! follow-up not taken, an induction slot more than 3 days overdue) are raised by the sweep
 //! (`sweep`), one patient at a time, from the record as it stands then.
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::clock;
 use crate::config::ClinicalSettings;
 use crate::domain::flags::{self, CompletedSession, FlagKind, FlagStatus, FlaggedRecord, Raised};
-use crate::domain::ids::{CourseId, FlagId, PatientId, SessionId};
-use crate::domain::instrument::{Instrument, Scored};
+use crate::domain::ids::{AssessmentId, CourseId, FlagId, PatientId, SessionId};
+use crate::domain::instrument::{Definition, Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
 use crate::domain::patient::RiskClass;
 use crate::domain::schedule::{self, Phase, SlotStatus};
@@ -74,43 +81,238 @@ impl Record {
         self.assessments
             .iter()
             .filter(|a| a.instrument == instrument)
-            .map(|a| Score {
-                id: a.id,
-                taken_at: clock::from_db(a.taken_at),
-                severity: definition.severity(a.total),
-                total: a.total,
-            })
+            .map(|a| score(definition, a.id, a.taken_at, a.total))
             .collect()
     }
 }
 
-/// Recomputes the patient's outcomes and raises the flags their records warrant.
+fn score(definition: &Definition, id: AssessmentId, taken_at: NaiveDateTime, total: i32) -> Score {
+    Score {
+        id,
+        taken_at: clock::from_db(taken_at),
+        severity: definition.severity(total),
+        total,
+    }
+}
+
+/// The live scores of `instrument` taken from `from` to `to` (both included; no end when
+/// `to` is `None`).
+fn scores_between(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    instrument: Instrument,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Vec<Score>, StoreError> {
+    let definition = instrument.definition();
+    let rows = assessments::scores_between(
+        conn,
+        patient_id,
+        instrument,
+        clock::to_db(from),
+        to.map(clock::to_db),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, taken_at, total)| score(definition, id, taken_at, total))
+        .collect())
+}
+
+/// What a write changed, so that evaluation recomputes only what the change can move.
+#[derive(Clone, Copy)]
+pub enum Change<'a> {
+    /// An assessment recorded, or entered in error: its own flags, and the outcomes whose
+    /// windows hold its time.
+    Assessment(&'a AssessmentRow),
+    /// A side effect recorded, changed or entered in error: its own flags.
+    SideEffect(&'a SideEffectRow),
+    /// A session, a course or the patient: the whole record, evaluated again.
+    Whole,
+}
+
+/// Brings the patient's stored outcomes and flags to what the whole record warrants after
+/// `change`, recomputing only what `change` can move.
 pub fn refresh(
     conn: &mut DbConnection,
     settings: &ClinicalSettings,
     patient_id: PatientId,
+    change: Change<'_>,
 ) -> Result<(), StoreError> {
+    let now = clock::now();
+    let wanted = match change {
+        Change::Whole => whole(conn, settings, patient_id)?,
+        Change::Assessment(a) => after_assessment(conn, settings, a)?,
+        Change::SideEffect(e) => side_effect_flags_of(e),
+    };
+    raise_missing(conn, patient_id, wanted, now)
+}
+
+/// Every outcome of the record computed and stored where it changed; every flag the record
+/// warrants.
+fn whole(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    patient_id: PatientId,
+) -> Result<Vec<Wanted>, StoreError> {
     let record = Record::load(conn, patient_id)?;
     let session_outcomes = store_outcomes(conn, settings, &record)?;
-    let now = clock::now();
     let mut wanted = record_flags(settings, &record);
-    wanted.extend(
-        session_outcomes
-            .iter()
-            .filter(|o| o.wears_off_within_days)
-            .map(|o| Wanted {
-                record_type: FlaggedRecord::Session,
-                record_id: o.session_id.to_string(),
-                raised: Raised {
-                    kind: FlagKind::WearsOffWithinDays,
-                    detail: format!(
-                        "benefit wore off after {} days",
-                        o.durability_days.unwrap_or_default()
-                    ),
-                },
-            }),
-    );
-    raise_missing(conn, record.patient_id, wanted, now)
+    wanted.extend(session_outcomes.iter().filter_map(wear_off_flag));
+    Ok(wanted)
+}
+
+/// What an assessment moves: its own flags; the outcome of each completed session whose
+/// windows hold its time; and the outcome of each course it could change — its baseline, its
+/// end of induction, or its first response — all computed from the scores of the windows they
+/// read. Only a course's baseline, or a first response entered in error, makes the course read
+/// every later score of its instrument.
+fn after_assessment(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    assessment: &AssessmentRow,
+) -> Result<Vec<Wanted>, StoreError> {
+    let mut wanted = assessment_flags_of(assessment);
+    let (patient_id, instrument) = (assessment.patient_id, assessment.instrument);
+    let courses: Vec<CourseRow> = courses::of_patient(conn, patient_id)?
+        .into_iter()
+        .filter(|c| c.primary_instrument == instrument)
+        .collect();
+    if courses.is_empty() {
+        // No course reads this instrument: no outcome can move.
+        return Ok(wanted);
+    }
+    let sessions = sessions::live_of_patient(conn, patient_id)?;
+    let completed: Vec<&SessionRow> = sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Completed)
+        .collect();
+    let computed_at = clock::to_db(clock::now());
+    let taken_at = clock::from_db(assessment.taken_at);
+
+    let affected: Vec<(&SessionRow, &CourseRow, Option<DateTime<Utc>>)> = completed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let course = courses.iter().find(|c| c.id == s.course_id)?;
+            let next = completed.get(i + 1).map(|n| clock::from_db(n.started_at));
+            let reads =
+                outcomes::session_reads_score_at(clock::from_db(s.started_at), next, taken_at);
+            reads.then_some((*s, course, next))
+        })
+        .collect();
+    let spans = affected
+        .iter()
+        .map(|(s, _, next)| outcomes::session_reads(clock::from_db(s.started_at), *next));
+    if let Some((from, to)) = spans.reduce(|(f1, t1), (f2, t2)| (f1.min(f2), t1.max(t2))) {
+        let scores = scores_between(conn, patient_id, instrument, from, Some(to))?;
+        let stored = stored_session_outcomes(conn, patient_id)?;
+        for (session, course, next) in affected {
+            let Some(row) = session_row(settings, session, course, next, &scores, computed_at)
+            else {
+                continue;
+            };
+            put_session_if_changed(conn, stored.get(&session.id), &row)?;
+            wanted.extend(wear_off_flag(&row));
+        }
+    }
+
+    let stored = stored_course_outcomes(conn, patient_id)?;
+    for course in &courses {
+        // A course with no completed session has an empty outcome that no score moves.
+        let Some(first) = completed.iter().find(|s| s.course_id == course.id) else {
+            continue;
+        };
+        let first = first.started_at;
+        let old = stored.get(&course.id);
+        let row = match old {
+            Some(old) if old.first_session_at == Some(first) && old.instrument == instrument => {
+                course_after_score(conn, settings, course, old, assessment, computed_at)?
+            }
+            _ => {
+                let from = clock::from_db(first) - chrono::Duration::days(14);
+                let scores = scores_between(conn, patient_id, instrument, from, None)?;
+                Some(course_row(
+                    settings,
+                    course,
+                    Some(first),
+                    &scores,
+                    computed_at,
+                ))
+            }
+        };
+        if let Some(row) = row {
+            put_course_if_changed(conn, old, &row)?;
+        }
+    }
+    Ok(wanted)
+}
+
+/// A course's outcome after one score of its primary instrument was recorded or entered in
+/// error, from its stored outcome `old`; `None` when the score cannot move it.
+fn course_after_score(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    course: &CourseRow,
+    old: &CourseOutcomeRow,
+    assessment: &AssessmentRow,
+    computed_at: NaiveDateTime,
+) -> Result<Option<CourseOutcomeRow>, StoreError> {
+    let Some(first_at) = old.first_session_at else {
+        return Ok(None);
+    };
+    let (patient_id, instrument) = (assessment.patient_id, assessment.instrument);
+    let first = clock::from_db(first_at);
+    let taken_at = clock::from_db(assessment.taken_at);
+    let (induction_from, induction_to) = outcomes::course_induction_reads(first);
+    if taken_at < induction_from {
+        return Ok(None);
+    }
+    let days = outcomes::days_between(first, taken_at);
+    let withdrawn = assessment.deleted_at.is_some();
+    // The response that came first may be the one withdrawn: the next is wherever it is.
+    let was_first_response =
+        withdrawn && taken_at > first && old.time_to_response_days.is_some_and(|d| days <= d);
+    if outcomes::in_course_baseline_window(first, taken_at) || was_first_response {
+        let scores = scores_between(conn, patient_id, instrument, induction_from, None)?;
+        return Ok(Some(course_row(
+            settings,
+            course,
+            Some(first_at),
+            &scores,
+            computed_at,
+        )));
+    }
+    if taken_at <= induction_to {
+        // The baseline stands; end of induction and any response in the first 42 days are
+        // read here, and a first response found here comes before any later one.
+        let scores = scores_between(
+            conn,
+            patient_id,
+            instrument,
+            induction_from,
+            Some(induction_to),
+        )?;
+        let mut row = course_row(settings, course, Some(first_at), &scores, computed_at);
+        row.time_to_response_days = row.time_to_response_days.or(old.time_to_response_days);
+        return Ok(Some(row));
+    }
+    // Later than the induction: only the first response can move, and only to this score.
+    let definition = instrument.definition();
+    let responds = match (definition.response, old.baseline) {
+        (Some(rule), Some(baseline)) => {
+            outcomes::is_response(rule, baseline, definition.severity(assessment.total))
+        }
+        _ => false,
+    };
+    if withdrawn || !responds {
+        return Ok(None);
+    }
+    let earliest = old.time_to_response_days.map_or(days, |d| d.min(days));
+    Ok(Some(CourseOutcomeRow {
+        time_to_response_days: Some(earliest),
+        computed_at,
+        ..old.clone()
+    }))
 }
 
 /// The patients who could have a flag that time alone raises: an unresolved side effect, or
@@ -133,10 +335,8 @@ pub fn time_flags_due(
     now: DateTime<Utc>,
 ) -> Result<Vec<Wanted>, StoreError> {
     let record = Record::load(conn, patient_id)?;
-    let existing: HashSet<(FlagKind, String)> = flag_store::existing(conn, patient_id)?
-        .into_iter()
-        .collect();
     let wanted = time_flags(&record, now, settings.persistence);
+    let existing = existing_flags(conn, patient_id, &wanted)?;
     Ok(wanted
         .into_iter()
         .filter(|w| !existing.contains(&(w.raised.kind, w.record_id.clone())))
@@ -158,51 +358,15 @@ fn store_outcomes(
         let Some(course) = record.course(session.course_id) else {
             continue;
         };
-        let instrument = course.primary_instrument;
-        let Some(mic) = instrument.definition().mic else {
-            continue;
-        };
         let scores = scores
-            .entry(instrument)
-            .or_insert_with(|| record.scores(instrument));
+            .entry(course.primary_instrument)
+            .or_insert_with(|| record.scores(course.primary_instrument));
         let next = completed.get(i + 1).map(|n| clock::from_db(n.started_at));
-        let o = outcomes::session_outcome(
-            clock::from_db(session.started_at),
-            next,
-            scores,
-            mic,
-            settings.wear_off_days,
-        );
-        wanted_sessions.push(SessionOutcomeRow {
-            session_id: session.id,
-            patient_id: record.patient_id,
-            course_id: course.id,
-            instrument,
-            status: o.status,
-            baseline: o.baseline,
-            nadir: o.nadir,
-            gain: o.gain,
-            durability_days: o.durability_days,
-            censored: o.censored,
-            wears_off_within_days: o.wears_off_within_days,
-            computed_at: now,
-        });
+        wanted_sessions.extend(session_row(settings, session, course, next, scores, now));
     }
-    let stored: HashMap<SessionId, SessionOutcomeRow> =
-        outcome_store::sessions_of(conn, record.patient_id)?
-            .into_iter()
-            .map(|r| (r.session_id, r))
-            .collect();
+    let stored = stored_session_outcomes(conn, record.patient_id)?;
     for row in &wanted_sessions {
-        let unchanged = stored.get(&row.session_id).is_some_and(|old| {
-            SessionOutcomeRow {
-                computed_at: now,
-                ..old.clone()
-            } == *row
-        });
-        if !unchanged {
-            outcome_store::put_session(conn, row)?;
-        }
+        put_session_if_changed(conn, stored.get(&row.session_id), row)?;
     }
     let gone: Vec<SessionId> = stored
         .keys()
@@ -211,46 +375,153 @@ fn store_outcomes(
         .collect();
     outcome_store::remove_sessions(conn, &gone)?;
 
-    let stored_courses: HashMap<CourseId, CourseOutcomeRow> =
-        outcome_store::courses_of(conn, record.patient_id)?
-            .into_iter()
-            .map(|r| (r.course_id, r))
-            .collect();
+    let stored_courses = stored_course_outcomes(conn, record.patient_id)?;
     for course in &record.courses {
-        let instrument = course.primary_instrument;
         let first = completed
             .iter()
             .find(|s| s.course_id == course.id)
             .map(|s| s.started_at);
-        let o = outcomes::course_outcome(
-            first.map(clock::from_db),
-            &record.scores(instrument),
-            instrument.definition(),
-            settings.remission.of(instrument),
-        );
-        let row = CourseOutcomeRow {
-            course_id: course.id,
-            patient_id: record.patient_id,
-            instrument,
-            first_session_at: first,
-            baseline: o.baseline,
-            end_of_induction_assessment_id: o.end_of_induction_score,
-            end_of_induction_response: o.end_of_induction_response,
-            end_of_induction_remission: o.end_of_induction_remission,
-            time_to_response_days: o.time_to_response_days,
-            computed_at: now,
-        };
-        let unchanged = stored_courses.get(&course.id).is_some_and(|old| {
-            CourseOutcomeRow {
-                computed_at: now,
-                ..old.clone()
-            } == row
-        });
-        if !unchanged {
-            outcome_store::put_course(conn, &row)?;
-        }
+        let scores = record.scores(course.primary_instrument);
+        let row = course_row(settings, course, first, &scores, now);
+        put_course_if_changed(conn, stored_courses.get(&course.id), &row)?;
     }
     Ok(wanted_sessions)
+}
+
+/// The outcome of a completed session of `course` (§6), from scores of the course's primary
+/// instrument that hold its windows; none when the instrument has no minimal important change.
+fn session_row(
+    settings: &ClinicalSettings,
+    session: &SessionRow,
+    course: &CourseRow,
+    next: Option<DateTime<Utc>>,
+    scores: &[Score],
+    computed_at: NaiveDateTime,
+) -> Option<SessionOutcomeRow> {
+    let instrument = course.primary_instrument;
+    let mic = instrument.definition().mic?;
+    let o = outcomes::session_outcome(
+        clock::from_db(session.started_at),
+        next,
+        scores,
+        mic,
+        settings.wear_off_days,
+    );
+    Some(SessionOutcomeRow {
+        session_id: session.id,
+        patient_id: session.patient_id,
+        course_id: course.id,
+        instrument,
+        status: o.status,
+        baseline: o.baseline,
+        nadir: o.nadir,
+        gain: o.gain,
+        durability_days: o.durability_days,
+        censored: o.censored,
+        wears_off_within_days: o.wears_off_within_days,
+        computed_at,
+    })
+}
+
+/// The outcome of `course` (§6 "Course response") from its first completed session and scores
+/// of its primary instrument that hold the windows it reads.
+fn course_row(
+    settings: &ClinicalSettings,
+    course: &CourseRow,
+    first: Option<NaiveDateTime>,
+    scores: &[Score],
+    computed_at: NaiveDateTime,
+) -> CourseOutcomeRow {
+    let instrument = course.primary_instrument;
+    let o = outcomes::course_outcome(
+        first.map(clock::from_db),
+        scores,
+        instrument.definition(),
+        settings.remission.of(instrument),
+    );
+    CourseOutcomeRow {
+        course_id: course.id,
+        patient_id: course.patient_id,
+        instrument,
+        first_session_at: first,
+        baseline: o.baseline,
+        end_of_induction_assessment_id: o.end_of_induction_score,
+        end_of_induction_response: o.end_of_induction_response,
+        end_of_induction_remission: o.end_of_induction_remission,
+        time_to_response_days: o.time_to_response_days,
+        computed_at,
+    }
+}
+
+fn stored_session_outcomes(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+) -> Result<HashMap<SessionId, SessionOutcomeRow>, StoreError> {
+    Ok(outcome_store::sessions_of(conn, patient_id)?
+        .into_iter()
+        .map(|r| (r.session_id, r))
+        .collect())
+}
+
+fn stored_course_outcomes(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+) -> Result<HashMap<CourseId, CourseOutcomeRow>, StoreError> {
+    Ok(outcome_store::courses_of(conn, patient_id)?
+        .into_iter()
+        .map(|r| (r.course_id, r))
+        .collect())
+}
+
+/// Writes `row` unless the stored one says the same (whenever it was computed).
+fn put_session_if_changed(
+    conn: &mut DbConnection,
+    stored: Option<&SessionOutcomeRow>,
+    row: &SessionOutcomeRow,
+) -> Result<(), StoreError> {
+    let unchanged = stored.is_some_and(|old| {
+        SessionOutcomeRow {
+            computed_at: row.computed_at,
+            ..old.clone()
+        } == *row
+    });
+    if unchanged {
+        return Ok(());
+    }
+    outcome_store::put_session(conn, row)
+}
+
+/// Writes `row` unless the stored one says the same (whenever it was computed).
+fn put_course_if_changed(
+    conn: &mut DbConnection,
+    stored: Option<&CourseOutcomeRow>,
+    row: &CourseOutcomeRow,
+) -> Result<(), StoreError> {
+    let unchanged = stored.is_some_and(|old| {
+        CourseOutcomeRow {
+            computed_at: row.computed_at,
+            ..old.clone()
+        } == *row
+    });
+    if unchanged {
+        return Ok(());
+    }
+    outcome_store::put_course(conn, row)
+}
+
+/// The flag of a session whose benefit wore off within days.
+fn wear_off_flag(outcome: &SessionOutcomeRow) -> Option<Wanted> {
+    outcome.wears_off_within_days.then(|| Wanted {
+        record_type: FlaggedRecord::Session,
+        record_id: outcome.session_id.to_string(),
+        raised: Raised {
+            kind: FlagKind::WearsOffWithinDays,
+            detail: format!(
+                "benefit wore off after {} days",
+                outcome.durability_days.unwrap_or_default()
+            ),
+        },
+    })
 }
 
 /// A flag the record warrants, on the record that raises it.
@@ -271,18 +542,11 @@ fn on(record_type: FlaggedRecord, record_id: impl std::fmt::Display) -> impl Fn(
 
 /// The flags raised by the records themselves (§7), whatever the time.
 fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
-    let mut wanted = Vec::new();
-    for a in &record.assessments {
-        // Stored items were scored when they were stored: scoring them again cannot fail
-        // unless the instrument table changed, and then the record raises nothing new.
-        if let Ok(scored) = Scored::score(a.instrument, &a.items.0) {
-            wanted.extend(
-                flags::assessment_flags(&scored)
-                    .into_iter()
-                    .map(on(FlaggedRecord::Assessment, a.id)),
-            );
-        }
-    }
+    let mut wanted: Vec<Wanted> = record
+        .assessments
+        .iter()
+        .flat_map(assessment_flags_of)
+        .collect();
     for s in record
         .sessions
         .iter()
@@ -328,14 +592,37 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
             wanted.push(on(FlaggedRecord::Course, c.id)(raised));
         }
     }
-    for e in &record.side_effects {
-        wanted.extend(
-            flags::side_effect_flags(e.effect, e.severity)
-                .into_iter()
-                .map(on(FlaggedRecord::SideEffect, e.id)),
-        );
-    }
+    wanted.extend(record.side_effects.iter().flat_map(side_effect_flags_of));
     wanted
+}
+
+/// The flags an assessment raises by its answers (none once entered in error).
+fn assessment_flags_of(a: &AssessmentRow) -> Vec<Wanted> {
+    if a.deleted_at.is_some() {
+        return Vec::new();
+    }
+    // Stored items were scored when they were stored: scoring them again cannot fail unless
+    // the instrument table changed, and then the record raises nothing new.
+    Scored::score(a.instrument, &a.items.0).map_or_else(
+        |_| Vec::new(),
+        |scored| {
+            flags::assessment_flags(&scored)
+                .into_iter()
+                .map(on(FlaggedRecord::Assessment, a.id))
+                .collect()
+        },
+    )
+}
+
+/// The flags a side effect raises by what it is (none once entered in error).
+fn side_effect_flags_of(e: &SideEffectRow) -> Vec<Wanted> {
+    if e.deleted_at.is_some() {
+        return Vec::new();
+    }
+    flags::side_effect_flags(e.effect, e.severity)
+        .into_iter()
+        .map(on(FlaggedRecord::SideEffect, e.id))
+        .collect()
 }
 
 fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
@@ -404,6 +691,24 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
     wanted
 }
 
+/// The flags the patient has, of those on the records `wanted` names; no query when it names
+/// none.
+fn existing_flags(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    wanted: &[Wanted],
+) -> Result<HashSet<(FlagKind, String)>, StoreError> {
+    let mut records: Vec<String> = wanted.iter().map(|w| w.record_id.clone()).collect();
+    records.sort_unstable();
+    records.dedup();
+    if records.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(flag_store::existing_on(conn, patient_id, &records)?
+        .into_iter()
+        .collect())
+}
+
 /// Inserts each wanted flag that the patient does not have yet.
 pub fn raise_missing(
     conn: &mut DbConnection,
@@ -411,9 +716,7 @@ pub fn raise_missing(
     wanted: Vec<Wanted>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let existing: HashSet<(FlagKind, String)> = flag_store::existing(conn, patient_id)?
-        .into_iter()
-        .collect();
+    let existing = existing_flags(conn, patient_id, &wanted)?;
     let mut seen = HashSet::new();
     for w in wanted {
         let key = (w.raised.kind, w.record_id.clone());

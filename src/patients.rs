@@ -12,7 +12,7 @@ use crate::domain::patient::{self, BirthYear, Indication, RiskFactor, Sex};
 use crate::domain::text::{self, Shape};
 use crate::domain::time;
 use crate::error::ApiError;
-use crate::evaluation;
+use crate::evaluation::{self, Change};
 use crate::records::{created_or_replayed, optional, Created};
 use crate::store::consent::{self, ConsentEventRow};
 use crate::store::patients::{self, PatientRecord, PatientRow, RiskFactorRow};
@@ -207,7 +207,7 @@ pub async fn update(
         if record.row.research_consent != current.row.research_consent {
             record_consent(conn, &record.row, &call.caller)?;
         }
-        evaluation::refresh(conn, &call.clinical(), id)?;
+        evaluation::refresh(conn, &call.clinical(), id, Change::Whole)?;
         call.audit(conn, Event::record(Action::PatientUpdated, id, id))?;
         Ok(patients::find(conn, &scope, id)?)
     })

@@ -49,6 +49,53 @@ pub struct SessionOutcome {
     pub wears_off_within_days: bool,
 }
 
+/// The instants whose scores a session's outcome reads (§6 steps 1–2), both ends included:
+/// from 7 days before the session to the end of its follow-up window (the next completed
+/// session, or 90 days) — or to the session itself when that window is empty. A score taken
+/// outside them cannot move the outcome.
+pub fn session_reads(
+    started_at: DateTime<Utc>,
+    next_session: Option<DateTime<Utc>>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let end = follow_up_end(started_at, next_session);
+    (started_at - BASELINE_LOOKBACK, end.max(started_at))
+}
+
+/// Whether a score taken at `taken_at` is read by the outcome of the session at `started_at`:
+/// its baseline window [t_s − 7 d, t_s] or its follow-up window (t_s, end).
+pub fn session_reads_score_at(
+    started_at: DateTime<Utc>,
+    next_session: Option<DateTime<Utc>>,
+    taken_at: DateTime<Utc>,
+) -> bool {
+    taken_at >= started_at - BASELINE_LOOKBACK
+        && (taken_at <= started_at || taken_at < follow_up_end(started_at, next_session))
+}
+
+/// The end, not included, of a session's follow-up window (§6 step 2).
+fn follow_up_end(started_at: DateTime<Utc>, next_session: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    next_session.map_or(started_at + WINDOW_CAP, |next| {
+        next.min(started_at + WINDOW_CAP)
+    })
+}
+
+/// The instants, both included, whose scores decide a course's baseline and end-of-induction
+/// status and any response in the first 42 days (§6 "Course response"): from 14 days before
+/// the first session to 42 days after it. A response later than that is the first only when
+/// none falls in here.
+pub fn course_induction_reads(first_session: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        first_session - COURSE_BASELINE_LOOKBACK,
+        first_session + END_OF_INDUCTION_TO,
+    )
+}
+
+/// Whether a score taken at `taken_at` is in the window of a course's baseline (§6: the 14
+/// days up to the first session).
+pub fn in_course_baseline_window(first_session: DateTime<Utc>, taken_at: DateTime<Utc>) -> bool {
+    taken_at >= first_session - COURSE_BASELINE_LOOKBACK && taken_at <= first_session
+}
+
 /// Days between two instants, to one decimal.
 pub fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     let days = (to - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 86_400e6;
@@ -86,9 +133,7 @@ pub fn session_outcome(
         return none(BenefitStatus::NoBaseline);
     };
     // Step 2: scores in (t_s, min(t_next, t_s + 90 d)).
-    let end = next_session.map_or(started_at + WINDOW_CAP, |next| {
-        next.min(started_at + WINDOW_CAP)
-    });
+    let end = follow_up_end(started_at, next_session);
     let window: Vec<&Score> = scores
         .iter()
         .filter(|s| s.taken_at > started_at && s.taken_at < end)
@@ -238,6 +283,49 @@ mod tests {
                 total: *sev,
             })
             .collect()
+    }
+
+    // §6 steps 1–2: a score is read by a session's outcome in [t_s − 7 d, t_s] and in
+    // (t_s, min(t_next, t_s + 90 d)); nowhere else.
+    #[test]
+    fn a_session_reads_the_scores_of_its_two_windows_only() {
+        let cases = [
+            // (score day, next session day, read?)
+            (-7.0, None, true),
+            (-7.1, None, false),
+            (0.0, None, true),
+            (89.9, None, true),
+            (90.0, None, false),
+            (9.9, Some(10.0), true),
+            (10.0, Some(10.0), false),
+            (0.0, Some(0.0), true),
+            (0.1, Some(0.0), false),
+        ];
+        for (day, next, read) in cases {
+            assert_eq!(
+                session_reads_score_at(t(0.0), next.map(t), t(day)),
+                read,
+                "score on day {day}, next session {next:?}"
+            );
+            let (from, to) = session_reads(t(0.0), next.map(t));
+            if read {
+                assert!(from <= t(day) && t(day) <= to, "day {day} within the span");
+            }
+        }
+    }
+
+    // §6 "Course response": the baseline window is the 14 days up to the first session, ends
+    // included; the induction span runs on to 42 days after it.
+    #[test]
+    fn a_course_baseline_window_is_the_fourteen_days_up_to_the_first_session() {
+        for (day, inside) in [(-14.0, true), (-14.1, false), (0.0, true), (0.1, false)] {
+            assert_eq!(
+                in_course_baseline_window(t(0.0), t(day)),
+                inside,
+                "day {day}"
+            );
+        }
+        assert_eq!(course_induction_reads(t(0.0)), (t(-14.0), t(42.0)));
     }
 
     fn outcome(points: &[(f64, i32)], next: Option<f64>) -> SessionOutcome {

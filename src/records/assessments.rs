@@ -9,6 +9,7 @@ use crate::domain::audit::Action;
 use crate::domain::instrument::{may_submit, Instrument, Rater, Scored};
 use crate::domain::time;
 use crate::error::ApiError;
+use crate::evaluation::Change;
 use crate::records::{viewed_as_recorded, Actions, Kind, Making, Writers};
 use crate::store::assessments::AssessmentRow;
 use crate::store::columns::Json;
@@ -77,6 +78,10 @@ impl Kind for AssessmentRow {
 
     fn entered_in_error(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn change(&self) -> Change<'_> {
+        Change::Assessment(self)
     }
 
     viewed_as_recorded!();

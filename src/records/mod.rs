@@ -23,7 +23,7 @@ use crate::domain::audit::Action;
 use crate::domain::flags::FlagKind;
 use crate::domain::ids::PatientId;
 use crate::error::ApiError;
-use crate::evaluation;
+use crate::evaluation::{self, Change};
 use crate::store::flags::{self as flag_store, FlagRow};
 use crate::store::patients::{self, PatientRecord};
 use crate::store::scope::Scope;
@@ -92,6 +92,12 @@ pub trait Kind: Stored {
     /// Whether the record was entered in error (only correctable kinds can be).
     fn entered_in_error(&self) -> bool {
         false
+    }
+
+    /// What writing this record can move in the patient's evaluation: all of it, unless the
+    /// kind knows better.
+    fn change(&self) -> Change<'_> {
+        Change::Whole
     }
 
     /// What a client is shown of a record: the record with its flags, and whatever else its
@@ -182,7 +188,7 @@ pub async fn create<R: Kind>(
             |found| found.body_hash() == row.body_hash() && found.patient_id() == patient,
             |conn| {
                 R::insert(conn, &row)?;
-                evaluation::refresh(conn, &call.clinical(), patient)?;
+                evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
                 call.audit(conn, Event::record(R::ACTIONS.created, id, patient))
             },
         )?;
@@ -300,7 +306,7 @@ pub async fn update<R: Kind>(
         )?;
         R::replace(conn, &row, current.version())?;
         call.audit(conn, Event::record(action, id, patient.row.id))?;
-        evaluation::refresh(conn, &call.clinical(), patient.row.id)?;
+        evaluation::refresh(conn, &call.clinical(), patient.row.id, row.change())?;
         let row = R::find(conn, &scope, id)?;
         Ok(view::<R>(conn, row)?)
     })
@@ -330,8 +336,8 @@ pub async fn correct<R: Kind + Correctable>(
             )?;
             call.audit(conn, Event::record(action, id, patient))?;
         }
-        evaluation::refresh(conn, &call.clinical(), patient)?;
         let row = R::find(conn, &scope, id)?;
+        evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
         Ok(view::<R>(conn, row)?)
     })
     .await

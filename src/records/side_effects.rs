@@ -7,6 +7,7 @@ use crate::domain::ids::SessionId;
 use crate::domain::instrument::Rater;
 use crate::domain::side_effect::{ReportContext, SideEffectReport};
 use crate::error::ApiError;
+use crate::evaluation::Change;
 use crate::records::assessments::rater;
 use crate::records::{optional, viewed_as_recorded, Actions, Kind, Making, Writers};
 use crate::store::scope::Scope;
@@ -97,6 +98,10 @@ impl Kind for SideEffectRow {
 
     fn entered_in_error(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn change(&self) -> Change<'_> {
+        Change::SideEffect(self)
     }
 
     viewed_as_recorded!();

@@ -74,6 +74,31 @@ pub fn replace(
     replace_versioned!(conn, assessments, row, expected)
 }
 
+/// The live scores of one instrument of a patient taken from `from` up to `to` (both
+/// included; no end when `to` is `None`), narrowly — (id, time, total) — and in the order
+/// [`live_of_patient`] reads them: what an outcome whose window lies there is computed from.
+pub fn scores_between(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    instrument: Instrument,
+    from: NaiveDateTime,
+    to: Option<NaiveDateTime>,
+) -> Result<Vec<(AssessmentId, NaiveDateTime, i32)>, StoreError> {
+    let mut query = assessments::table
+        .filter(assessments::patient_id.eq(patient_id))
+        .filter(assessments::taken_at.ge(from))
+        .filter(assessments::instrument.eq(instrument))
+        .filter(assessments::deleted_at.is_null())
+        .into_boxed();
+    if let Some(to) = to {
+        query = query.filter(assessments::taken_at.le(to));
+    }
+    Ok(query
+        .order((assessments::taken_at.asc(), assessments::id.asc()))
+        .select((assessments::id, assessments::taken_at, assessments::total))
+        .load(conn)?)
+}
+
 /// Every live assessment of a patient, oldest first.
 pub fn live_of_patient(
     conn: &mut DbConnection,

@@ -81,12 +81,15 @@ fn touch(
 }
 
 /// The (kind, record) pairs already flagged for a patient.
-pub fn existing(
+/// The flags the patient has on these records, as (kind, record).
+pub fn existing_on(
     conn: &mut DbConnection,
     patient_id: PatientId,
+    record_ids: &[String],
 ) -> Result<Vec<(FlagKind, String)>, StoreError> {
     Ok(flags::table
         .filter(flags::patient_id.eq(patient_id))
+        .filter(flags::record_id.eq_any(record_ids))
         .select((flags::kind, flags::record_id))
         .load(conn)?)
 }

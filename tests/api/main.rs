@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod demo;
 mod errors;
+mod evaluation;
 mod faults;
 mod fixtures;
 mod flags;
