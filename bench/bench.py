@@ -15,6 +15,7 @@ import datetime
 import http.client
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -509,6 +510,41 @@ def compare_research(app_rows, sql_rows):
     return mismatches
 
 
+def history_latency(port, token, sizes, sessions_every=67, spacing_hours=12):
+    """One patient's record grown to max(sizes) assessments through the API, PHQ-9s posted one
+    at a time in time order (every `spacing_hours`), a completed session after every
+    `sessions_every`-th (60 sessions at 4 000). Returns, for each size N, the latencies (s) of
+    the 50 posts around the N-th — each made with a record of about N assessments — so that
+    their medians compare the cost of one write at two lengths of history."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    total = max(sizes) + 25
+    first = now - datetime.timedelta(hours=spacing_hours * (total + 2))
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, body = http_request(port, "POST", "/v1/patients", json.dumps(
+        {"birth_year": 1980, "sex": "female", "indications": ["treatment_resistant_depression"]}), token)
+    patient = json.loads(body)["id"]
+    status, body = http_request(port, "POST", f"/v1/patients/{patient}/courses", json.dumps(
+        {"indication": "treatment_resistant_depression", "start_date": f"{first:%Y-%m-%d}"}), token)
+    if status != 201:
+        sys.exit(f"history: the course answered {status}: {body[:200]!r}")
+    latencies, errors = {}, 0
+    for k in range(1, total + 1):
+        taken = first + datetime.timedelta(hours=spacing_hours * k)
+        items = [random.randint(0, 3) for _ in range(9)]
+        t0 = time.perf_counter()
+        status, _ = http_request(port, "POST", f"/v1/patients/{patient}/assessments", json.dumps(
+            {"instrument": "phq9", "taken_at": stamp(taken), "items": items}), token)
+        latencies[k] = time.perf_counter() - t0
+        errors += status != 201
+        if k % sessions_every == 0:
+            status, _ = http_request(port, "POST", f"/v1/patients/{patient}/sessions", json.dumps(
+                {"route": "iv", "started_at": stamp(taken + datetime.timedelta(hours=1)),
+                 "dose_mg_per_kg": 0.5, "weight_kg": 70}), token)
+            errors += status != 201
+    around = {n: [latencies[k] for k in range(n - 25, n + 25)] for n in sizes}
+    return around, errors
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round((len(s) - 1) * p / 100)))]
@@ -561,15 +597,21 @@ def main():
     ap.add_argument("--pg-port", type=int, default=5432)
     ap.add_argument("--pg-user", default="postgres")
     ap.add_argument("--pg-db", default="ko_bench", help="dropped and re-created by the benchmark (default ko_bench)")
-    ap.add_argument("--paths", default="export,research,read,ingest,login,memory",
+    ap.add_argument("--paths", default="export,research,read,ingest,history,login,memory",
                     help="comma-separated paths to measure (default: all of export, research, read, ingest, "
-                         "login, memory)")
+                         "history, login, memory)")
+    ap.add_argument("--history", default="100,4000",
+                    help="assessments on one patient's record at which one POST is timed, comma-separated "
+                         "(default 100,4000: the ratio of the longest to the shortest)")
     ap.add_argument("--reuse", action="store_true",
                     help="skip seeding: reuse the data set of the previous run (same --patients)")
     args = ap.parse_args()
     args.flood_accounts = 50
     args.paths = set(args.paths.split(","))
-    unknown = args.paths - {"export", "research", "read", "ingest", "login", "memory"}
+    args.history = sorted({int(n) for n in args.history.split(",")})
+    if len(args.history) < 2 or args.history[0] < 25:
+        sys.exit("--history: two sizes or more, each at least 25")
+    unknown = args.paths - {"export", "research", "read", "ingest", "history", "login", "memory"}
     if unknown:
         sys.exit(f"--paths: unknown {', '.join(sorted(unknown))}")
     if args.patients < args.clinics * 11:
@@ -790,6 +832,23 @@ def bench(args, pg, tmp, state_file, servers, started):
             res = wrk(args, server.port, "ingest.lua", 64, args.duration, wrk_env)
         yard = pgbench(args, pg, "ingest.sql", 64, args.duration, defines) if pg else None
         results.append(wrk_row("ingest (POST PHQ-9, 64 connections)", res, rss, yard))
+
+    if "history" in args.paths:
+        # ---- the cost of one write as a record grows
+        log(f"history: one patient's record grown to {max(args.history):,} assessments")
+        with RssSampler(pid) as rss:
+            around, history_errors = history_latency(server.port, clinician, args.history)
+        short, long = min(args.history), max(args.history)
+        medians = {n: statistics.median(v) for n, v in around.items()}
+        ratio = medians[long] / medians[short]
+        results.append({"path": f"history (POST PHQ-9 with {long:,} assessments on record; one patient, "
+                                f"a session every 67)",
+                        "rps": "—", "p50": f"{medians[long] * 1000:.2f} ms",
+                        "p99": f"{pct(around[long], 99) * 1000:.2f} ms", "errors": history_errors,
+                        "rss": f"{rss.peak_mib:.1f} MiB",
+                        "yardstick": f"the same POST with {short:,} on record: p50 {medians[short] * 1000:.2f} ms",
+                        "ratio": f"{ratio:.2f}", "target": "≤ 1.3",
+                        "result": verdict(ratio <= 1.3 and not history_errors)})
 
     if "login" in args.paths:
         # ---- login flood
