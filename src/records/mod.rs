@@ -170,6 +170,7 @@ pub async fn create<R: Kind>(
     let scope = write_scope::<R>(call)?;
     call.transaction(move |conn, call| {
         let record = patients::find(conn, &scope, patient)?;
+        patients::hold(conn, patient)?;
         let row = R::build(
             conn,
             draft,
@@ -284,6 +285,8 @@ pub async fn update<R: Kind>(
     let action = R::ACTIONS.updated.ok_or(ApiError::MethodNotAllowed)?;
     call.transaction(move |conn, call| {
         let current = R::find(conn, &scope, id)?;
+        patients::hold(conn, current.patient_id())?;
+        let current = R::find(conn, &scope, id)?;
         if !expected.admits(current.version()) {
             return Err(ApiError::PreconditionFailed);
         }
@@ -325,8 +328,9 @@ pub async fn correct<R: Kind + Correctable>(
         .entered_in_error
         .ok_or(ApiError::MethodNotAllowed)?;
     call.transaction(move |conn, call| {
+        let patient = R::find(conn, &scope, id)?.patient_id();
+        patients::hold(conn, patient)?;
         let current = R::find(conn, &scope, id)?;
-        let patient = current.patient_id();
         if !current.is_entered_in_error() {
             let version = current.version();
             R::replace(

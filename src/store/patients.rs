@@ -89,6 +89,22 @@ pub fn find(
     with_lists(conn, vec![row]).map(|mut v| v.remove(0))
 }
 
+/// Holds the patient's row until the transaction ends, so that writes to one patient's
+/// record follow one another: each is evaluated (`evaluation`) with every earlier write in
+/// view, where two side by side would each miss the other. On PostgreSQL `FOR NO KEY UPDATE`,
+/// which leaves the inserts that merely refer to the patient free; SQLite's one writer
+/// serialises every write already.
+pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
+    if let DbConnection::Postgres(pg) = conn {
+        patients::table
+            .find(id)
+            .select(patients::id)
+            .for_no_key_update()
+            .first::<PatientId>(pg)?;
+    }
+    Ok(())
+}
+
 /// The patients in scope, registered in a range or changed since an instant.
 pub fn list(
     conn: &mut DbConnection,
