@@ -3,11 +3,14 @@
 //! what it showed to a background writer. On SQLite that read never queues behind the one
 //! writer; on PostgreSQL it never touches a row lock.
 //!
-//! An event is queued before the answer is sent; a full queue makes the read wait (and 503
-//! after `QUEUE_WAIT`), never drop an event. The writer appends what is queued in batches and
-//! retries a failed batch until it is written; at a graceful stop it writes what is left.
-//! What a killed process had queued but not yet written (a fraction of a second's reads) is
-//! lost: the price of a read that takes no write lock.
+//! A read's events are queued, all or none, before its answer is sent; a full queue makes the
+//! read wait (and 503 after `QUEUE_WAIT`), never answer unaudited. The writer appends what is
+//! queued in batches, and retries a failed batch until it is written (a batch whose commit
+//! was in fact made, and meets its own ids on the retry, is done). A graceful stop cuts into
+//! the retries and writes what is left within `DRAIN_LIMIT`; what it cannot write by then, or
+//! what a killed process had queued (a fraction of a second of reads), is lost and logged:
+//! the price of a read that takes no write lock. An event is stamped when it is queued, so it
+//! may reach the trail a moment after events stamped later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,8 @@ pub struct AuditWriter {
     queue: mpsc::Receiver<AuditEventRow>,
     db: Db,
     stop: Arc<Notify>,
+    /// Set once a stop is asked for: when what is left must be written by.
+    drain_by: Option<tokio::time::Instant>,
 }
 
 /// A running writer: [`Running::finish`] writes what is queued and ends it.
@@ -52,28 +57,34 @@ pub fn queue(db: Db) -> (AuditBehind, AuditWriter) {
         queue: receiver,
         db,
         stop: Arc::new(Notify::new()),
+        drain_by: None,
     };
     (AuditBehind { queue: sender }, writer)
 }
 
 impl AuditBehind {
-    /// Queues `events` to be written; an error when the writer has stopped, or has not kept
-    /// up for `QUEUE_WAIT`.
+    /// Queues `events` to be written, all of them or none: an error when the writer has
+    /// stopped, or has not made room for them within `QUEUE_WAIT`.
     pub async fn record(&self, events: Vec<AuditEventRow>) -> Result<(), StoreError> {
-        for event in events {
-            match tokio::time::timeout(QUEUE_WAIT, self.queue.send(event)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    return Err(StoreError::Unavailable(
-                        "the audit writer has stopped".into(),
-                    ))
-                }
-                Err(_) => {
-                    return Err(StoreError::Unavailable(
-                        "the audit writer is not keeping up".into(),
-                    ))
-                }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let room = tokio::time::timeout(QUEUE_WAIT, self.queue.reserve_many(events.len()));
+        let permits = match room.await {
+            Ok(Ok(permits)) => permits,
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable(
+                    "the audit writer has stopped".into(),
+                ))
             }
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "the audit writer is not keeping up".into(),
+                ))
+            }
+        };
+        for (permit, event) in permits.zip(events) {
+            permit.send(event);
         }
         Ok(())
     }
@@ -92,25 +103,32 @@ impl AuditWriter {
     async fn run(mut self) {
         loop {
             tokio::select! {
+                // A stop asked for comes first: what is queued is written by the drain below.
+                biased;
+                () = self.stop.notified() => break,
                 next = self.queue.recv() => match next {
-                    Some(first) => self.write_batch(first, None).await,
+                    Some(first) => self.write_batch(first).await,
                     None => return,
                 },
-                () = self.stop.notified() => break,
             }
         }
-        // No more events are taken; those already queued are written, for a bounded time.
-        self.queue.close();
-        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        self.stopping();
         while let Some(first) = self.queue.recv().await {
-            self.write_batch(first, Some(deadline)).await;
+            self.write_batch(first).await;
         }
     }
 
+    /// No more events are taken; those already queued have `DRAIN_LIMIT` to be written.
+    fn stopping(&mut self) {
+        self.queue.close();
+        self.drain_by
+            .get_or_insert_with(|| tokio::time::Instant::now() + DRAIN_LIMIT);
+    }
+
     /// Appends `first` and whatever else is queued (up to `BATCH`) in one transaction,
-    /// retrying with a growing pause until it is written — or, when stopping, until
-    /// `deadline`, after which the batch is logged as lost.
-    async fn write_batch(&mut self, first: AuditEventRow, deadline: Option<tokio::time::Instant>) {
+    /// retrying with a growing pause until it is written — or, once stopping, until the
+    /// drain's deadline, after which the batch is logged as lost.
+    async fn write_batch(&mut self, first: AuditEventRow) {
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match self.queue.try_recv() {
@@ -126,14 +144,25 @@ impl AuditWriter {
                 .db
                 .transaction(move |conn| trail::record(conn, &events))
                 .await;
-            let Err(err) = written else { return };
-            let now = tokio::time::Instant::now();
-            if deadline.is_some_and(|d| now + pause > d) {
+            let err = match written {
+                // Conflict: the ids are in the trail already — the commit of an earlier
+                // attempt was made though its answer was lost.
+                Ok(()) | Err(StoreError::Conflict) => return,
+                Err(err) => err,
+            };
+            if self
+                .drain_by
+                .is_some_and(|by| tokio::time::Instant::now() + pause > by)
+            {
                 tracing::error!(error = %err, lost = batch.len(), "audit events could not be written before the stop");
                 return;
             }
             tracing::warn!(error = %err, waiting = batch.len(), "audit events could not be written yet; retrying");
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                // A stop cuts the pause short and sets the deadline of the retries.
+                () = self.stop.notified(), if self.drain_by.is_none() => self.stopping(),
+            }
             pause = (pause * 2).min(Duration::from_secs(5));
         }
     }

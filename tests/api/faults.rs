@@ -274,28 +274,25 @@ async fn a_write_kept_waiting_past_sqlites_busy_timeout_is_refused_for_a_retry()
     .await;
 }
 
-/// issue 16 (4): the worklist's audit events are written behind its answer, and a graceful
-/// stop writes those still queued. Another connection holds SQLite's write lock, so the events
-/// of two worklist reads cannot be written yet; the process is sent SIGTERM, the lock is let
-/// go within the stop's grace, and the process exits 0 with both events in the trail.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_writes_the_audit_events_still_queued() {
+/// A server on SQLite with a flag on its worklist, the database's write lock held by another
+/// connection, and the worklist read `reads` times while it is held: the server, the lock's
+/// holder and the database's URL.
+async fn worklist_read_while_the_trail_is_locked(
+    reads: usize,
+) -> (
+    Process,
+    ketamine_outcomes::store::DbConnection,
+    String,
+    TestDatabase,
+) {
     use diesel::connection::SimpleConnection;
-    use ketamine_outcomes::store::schema::audit_events as ae;
     let database = TestDatabase::create(Backend::Sqlite).unwrap();
     let url = database.url();
     let env = [("DATABASE_URL", url.as_str()), ("KO_JWT_SECRET", SECRET)];
     create_account(&env, "admin", "admin@clinic.example", PASSWORD);
-    let mut server = Process::start(&env);
+    let server = Process::start(&env);
     let client = reqwest::Client::new();
     let (doc, patient) = clinic_with_patient(&client, &server).await;
-    let listed = |conn: &mut ketamine_outcomes::store::DbConnection| {
-        ae::table
-            .filter(ae::action.eq("flags_listed"))
-            .count()
-            .get_result::<i64>(conn)
-            .unwrap()
-    };
     let ideation = json!({"instrument": "phq9", "taken_at": chrono::Utc::now().to_rfc3339(),
         "items": [1, 1, 1, 1, 1, 1, 1, 1, 2]});
     let recorded = client
@@ -308,9 +305,8 @@ async fn a_stop_writes_the_audit_events_still_queued() {
     assert_eq!(recorded.status(), 201);
     let mut holder = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
     holder.batch_execute("BEGIN IMMEDIATE").unwrap();
-    // Two reads: the first's event is being written (waiting for the lock) when the second's
-    // is queued behind it.
-    for _ in 0..2 {
+    // The first read's event is being written (waiting for the lock) when the next is queued.
+    for _ in 0..reads {
         let worklist = client
             .get(server.url(&format!("/v1/flags?status=open&patient_id={patient}")))
             .bearer_auth(&doc)
@@ -325,6 +321,27 @@ async fn a_stop_writes_the_audit_events_still_queued() {
         assert_eq!(shown, 1, "the urgent flag of the item-9 answer");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    (server, holder, url, database)
+}
+
+fn worklist_events(url: &str) -> i64 {
+    use ketamine_outcomes::store::schema::audit_events as ae;
+    let mut conn = ketamine_outcomes::store::DbConnection::establish(url).unwrap();
+    ae::table
+        .filter(ae::action.eq("flags_listed"))
+        .count()
+        .get_result::<i64>(&mut conn)
+        .unwrap()
+}
+
+/// issue 16 (4): the worklist's audit events are written behind its answer, and a graceful
+/// stop writes those still queued. The events of two worklist reads cannot be written while
+/// another connection holds SQLite's write lock; the process is sent SIGTERM, the lock is let
+/// go within the stop's grace, and the process exits 0 with both events in the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_writes_the_audit_events_still_queued() {
+    use diesel::connection::SimpleConnection;
+    let (mut server, mut holder, url, _database) = worklist_read_while_the_trail_is_locked(2).await;
     server.signal("-TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -336,6 +353,33 @@ async fn a_stop_writes_the_audit_events_still_queued() {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(0));
-    let mut conn = ketamine_outcomes::store::DbConnection::establish(&url).unwrap();
-    assert_eq!(listed(&mut conn), 2, "each worklist read's event");
+    assert_eq!(worklist_events(&url), 2, "each worklist read's event");
+}
+
+/// A stop does not wait for ever on a trail it cannot write: the write lock is never let go,
+/// and the process still exits 0, within its drain limit (10 s) and one attempt more, saying
+/// what it could not write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_gives_up_on_audit_events_it_cannot_write_and_says_so() {
+    use diesel::connection::SimpleConnection;
+    let (mut server, mut holder, url, _database) = worklist_read_while_the_trail_is_locked(1).await;
+    server.signal("-TERM");
+    let stopped = std::time::Instant::now();
+    let (exit, server) =
+        tokio::task::spawn_blocking(move || (server.child.wait().unwrap(), server))
+            .await
+            .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let lost = server
+        .log()
+        .iter()
+        .any(|line| line["message"] == "audit events could not be written before the stop");
+    assert!(lost, "the loss is logged");
+    holder.batch_execute("COMMIT").unwrap();
+    assert_eq!(worklist_events(&url), 0);
 }
