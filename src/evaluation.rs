@@ -315,6 +315,15 @@ fn course_after_score(
     }))
 }
 
+/// The settings a stored evaluation depends on, as text: W, the remission cut-offs and the
+/// vital-sign thresholds. (Persistence is the sweep's, applied afresh at every sweep.)
+pub fn settings_text(settings: &ClinicalSettings) -> String {
+    format!(
+        "wear_off_days={:?} remission={:?} thresholds={:?}",
+        settings.wear_off_days, settings.remission, settings.thresholds
+    )
+}
+
 /// The patients who could have a flag that time alone raises: an unresolved side effect, or
 /// an open course.
 pub fn time_flag_candidates(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {

@@ -8,6 +8,12 @@
 //! next tick of any other process sweeps. Each patient's record is read in a read-only
 //! transaction, and only a flag found due is written, in a short transaction of its own: a
 //! writer waits on a sweep no longer than on another write.
+//!
+//! A write evaluates only what it can move (`evaluation`), so when the clinical settings
+//! change (W, a remission cut-off, a threshold) nothing would bring the rest of a record up to
+//! them: the first sweep under new settings evaluates every record again, a patient at a time,
+//! and then records the settings it did so with. Processes with different settings on one
+//! database would undo each other's work; a deployment changes them on every process.
 
 use std::time::Duration;
 
@@ -16,8 +22,8 @@ use chrono::{DateTime, Utc};
 use crate::clock;
 use crate::config::ClinicalSettings;
 use crate::domain::ids::PatientId;
-use crate::evaluation;
-use crate::store::{self, Db, DbConnection, Exclusive, StoreError};
+use crate::evaluation::{self, Change};
+use crate::store::{self, evaluation_settings, patients, Db, DbConnection, Exclusive, StoreError};
 
 /// Sweeps every `every`, for as long as the process runs.
 pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
@@ -41,6 +47,7 @@ pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
 pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, StoreError> {
     db.run(move |conn| {
         store::exclusively(conn, Exclusive::Sweep, |conn| {
+            evaluate_again_if_settings_changed(conn, &settings)?;
             let now = clock::now();
             let candidates = evaluation::time_flag_candidates(conn)?;
             for patient in &candidates {
@@ -54,6 +61,31 @@ pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, 
         })
     })
     .await
+}
+
+/// Evaluates every record again when the stored evaluation was made with other settings than
+/// these, then records these.
+fn evaluate_again_if_settings_changed(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+) -> Result<(), StoreError> {
+    let wanted = evaluation::settings_text(settings);
+    if evaluation_settings::current(conn)?.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    let patients = patients::all_ids(conn)?;
+    tracing::info!(
+        patients = patients.len(),
+        settings = %wanted,
+        "the clinical settings are new: evaluating every record again"
+    );
+    for patient in patients {
+        store::write_transaction(conn, |conn| {
+            patients::hold(conn, patient)?;
+            evaluation::refresh(conn, settings, patient, Change::Whole)
+        })?;
+    }
+    evaluation_settings::record(conn, &wanted, clock::to_db(clock::now()))
 }
 
 /// Reads what is due in a read-only transaction, and writes only when something is: on

@@ -15,6 +15,7 @@ pub mod clinics;
 pub mod columns;
 pub mod consent;
 pub mod courses;
+pub mod evaluation_settings;
 pub mod flags;
 pub mod invites;
 pub mod outcomes;

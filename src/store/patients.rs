@@ -105,6 +105,14 @@ pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every patient's id, in order.
+pub fn all_ids(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
+    Ok(patients::table
+        .select(patients::id)
+        .order(patients::id)
+        .load(conn)?)
+}
+
 /// The patients in scope, registered in a range or changed since an instant.
 pub fn list(
     conn: &mut DbConnection,

@@ -325,6 +325,14 @@ diesel::joinable!(session_outcomes -> patients (patient_id));
 diesel::joinable!(course_outcomes -> patients (patient_id));
 diesel::joinable!(flags -> patients (patient_id));
 diesel::joinable!(consent_events -> patients (patient_id));
+diesel::table! {
+    evaluation_settings (id) {
+        id -> Integer,
+        settings -> Text,
+        evaluated_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     clinics,
     users,
@@ -347,4 +355,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     course_outcomes,
     flags,
     consent_events,
+    evaluation_settings,
 );

@@ -303,3 +303,79 @@ api_test!(
         assert!(!stored.sessions.is_empty() && stored.courses[0].time_to_response_days.is_some());
     }
 );
+
+// New clinical settings reach every stored outcome, not only those a later write moves: the
+// first sweep under them evaluates every record again. W goes from 7 to 10 days (a process
+// restarted with KO_WEAR_OFF_DAYS=10; the first one sweeps no more during the test): an
+// infusion whose benefit wore off after 8.5 days is flagged with no write in between.
+api_test!(
+    new_settings_reach_every_stored_outcome_without_a_write,
+    overrides = &[("KO_SWEEP_SECS", "60")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let session_at =
+            DateTime::from_timestamp((Utc::now() - Duration::days(30)).timestamp(), 0).unwrap();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let course_start = (session_at - Duration::days(2)).date_naive().to_string();
+        app.new_course(&clinic.clinician, &patient, &course_start)
+            .await;
+        let scores = format!("/v1/patients/{patient}/assessments");
+        let at = |days: f64| session_at + Duration::minutes((days * 1440.0) as i64);
+        let phq9 = |days: f64, items: [i32; 9]| json!({"instrument": "phq9", "taken_at": at(days), "items": items});
+        for (days, items) in [
+            (-1.0, [3, 3, 2, 2, 2, 2, 2, 2, 0]),
+            (2.0, [1, 1, 1, 1, 1, 0, 0, 0, 0]),
+            (8.5, [2, 2, 2, 2, 2, 2, 2, 2, 0]),
+        ] {
+            assert_eq!(
+                app.post_as(&scores, &token, &phq9(days, items))
+                    .await
+                    .status(),
+                201
+            );
+        }
+        let session = json!({"route": "iv", "started_at": session_at, "dose_mg_per_kg": 0.5, "weight_kg": 70});
+        let session = app
+            .post_as(
+                &format!("/v1/patients/{patient}/sessions"),
+                &token,
+                &session,
+            )
+            .await;
+        assert_eq!(session.status(), 201);
+        let (before, _) = stored_and_whole(&app, &patient).await;
+        let outcome = &before.sessions[0];
+        assert_eq!(
+            (
+                format!("{:?}", outcome.status),
+                outcome.durability_days,
+                outcome.wears_off_within_days
+            ),
+            ("WoreOff".to_owned(), Some(8.5), false)
+        );
+
+        let restarted = app
+            .second_instance_with(|s| {
+                s.clinical.wear_off_days = 10.0;
+                s.sweep_interval = std::time::Duration::from_secs(1);
+            })
+            .await;
+        let after = crate::helpers::eventually(
+            || async { stored_and_whole(&restarted, &patient).await.0 },
+            |after| after.sessions[0].wears_off_within_days,
+        )
+        .await;
+        assert!(after.sessions[0].wears_off_within_days, "{after:?}");
+        assert!(
+            after
+                .flags
+                .iter()
+                .any(|(kind, record, _)| kind == "wears_off_within_days"
+                    && *record == outcome.session_id.to_string()),
+            "{:?}",
+            after.flags
+        );
+    }
+);

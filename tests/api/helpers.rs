@@ -221,12 +221,15 @@ impl TestApp {
     /// A second API instance on the same database and signing key, as a second process
     /// behind a load balancer would be.
     pub async fn second_instance(&self) -> Self {
-        Self::start(
-            self.settings.clone(),
-            self.admin.clone(),
-            self._database.clone(),
-        )
-        .await
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// A second API instance, as [`TestApp::second_instance`], with settings of its own (a
+    /// process restarted with a new configuration).
+    pub async fn second_instance_with(&self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        Self::start(settings, self.admin.clone(), self._database.clone()).await
     }
 
     pub async fn post(
