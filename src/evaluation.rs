@@ -482,40 +482,53 @@ fn stored_course_outcomes(
         .collect())
 }
 
-/// Writes `row` unless the stored one says the same (whenever it was computed).
+/// A stored outcome, which says the same as another when all but the instant each was
+/// computed at agree.
+trait Computed: Clone + PartialEq {
+    fn computed_at(&mut self) -> &mut NaiveDateTime;
+}
+
+impl Computed for SessionOutcomeRow {
+    fn computed_at(&mut self) -> &mut NaiveDateTime {
+        &mut self.computed_at
+    }
+}
+
+impl Computed for CourseOutcomeRow {
+    fn computed_at(&mut self) -> &mut NaiveDateTime {
+        &mut self.computed_at
+    }
+}
+
+/// Whether `row` says anything the stored one does not: only then is it written.
+fn changed<T: Computed>(stored: Option<&T>, row: &T) -> bool {
+    stored.is_none_or(|old| {
+        let (mut old, mut new) = (old.clone(), row.clone());
+        *old.computed_at() = *new.computed_at();
+        old != new
+    })
+}
+
 fn put_session_if_changed(
     conn: &mut DbConnection,
     stored: Option<&SessionOutcomeRow>,
     row: &SessionOutcomeRow,
 ) -> Result<(), StoreError> {
-    let unchanged = stored.is_some_and(|old| {
-        SessionOutcomeRow {
-            computed_at: row.computed_at,
-            ..old.clone()
-        } == *row
-    });
-    if unchanged {
-        return Ok(());
+    if changed(stored, row) {
+        outcome_store::put_session(conn, row)?;
     }
-    outcome_store::put_session(conn, row)
+    Ok(())
 }
 
-/// Writes `row` unless the stored one says the same (whenever it was computed).
 fn put_course_if_changed(
     conn: &mut DbConnection,
     stored: Option<&CourseOutcomeRow>,
     row: &CourseOutcomeRow,
 ) -> Result<(), StoreError> {
-    let unchanged = stored.is_some_and(|old| {
-        CourseOutcomeRow {
-            computed_at: row.computed_at,
-            ..old.clone()
-        } == *row
-    });
-    if unchanged {
-        return Ok(());
+    if changed(stored, row) {
+        outcome_store::put_course(conn, row)?;
     }
-    outcome_store::put_course(conn, row)
+    Ok(())
 }
 
 /// The flag of a session whose benefit wore off within days.

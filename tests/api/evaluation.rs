@@ -213,6 +213,23 @@ async fn write(
     format!("{method} {path} {body} → {status}")
 }
 
+/// A clinician's token and a patient of theirs whose course started on `course_start`'s day.
+async fn patient_with_course(app: &TestApp, course_start: DateTime<Utc>) -> (String, String) {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let patient = app.new_patient(&clinic.clinician).await;
+    let start = course_start.date_naive().to_string();
+    app.new_course(&clinic.clinician, &patient, &start).await;
+    (clinic.clinician.access_token, patient)
+}
+
+/// A completed infusion at `at`.
+async fn infusion(app: &TestApp, token: &str, patient: &str, at: DateTime<Utc>) {
+    let session = json!({"route": "iv", "started_at": at, "dose_mg_per_kg": 0.5, "weight_kg": 70});
+    let path = format!("/v1/patients/{patient}/sessions");
+    assert_eq!(app.post_as(&path, token, &session).await.status(), 201);
+}
+
 api_test!(
     each_write_stores_what_evaluating_the_whole_record_would,
     |app| async move {
@@ -267,28 +284,14 @@ api_test!(
 api_test!(
     writes_at_once_to_one_record_store_what_the_whole_record_would,
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let token = clinic.clinician.access_token.clone();
         let start = Utc::now() - Duration::days(60);
-        let patient = app.new_patient(&clinic.clinician).await;
-        app.new_course(&clinic.clinician, &patient, &start.date_naive().to_string())
-            .await;
+        let (token, patient) = patient_with_course(&app, start).await;
         let day = |d: f64| start + Duration::minutes((d * 1440.0) as i64);
         let scores = format!("/v1/patients/{patient}/assessments");
         let phq9 = |d: f64, item: i32| json!({"instrument": "phq9", "taken_at": day(d), "items": vec![item; 9]});
         let baseline = app.post_as(&scores, &token, &phq9(1.0, 2)).await;
         assert_eq!(baseline.status(), 201);
-        let session =
-            json!({"route": "iv", "started_at": day(2.0), "dose_mg_per_kg": 0.5, "weight_kg": 70});
-        let session = app
-            .post_as(
-                &format!("/v1/patients/{patient}/sessions"),
-                &token,
-                &session,
-            )
-            .await;
-        assert_eq!(session.status(), 201);
+        infusion(&app, &token, &patient, day(2.0)).await;
         // Scores in the session's follow-up window and the course's induction, all at once:
         // low ones (benefit, a response) and high ones (wear-off).
         let posts = (0..24).map(|i| {
@@ -312,15 +315,9 @@ api_test!(
     new_settings_reach_every_stored_outcome_without_a_write,
     overrides = &[("KO_SWEEP_SECS", "60")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let token = clinic.clinician.access_token.clone();
         let session_at =
             DateTime::from_timestamp((Utc::now() - Duration::days(30)).timestamp(), 0).unwrap();
-        let patient = app.new_patient(&clinic.clinician).await;
-        let course_start = (session_at - Duration::days(2)).date_naive().to_string();
-        app.new_course(&clinic.clinician, &patient, &course_start)
-            .await;
+        let (token, patient) = patient_with_course(&app, session_at - Duration::days(2)).await;
         let scores = format!("/v1/patients/{patient}/assessments");
         let at = |days: f64| session_at + Duration::minutes((days * 1440.0) as i64);
         let phq9 = |days: f64, items: [i32; 9]| json!({"instrument": "phq9", "taken_at": at(days), "items": items});
@@ -336,15 +333,7 @@ api_test!(
                 201
             );
         }
-        let session = json!({"route": "iv", "started_at": session_at, "dose_mg_per_kg": 0.5, "weight_kg": 70});
-        let session = app
-            .post_as(
-                &format!("/v1/patients/{patient}/sessions"),
-                &token,
-                &session,
-            )
-            .await;
-        assert_eq!(session.status(), 201);
+        infusion(&app, &token, &patient, session_at).await;
         let (before, _) = stored_and_whole(&app, &patient).await;
         let outcome = &before.sessions[0];
         assert_eq!(
