@@ -390,8 +390,10 @@ fn store_outcomes(
             .iter()
             .find(|s| s.course_id == course.id)
             .map(|s| s.started_at);
-        let scores = record.scores(course.primary_instrument);
-        let row = course_row(settings, course, first, &scores, now);
+        let scores = scores
+            .entry(course.primary_instrument)
+            .or_insert_with(|| record.scores(course.primary_instrument));
+        let row = course_row(settings, course, first, scores, now);
         put_course_if_changed(conn, stored_courses.get(&course.id), &row)?;
     }
     Ok(wanted_sessions)

@@ -272,6 +272,14 @@ pub async fn list<R: Kind>(
     .await
 }
 
+/// A record within the scope, read again once its patient's row is held (`patients::hold`):
+/// what a change is based on is then what no other write to the record can still change.
+fn held<R: Kind>(conn: &mut DbConnection, scope: &Scope, id: R::Id) -> Result<R, StoreError> {
+    let patient = R::find(conn, scope, id)?.patient_id();
+    patients::hold(conn, patient)?;
+    R::find(conn, scope, id)
+}
+
 /// Changes a record: `change` turns the stored record into the draft of its new form (the
 /// API applies a merge patch to it), which meets the same rules as a create. `expected` is
 /// the version the client holds (If-Match); a stale one is refused.
@@ -284,9 +292,7 @@ pub async fn update<R: Kind>(
     let scope = write_scope::<R>(call)?;
     let action = R::ACTIONS.updated.ok_or(ApiError::MethodNotAllowed)?;
     call.transaction(move |conn, call| {
-        let current = R::find(conn, &scope, id)?;
-        patients::hold(conn, current.patient_id())?;
-        let current = R::find(conn, &scope, id)?;
+        let current = held::<R>(conn, &scope, id)?;
         if !expected.admits(current.version()) {
             return Err(ApiError::PreconditionFailed);
         }
@@ -328,9 +334,8 @@ pub async fn correct<R: Kind + Correctable>(
         .entered_in_error
         .ok_or(ApiError::MethodNotAllowed)?;
     call.transaction(move |conn, call| {
-        let patient = R::find(conn, &scope, id)?.patient_id();
-        patients::hold(conn, patient)?;
-        let current = R::find(conn, &scope, id)?;
+        let current = held::<R>(conn, &scope, id)?;
+        let patient = current.patient_id();
         if !current.is_entered_in_error() {
             let version = current.version();
             R::replace(
