@@ -74,8 +74,11 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
+        // The sweep keeps a connection of its own: a long one (every record evaluated again
+        // under new clinical settings) must not hold a slot that requests wait for.
+        let sweep_db = Db::new(&settings.database_url, 1, settings.db_acquire_timeout);
         tokio::spawn(sweep::run(
-            db.clone(),
+            sweep_db,
             settings.clinical,
             settings.sweep_interval,
         ));

@@ -368,3 +368,43 @@ api_test!(
         );
     }
 );
+
+// A sweep that takes long — every record evaluated again under new settings while a writer
+// holds the patients — keeps no slot a request waits for: with a pool of one connection the
+// restarted process still answers its readiness check (which reads the database), where the
+// sweep on the request pool would hold that one slot past the 2 s the request waits.
+api_test!(
+    a_long_sweep_holds_no_slot_a_request_waits_for,
+    overrides = &[("KO_SWEEP_SECS", "60"), ("KO_DB_POOL_SIZE", "1")],
+    |app| async move {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        use ketamine_outcomes::store::DbConnection;
+        patient_with_course(&app, Utc::now() - Duration::days(2)).await;
+        let url = app.settings.database_url.connection_string();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let mut conn = DbConnection::establish(&url).unwrap();
+            let lock = match conn {
+                DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+                DbConnection::Postgres(_) => "BEGIN; LOCK TABLE patients IN EXCLUSIVE MODE",
+            };
+            conn.batch_execute(lock).unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(4));
+            conn.batch_execute("ROLLBACK").unwrap();
+        });
+        held_rx.recv().unwrap();
+        let restarted = app
+            .second_instance_with(|s| {
+                s.clinical.wear_off_days = 10.0;
+                s.sweep_interval = std::time::Duration::from_secs(1);
+            })
+            .await;
+        // The restarted process's first sweep has begun and waits on the writer.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let ready = restarted.get("/readyz").await.status();
+        holder.join().unwrap();
+        assert_eq!(ready, 200);
+    }
+);
