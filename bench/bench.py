@@ -356,6 +356,32 @@ def counts(args, pg):
                     (int(x) for x in row.split("|"))))
 
 
+def evaluate_first(args, pg, make_server):
+    """Has a server evaluate every seeded record under its clinical settings (the seed's stored
+    outcomes are plausible, not computed) and returns the seconds it took: its first sweep does
+    this and then records the settings. Measuring while it runs would time the sweep beside
+    the request, compare the SQL with outcomes still changing, and capture its statements."""
+    sql = "SELECT count(*) FROM evaluation_settings"
+    def recorded():
+        if pg:
+            return int(pg.query(sql)) > 0
+        out = run(["sqlite3", args.sqlite_file, sql], capture_output=True, text=True).stdout.strip()
+        return int(out or 0) > 0
+    if recorded():
+        return 0.0
+    server = make_server("evaluate", {"KO_SWEEP_SECS": "1"})
+    t0 = time.perf_counter()
+    try:
+        server.start()
+        while not recorded():
+            if time.perf_counter() - t0 > 3600:
+                sys.exit(f"the first sweep did not end within an hour; see {server.log_file}")
+            time.sleep(0.5)
+    finally:
+        server.stop()
+    return time.perf_counter() - t0
+
+
 # --------------------------------------------------------------------------------------------
 # The statements a request runs, read from PostgreSQL's own log
 
@@ -363,7 +389,7 @@ def counts(args, pg):
 def capture_statements(args, pg, make_server, clinician_request):
     """Turns on log_statement for the bench database, has a fresh server (one pooled connection)
     serve one warm-up request and then the captured one, and returns the statements the second
-    one ran, as the server log shows them."""
+    one ran, as the server log shows them (the sweep's connection left out)."""
     path = pg.log_path()
     if not os.access(path, os.R_OK):
         log(f"cannot read {path}: statements not captured")
@@ -377,6 +403,9 @@ def capture_statements(args, pg, make_server, clinician_request):
         for name, (method, path_, body) in clinician_request.items():
             http_request(server.port, method, path_, body() if body else None, token)  # warm-up
             time.sleep(0.3)
+            # The sweep runs beside the request on a connection of its own: not the request's.
+            sweep = set(pg.query("SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
+                                 "WHERE application_name = 'ketamine-outcomes sweep'").split(","))
             offset = os.path.getsize(path)
             status, resp = http_request(server.port, method, path_, body() if body else None, token)
             time.sleep(0.5)
@@ -385,13 +414,15 @@ def capture_statements(args, pg, make_server, clinician_request):
                 text = f.read()
             statements, current = [], None
             for line in text.splitlines():
-                m = re.search(r"@" + re.escape(pg.db) + r" (LOG|DETAIL):  (.*)$", line)
-                if m:
-                    if m.group(1) == "LOG" and re.match(r"(statement|execute [^:]*):", m.group(2)):
-                        current = [m.group(2)]
+                m = re.search(r"\[(\d+)\] \S*@" + re.escape(pg.db) + r" (LOG|DETAIL):  (.*)$", line)
+                if m and m.group(1) in sweep:
+                    current = None
+                elif m:
+                    if m.group(2) == "LOG" and re.match(r"(statement|execute [^:]*):", m.group(3)):
+                        current = [m.group(3)]
                         statements.append(current)
-                    elif m.group(1) == "DETAIL" and current is not None:
-                        current.append("-- " + m.group(2))
+                    elif m.group(2) == "DETAIL" and current is not None:
+                        current.append("-- " + m.group(3))
                     else:
                         current = None
                 elif line.startswith("\t") and current is not None:
@@ -688,6 +719,12 @@ def bench(args, pg, tmp, state_file, servers, started):
         s = Server(args, database_url, tmp, jwt_secret, name, extra)
         servers.append(s)
         return s
+
+    evaluated = evaluate_first(args, pg, make_server)
+    if evaluated:
+        log(f"the first sweep evaluated every record in {evaluated:.1f} s")
+        notes.append(f"before measuring, the server's first sweep evaluated every seeded record under its "
+                     f"clinical settings in {evaluated:.1f} s")
 
     # ---- the statements a request runs (PostgreSQL)
     if pg:

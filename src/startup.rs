@@ -76,7 +76,12 @@ impl Application {
             .port();
         // The sweep keeps a connection of its own: a long one (every record evaluated again
         // under new clinical settings) must not hold a slot that requests wait for.
-        let sweep_db = Db::new(&settings.database_url, 1, settings.db_acquire_timeout);
+        let sweep_db = Db::named(
+            &settings.database_url,
+            1,
+            settings.db_acquire_timeout,
+            "ketamine-outcomes sweep",
+        );
         tokio::spawn(sweep::run(
             sweep_db,
             settings.clinical,

@@ -315,13 +315,24 @@ impl Db {
     /// Builds the pool without connecting: the server starts (and /readyz says 503) even when
     /// the database is not there yet.
     pub fn new(url: &DatabaseUrl, size: u32, acquire_timeout: Duration) -> Self {
+        Self::named(url, size, acquire_timeout, "ketamine-outcomes")
+    }
+
+    /// A pool whose PostgreSQL connections carry `application_name`, so that an operator (or
+    /// the benchmark) tells its work from the requests'.
+    pub fn named(
+        url: &DatabaseUrl,
+        size: u32,
+        acquire_timeout: Duration,
+        application_name: &'static str,
+    ) -> Self {
         let manager = ConnectionManager::<DbConnection>::new(url.connection_string());
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(acquire_timeout)
             .test_on_check_out(true)
-            .connection_customizer(Box::new(SessionSettings))
+            .connection_customizer(Box::new(SessionSettings { application_name }))
             .build_unchecked(manager);
         Self {
             pool,
@@ -484,9 +495,12 @@ fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
     }
 }
 
-/// Per-connection settings that SQLite does not remember between connections.
+/// Per-connection settings that SQLite does not remember between connections, and the name
+/// a PostgreSQL connection shows in `pg_stat_activity` (which pool it serves).
 #[derive(Debug)]
-struct SessionSettings;
+struct SessionSettings {
+    application_name: &'static str,
+}
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
@@ -497,7 +511,10 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings 
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
             }
-            DbConnection::Postgres(_) => "SET TIME ZONE 'UTC'",
+            DbConnection::Postgres(_) => &format!(
+                "SET TIME ZONE 'UTC'; SET application_name = '{}'",
+                self.application_name
+            ),
         };
         conn.batch_execute(settings)
             .map_err(diesel::r2d2::Error::QueryError)
