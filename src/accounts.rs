@@ -250,7 +250,7 @@ fn account_in_scope(
     scope: &Scope,
     patient: PatientId,
 ) -> Result<UserRow, StoreError> {
-    patients::find(conn, scope, patient)?;
+    patients::clinic_in_scope(conn, scope, patient)?;
     let user = patients::account_of(conn, patient)?.ok_or(StoreError::NotFound)?;
     users::find(conn, user)
 }
@@ -320,7 +320,7 @@ pub async fn invite(call: &Call, patient: PatientId) -> Result<(String, DateTime
         used_at: None,
     };
     call.transaction(move |conn, call| {
-        patients::find(conn, &scope, patient)?;
+        patients::clinic_in_scope(conn, &scope, patient)?;
         invites::insert(conn, &row)?;
         Ok(call.audit(conn, Event::record(Action::InviteCreated, row.id, patient))?)
     })

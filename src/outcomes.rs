@@ -38,7 +38,7 @@ pub struct PatientOutcomes {
 pub async fn of_patient(call: &Call, patient: PatientId) -> Result<PatientOutcomes, ApiError> {
     let scope = call.clinical_scope()?;
     call.transaction(move |conn, call| {
-        patients::find(conn, &scope, patient)?;
+        patients::clinic_in_scope(conn, &scope, patient)?;
         let started: HashMap<_, _> = sessions::live_of_patient(conn, patient)?
             .into_iter()
             .map(|s| (s.id, s.started_at))
@@ -84,7 +84,7 @@ pub async fn trajectory(
 ) -> Result<Trajectory<'static>, ApiError> {
     let scope = call.clinical_scope()?;
     call.transaction(move |conn, call| {
-        patients::find(conn, &scope, patient)?;
+        patients::clinic_in_scope(conn, &scope, patient)?;
         let latest_course = courses::of_patient(conn, patient)?.pop();
         let instrument = instrument
             .or(latest_course.map(|c| c.primary_instrument))

@@ -218,7 +218,7 @@ pub async fn update(
 pub async fn consent_history(call: &Call, id: PatientId) -> Result<Vec<ConsentEventRow>, ApiError> {
     let scope = call.clinical_scope()?;
     call.transaction(move |conn, call| {
-        patients::find(conn, &scope, id)?;
+        patients::clinic_in_scope(conn, &scope, id)?;
         call.audit(conn, Event::record(Action::ConsentHistoryRead, id, id))?;
         Ok(consent::of_patient(conn, id)?)
     })

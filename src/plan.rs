@@ -141,7 +141,7 @@ pub async fn due(
     time::recorded("at", at, now)?;
     let (course, items) = call
         .transaction(move |conn, call| {
-            patients::find(conn, &scope, patient)?;
+            patients::clinic_in_scope(conn, &scope, patient)?;
             call.audit(
                 conn,
                 Event::record(Action::DueAssessmentsRead, patient, patient),

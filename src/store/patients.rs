@@ -89,6 +89,20 @@ pub fn find(
     with_lists(conn, vec![row]).map(|mut v| v.remove(0))
 }
 
+/// The patient's clinic, when the patient is within `scope`: the one statement that a read
+/// needing nothing else of the patient makes of them.
+pub fn clinic_in_scope(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: PatientId,
+) -> Result<ClinicId, StoreError> {
+    let query = patients::table
+        .filter(patients::id.eq(id))
+        .select(patients::clinic_id)
+        .into_boxed();
+    Ok(in_scope!(query, scope).first(conn)?)
+}
+
 /// Holds the patient's row until the transaction ends, so that writes to one patient's
 /// record follow one another: each is evaluated (`evaluation`) with every earlier write in
 /// view, where two side by side would each miss the other. On PostgreSQL `FOR NO KEY UPDATE`,
