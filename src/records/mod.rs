@@ -259,7 +259,7 @@ pub async fn list<R: Kind>(
 ) -> Result<(Vec<R::View>, Window), ApiError> {
     let scope = call.clinical_scope()?;
     call.transaction(move |conn, call| {
-        patients::find(conn, &scope, patient)?;
+        patients::clinic_in_scope(conn, &scope, patient)?;
         let window = window.fixed(conn)?;
         let rows = R::list(conn, patient, &window, &page)?;
         call.audit(conn, Event::record(R::ACTIONS.listed, patient, patient))?;
@@ -366,19 +366,69 @@ pub fn optional<T>(found: Result<T, StoreError>) -> Result<Option<T>, StoreError
     }
 }
 
-/// The flags on each of the given records, by record id, in one query.
-pub fn flags_by_record(
-    conn: &mut DbConnection,
-    ids: &[String],
-) -> Result<HashMap<String, Vec<FlagRow>>, StoreError> {
-    let mut by_record: HashMap<String, Vec<FlagRow>> = HashMap::new();
-    for row in flag_store::for_records(conn, ids)? {
-        by_record
-            .entry(row.record_id.clone())
-            .or_default()
-            .push(row);
+/// The flags of some records, read in one query, handed to each record with — where a flag
+/// calls for it — its clinic's crisis message, looked up once per patient.
+pub struct FlagsOf {
+    by_record: HashMap<String, Vec<FlagRow>>,
+    crisis_messages: HashMap<PatientId, Option<String>>,
+}
+
+impl FlagsOf {
+    pub fn read(conn: &mut DbConnection, ids: &[String]) -> Result<Self, StoreError> {
+        let mut by_record: HashMap<String, Vec<FlagRow>> = HashMap::new();
+        for row in flag_store::for_records(conn, ids)? {
+            by_record
+                .entry(row.record_id.clone())
+                .or_default()
+                .push(row);
+        }
+        Ok(Self {
+            by_record,
+            crisis_messages: HashMap::new(),
+        })
     }
-    Ok(by_record)
+
+    /// `record` with its flags.
+    pub fn attach<R: Stored>(
+        &mut self,
+        conn: &mut DbConnection,
+        record: R,
+    ) -> Result<Recorded<R>, StoreError> {
+        let flags = self
+            .by_record
+            .remove(&record.id().to_string())
+            .unwrap_or_default();
+        let crisis_message = if flags.iter().any(|f| f.kind == FlagKind::SuicidalIdeation) {
+            self.crisis_message(conn, record.patient_id())?
+        } else {
+            None
+        };
+        Ok(Recorded {
+            record,
+            flags,
+            crisis_message,
+        })
+    }
+
+    /// The clinic's crisis-resources message, so the app can show it at once (domain.md §7).
+    fn crisis_message(
+        &mut self,
+        conn: &mut DbConnection,
+        patient: PatientId,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(message) = self.crisis_messages.get(&patient) {
+            return Ok(message.clone());
+        }
+        let clinic = patients::clinic_in_scope(conn, &Scope::Patient(patient), patient)?;
+        let message = clinics::find(conn, clinic)?.map(|c| c.crisis_message);
+        self.crisis_messages.insert(patient, message.clone());
+        Ok(message)
+    }
+}
+
+/// The ids of `rows`, as flags name their records.
+pub fn ids_of<R: Stored>(rows: &[R]) -> impl Iterator<Item = String> + '_ {
+    rows.iter().map(|r| r.id().to_string())
 }
 
 /// Each record with its flags and, where a flag calls for it, its clinic's crisis message.
@@ -386,38 +436,13 @@ pub fn with_flags<R: Stored>(
     conn: &mut DbConnection,
     rows: Vec<R>,
 ) -> Result<Vec<Recorded<R>>, StoreError> {
-    let ids: Vec<String> = rows.iter().map(|r| r.id().to_string()).collect();
-    let mut by_record = flags_by_record(conn, &ids)?;
+    let mut flags = FlagsOf::read(conn, &ids_of(&rows).collect::<Vec<_>>())?;
     rows.into_iter()
-        .map(|record| {
-            let flags = by_record
-                .remove(&record.id().to_string())
-                .unwrap_or_default();
-            let crisis_message = crisis_message(conn, record.patient_id(), &flags)?;
-            Ok(Recorded {
-                record,
-                flags,
-                crisis_message,
-            })
-        })
+        .map(|record| flags.attach(conn, record))
         .collect()
 }
 
 fn view<R: Kind>(conn: &mut DbConnection, row: R) -> Result<R::View, StoreError> {
     let recorded = with_flags(conn, vec![row])?.remove(0);
     R::view(conn, recorded)
-}
-
-/// The clinic's crisis-resources message, when a suicidal-ideation flag is among `flags`, so
-/// the app can show it at once (domain.md §7).
-fn crisis_message(
-    conn: &mut DbConnection,
-    patient: PatientId,
-    flags: &[FlagRow],
-) -> Result<Option<String>, StoreError> {
-    if !flags.iter().any(|f| f.kind == FlagKind::SuicidalIdeation) {
-        return Ok(None);
-    }
-    let record = patients::find(conn, &Scope::Patient(patient), patient)?;
-    Ok(clinics::find(conn, record.row.clinic_id)?.map(|c| c.crisis_message))
 }

@@ -7,7 +7,7 @@ use crate::call::{Call, Event};
 use crate::domain::audit::Action;
 use crate::domain::ids::PatientId;
 use crate::error::ApiError;
-use crate::records::{with_flags, Recorded};
+use crate::records::{ids_of, FlagsOf, Recorded};
 use crate::store::assessments::AssessmentRow;
 use crate::store::sessions::SessionRow;
 use crate::store::side_effects::SideEffectRow;
@@ -40,7 +40,8 @@ impl Entry {
 }
 
 /// The patient's live records in a time range, one page (plus one, when another follows)
-/// after the page's cursor, audited.
+/// after the page's cursor: read in one read-only transaction, with the flags of every entry in
+/// one query, and audited behind the answer (`call::audit_behind`), as the worklist is.
 pub async fn timeline(
     call: &Call,
     patient: PatientId,
@@ -49,22 +50,30 @@ pub async fn timeline(
 ) -> Result<Vec<Entry>, ApiError> {
     let scope = call.clinical_scope()?;
     let mut entries = call
-        .transaction(move |conn, call| {
-            patients::find(conn, &scope, patient)?;
-            let mut entries = Vec::new();
+        .read(move |conn| {
+            patients::clinic_in_scope(conn, &scope, patient)?;
             let sessions = SessionRow::list(conn, patient, &range, &page)?;
-            entries.extend(with_flags(conn, sessions)?.into_iter().map(Entry::Session));
             let scores = AssessmentRow::list(conn, patient, &range, &page)?;
-            entries.extend(with_flags(conn, scores)?.into_iter().map(Entry::Assessment));
             let effects = SideEffectRow::list(conn, patient, &range, &page)?;
-            entries.extend(
-                with_flags(conn, effects)?
-                    .into_iter()
-                    .map(Entry::SideEffect),
-            );
-            call.audit(conn, Event::record(Action::TimelineRead, patient, patient))?;
+            let ids: Vec<String> = ids_of(&sessions)
+                .chain(ids_of(&scores))
+                .chain(ids_of(&effects))
+                .collect();
+            let mut flags = FlagsOf::read(conn, &ids)?;
+            let mut entries = Vec::with_capacity(ids.len());
+            for session in sessions {
+                entries.push(Entry::Session(flags.attach(conn, session)?));
+            }
+            for score in scores {
+                entries.push(Entry::Assessment(flags.attach(conn, score)?));
+            }
+            for effect in effects {
+                entries.push(Entry::SideEffect(flags.attach(conn, effect)?));
+            }
             Ok(entries)
         })
+        .await?;
+    call.audit_behind([Event::record(Action::TimelineRead, patient, patient)])
         .await?;
     // Each list returned its first page (plus one) after the cursor; merged, the union's first
     // page (plus one) is among them.

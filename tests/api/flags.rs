@@ -728,12 +728,12 @@ fn one_process_sweeps_at_a_time_and_its_loss_frees_the_sweep() {
     }
 }
 
-// issue 16 (4): reading the worklist writes nothing and takes no write lock. Another
-// transaction holds the write lock (SQLite's one writer) or the flag and audit tables against
-// every writer (PostgreSQL) while a clinician reads the worklist: the read answers, flag and
-// all, without waiting for it — and its audit event is written once the lock is gone.
+// issue 16 (2, 4): reading the worklist or a timeline writes nothing and takes no write lock.
+// Another transaction holds the write lock (SQLite's one writer) or the flag and audit tables
+// against every writer (PostgreSQL) while a clinician reads: each read answers, flag and all,
+// without waiting for it — and the worklist's audit event is written once the lock is gone.
 api_test!(
-    the_worklist_answers_while_a_writer_holds_the_database,
+    the_worklist_and_timeline_answer_while_a_writer_holds_the_database,
     |app| async move {
         use diesel::connection::SimpleConnection;
         use diesel::prelude::*;
@@ -796,6 +796,22 @@ api_test!(
                 .collect::<Vec<_>>(),
             ["suicidal_ideation"]
         );
+        // The timeline reads as the worklist does (issue 16 (2)): the record, its flag and the
+        // clinic's crisis message, while the writer still holds the database.
+        let timeline = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            app.get_as(
+                &format!("/v1/patients/{patient}/timeline"),
+                &clinic.clinician.access_token,
+            ),
+        )
+        .await
+        .expect("the timeline answered while the writer held the database");
+        assert_eq!(timeline.status(), 200);
+        let timeline: serde_json::Value = timeline.json().await.unwrap();
+        let entry = &timeline["items"][0]["assessment"];
+        assert_eq!(entry["flags"][0]["kind"], "suicidal_ideation");
+        assert!(entry["crisis_message"].is_string(), "{entry}");
         release_tx.send(()).unwrap();
         writer.join().unwrap();
         let after = crate::helpers::eventually(count, |n| *n > before).await;
