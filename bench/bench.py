@@ -270,6 +270,13 @@ def wrk(args, port, script, connections, duration, env, threads=2):
     sys.exit(f"wrk printed no result:\n{out}")
 
 
+def cpu_seconds(pid):
+    """The process's CPU time so far (user and system, all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pgbench(args, pg, script, clients, duration, defines):
     """pgbench in prepared mode (as diesel runs its statements); tps and latency percentiles from
     its per-transaction log."""
@@ -836,6 +843,10 @@ def bench(args, pg, tmp, state_file, servers, started):
     wrk_env = dict(lua_env)
     wrk_env["BENCH_TOKEN"] = clinician
 
+    def cpu_note(path, seconds, requests):
+        notes.append(f"{path}: the server's own CPU {seconds * 1000 / max(requests, 1):.3f} ms per request "
+                     f"({seconds:.2f} s of process CPU time over {requests:,} requests served)")
+
     def wrk_row(path, result, rss, yard=None, target="≥ 0.7"):
         r = {"path": path, "rps": f"{result['rps']:,.0f}", "p50": fmt_ms(result["p50_us"]),
              "p99": fmt_ms(result["p99_us"]), "errors": result["errors"], "rss": f"{rss.peak_mib:.1f} MiB"}
@@ -857,16 +868,20 @@ def bench(args, pg, tmp, state_file, servers, started):
     if "read" in args.paths:
         # ---- read
         log("read")
+        cpu_before = cpu_seconds(pid)
         with RssSampler(pid) as rss:
             res = wrk(args, server.port, "read.lua", 64, args.duration, wrk_env)
+        cpu_note("read", cpu_seconds(pid) - cpu_before, res["requests"])
         yard = pgbench(args, pg, "read.sql", 64, args.duration, defines) if pg else None
         results.append(wrk_row("read (GET timeline, 64 connections)", res, rss, yard))
 
     if "ingest" in args.paths:
         # ---- ingest
         log("ingest")
+        cpu_before = cpu_seconds(pid)
         with RssSampler(pid) as rss:
             res = wrk(args, server.port, "ingest.lua", 64, args.duration, wrk_env)
+        cpu_note("ingest", cpu_seconds(pid) - cpu_before, res["requests"])
         yard = pgbench(args, pg, "ingest.sql", 64, args.duration, defines) if pg else None
         results.append(wrk_row("ingest (POST PHQ-9, 64 connections)", res, rss, yard))
 
