@@ -20,8 +20,8 @@ use crate::call::caller::Caller;
 use crate::call::{Call, Event, Expected};
 use crate::clock;
 use crate::domain::audit::Action;
-use crate::domain::flags::FlagKind;
-use crate::domain::ids::PatientId;
+use crate::domain::flags::{FlagKind, FlaggedRecord};
+use crate::domain::ids::{ClinicId, PatientId};
 use crate::error::ApiError;
 use crate::evaluation::{self, Change};
 use crate::store::flags::{self as flag_store, FlagRow};
@@ -369,23 +369,34 @@ pub fn optional<T>(found: Result<T, StoreError>) -> Result<Option<T>, StoreError
 /// The flags of some records, read in one query, handed to each record with — where a flag
 /// calls for it — its clinic's crisis message, looked up once per patient.
 pub struct FlagsOf {
-    by_record: HashMap<String, Vec<FlagRow>>,
+    /// By the kind and id of the record: ids a client chooses are unique within a kind only.
+    by_record: HashMap<(FlaggedRecord, String), Vec<FlagRow>>,
+    /// Each patient's clinic, where the caller knows it already (the scope check).
+    clinics: HashMap<PatientId, ClinicId>,
     crisis_messages: HashMap<PatientId, Option<String>>,
 }
 
 impl FlagsOf {
     pub fn read(conn: &mut DbConnection, ids: &[String]) -> Result<Self, StoreError> {
-        let mut by_record: HashMap<String, Vec<FlagRow>> = HashMap::new();
+        let mut by_record: HashMap<(FlaggedRecord, String), Vec<FlagRow>> = HashMap::new();
         for row in flag_store::for_records(conn, ids)? {
             by_record
-                .entry(row.record_id.clone())
+                .entry((row.record_type, row.record_id.clone()))
                 .or_default()
                 .push(row);
         }
         Ok(Self {
             by_record,
+            clinics: HashMap::new(),
             crisis_messages: HashMap::new(),
         })
+    }
+
+    /// The patient's clinic, as the caller's scope check found it: a crisis message then
+    /// needs only the clinic's row.
+    pub fn of_clinic(mut self, patient: PatientId, clinic: ClinicId) -> Self {
+        self.clinics.insert(patient, clinic);
+        self
     }
 
     /// `record` with its flags.
@@ -396,7 +407,7 @@ impl FlagsOf {
     ) -> Result<Recorded<R>, StoreError> {
         let flags = self
             .by_record
-            .remove(&record.id().to_string())
+            .remove(&(R::FLAGGED, record.id().to_string()))
             .unwrap_or_default();
         let crisis_message = if flags.iter().any(|f| f.kind == FlagKind::SuicidalIdeation) {
             self.crisis_message(conn, record.patient_id())?
@@ -419,7 +430,10 @@ impl FlagsOf {
         if let Some(message) = self.crisis_messages.get(&patient) {
             return Ok(message.clone());
         }
-        let clinic = patients::clinic_in_scope(conn, &Scope::Patient(patient), patient)?;
+        let clinic = match self.clinics.get(&patient) {
+            Some(clinic) => *clinic,
+            None => patients::clinic_in_scope(conn, &Scope::Patient(patient), patient)?,
+        };
         let message = clinics::find(conn, clinic)?.map(|c| c.crisis_message);
         self.crisis_messages.insert(patient, message.clone());
         Ok(message)

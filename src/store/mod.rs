@@ -525,6 +525,8 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings 
 /// what every kind has, and the queries every kind answers, so that creating, reading,
 /// listing and changing one is written once (`records`).
 pub trait Stored: Clone + Send + 'static {
+    /// What a flag on a record of this kind names as its `record_type`.
+    const FLAGGED: crate::domain::flags::FlaggedRecord;
     type Id: Copy + PartialEq + std::fmt::Display + Send + 'static;
     fn id(&self) -> Self::Id;
     fn patient_id(&self) -> PatientId;
@@ -557,8 +559,10 @@ pub trait Correctable: Stored {
 }
 
 macro_rules! stored {
-    ($($module:ident::$row:ident: $id:ty, $time:ident);+ $(;)?) => {$(
+    ($($module:ident::$row:ident: $id:ty, $time:ident, $flagged:ident);+ $(;)?) => {$(
         impl Stored for $module::$row {
+            const FLAGGED: crate::domain::flags::FlaggedRecord =
+                crate::domain::flags::FlaggedRecord::$flagged;
             type Id = $id;
             fn id(&self) -> $id {
                 self.id
@@ -603,10 +607,10 @@ macro_rules! stored {
 }
 
 stored!(
-    courses::CourseRow: CourseId, created_at;
-    sessions::SessionRow: SessionId, started_at;
-    assessments::AssessmentRow: AssessmentId, taken_at;
-    side_effects::SideEffectRow: SideEffectId, onset_at;
+    courses::CourseRow: CourseId, created_at, Course;
+    sessions::SessionRow: SessionId, started_at, Session;
+    assessments::AssessmentRow: AssessmentId, taken_at, Assessment;
+    side_effects::SideEffectRow: SideEffectId, onset_at, SideEffect;
 );
 
 macro_rules! correctable {

@@ -625,7 +625,8 @@ api_test!(
 
 // issue 14: the timeline shows each record as its own read does — with the flags it raised
 // and, for an answer that raised a suicidal-ideation flag, the clinic's crisis message (it
-// used to show `flags: []` and no message for every nested record).
+// used to show `flags: []` and no message for every nested record) — even where records of
+// two kinds share an id.
 api_test!(
     the_timeline_shows_each_records_flags_and_crisis_message,
     |app| async move {
@@ -646,7 +647,10 @@ api_test!(
             .await,
         )
         .await;
-        let ideation = json!({"instrument": "phq9", "taken_at": minutes_from_now(-60), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]});
+        // The answer takes the session's id (a client chooses ids, unique within a kind only):
+        // each entry still shows its own flags, not the other kind's.
+        let ideation = json!({"id": session["id"], "instrument": "phq9", "taken_at": minutes_from_now(-60),
+            "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]});
         let ideation = created(
             app.post_as(
                 &format!("/v1/patients/{patient}/assessments"),
@@ -676,6 +680,7 @@ api_test!(
         assert_eq!(kinds(&assessment), ["suicidal_ideation"]);
         assert_eq!(assessment["crisis_message"], ideation["crisis_message"]);
         assert!(assessment["crisis_message"].is_string());
+        assert!(shown("session")["crisis_message"].is_null());
     }
 );
 
@@ -731,7 +736,7 @@ fn one_process_sweeps_at_a_time_and_its_loss_frees_the_sweep() {
 // issue 16 (2, 4): reading the worklist or a timeline writes nothing and takes no write lock.
 // Another transaction holds the write lock (SQLite's one writer) or the flag and audit tables
 // against every writer (PostgreSQL) while a clinician reads: each read answers, flag and all,
-// without waiting for it — and the worklist's audit event is written once the lock is gone.
+// without waiting for it — and each read's audit event is written once the lock is gone.
 api_test!(
     the_worklist_and_timeline_answer_while_a_writer_holds_the_database,
     |app| async move {
@@ -769,20 +774,24 @@ api_test!(
             conn.batch_execute("COMMIT").unwrap();
         });
         held_rx.recv().unwrap();
-        let count = || async {
+        let count_of = |action: &'static str| {
             let patient = patient.clone();
-            app.database()
-                .snapshot(move |conn| {
-                    ae::table
-                        .filter(ae::patient_id.eq(patient))
-                        .filter(ae::action.eq("flags_listed"))
-                        .count()
-                        .get_result::<i64>(conn)
-                        .map_err(ketamine_outcomes::store::StoreError::from)
-                })
-                .await
-                .unwrap()
+            let database = app.database();
+            async move {
+                database
+                    .snapshot(move |conn| {
+                        ae::table
+                            .filter(ae::patient_id.eq(patient))
+                            .filter(ae::action.eq(action))
+                            .count()
+                            .get_result::<i64>(conn)
+                            .map_err(ketamine_outcomes::store::StoreError::from)
+                    })
+                    .await
+                    .unwrap()
+            }
         };
+        let count = || count_of("flags_listed");
         let before = count().await;
         let read = tokio::time::timeout(
             std::time::Duration::from_secs(20),
@@ -819,6 +828,12 @@ api_test!(
             after,
             before + 1,
             "one event for the one patient on the page"
+        );
+        let timeline_read = || count_of("timeline_read");
+        assert_eq!(
+            crate::helpers::eventually(timeline_read, |n| *n == 1).await,
+            1,
+            "the timeline's read is audited once the lock is gone"
         );
     }
 );
