@@ -381,6 +381,8 @@ def evaluate_first(args, pg, make_server):
     try:
         server.start()
         while not recorded():
+            if server.proc.poll() is not None:
+                sys.exit(f"the server exited during its first sweep; see {server.log_file}")
             if time.perf_counter() - t0 > 3600:
                 sys.exit(f"the first sweep did not end within an hour; see {server.log_file}")
             time.sleep(0.5)
@@ -412,7 +414,7 @@ def capture_statements(args, pg, make_server, clinician_request):
             time.sleep(0.3)
             # The sweep runs beside the request on a connection of its own: not the request's.
             sweep = set(pg.query("SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
-                                 "WHERE application_name = 'ketamine-outcomes sweep'").split(","))
+                                 "WHERE application_name = 'ketamine-outcomes-sweep'").split(","))
             offset = os.path.getsize(path)
             status, resp = http_request(server.port, method, path_, body() if body else None, token)
             time.sleep(0.5)
@@ -421,7 +423,7 @@ def capture_statements(args, pg, make_server, clinician_request):
                 text = f.read()
             statements, current = [], None
             for line in text.splitlines():
-                m = re.search(r"\[(\d+)\] \S*@" + re.escape(pg.db) + r" (LOG|DETAIL):  (.*)$", line)
+                m = re.search(r"\[(\d+)[^\]]*\] \S*@" + re.escape(pg.db) + r" (LOG|DETAIL):  (.*)$", line)
                 if m and m.group(1) in sweep:
                     current = None
                 elif m:

@@ -80,7 +80,7 @@ impl Application {
             &settings.database_url,
             1,
             settings.db_acquire_timeout,
-            "ketamine-outcomes sweep",
+            "ketamine-outcomes-sweep",
         );
         tokio::spawn(sweep::run(
             sweep_db,

@@ -318,21 +318,21 @@ impl Db {
         Self::named(url, size, acquire_timeout, "ketamine-outcomes")
     }
 
-    /// A pool whose PostgreSQL connections carry `application_name`, so that an operator (or
-    /// the benchmark) tells its work from the requests'.
+    /// A pool whose PostgreSQL connections carry `application_name` (unless the URL names
+    /// one), so that an operator — or the benchmark — tells its work from the requests'.
     pub fn named(
         url: &DatabaseUrl,
         size: u32,
         acquire_timeout: Duration,
         application_name: &'static str,
     ) -> Self {
-        let manager = ConnectionManager::<DbConnection>::new(url.connection_string());
+        let manager = ConnectionManager::<DbConnection>::new(named(url, application_name));
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(acquire_timeout)
             .test_on_check_out(true)
-            .connection_customizer(Box::new(SessionSettings { application_name }))
+            .connection_customizer(Box::new(SessionSettings))
             .build_unchecked(manager);
         Self {
             pool,
@@ -495,12 +495,22 @@ fn run_migrations(conn: &mut DbConnection) -> Result<(), StoreError> {
     }
 }
 
-/// Per-connection settings that SQLite does not remember between connections, and the name
-/// a PostgreSQL connection shows in `pg_stat_activity` (which pool it serves).
-#[derive(Debug)]
-struct SessionSettings {
-    application_name: &'static str,
+/// The connection string, with `application_name` added to a PostgreSQL URL that does not
+/// name one already (an operator's own name wins).
+fn named(url: &DatabaseUrl, application_name: &str) -> String {
+    let raw = url.connection_string();
+    match url {
+        DatabaseUrl::Postgres(_) if !raw.contains("application_name=") => {
+            let joint = if raw.contains('?') { '&' } else { '?' };
+            format!("{raw}{joint}application_name={application_name}")
+        }
+        DatabaseUrl::Postgres(_) | DatabaseUrl::Sqlite(_) => raw,
+    }
 }
+
+/// Per-connection settings that SQLite does not remember between connections.
+#[derive(Debug)]
+struct SessionSettings;
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
@@ -511,10 +521,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings 
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
             }
-            DbConnection::Postgres(_) => &format!(
-                "SET TIME ZONE 'UTC'; SET application_name = '{}'",
-                self.application_name
-            ),
+            DbConnection::Postgres(_) => "SET TIME ZONE 'UTC'",
         };
         conn.batch_execute(settings)
             .map_err(diesel::r2d2::Error::QueryError)
@@ -637,3 +644,32 @@ correctable!(
     side_effects::SideEffectRow,
     assessments::AssessmentRow
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn postgres(url: &str) -> DatabaseUrl {
+        DatabaseUrl::Postgres(crate::config::Secret::new(url.to_owned()))
+    }
+
+    #[test]
+    fn a_pool_names_its_postgres_connections_unless_the_url_does() {
+        let cases = [
+            ("postgres://h/db", "postgres://h/db?application_name=ko"),
+            (
+                "postgres://h/db?sslmode=require",
+                "postgres://h/db?sslmode=require&application_name=ko",
+            ),
+            (
+                "postgres://h/db?application_name=theirs",
+                "postgres://h/db?application_name=theirs",
+            ),
+        ];
+        for (url, wanted) in cases {
+            assert_eq!(named(&postgres(url), "ko"), wanted, "{url}");
+        }
+        let file = DatabaseUrl::Sqlite("data/ko.db".into());
+        assert_eq!(named(&file, "ko"), "data/ko.db");
+    }
+}
