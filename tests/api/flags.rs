@@ -742,7 +742,6 @@ api_test!(
     |app| async move {
         use diesel::connection::SimpleConnection;
         use diesel::prelude::*;
-        use ketamine_outcomes::store::schema::audit_events as ae;
         use ketamine_outcomes::store::DbConnection;
         let admin = app.sign_in_admin().await;
         let clinic = app.clinic(&admin, "Harbour").await;
@@ -774,23 +773,7 @@ api_test!(
             conn.batch_execute("COMMIT").unwrap();
         });
         held_rx.recv().unwrap();
-        let count_of = |action: &'static str| {
-            let patient = patient.clone();
-            let database = app.database();
-            async move {
-                database
-                    .snapshot(move |conn| {
-                        ae::table
-                            .filter(ae::patient_id.eq(patient))
-                            .filter(ae::action.eq(action))
-                            .count()
-                            .get_result::<i64>(conn)
-                            .map_err(ketamine_outcomes::store::StoreError::from)
-                    })
-                    .await
-                    .unwrap()
-            }
-        };
+        let count_of = |action| crate::helpers::audit_events(&app, &patient, Some(action));
         let count = || count_of("flags_listed");
         let before = count().await;
         let read = tokio::time::timeout(

@@ -378,6 +378,26 @@ impl TestApp {
     }
 }
 
+/// Audit events naming `patient` — of one action, when given — counted in the database.
+pub async fn audit_events(app: &TestApp, patient: &str, action: Option<&'static str>) -> i64 {
+    use diesel::prelude::*;
+    use ketamine_outcomes::store::schema::audit_events as ae;
+    let patient = patient.to_owned();
+    app.database()
+        .snapshot(move |conn| {
+            let mut query = ae::table.filter(ae::patient_id.eq(patient)).into_boxed();
+            if let Some(action) = action {
+                query = query.filter(ae::action.eq(action));
+            }
+            query
+                .count()
+                .get_result::<i64>(conn)
+                .map_err(ketamine_outcomes::store::StoreError::from)
+        })
+        .await
+        .unwrap()
+}
+
 /// A response's status, content type and JSON body, for assertions.
 /// What `ask` answers once `settled` holds of it, asked every 100 ms for up to ten seconds
 /// (then its last answer): for what the service does a moment later on its own — a sync's

@@ -2,27 +2,15 @@
 //! Security; issue 12 (6)): every GET of the OpenAPI document, as every role, on a patient
 //! with every kind of record.
 
-use diesel::prelude::*;
 use serde_json::{json, Value};
 
 use crate::api_test;
 use crate::fixtures::{days_from_now, minutes_from_now};
 use crate::helpers::{eventually, TestApp};
 
-/// Audit events naming `patient`, counted in the database.
+/// Audit events naming `patient`.
 async fn events_naming(app: &TestApp, patient: &str) -> i64 {
-    use ketamine_outcomes::store::schema::audit_events as ae;
-    let patient = patient.to_owned();
-    app.database()
-        .run(move |conn| {
-            ae::table
-                .filter(ae::patient_id.eq(patient))
-                .count()
-                .get_result::<i64>(conn)
-                .map_err(ketamine_outcomes::store::StoreError::from)
-        })
-        .await
-        .unwrap()
+    crate::helpers::audit_events(app, patient, None).await
 }
 
 /// GETs that name a patient but carry no clinical data, or are the audit trail itself.
