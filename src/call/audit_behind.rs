@@ -1,7 +1,7 @@
 //! Audit events written behind the answer, for reads that must not write: the worklist, which
 //! a clinic's screen polls all day, and a patient's timeline read in a read-only transaction
-//! and hand the events of what they showed to a background writer. On SQLite that read never queues behind the one
-//! writer; on PostgreSQL it never touches a row lock.
+//! and hand the events of what they showed to a background writer. On SQLite such a read
+//! never queues behind the one writer; on PostgreSQL it never touches a row lock.
 //!
 //! A read's events are queued, all or none, before its answer is sent; a full queue makes the
 //! read wait (and 503 after `QUEUE_WAIT`), never answer unaudited. The writer appends what is

@@ -21,7 +21,7 @@ use crate::call::{Call, Event, Expected};
 use crate::clock;
 use crate::domain::audit::Action;
 use crate::domain::flags::{FlagKind, FlaggedRecord};
-use crate::domain::ids::{ClinicId, PatientId};
+use crate::domain::ids::PatientId;
 use crate::error::ApiError;
 use crate::evaluation::{self, Change};
 use crate::store::flags::{self as flag_store, FlagRow};
@@ -371,9 +371,7 @@ pub fn optional<T>(found: Result<T, StoreError>) -> Result<Option<T>, StoreError
 pub struct FlagsOf {
     /// By the kind and id of the record: ids a client chooses are unique within a kind only.
     by_record: HashMap<(FlaggedRecord, String), Vec<FlagRow>>,
-    /// Each patient's clinic, where the caller knows it already (the scope check).
-    clinics: HashMap<PatientId, ClinicId>,
-    crisis_messages: HashMap<PatientId, Option<String>>,
+    crisis_messages: HashMap<PatientId, String>,
 }
 
 impl FlagsOf {
@@ -387,16 +385,8 @@ impl FlagsOf {
         }
         Ok(Self {
             by_record,
-            clinics: HashMap::new(),
             crisis_messages: HashMap::new(),
         })
-    }
-
-    /// The patient's clinic, as the caller's scope check found it: a crisis message then
-    /// needs only the clinic's row.
-    pub fn of_clinic(mut self, patient: PatientId, clinic: ClinicId) -> Self {
-        self.clinics.insert(patient, clinic);
-        self
     }
 
     /// `record` with its flags.
@@ -410,7 +400,7 @@ impl FlagsOf {
             .remove(&(R::FLAGGED, record.id().to_string()))
             .unwrap_or_default();
         let crisis_message = if flags.iter().any(|f| f.kind == FlagKind::SuicidalIdeation) {
-            self.crisis_message(conn, record.patient_id())?
+            Some(self.crisis_message(conn, record.patient_id())?)
         } else {
             None
         };
@@ -426,15 +416,11 @@ impl FlagsOf {
         &mut self,
         conn: &mut DbConnection,
         patient: PatientId,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<String, StoreError> {
         if let Some(message) = self.crisis_messages.get(&patient) {
             return Ok(message.clone());
         }
-        let clinic = match self.clinics.get(&patient) {
-            Some(clinic) => *clinic,
-            None => patients::clinic_in_scope(conn, &Scope::Patient(patient), patient)?,
-        };
-        let message = clinics::find(conn, clinic)?.map(|c| c.crisis_message);
+        let message = clinics::crisis_message_of_patient(conn, patient)?;
         self.crisis_messages.insert(patient, message.clone());
         Ok(message)
     }

@@ -51,7 +51,7 @@ pub async fn timeline(
     let scope = call.clinical_scope()?;
     let mut entries = call
         .read(move |conn| {
-            let clinic = patients::clinic_in_scope(conn, &scope, patient)?;
+            patients::clinic_in_scope(conn, &scope, patient)?;
             let sessions = SessionRow::list(conn, patient, &range, &page)?;
             let scores = AssessmentRow::list(conn, patient, &range, &page)?;
             let effects = SideEffectRow::list(conn, patient, &range, &page)?;
@@ -59,7 +59,7 @@ pub async fn timeline(
                 .chain(ids_of(&scores))
                 .chain(ids_of(&effects))
                 .collect();
-            let mut flags = FlagsOf::read(conn, &ids)?.of_clinic(patient, clinic);
+            let mut flags = FlagsOf::read(conn, &ids)?;
             let mut entries = Vec::with_capacity(ids.len());
             for session in sessions {
                 entries.push(Entry::Session(flags.attach(conn, session)?));

@@ -3,9 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::clinics;
+use super::schema::{clinics, patients};
 use super::{DbConnection, Page, StoreError};
-use crate::domain::ids::ClinicId;
+use crate::domain::ids::{ClinicId, PatientId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = clinics)]
@@ -41,6 +41,18 @@ pub fn find(conn: &mut DbConnection, id: ClinicId) -> Result<Option<ClinicRow>, 
         .select(ClinicRow::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// The crisis-resources message of the patient's clinic, in one statement.
+pub fn crisis_message_of_patient(
+    conn: &mut DbConnection,
+    patient: PatientId,
+) -> Result<String, StoreError> {
+    Ok(patients::table
+        .inner_join(clinics::table)
+        .filter(patients::id.eq(patient))
+        .select(clinics::crisis_message)
+        .first(conn)?)
 }
 
 pub fn list(conn: &mut DbConnection, page: &Page) -> Result<Vec<ClinicRow>, StoreError> {
