@@ -34,7 +34,7 @@ use crate::store::outcomes::{self as outcome_store, CourseOutcomeRow, SessionOut
 use crate::store::scope::Scope;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::side_effects::{self, SideEffectRow};
-use crate::store::{patients, DbConnection, StoreError};
+use crate::store::{course_adherence, patients, DbConnection, StoreError};
 
 /// Everything of one patient's record that outcomes and flags are computed from.
 struct Record {
@@ -139,6 +139,10 @@ pub fn refresh(
     change: Change<'_>,
 ) -> Result<(), StoreError> {
     let now = clock::now();
+    if !matches!(change, Change::SideEffect(_)) {
+        // Scores, sessions and courses are what measurement plans are checked against.
+        course_adherence::forget_patient(conn, patient_id)?;
+    }
     let wanted = match change {
         Change::Whole => whole(conn, settings, patient_id)?,
         Change::Assessment(a) => after_assessment(conn, settings, a)?,

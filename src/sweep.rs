@@ -9,6 +9,10 @@
 //! transaction, and only a flag found due is written, in a short transaction of its own: a
 //! writer waits on a sweep no longer than on another write.
 //!
+//! Each sweep also stores again the measurement-plan adherence of every course whose stored
+//! counts a write removed or time made expire (`plan::store_expired_adherence`), so that a
+//! research aggregate reads one row per course instead of every score of every patient.
+//!
 //! A write evaluates only what it can move (`evaluation`), so when the clinical settings
 //! change (W, a remission cut-off, a threshold) nothing would bring the rest of a record up to
 //! them: the first sweep under new settings evaluates every record again, a patient at a time,
@@ -57,6 +61,9 @@ pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, 
                     tracing::warn!(%patient, error = %err, "a patient's time-raised flags could not be swept");
                 }
             }
+            // Research reads each course's adherence as stored; keep the counts current.
+            let courses = crate::plan::store_expired_adherence(conn, clock::now())?;
+            tracing::debug!(courses, "stored the adherence of courses whose counts had expired");
             Ok(candidates.len())
         })
     })

@@ -251,6 +251,26 @@ pub fn adherence(items: &[DueItem]) -> (usize, usize) {
     (completed, completed + missed)
 }
 
+/// The first instant at which time alone could change the adherence of `items` (it holds at
+/// every instant before, and is computed again from then on): an open window closing
+/// unanswered, a record dated after `now` (`later`) coming to count, or the next midnight UTC,
+/// when the day's items move on and the daily items look back a day less far.
+pub fn adherence_holds_until(
+    items: &[DueItem],
+    later: impl IntoIterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let midnight = (now.date_naive() + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |m| m.and_utc());
+    items
+        .iter()
+        .filter(|i| matches!(i.status, DueStatus::DueNow | DueStatus::Upcoming))
+        .map(|i| i.window_end)
+        .chain(later.into_iter().filter(|at| *at > now))
+        .fold(midnight, DateTime::min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

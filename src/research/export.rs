@@ -524,7 +524,6 @@ pub mod run {
     use crate::domain::privacy::Tier;
     use crate::domain::research::AdherenceBand;
     use crate::error::ApiError;
-    use crate::plan::PlanRecords;
     use crate::research::access;
     use crate::research::query::Question;
     use crate::store::research::{self as facts, ExportBatch};
@@ -581,11 +580,10 @@ pub mod run {
         let records = facts::export_batch(conn, &ids)?;
         let mut bands = HashMap::new();
         if filter.adherence_band.is_some() {
-            let plans = PlanRecords::load(conn, &ids)?;
-            for course in &records.courses {
-                let (completed, due) =
-                    crate::domain::plan::adherence(&plans.due_for_course(course, now));
-                bands.insert(course.id, AdherenceBand::of(completed, due));
+            let ids: Vec<CourseId> = records.courses.iter().map(|c| c.id).collect();
+            let adherence = crate::plan::adherence_of_courses(conn, &ids, now)?;
+            for (course, (completed, due)) in adherence {
+                bands.insert(course, AdherenceBand::of(completed, due));
             }
         }
         Ok(Batch {

@@ -21,7 +21,6 @@ use crate::domain::schedule::Phase;
 use crate::domain::side_effect::Effect;
 use crate::domain::treatment::Route;
 use crate::error::ApiError;
-use crate::plan::PlanRecords;
 use crate::research::access::{self, Answerable, PrivacyStatement};
 use crate::research::private::{self, Contribution, Privacy, SessionPoint, Spent};
 use crate::research::{self, DerivedFilter, Group, OutcomeRow, SideEffectRow, TrajectoryRow};
@@ -274,30 +273,12 @@ pub async fn outcomes(
     Ok(ResearchOutcomesResponse { privacy, ..body })
 }
 
-/// Each course's measurement-plan adherence now: (completed on time, due). The records the
-/// plans are checked against are loaded for a few hundred patients at a time.
+/// Each course's measurement-plan adherence now: (completed on time, due).
 fn course_adherence(
     conn: &mut DbConnection,
     course_ids: &[CourseId],
 ) -> Result<HashMap<CourseId, (usize, usize)>, StoreError> {
-    let now = clock::now();
-    let mut by_patient: HashMap<PatientId, Vec<_>> = HashMap::new();
-    for course in facts::courses_by_id(conn, course_ids)? {
-        by_patient
-            .entry(course.patient_id)
-            .or_default()
-            .push(course);
-    }
-    let patients: Vec<PatientId> = by_patient.keys().copied().collect();
-    let mut adherence = HashMap::new();
-    for chunk in patients.chunks(500) {
-        let records = PlanRecords::load(conn, chunk)?;
-        for course in chunk.iter().flat_map(|p| &by_patient[p]) {
-            let items = records.due_for_course(course, now);
-            adherence.insert(course.id, crate::domain::plan::adherence(&items));
-        }
-    }
-    Ok(adherence)
+    crate::plan::adherence_of_courses(conn, course_ids, clock::now())
 }
 
 /// What dimensions are derived from beyond a session's own row: each patient's first

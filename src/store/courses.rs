@@ -57,6 +57,20 @@ pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError
     Ok(())
 }
 
+/// The given courses, for evaluating their measurement plans.
+pub fn by_id(conn: &mut DbConnection, ids: &[CourseId]) -> Result<Vec<CourseRow>, StoreError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        rows.extend(
+            courses::table
+                .filter(courses::id.eq_any(chunk))
+                .select(CourseRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
 pub fn find(conn: &mut DbConnection, scope: &Scope, id: CourseId) -> Result<CourseRow, StoreError> {
     find_in_scope!(conn, courses, CourseRow, scope, id)
 }

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod clinics;
 pub mod columns;
 pub mod consent;
+pub mod course_adherence;
 pub mod courses;
 pub mod evaluation_settings;
 pub mod flags;

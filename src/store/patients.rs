@@ -119,6 +119,19 @@ pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Holds several patients as [`hold`] holds one, in the order of their ids.
+pub fn hold_all(conn: &mut DbConnection, ids: &[PatientId]) -> Result<(), StoreError> {
+    if let DbConnection::Postgres(pg) = conn {
+        patients::table
+            .filter(patients::id.eq_any(ids))
+            .order(patients::id)
+            .select(patients::id)
+            .for_no_key_update()
+            .load::<PatientId>(pg)?;
+    }
+    Ok(())
+}
+
 /// Every patient's id, in order.
 pub fn all_ids(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
     Ok(patients::table

@@ -362,23 +362,6 @@ pub fn export_batch(conn: &mut DbConnection, ids: &[PatientId]) -> Result<Export
     })
 }
 
-/// The given courses, for evaluating their measurement plans.
-pub fn courses_by_id(
-    conn: &mut DbConnection,
-    ids: &[CourseId],
-) -> Result<Vec<crate::store::courses::CourseRow>, StoreError> {
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        rows.extend(
-            courses::table
-                .filter(courses::id.eq_any(chunk))
-                .select(crate::store::courses::CourseRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(rows)
-}
-
 /// How many clinics there are: the number of values the `clinic` dimension can take.
 pub fn clinic_count(conn: &mut DbConnection) -> Result<usize, StoreError> {
     use super::schema::clinics;

@@ -325,6 +325,16 @@ diesel::joinable!(session_outcomes -> patients (patient_id));
 diesel::joinable!(course_outcomes -> patients (patient_id));
 diesel::joinable!(flags -> patients (patient_id));
 diesel::joinable!(consent_events -> patients (patient_id));
+diesel::joinable!(course_adherence -> courses (course_id));
+diesel::table! {
+    course_adherence (course_id) {
+        course_id -> Text,
+        patient_id -> Text,
+        completed -> Integer,
+        due -> Integer,
+        valid_until -> Timestamp,
+    }
+}
 diesel::table! {
     evaluation_settings (id) {
         id -> Integer,
@@ -356,4 +366,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     flags,
     consent_events,
     evaluation_settings,
+    course_adherence,
 );

@@ -398,7 +398,6 @@ pub async fn audit_events(app: &TestApp, patient: &str, action: Option<&'static 
         .unwrap()
 }
 
-/// A response's status, content type and JSON body, for assertions.
 /// What `ask` answers once `settled` holds of it, asked every 100 ms for up to ten seconds
 /// (then its last answer): for what the service does a moment later on its own — a sync's
 /// horizon passing a commit, the sweep raising the flags that time raises.
@@ -417,6 +416,7 @@ where
     }
 }
 
+/// A response's status, content type and JSON body, for assertions.
 pub async fn problem(res: reqwest::Response) -> (u16, String, serde_json::Value) {
     let status = res.status().as_u16();
     let content_type = res

@@ -2,10 +2,14 @@
 //! missed-follow-up flag and the consent history.
 
 use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
 use serde_json::{json, Value};
 
+use ketamine_outcomes::store::schema::course_adherence as ca;
+use ketamine_outcomes::store::StoreError;
+
 use crate::api_test;
-use crate::helpers::{Session, TestApp};
+use crate::helpers::{eventually, Session, TestApp};
 
 struct Course {
     patient: String,
@@ -444,6 +448,96 @@ api_test!(
             history.as_array().unwrap().last().unwrap()["granted"],
             false,
             "the withdrawal is in the history"
+        );
+    }
+);
+
+/// (completed, due) of each of the patient's courses as stored for research.
+async fn stored_adherence(app: &TestApp, patient: &str) -> Vec<(i32, i32)> {
+    let patient = patient.to_owned();
+    app.database()
+        .run(move |conn| {
+            Ok::<_, StoreError>(
+                ca::table
+                    .filter(ca::patient_id.eq(patient))
+                    .select((ca::completed, ca::due))
+                    .load(conn)?,
+            )
+        })
+        .await
+        .unwrap()
+}
+
+/// The research adherence figure of every PHQ-9 course.
+async fn research_adherence(app: &TestApp, researcher: &Session) -> Value {
+    let body: Value = app
+        .get_as(
+            "/v1/research/outcomes?instrument=phq9",
+            &researcher.access_token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["rows"][0]["adherence"].clone()
+}
+
+// issue 16 (3): research reads each course's adherence as the sweep stored it, and a write to
+// the record takes the stored counts away at once, before any sweep could store them again.
+api_test!(
+    research_reads_the_stored_adherence_that_a_write_takes_away,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.controlled_researcher(&admin).await;
+        let mut courses = Vec::new();
+        for _ in 0..5 {
+            courses.push(course(&app, &clinic.clinician).await);
+        }
+        let first = &courses[0];
+        // The sweep (every second in the tests) stores each course's counts: 4 of 9.
+        let stored = eventually(
+            || stored_adherence(&app, &first.patient),
+            |rows| !rows.is_empty(),
+        )
+        .await;
+        assert_eq!(stored, vec![(4, 9)]);
+        // Counts the records do not warrant, stored as holding for a day: research reports
+        // them, so it read them and not the records.
+        let patient = first.patient.clone();
+        let tomorrow = (Utc::now() + Duration::days(1)).naive_utc();
+        app.database()
+            .run(move |conn| {
+                diesel::update(ca::table.filter(ca::patient_id.eq(patient)))
+                    .set((
+                        ca::completed.eq(9),
+                        ca::due.eq(9),
+                        ca::valid_until.eq(tomorrow),
+                    ))
+                    .execute(conn)
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            research_adherence(&app, &researcher).await,
+            json!({"numerator": 25, "denominator": 45, "rate": 0.5556})
+        );
+        // A PHQ-9 on day 7, in the third session's 3-day follow-up window: the write removes
+        // the patient's stored counts, and research finds 5 of 9 at once.
+        let day_7 = (first.t0 + Duration::days(7)).to_rfc3339();
+        let res = app
+            .post_as(
+                &format!("/v1/patients/{}/assessments", first.patient),
+                &clinic.clinician.access_token,
+                &json!({"instrument": "phq9", "taken_at": day_7, "items": [1, 1, 1, 1, 1, 1, 1, 1, 0]}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        assert_eq!(
+            research_adherence(&app, &researcher).await,
+            json!({"numerator": 21, "denominator": 45, "rate": 0.4667})
         );
     }
 );

@@ -1,0 +1,78 @@
+//! Each course's measurement-plan adherence as it stands until an instant (migration 000011):
+//! removed by every write to the patient's record, put back by the sweep.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{course_adherence as ca, courses};
+use super::{DbConnection, StoreError};
+use crate::domain::ids::{CourseId, PatientId};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ca)]
+pub struct CourseAdherenceRow {
+    pub course_id: CourseId,
+    pub patient_id: PatientId,
+    pub completed: i32,
+    pub due: i32,
+    /// The first instant the counts may no longer hold.
+    pub valid_until: NaiveDateTime,
+}
+
+/// Removes the patient's rows: a write to their record may have changed any course's counts.
+pub fn forget_patient(conn: &mut DbConnection, patient: PatientId) -> Result<(), StoreError> {
+    diesel::delete(ca::table.filter(ca::patient_id.eq(patient))).execute(conn)?;
+    Ok(())
+}
+
+/// The courses whose counts are missing or no longer hold at `now`, with their patients.
+pub fn expired(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> Result<Vec<(CourseId, PatientId)>, StoreError> {
+    Ok(courses::table
+        .left_join(ca::table)
+        .filter(ca::course_id.is_null().or(ca::valid_until.le(now)))
+        .select((courses::id, courses::patient_id))
+        .load(conn)?)
+}
+
+/// The counts (completed, due) of those of `ids` that still hold at `now`.
+pub fn holding(
+    conn: &mut DbConnection,
+    ids: &[CourseId],
+    now: NaiveDateTime,
+) -> Result<HashMap<CourseId, (usize, usize)>, StoreError> {
+    let mut counts = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(CourseId, i32, i32)> = ca::table
+            .filter(ca::course_id.eq_any(chunk).and(ca::valid_until.gt(now)))
+            .select((ca::course_id, ca::completed, ca::due))
+            .load(conn)?;
+        for (id, completed, due) in rows {
+            // The table's checks keep both counts at zero or above.
+            if let (Ok(completed), Ok(due)) = (usize::try_from(completed), usize::try_from(due)) {
+                counts.insert(id, (completed, due));
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Stores `rows`, in place of any their courses had.
+pub fn put(conn: &mut DbConnection, rows: &[CourseAdherenceRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(500) {
+        let ids: Vec<CourseId> = chunk.iter().map(|r| r.course_id).collect();
+        diesel::delete(ca::table.filter(ca::course_id.eq_any(&ids))).execute(conn)?;
+        // One statement for the chunk; diesel inserts several rows per engine, not through
+        // the connection both share.
+        let insert = diesel::insert_into(ca::table).values(chunk);
+        match conn {
+            DbConnection::Postgres(pg) => insert.execute(pg)?,
+            DbConnection::Sqlite(lite) => insert.execute(lite)?,
+        };
+    }
+    Ok(())
+}
