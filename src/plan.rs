@@ -1,4 +1,4 @@
-//! The measurement plan at work (domain.md §5a): what a patient's app must ask now, next,
+//! The measurement plan at work (`domain::plan`): what a patient's app must ask now, next,
 //! and what was missed — for one patient's app, for a patient's outcomes, and for research's
 //! adherence bands, from the same records.
 
@@ -133,9 +133,10 @@ pub fn adherence_of_courses(
 }
 
 /// Computes and stores the adherence of every course whose stored counts are missing or no
-/// longer hold at `now`, a few patients at a time, each batch in a write transaction that
-/// holds its patients: a write to one of them either commits before the batch reads their
-/// records, or waits and removes what the batch stored. How many courses it stored.
+/// longer hold at `now`, ten patients at a time, each batch in a write transaction that holds
+/// its patients: a write to one of them either commits before the batch reads their records,
+/// or waits (the few milliseconds of reading ten patients' plan records) and removes what the
+/// batch stored. How many courses it stored.
 pub fn store_expired_adherence(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
@@ -146,7 +147,7 @@ pub fn store_expired_adherence(
     }
     let patients: Vec<PatientId> = expired.keys().copied().collect();
     let mut stored = 0;
-    for chunk in patients.chunks(50) {
+    for chunk in patients.chunks(10) {
         let ids: Vec<CourseId> = chunk
             .iter()
             .flat_map(|p| expired[p].iter().copied())
@@ -166,6 +167,7 @@ pub fn store_expired_adherence(
                         patient_id: course.patient_id,
                         completed: i32::try_from(completed).ok()?,
                         due: i32::try_from(due).ok()?,
+                        computed_at: clock::to_db(now),
                         valid_until: clock::to_db(until),
                     })
                 })
@@ -330,7 +332,7 @@ mod tests {
     const DAYS: i64 = 24 * 60;
 
     proptest! {
-        /// What the sweep stores (domain.md §5a adherence, with the instant it holds until) is
+        /// What the sweep stores (a plan's adherence, with the instant it holds until) is
         /// what a reader computing from the records would find at every instant before it.
         #[test]
         fn stored_adherence_holds_until_its_instant(

@@ -11,7 +11,11 @@
 //!
 //! Each sweep also stores again the measurement-plan adherence of every course whose stored
 //! counts a write removed or time made expire (`plan::store_expired_adherence`), so that a
-//! research aggregate reads one row per course instead of every score of every patient.
+//! research aggregate reads one row per course instead of every score of every patient. That
+//! part reads ten patients' plan records at a time under their write lock (on SQLite the one
+//! writer's), so a write may wait a few milliseconds on it; every course's counts expire at
+//! midnight UTC at the latest (the daily items move on), so the first sweeps of a day store
+//! them all again.
 //!
 //! A write evaluates only what it can move (`evaluation`), so when the clinical settings
 //! change (W, a remission cut-off, a threshold) nothing would bring the rest of a record up to
@@ -61,9 +65,7 @@ pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, 
                     tracing::warn!(%patient, error = %err, "a patient's time-raised flags could not be swept");
                 }
             }
-            // Research reads each course's adherence as stored; keep the counts current.
-            let courses = crate::plan::store_expired_adherence(conn, clock::now())?;
-            tracing::debug!(courses, "stored the adherence of courses whose counts had expired");
+            store_expired_adherence(conn);
             Ok(candidates.len())
         })
     })
@@ -93,6 +95,24 @@ fn evaluate_again_if_settings_changed(
         })?;
     }
     evaluation_settings::record(conn, &wanted, clock::to_db(clock::now()))
+}
+
+/// Research reads each course's adherence as stored: stores the counts that a write removed or
+/// time made expire. A failure leaves research computing them, and the next tick tries again.
+fn store_expired_adherence(conn: &mut DbConnection) {
+    let started = std::time::Instant::now();
+    match crate::plan::store_expired_adherence(conn, clock::now()) {
+        Ok(0) => {}
+        Ok(courses) => tracing::debug!(
+            courses,
+            ms = started.elapsed().as_millis(),
+            "stored the adherence of the courses whose counts had expired"
+        ),
+        Err(err) => tracing::warn!(
+            error = %err,
+            "the courses' adherence could not be stored; research computes it meanwhile"
+        ),
+    }
 }
 
 /// Reads what is due in a read-only transaction, and writes only when something is: on

@@ -1,14 +1,15 @@
 -- ingest yardstick: the statements the server runs for one POST /v1/patients/{id}/assessments
 -- of a PHQ-9 (idempotent create with a fresh id: find, the patient's row held, insert, the
--- evaluation of what the score can move — the patient's courses, sessions and stored course
--- outcomes; a score taken now lies in no session's window of the seeded data — the audit event,
--- the created row and its flags), in its order, captured from PostgreSQL's
--- log (log_statement = 'all' on the bench database, the patient's second request, as in the
--- steady state of the load; bench.py repeats the capture on every run into
--- bench/out/captured-ingest.sql and says when the count no longer matches). Literal parameters
--- became pgbench variables: a random patient of clinic 1 (as bench/lua/ingest.lua picks), a
--- fresh assessment id, the clinician's id (-D clinician_id). The two "SELECT 1" are the pool's
--- checks on check-out. No flag is raised (item 9 is 0, as in the load). Run with -M prepared.
+-- patient's stored adherence removed for the sweep to compute again, the evaluation of what the
+-- score can move — the patient's courses, sessions and stored course outcomes; a score taken
+-- now lies in no session's window of the seeded data — the audit event, the created row and
+-- its flags), in its order, captured from PostgreSQL's log (log_statement = 'all' on the bench
+-- database, the patient's second request, as in the steady state of the load; bench.py repeats
+-- the capture on every run into bench/out/captured-ingest.sql and says when the count no longer
+-- matches). Literal parameters became pgbench variables: a random patient of clinic 1 (as
+-- bench/lua/ingest.lua picks), a fresh assessment id, the clinician's id (-D clinician_id). The
+-- two "SELECT 1" are the pool's checks on check-out. No flag is raised (item 9 is 0, as in the
+-- load). Run with -M prepared.
 \set k random(0, :per_clinic - 1)
 \set n :k * :clinics + 1
 \set r random(1, 999999999999)
@@ -24,6 +25,7 @@ SELECT "patients"."id" FROM "patients" WHERE ("patients"."id" = ('00000000-0000-
 SELECT "assessments"."id", "assessments"."patient_id", "assessments"."instrument", "assessments"."taken_at", "assessments"."items", "assessments"."total", "assessments"."band", "assessments"."submitted_by", "assessments"."recorded_by", "assessments"."body_hash", "assessments"."created_at", "assessments"."updated_at", "assessments"."version", "assessments"."deleted_at", "assessments"."deleted_reason" FROM ("assessments" INNER JOIN "patients" ON ("assessments"."patient_id" = "patients"."id")) WHERE (("assessments"."id" = ('bbbbbbbb-0000-4000-8000-' || lpad(:r::text, 12, '0'))) AND ("patients"."clinic_id" = '00000000-0000-4000-a000-000000000001')) LIMIT 1;
 SAVEPOINT diesel_savepoint_1;
 INSERT INTO "assessments" ("id", "patient_id", "instrument", "taken_at", "items", "total", "band", "submitted_by", "recorded_by", "body_hash", "created_at", "updated_at", "version", "deleted_at", "deleted_reason") VALUES (('bbbbbbbb-0000-4000-8000-' || lpad(:r::text, 12, '0')), ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0')), 'phq9', date_trunc('second', LOCALTIMESTAMP), '[2,1,2,1,2,1,2,1,0]', 12, 'moderate', 'clinician', :clinician_id, md5(:r::text) || md5(:n::text), LOCALTIMESTAMP, LOCALTIMESTAMP, 1, DEFAULT, DEFAULT);
+DELETE FROM "course_adherence" WHERE ("course_adherence"."patient_id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0')));
 SELECT "courses"."id", "courses"."patient_id", "courses"."indication", "courses"."protocol", "courses"."primary_instrument", "courses"."start_date", "courses"."planned_dates", "courses"."closed", "courses"."body_hash", "courses"."created_at", "courses"."updated_at", "courses"."version", "courses"."measurement_plan" FROM "courses" WHERE ("courses"."patient_id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))) ORDER BY "courses"."start_date" ASC, "courses"."id" ASC;
 SELECT "sessions"."id", "sessions"."patient_id", "sessions"."course_id", "sessions"."route", "sessions"."started_at", "sessions"."ended_at", "sessions"."dose_mg_per_kg", "sessions"."weight_kg", "sessions"."total_dose_mg", "sessions"."status", "sessions"."hold_reason", "sessions"."charge_cents", "sessions"."pre_systolic", "sessions"."pre_diastolic", "sessions"."pre_heart_rate", "sessions"."pre_spo2", "sessions"."post_systolic", "sessions"."post_diastolic", "sessions"."post_heart_rate", "sessions"."post_spo2", "sessions"."readings", "sessions"."monitoring_minutes", "sessions"."sedation", "sessions"."respiratory_concern", "sessions"."recorded_by", "sessions"."body_hash", "sessions"."created_at", "sessions"."updated_at", "sessions"."version", "sessions"."deleted_at", "sessions"."deleted_reason" FROM "sessions" WHERE (("sessions"."patient_id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))) AND ("sessions"."deleted_at" IS NULL)) ORDER BY "sessions"."started_at" ASC, "sessions"."id" ASC;
 SELECT "course_outcomes"."course_id", "course_outcomes"."patient_id", "course_outcomes"."instrument", "course_outcomes"."first_session_at", "course_outcomes"."baseline", "course_outcomes"."end_of_induction_assessment_id", "course_outcomes"."end_of_induction_response", "course_outcomes"."end_of_induction_remission", "course_outcomes"."time_to_response_days", "course_outcomes"."computed_at" FROM "course_outcomes" WHERE ("course_outcomes"."patient_id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0')));

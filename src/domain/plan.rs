@@ -252,9 +252,10 @@ pub fn adherence(items: &[DueItem]) -> (usize, usize) {
 }
 
 /// The first instant at which time alone could change the adherence of `items` (it holds at
-/// every instant before, and is computed again from then on): an open window closing
-/// unanswered, a record dated after `now` (`later`) coming to count, or the next midnight UTC,
-/// when the day's items move on and the daily items look back a day less far.
+/// every instant before, and is computed again from then on), always after `now`: the
+/// microsecond after an open window closes, when it counts as missed; a record dated after
+/// `now` (`later`) coming to count; or the next midnight UTC, when the day's items move on and
+/// the daily items look back a day less far.
 pub fn adherence_holds_until(
     items: &[DueItem],
     later: impl IntoIterator<Item = DateTime<Utc>>,
@@ -266,7 +267,7 @@ pub fn adherence_holds_until(
     items
         .iter()
         .filter(|i| matches!(i.status, DueStatus::DueNow | DueStatus::Upcoming))
-        .map(|i| i.window_end)
+        .map(|i| i.window_end + Duration::microseconds(1))
         .chain(later.into_iter().filter(|at| *at > now))
         .fold(midnight, DateTime::min)
 }

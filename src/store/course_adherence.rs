@@ -17,6 +17,8 @@ pub struct CourseAdherenceRow {
     pub patient_id: PatientId,
     pub completed: i32,
     pub due: i32,
+    /// The instant the counts were computed for.
+    pub computed_at: NaiveDateTime,
     /// The first instant the counts may no longer hold.
     pub valid_until: NaiveDateTime,
 }
@@ -39,7 +41,8 @@ pub fn expired(
         .load(conn)?)
 }
 
-/// The counts (completed, due) of those of `ids` that still hold at `now`.
+/// The counts (completed, due) of those of `ids` that hold at `now`: computed for no later, and
+/// valid past it.
 pub fn holding(
     conn: &mut DbConnection,
     ids: &[CourseId],
@@ -48,7 +51,8 @@ pub fn holding(
     let mut counts = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let rows: Vec<(CourseId, i32, i32)> = ca::table
-            .filter(ca::course_id.eq_any(chunk).and(ca::valid_until.gt(now)))
+            .filter(ca::course_id.eq_any(chunk))
+            .filter(ca::computed_at.le(now).and(ca::valid_until.gt(now)))
             .select((ca::course_id, ca::completed, ca::due))
             .load(conn)?;
         for (id, completed, due) in rows {

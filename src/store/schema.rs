@@ -332,6 +332,7 @@ diesel::table! {
         patient_id -> Text,
         completed -> Integer,
         due -> Integer,
+        computed_at -> Timestamp,
         valid_until -> Timestamp,
     }
 }
