@@ -59,7 +59,7 @@ impl Kind for AssessmentRow {
         Ok(AssessmentRow {
             change_seq: crate::store::UNSYNCED,
             id: making.id,
-            patient_id: making.patient.row.id,
+            patient_id: making.patient,
             instrument: draft.instrument,
             taken_at: clock::to_db(draft.taken_at),
             items: Json(scored.items),

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::records::{Actions, Kind, Making, Recorded, Writers};
 use crate::store::columns::Json;
 use crate::store::courses::CourseRow;
-use crate::store::{sessions, DbConnection, StoreError};
+use crate::store::{patients, sessions, DbConnection, StoreError};
 
 /// A course as a create or a change describes it.
 pub struct CourseDraft {
@@ -56,11 +56,11 @@ impl Kind for CourseRow {
     const WRITERS: Writers = Writers::Clinicians;
 
     fn build(
-        _: &mut DbConnection,
+        conn: &mut DbConnection,
         draft: CourseDraft,
         making: Making<'_, Self>,
     ) -> Result<Self, ApiError> {
-        if !making.patient.indications.contains(&draft.indication) {
+        if !patients::indications(conn, making.patient)?.contains(&draft.indication) {
             return Err(ApiError::invalid(
                 "indication",
                 "must be one of the patient's indications",
@@ -101,7 +101,7 @@ impl Kind for CourseRow {
         Ok(CourseRow {
             change_seq: crate::store::UNSYNCED,
             id: making.id,
-            patient_id: making.patient.row.id,
+            patient_id: making.patient,
             indication: draft.indication,
             protocol: draft.protocol,
             primary_instrument: instrument,

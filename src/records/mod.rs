@@ -25,7 +25,7 @@ use crate::domain::ids::PatientId;
 use crate::error::ApiError;
 use crate::evaluation::{self, Change};
 use crate::store::flags::{self as flag_store, FlagRow};
-use crate::store::patients::{self, PatientRecord};
+use crate::store::patients;
 use crate::store::scope::Scope;
 use crate::store::{clinics, Correctable, DbConnection, Page, StoreError, Stored, Window};
 
@@ -50,7 +50,7 @@ pub enum Writers {
 /// What a new or changed record is made from, besides its draft.
 pub struct Making<'a, R: Stored> {
     pub id: R::Id,
-    pub patient: &'a PatientRecord,
+    pub patient: PatientId,
     pub by: &'a Caller,
     pub body_hash: &'a str,
     /// The stored record a change replaces.
@@ -169,14 +169,13 @@ pub async fn create<R: Kind>(
 ) -> Result<Created<R::View>, ApiError> {
     let scope = write_scope::<R>(call)?;
     call.transaction(move |conn, call| {
-        let record = patients::find(conn, &scope, patient)?;
-        patients::hold(conn, patient)?;
+        patients::hold_in_scope(conn, &scope, patient)?;
         let row = R::build(
             conn,
             draft,
             Making {
                 id,
-                patient: &record,
+                patient,
                 by: &call.caller,
                 body_hash: &body_hash,
                 current: None,
@@ -299,14 +298,14 @@ pub async fn update<R: Kind>(
         if current.entered_in_error() {
             return Err(ApiError::Conflict(R::KEPT_AS_IS.into()));
         }
-        let patient = patients::find(conn, &scope, current.patient_id())?;
+        let patient = current.patient_id();
         let draft = change(&current)?;
         let row = R::build(
             conn,
             draft,
             Making {
                 id,
-                patient: &patient,
+                patient,
                 by: &call.caller,
                 body_hash: "",
                 current: Some(&current),
@@ -314,8 +313,8 @@ pub async fn update<R: Kind>(
             },
         )?;
         R::replace(conn, &row, current.version())?;
-        call.audit(conn, Event::record(action, id, patient.row.id))?;
-        evaluation::refresh(conn, &call.clinical(), patient.row.id, row.change())?;
+        call.audit(conn, Event::record(action, id, patient))?;
+        evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
         let row = R::find(conn, &scope, id)?;
         Ok(view::<R>(conn, row)?)
     })

@@ -36,7 +36,7 @@ impl Kind for SessionRow {
         making: Making<'_, Self>,
     ) -> Result<Self, ApiError> {
         let a = draft.administration.check(making.now)?;
-        let patient = making.patient.row.id;
+        let patient = making.patient;
         let course_id = match draft.course {
             Some(course) => {
                 optional(courses::find(conn, &Scope::Patient(patient), course))?

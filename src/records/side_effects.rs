@@ -39,7 +39,7 @@ impl Kind for SideEffectRow {
         draft: SideEffectDraft,
         making: Making<'_, Self>,
     ) -> Result<Self, ApiError> {
-        let patient = making.patient.row.id;
+        let patient = making.patient;
         if let Some(current) = making.current {
             if rater(making.by.role) == Rater::Patient {
                 patient_changes_only_resolution(current, &draft)?;

@@ -119,6 +119,55 @@ pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Holds the patient's row as [`hold`] does when the patient is within `scope` (`NotFound`
+/// otherwise): the one statement a write makes of its patient before writing their record.
+pub fn hold_in_scope(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: PatientId,
+) -> Result<(), StoreError> {
+    let DbConnection::Postgres(pg) = conn else {
+        return clinic_in_scope(conn, scope, id).map(drop);
+    };
+    // A locking query cannot be boxed, so the scope's filter is spelled out for each kind.
+    let patient = patients::table.filter(patients::id.eq(id));
+    match scope {
+        Scope::Clinic(clinic) => patient
+            .filter(patients::clinic_id.eq(*clinic))
+            .select(patients::id)
+            .for_no_key_update()
+            .first::<PatientId>(pg)?,
+        Scope::Patient(own) => patient
+            .filter(patients::id.eq(*own))
+            .select(patients::id)
+            .for_no_key_update()
+            .first::<PatientId>(pg)?,
+    };
+    Ok(())
+}
+
+/// The patient's indications, in order.
+pub fn indications(conn: &mut DbConnection, id: PatientId) -> Result<Vec<Indication>, StoreError> {
+    Ok(indications_of(conn, &[id])?
+        .into_iter()
+        .map(|(_, indication)| indication)
+        .collect())
+}
+
+fn indications_of(
+    conn: &mut DbConnection,
+    ids: &[PatientId],
+) -> Result<Vec<(PatientId, Indication)>, StoreError> {
+    Ok(patient_indications::table
+        .filter(patient_indications::patient_id.eq_any(ids))
+        .select((
+            patient_indications::patient_id,
+            patient_indications::indication,
+        ))
+        .order(patient_indications::indication)
+        .load(conn)?)
+}
+
 /// Holds several patients as [`hold`] holds one, in the order of their ids.
 pub fn hold_all(conn: &mut DbConnection, ids: &[PatientId]) -> Result<(), StoreError> {
     if let DbConnection::Postgres(pg) = conn {
@@ -158,14 +207,7 @@ fn with_lists(
     rows: Vec<PatientRow>,
 ) -> Result<Vec<PatientRecord>, StoreError> {
     let ids: Vec<PatientId> = rows.iter().map(|r| r.id).collect();
-    let indications: Vec<(PatientId, Indication)> = patient_indications::table
-        .filter(patient_indications::patient_id.eq_any(&ids))
-        .select((
-            patient_indications::patient_id,
-            patient_indications::indication,
-        ))
-        .order(patient_indications::indication)
-        .load(conn)?;
+    let indications = indications_of(conn, &ids)?;
     let risk_factors: Vec<RiskFactorRow> = patient_risk_factors::table
         .filter(patient_risk_factors::patient_id.eq_any(&ids))
         .select(RiskFactorRow::as_select())

@@ -373,3 +373,56 @@ api_test!(
         assert_eq!(me["patient_id"], r.patient.as_str());
     }
 );
+
+// A write names a patient first: one outside the caller's scope is 404 before any rule about
+// the record is checked, so that no answer tells another clinic's patient's indications, or
+// whether they have an open course or a completed session (each would be 422 for a patient
+// of the caller's own clinic).
+api_test!(
+    a_write_to_a_patient_outside_the_scope_is_404_whatever_its_body_breaks,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let harbour = app.clinic(&admin, "Harbour").await;
+        let lighthouse = app.clinic(&admin, "Lighthouse").await;
+        let theirs = app.new_patient(&lighthouse.clinician).await;
+        let ours = app.new_patient(&harbour.clinician).await;
+        let writes = [
+            (
+                "courses",
+                json!({"indication": "bipolar_depression", "start_date": "2026-01-05"}),
+            ),
+            (
+                "sessions",
+                json!({"route": "iv", "started_at": minutes_from_now(-30), "dose_mg_per_kg": 0.5, "weight_kg": 70}),
+            ),
+            (
+                "side-effects",
+                json!({"effect": "dizziness", "severity": "mild", "onset_at": minutes_from_now(-20)}),
+            ),
+        ];
+        for (kind, body) in &writes {
+            let own = format!("/v1/patients/{ours}/{kind}");
+            let res = app
+                .post_as(&own, &harbour.clinician.access_token, body)
+                .await;
+            assert_eq!(res.status(), 422, "{kind} for the clinic's own patient");
+            let other = format!("/v1/patients/{theirs}/{kind}");
+            let res = app
+                .post_as(&other, &harbour.clinician.access_token, body)
+                .await;
+            assert_eq!(res.status(), 404, "{kind} for another clinic's patient");
+        }
+        for list in ["timeline", "courses"] {
+            let listed: Value = app
+                .get_as(
+                    &format!("/v1/patients/{theirs}/{list}"),
+                    &lighthouse.clinician.access_token,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(listed["items"], json!([]), "nothing was written: {list}");
+        }
+    }
+);
