@@ -1,15 +1,15 @@
 -- ingest yardstick: the statements the server runs for one POST /v1/patients/{id}/assessments
--- of a PHQ-9 (idempotent create with a fresh id: find, the patient's row held, insert, the
--- patient's stored adherence removed for the sweep to compute again, the evaluation of what the
--- score can move — the patient's courses, sessions and stored course outcomes; a score taken
--- now lies in no session's window of the seeded data — the audit event, the created row and
--- its flags), in its order, captured from PostgreSQL's log (log_statement = 'all' on the bench
--- database, the patient's second request, as in the steady state of the load; bench.py repeats
--- the capture on every run into bench/out/captured-ingest.sql and says when the count no longer
--- matches). Literal parameters became pgbench variables: a random patient of clinic 1 (as
--- bench/lua/ingest.lua picks), a fresh assessment id, the clinician's id (-D clinician_id). The
--- two "SELECT 1" are the pool's checks on check-out. No flag is raised (item 9 is 0, as in the
--- load). Run with -M prepared.
+-- of a PHQ-9 (idempotent create with a fresh id: the patient's row held when in the caller's
+-- clinic, find, insert, the patient's stored adherence removed for the sweep to compute again,
+-- the evaluation of what the score can move — the patient's courses, sessions and stored course
+-- outcomes; a score taken now lies in no session's window of the seeded data — the audit event,
+-- the created row and its flags), in its order, captured from PostgreSQL's log (log_statement =
+-- 'all' on the bench database, the patient's second request, as in the steady state of the
+-- load; bench.py repeats the capture on every run into bench/out/captured-ingest.sql and says
+-- when the count no longer matches). Literal parameters became pgbench variables: a random
+-- patient of clinic 1 (as bench/lua/ingest.lua picks), a fresh assessment id, the clinician's id
+-- (-D clinician_id). The two "SELECT 1" are the pool's checks on check-out. No flag is raised
+-- (item 9 is 0, as in the load). Run with -M prepared.
 \set k random(0, :per_clinic - 1)
 \set n :k * :clinics + 1
 \set r random(1, 999999999999)
@@ -18,10 +18,7 @@ SELECT 1;
 SELECT "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."clinic_id", "users"."disabled", "users"."created_at", "users"."updated_at", "users"."version", "patient_accounts"."patient_id" FROM ("users" LEFT OUTER JOIN "patient_accounts" ON ("patient_accounts"."user_id" = "users"."id")) WHERE ("users"."id" = :clinician_id) LIMIT 1;
 SELECT 1;
 BEGIN;
-SELECT "patients"."id", "patients"."clinic_id", "patients"."external_ref", "patients"."birth_year", "patients"."sex", "patients"."research_consent", "patients"."consented_at", "patients"."body_hash", "patients"."created_at", "patients"."updated_at", "patients"."version" FROM "patients" WHERE (("patients"."id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))) AND ("patients"."clinic_id" = '00000000-0000-4000-a000-000000000001')) LIMIT 1;
-SELECT "patient_indications"."patient_id", "patient_indications"."indication" FROM "patient_indications" WHERE ("patient_indications"."patient_id" = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))])) ORDER BY "patient_indications"."indication";
-SELECT "patient_risk_factors"."patient_id", "patient_risk_factors"."factor", "patient_risk_factors"."noted_at", "patient_risk_factors"."note" FROM "patient_risk_factors" WHERE ("patient_risk_factors"."patient_id" = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))])) ORDER BY "patient_risk_factors"."factor";
-SELECT "patients"."id" FROM "patients" WHERE ("patients"."id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))) LIMIT 1 FOR NO KEY UPDATE;
+SELECT "patients"."id" FROM "patients" WHERE (("patients"."id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))) AND ("patients"."clinic_id" = '00000000-0000-4000-a000-000000000001')) LIMIT 1 FOR NO KEY UPDATE;
 SELECT "assessments"."id", "assessments"."patient_id", "assessments"."instrument", "assessments"."taken_at", "assessments"."items", "assessments"."total", "assessments"."band", "assessments"."submitted_by", "assessments"."recorded_by", "assessments"."body_hash", "assessments"."created_at", "assessments"."updated_at", "assessments"."version", "assessments"."deleted_at", "assessments"."deleted_reason" FROM ("assessments" INNER JOIN "patients" ON ("assessments"."patient_id" = "patients"."id")) WHERE (("assessments"."id" = ('bbbbbbbb-0000-4000-8000-' || lpad(:r::text, 12, '0'))) AND ("patients"."clinic_id" = '00000000-0000-4000-a000-000000000001')) LIMIT 1;
 SAVEPOINT diesel_savepoint_1;
 INSERT INTO "assessments" ("id", "patient_id", "instrument", "taken_at", "items", "total", "band", "submitted_by", "recorded_by", "body_hash", "created_at", "updated_at", "version", "deleted_at", "deleted_reason") VALUES (('bbbbbbbb-0000-4000-8000-' || lpad(:r::text, 12, '0')), ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0')), 'phq9', date_trunc('second', LOCALTIMESTAMP), '[2,1,2,1,2,1,2,1,0]', 12, 'moderate', 'clinician', :clinician_id, md5(:r::text) || md5(:n::text), LOCALTIMESTAMP, LOCALTIMESTAMP, 1, DEFAULT, DEFAULT);
