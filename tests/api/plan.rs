@@ -346,6 +346,20 @@ api_test!(
     }
 );
 
+/// The research outcomes of every PHQ-9 course, in one row.
+async fn phq9_research_row(app: &TestApp, researcher: &Session) -> Value {
+    let body: Value = app
+        .get_as(
+            "/v1/research/outcomes?instrument=phq9",
+            &researcher.access_token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["rows"][0].clone()
+}
+
 api_test!(
     research_reports_adherence_and_follow_up_with_the_small_cell_rule,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
@@ -357,16 +371,7 @@ api_test!(
         for _ in 0..5 {
             patients.push(course(&app, &clinic.clinician).await.patient);
         }
-        let body: Value = app
-            .get_as(
-                "/v1/research/outcomes?instrument=phq9",
-                &researcher.access_token,
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let row = &body["rows"][0];
+        let row = &phq9_research_row(&app, &researcher).await;
         // Each patient: 4 of 9 due items on time (see the adherence test); sessions 1 and 2 had a
         // follow-up, session 3 none.
         assert_eq!(
@@ -468,20 +473,6 @@ async fn stored_adherence(app: &TestApp, patient: &str) -> Vec<(i32, i32)> {
         .unwrap()
 }
 
-/// The research adherence figure of every PHQ-9 course.
-async fn research_adherence(app: &TestApp, researcher: &Session) -> Value {
-    let body: Value = app
-        .get_as(
-            "/v1/research/outcomes?instrument=phq9",
-            &researcher.access_token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["rows"][0]["adherence"].clone()
-}
-
 // issue 16 (3): research reads each course's adherence as the sweep stored it, and a write to
 // the record takes the stored counts away at once, before any sweep could store them again.
 api_test!(
@@ -521,7 +512,7 @@ api_test!(
             .await
             .unwrap();
         assert_eq!(
-            research_adherence(&app, &researcher).await,
+            phq9_research_row(&app, &researcher).await["adherence"],
             json!({"numerator": 25, "denominator": 45, "rate": 0.5556})
         );
         // A PHQ-9 on day 7, in the third session's 3-day follow-up window: the write removes
@@ -536,7 +527,7 @@ api_test!(
             .await;
         assert_eq!(res.status(), 201);
         assert_eq!(
-            research_adherence(&app, &researcher).await,
+            phq9_research_row(&app, &researcher).await["adherence"],
             json!({"numerator": 21, "denominator": 45, "rate": 0.4667})
         );
     }
