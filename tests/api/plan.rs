@@ -346,18 +346,16 @@ api_test!(
     }
 );
 
-/// The research outcomes of every PHQ-9 course, in one row.
-async fn phq9_research_row(app: &TestApp, researcher: &Session) -> Value {
-    let body: Value = app
-        .get_as(
-            "/v1/research/outcomes?instrument=phq9",
-            &researcher.access_token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["rows"][0].clone()
+/// The research outcomes of every PHQ-9 course (one row, when it is not withheld).
+async fn phq9_research(app: &TestApp, researcher: &Session) -> Value {
+    app.get_as(
+        "/v1/research/outcomes?instrument=phq9",
+        &researcher.access_token,
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
 }
 
 api_test!(
@@ -371,7 +369,7 @@ api_test!(
         for _ in 0..5 {
             patients.push(course(&app, &clinic.clinician).await.patient);
         }
-        let row = &phq9_research_row(&app, &researcher).await;
+        let row = &phq9_research(&app, &researcher).await["rows"][0];
         // Each patient: 4 of 9 due items on time (see the adherence test); sessions 1 and 2 had a
         // follow-up, session 3 none.
         assert_eq!(
@@ -426,15 +424,7 @@ api_test!(
             )
             .await;
         assert_eq!(res.status(), 200);
-        let body: Value = app
-            .get_as(
-                "/v1/research/outcomes?instrument=phq9",
-                &researcher.access_token,
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body = phq9_research(&app, &researcher).await;
         assert!(body["rows"].as_array().unwrap().is_empty(), "{body}");
         assert_eq!(
             body["withheld_groups"], 1,
@@ -512,7 +502,7 @@ api_test!(
             .await
             .unwrap();
         assert_eq!(
-            phq9_research_row(&app, &researcher).await["adherence"],
+            phq9_research(&app, &researcher).await["rows"][0]["adherence"],
             json!({"numerator": 25, "denominator": 45, "rate": 0.5556})
         );
         // A PHQ-9 on day 7, in the third session's 3-day follow-up window: the write removes
@@ -527,7 +517,7 @@ api_test!(
             .await;
         assert_eq!(res.status(), 201);
         assert_eq!(
-            phq9_research_row(&app, &researcher).await["adherence"],
+            phq9_research(&app, &researcher).await["rows"][0]["adherence"],
             json!({"numerator": 21, "denominator": 45, "rate": 0.4667})
         );
     }
