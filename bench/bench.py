@@ -366,12 +366,13 @@ def counts(args, pg):
 def evaluate_first(args, pg, make_server):
     """Has a server evaluate every seeded record under its clinical settings (the seed's stored
     outcomes are plausible, not computed) and returns the seconds it took: its first sweep does
-    this, records the settings, and stores every course's adherence. Measuring while it runs
-    would time the sweep beside the request, compare the SQL with outcomes still changing, and
-    capture its statements."""
+    this, records the settings, and stores the adherence of every consenting patient's course.
+    Measuring while it runs would time the sweep beside the request, compare the SQL with
+    outcomes still changing, and capture its statements."""
     sql = ("SELECT CASE WHEN EXISTS (SELECT 1 FROM evaluation_settings) AND NOT EXISTS "
-           "(SELECT 1 FROM courses c LEFT JOIN course_adherence a ON a.course_id = c.id "
-           "WHERE a.course_id IS NULL) THEN 1 ELSE 0 END")
+           "(SELECT 1 FROM courses c JOIN patients p ON p.id = c.patient_id "
+           "LEFT JOIN course_adherence a ON a.course_id = c.id "
+           "WHERE p.research_consent AND a.course_id IS NULL) THEN 1 ELSE 0 END")
     def recorded():
         # Before a server has migrated a database seeded by an older one, the tables may be missing.
         if pg:
@@ -892,15 +893,19 @@ def bench(args, pg, tmp, state_file, servers, started):
             res = wrk(args, server.port, "ingest.lua", 64, args.duration, wrk_env)
         cpu_note("ingest", cpu_seconds(pid) - cpu_before, res["requests"])
         yard = pgbench(args, pg, "ingest.sql", 64, args.duration, defines) if pg else None
-        results.append(wrk_row("ingest (POST PHQ-9, 64 connections)", res, rss, yard))
+        row = wrk_row("ingest (POST PHQ-9, 64 connections)", res, rss, yard)
+        results.append(row)
         if pg:
-            # quality.md: ingest against the least transaction the rules need, and 1 000 req/s.
+            # Issue 16: the same requests against the least transaction the rules need, and
+            # 1 000 req/s.
             least = pgbench(args, pg, "ingest-minimal.sql", 64, args.duration, defines)
-            row = wrk_row("ingest against the minimal transaction (bench/pgbench/ingest-minimal.sql)",
-                          res, rss, least, target="≥ 0.7 and ≥ 1,000 req/s")
-            row["result"] = verdict(res["rps"] / least["tps"] >= 0.7 and res["rps"] >= 1000
-                                    and not res["errors"])
-            results.append(row)
+            ratio = res["rps"] / least["tps"]
+            results.append(dict(
+                row, path="ingest against the minimal transaction (bench/pgbench/ingest-minimal.sql)",
+                yardstick=f"pgbench -c 64: {least['tps']:,.0f} tps (p50 {fmt_ms(least['p50_us'])}, "
+                          f"p99 {fmt_ms(least['p99_us'])})",
+                ratio=f"{ratio:.2f}", target="≥ 0.7 and ≥ 1,000 req/s",
+                result=verdict(ratio >= 0.7 and res["rps"] >= 1000 and not res["errors"])))
 
     if "history" in args.paths:
         # ---- the cost of one write as a record grows

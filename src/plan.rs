@@ -136,7 +136,8 @@ pub fn adherence_of_courses(
 /// longer hold at `now`, ten patients at a time, each batch in a write transaction that holds
 /// its patients: a write to one of them either commits before the batch reads their records,
 /// or waits (the few milliseconds of reading ten patients' plan records) and removes what the
-/// batch stored. How many courses it stored.
+/// batch stored. A batch that fails is left to readers and the next sweep, and the batches
+/// after it go on. How many courses it stored.
 pub fn store_expired_adherence(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
@@ -152,7 +153,7 @@ pub fn store_expired_adherence(
             .iter()
             .flat_map(|p| expired[p].iter().copied())
             .collect();
-        stored += store::write_transaction(conn, |conn| {
+        let batch = store::write_transaction(conn, |conn| {
             patients::hold_all(conn, chunk)?;
             // Read again under the hold: a write may have changed a course since the list.
             let courses = courses::by_id(conn, &ids)?;
@@ -174,7 +175,15 @@ pub fn store_expired_adherence(
                 .collect();
             course_adherence::put(conn, &rows)?;
             Ok::<_, StoreError>(rows.len())
-        })?;
+        });
+        match batch {
+            Ok(courses) => stored += courses,
+            Err(err) => tracing::warn!(
+                patients = ?chunk,
+                error = %err,
+                "these patients' adherence could not be stored; research computes it meanwhile"
+            ),
+        }
     }
     Ok(stored)
 }

@@ -9,8 +9,8 @@
 //! transaction, and only a flag found due is written, in a short transaction of its own: a
 //! writer waits on a sweep no longer than on another write.
 //!
-//! Each sweep also stores again the measurement-plan adherence of every course whose stored
-//! counts a write removed or time made expire (`plan::store_expired_adherence`), so that a
+//! Each sweep also stores again the measurement-plan adherence of every consenting patient's
+//! course whose stored counts a write removed or time made expire (`plan::store_expired_adherence`), so that a
 //! research aggregate reads one row per course instead of every score of every patient. That
 //! part reads ten patients' plan records at a time under their write lock (on SQLite the one
 //! writer's), so a write may wait a few milliseconds on it; every course's counts expire at

@@ -261,8 +261,10 @@ pub fn adherence_holds_until(
     later: impl IntoIterator<Item = DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let midnight = (now.date_naive() + Duration::days(1))
-        .and_hms_opt(0, 0, 0)
+    let midnight = now
+        .date_naive()
+        .succ_opt()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
         .map_or(now, |m| m.and_utc());
     items
         .iter()

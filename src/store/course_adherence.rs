@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{course_adherence as ca, courses};
+use super::schema::{course_adherence as ca, courses, patients};
 use super::{DbConnection, StoreError};
 use crate::domain::ids::{CourseId, PatientId};
 
@@ -29,13 +29,16 @@ pub fn forget_patient(conn: &mut DbConnection, patient: PatientId) -> Result<(),
     Ok(())
 }
 
-/// The courses whose counts are missing or no longer hold at `now`, with their patients.
+/// The courses of consenting patients — the only ones research reads — whose counts are
+/// missing or no longer hold at `now`, with their patients.
 pub fn expired(
     conn: &mut DbConnection,
     now: NaiveDateTime,
 ) -> Result<Vec<(CourseId, PatientId)>, StoreError> {
     Ok(courses::table
+        .inner_join(patients::table)
         .left_join(ca::table)
+        .filter(patients::research_consent.eq(true))
         .filter(ca::course_id.is_null().or(ca::valid_until.le(now)))
         .select((courses::id, courses::patient_id))
         .load(conn)?)

@@ -109,14 +109,7 @@ pub fn clinic_in_scope(
 /// which leaves the inserts that merely refer to the patient free; SQLite's one writer
 /// serialises every write already.
 pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
-    if let DbConnection::Postgres(pg) = conn {
-        patients::table
-            .find(id)
-            .select(patients::id)
-            .for_no_key_update()
-            .first::<PatientId>(pg)?;
-    }
-    Ok(())
+    hold_all(conn, &[id])
 }
 
 /// Holds the patient's row as [`hold`] does when the patient is within `scope` (`NotFound`
