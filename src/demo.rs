@@ -486,17 +486,25 @@ where
             Course::WearsOff => (f64::from(baseline) * 0.35) as i32,
             Course::NonResponder => baseline - rng.gen_range(0..3),
         };
-        for day in [1i64, 3, 6, 10, 14] {
-            let at = *at + Duration::days(day) - hour(1);
+        // One patient's fourth infusion (day 7, the next three days later) goes without a
+        // follow-up score, so that the missed-follow-up flag shows whatever the hour the demo
+        // is made at.
+        let follow_up_days: &[i64] = if i == 2 && n == 3 {
+            &[]
+        } else {
+            &[1, 3, 6, 10, 14]
+        };
+        for day in follow_up_days {
+            let at = *at + Duration::days(*day) - hour(1);
             if at >= next || at >= today {
                 break;
             }
             let total = match kind {
-                Course::WearsOff if day >= 3 => baseline - rng.gen_range(0..3),
+                Course::WearsOff if *day >= 3 => baseline - rng.gen_range(0..3),
                 Course::NonResponder => baseline - rng.gen_range(0..3),
                 _ => low + rng.gen_range(0..3),
             };
-            assess(score(at, total, i == 0 && n == 2 && day == 1)).await?;
+            assess(score(at, total, i == 0 && n == 2 && *day == 1)).await?;
         }
         if instrument != Instrument::DailyMood
             && n % 2 == 0
