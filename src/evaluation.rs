@@ -11,7 +11,8 @@
 //!
 //! The flags that time alone raises (a side effect that outlasts its expected time, a
 //! follow-up not taken, an induction slot more than 3 days overdue) are raised by the sweep
-//! (`sweep`), one patient at a time, from the record as it stands then.
+//! (`sweep`), from the record as it stands then, each rule giving the instant its flag falls
+//! due, so the sweep knows when to read the record again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,7 +25,7 @@ use crate::domain::ids::{AssessmentId, CourseId, FlagId, PatientId, SessionId};
 use crate::domain::instrument::{Definition, Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
 use crate::domain::patient::RiskClass;
-use crate::domain::schedule::{self, Phase, SlotStatus};
+use crate::domain::schedule::{self, Phase};
 use crate::domain::side_effect::Persistence;
 use crate::domain::treatment::{SessionStatus, VitalSigns};
 use crate::store::assessments::{self, AssessmentRow};
@@ -34,7 +35,7 @@ use crate::store::outcomes::{self as outcome_store, CourseOutcomeRow, SessionOut
 use crate::store::scope::Scope;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::side_effects::{self, SideEffectRow};
-use crate::store::{course_adherence, patients, DbConnection, StoreError};
+use crate::store::{course_adherence, patients, time_flag_checks, DbConnection, StoreError};
 
 /// Everything of one patient's record that outcomes and flags are computed from.
 struct Record {
@@ -142,6 +143,14 @@ pub fn refresh(
     if !matches!(change, Change::SideEffect(_)) {
         // Scores, sessions and courses are what measurement plans are checked against.
         course_adherence::forget_patient(conn, patient_id)?;
+    }
+    // A new score can only follow a session up, never leave one owing: the sweep's next
+    // instant for the patient stands (at worst it wakes for nothing). Any other change may
+    // bring a flag that time raises closer.
+    let new_score =
+        matches!(change, Change::Assessment(a) if a.version == 1 && a.deleted_at.is_none());
+    if !new_score {
+        time_flag_checks::forget_patient(conn, patient_id)?;
     }
     let wanted = match change {
         Change::Whole => whole(conn, settings, patient_id)?,
@@ -320,7 +329,8 @@ fn course_after_score(
 }
 
 /// The settings a stored evaluation depends on, as text: W, the remission cut-offs and the
-/// vital-sign thresholds. (Persistence is the sweep's, applied afresh at every sweep.)
+/// vital-sign thresholds. (Persistence is the sweep's: each instant it stores says which
+/// persistence times it was found with.)
 pub fn settings_text(settings: &ClinicalSettings) -> String {
     format!(
         "wear_off_days={:?} remission={:?} thresholds={:?}",
@@ -328,32 +338,27 @@ pub fn settings_text(settings: &ClinicalSettings) -> String {
     )
 }
 
-/// The patients who could have a flag that time alone raises: an unresolved side effect, or
-/// an open course.
-pub fn time_flag_candidates(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
-    let mut candidates = side_effects::patients_with_unresolved(conn)?;
-    candidates.extend(courses::patients_with_open_courses(conn)?);
-    candidates.sort();
-    candidates.dedup();
-    Ok(candidates)
-}
-
-/// The flags that time alone raises for one patient, as their record stands at `now`, that
-/// they do not have yet. Reads only: the sweep raises them ([`raise_missing`]) in a write of its
-/// own, so most patients — who have nothing new — cost the database no write at all.
-pub fn time_flags_due(
+/// Raises the flags that time has made due on the patient's record as it stands at `now`,
+/// and finds the first instant after `now` at which another will fall due (`None`: none will,
+/// as the record stands). The sweep calls it holding the patient, so no write can change the
+/// record between the reading and the instant stored.
+pub fn raise_time_flags(
     conn: &mut DbConnection,
     settings: &ClinicalSettings,
     patient_id: PatientId,
     now: DateTime<Utc>,
-) -> Result<Vec<Wanted>, StoreError> {
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let record = Record::load(conn, patient_id)?;
-    let wanted = time_flags(&record, now, settings.persistence);
-    let existing = existing_flags(conn, patient_id, &wanted)?;
-    Ok(wanted
+    let (due, later): (Vec<_>, Vec<_>) = time_flags(&record, now, settings.persistence)
         .into_iter()
-        .filter(|w| !existing.contains(&(w.raised.kind, w.record_id.clone())))
-        .collect())
+        .partition(|(from, _)| *from <= now);
+    raise_missing(
+        conn,
+        patient_id,
+        due.into_iter().map(|(_, w)| w).collect(),
+        now,
+    )?;
+    Ok(later.into_iter().map(|(from, _)| from).min())
 }
 
 /// Computes every session's and course's outcome; writes the rows that changed and removes
@@ -657,22 +662,28 @@ fn after_induction(course: &CourseRow, day: NaiveDate) -> bool {
     schedule::phase_of(course.protocol, course.start_date, day) == Phase::Maintenance
 }
 
-/// The flags that time raises: persistent side effects, missed follow-ups and missed
-/// induction slots.
-fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> Vec<Wanted> {
+/// The flags that time raises on the record as it stands — persistent side effects, missed
+/// follow-ups and missed induction slots — each with the first instant it is due. Time only
+/// adds to them: once due, a flag stays due until a write changes the record.
+fn time_flags(
+    record: &Record,
+    now: DateTime<Utc>,
+    persistence: Persistence,
+) -> Vec<(DateTime<Utc>, Wanted)> {
     let mut wanted = Vec::new();
     for e in &record.side_effects {
         let report = e.report();
-        if report.is_persistent(now, persistence) {
+        if let Some(from) = report.persistent_from(persistence) {
             let detail = format!(
                 "{} unresolved since {}",
                 report.effect,
                 report.onset_at.format("%Y-%m-%d %H:%M UTC")
             );
-            wanted.push(on(FlaggedRecord::SideEffect, e.id)(Raised {
+            let raised = Raised {
                 kind: FlagKind::PersistentSideEffect,
                 detail,
-            }));
+            };
+            wanted.push((from, on(FlaggedRecord::SideEffect, e.id)(raised)));
         }
     }
     for s in record.completed() {
@@ -684,8 +695,9 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
             .iter()
             .map(|sc| sc.taken_at)
             .collect();
-        if let Some(raised) = flags::missed_follow_up(clock::from_db(s.started_at), &scores, now) {
-            wanted.push(on(FlaggedRecord::Session, s.id)(raised));
+        if let Some((from, raised)) = flags::missed_follow_up(clock::from_db(s.started_at), &scores)
+        {
+            wanted.push((from, on(FlaggedRecord::Session, s.id)(raised)));
         }
     }
     for course in record.courses.iter().filter(|c| !c.closed) {
@@ -695,25 +707,37 @@ fn time_flags(record: &Record, now: DateTime<Utc>, persistence: Persistence) -> 
             .filter(|s| s.course_id == course.id)
             .map(|s| (s.id, s.started_at.date()))
             .collect();
-        for slot in schedule::slots(
+        let slots = schedule::slots(
             course.protocol,
             course.start_date,
             course.custom_dates(),
             &completed,
             now.date_naive(),
-        ) {
-            if slot.phase == Phase::Induction && slot.status == SlotStatus::Missed {
-                let id = format!("{}:{}", course.id, slot.planned_date);
-                let detail = format!("infusion planned for {} not given", slot.planned_date);
-                wanted.push(Wanted {
+        );
+        for slot in slots {
+            if slot.phase != Phase::Induction || slot.session_id.is_some() {
+                continue;
+            }
+            let Some(from) = schedule::missed_from(slot.planned_date)
+                .and_then(|day| day.and_hms_opt(0, 0, 0))
+                .map(|midnight| midnight.and_utc())
+            else {
+                continue;
+            };
+            let id = format!("{}:{}", course.id, slot.planned_date);
+            let detail = format!("infusion planned for {} not given", slot.planned_date);
+            let raised = Raised {
+                kind: FlagKind::MissedSession,
+                detail,
+            };
+            wanted.push((
+                from,
+                Wanted {
                     record_type: FlaggedRecord::PlannedSlot,
                     record_id: id,
-                    raised: Raised {
-                        kind: FlagKind::MissedSession,
-                        detail,
-                    },
-                });
-            }
+                    raised,
+                },
+            ));
         }
     }
     wanted

@@ -17,7 +17,7 @@ use crate::domain::time;
 use crate::error::ApiError;
 use crate::store::course_adherence::{self, CourseAdherenceRow};
 use crate::store::courses::{self, CourseRow};
-use crate::store::{self, assessments, patients, sessions, DbConnection, StoreError};
+use crate::store::{assessments, patients, sessions, DbConnection, StoreError};
 
 /// How far back daily items are listed.
 const DAILY_LOOKBACK_DAYS: i64 = 30;
@@ -133,11 +133,10 @@ pub fn adherence_of_courses(
 }
 
 /// Computes and stores the adherence of every course whose stored counts are missing or no
-/// longer hold at `now`, ten patients at a time, each batch in a write transaction that holds
-/// its patients: a write to one of them either commits before the batch reads their records,
-/// or waits (the few milliseconds of reading ten patients' plan records) and removes what the
-/// batch stored. A batch that fails is left to readers and the next sweep, and the batches
-/// after it go on. How many courses it stored.
+/// longer hold at `now`, in batches of patients held against writes
+/// (`patients::in_held_batches`): a write to one of them either commits before the batch reads
+/// their records or removes what the batch stored. A batch that fails is left to readers and
+/// the next sweep. How many courses it stored.
 pub fn store_expired_adherence(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
@@ -147,39 +146,38 @@ pub fn store_expired_adherence(
         expired.entry(patient).or_default().push(course);
     }
     let patients: Vec<PatientId> = expired.keys().copied().collect();
-    let mut stored = 0;
-    for chunk in patients.chunks(10) {
-        let ids: Vec<CourseId> = chunk
+    let batches = patients::in_held_batches(conn, &patients, |conn, batch| {
+        let ids: Vec<CourseId> = batch
             .iter()
             .flat_map(|p| expired[p].iter().copied())
             .collect();
-        let batch = store::write_transaction(conn, |conn| {
-            patients::hold_all(conn, chunk)?;
-            // Read again under the hold: a write may have changed a course since the list.
-            let courses = courses::by_id(conn, &ids)?;
-            let records = PlanRecords::load(conn, chunk)?;
-            let rows: Vec<CourseAdherenceRow> = courses
-                .iter()
-                .filter_map(|course| {
-                    let ((completed, due), until) = records.adherence_of(course, now);
-                    // Counts too large for the column are not stored; readers compute them.
-                    Some(CourseAdherenceRow {
-                        course_id: course.id,
-                        patient_id: course.patient_id,
-                        completed: i32::try_from(completed).ok()?,
-                        due: i32::try_from(due).ok()?,
-                        computed_at: clock::to_db(now),
-                        valid_until: clock::to_db(until),
-                    })
+        // Read again under the hold: a write may have changed a course since the list.
+        let courses = courses::by_id(conn, &ids)?;
+        let records = PlanRecords::load(conn, batch)?;
+        let rows: Vec<CourseAdherenceRow> = courses
+            .iter()
+            .filter_map(|course| {
+                let ((completed, due), until) = records.adherence_of(course, now);
+                // Counts too large for the column are not stored; readers compute them.
+                Some(CourseAdherenceRow {
+                    course_id: course.id,
+                    patient_id: course.patient_id,
+                    completed: i32::try_from(completed).ok()?,
+                    due: i32::try_from(due).ok()?,
+                    computed_at: clock::to_db(now),
+                    valid_until: clock::to_db(until),
                 })
-                .collect();
-            course_adherence::put(conn, &rows)?;
-            Ok::<_, StoreError>(rows.len())
-        });
-        match batch {
+            })
+            .collect();
+        course_adherence::put(conn, &rows)?;
+        Ok(rows.len())
+    });
+    let mut stored = 0;
+    for (batch, done) in batches {
+        match done {
             Ok(courses) => stored += courses,
             Err(err) => tracing::warn!(
-                patients = ?chunk,
+                patients = ?batch,
                 error = %err,
                 "these patients' adherence could not be stored; research computes it meanwhile"
             ),

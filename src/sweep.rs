@@ -5,9 +5,12 @@
 //!
 //! Several processes may serve one PostgreSQL database: a sweep runs in one of them at a time
 //! (`store::exclusively`), and if that process dies its lock goes with its connection and the
-//! next tick of any other process sweeps. Each patient's record is read in a read-only
-//! transaction, and only a flag found due is written, in a short transaction of its own: a
-//! writer waits on a sweep no longer than on another write.
+//! next tick of any other process sweeps. A patient's record is read only when the next
+//! instant stored for them has passed, or a write removed it (`store::time_flag_checks`): in
+//! a steady state a sweep reads the few records written to or falling due since the last one,
+//! not the clinic. Records are read ten patients per write transaction that holds them, so
+//! that the instant stored is the record's as it stands; a writer waits on a batch no longer
+//! than on another write.
 //!
 //! Each sweep also stores again the measurement-plan adherence of every consenting patient's
 //! course whose stored counts a write removed or time made expire (`plan::store_expired_adherence`), so that a
@@ -29,8 +32,8 @@ use chrono::{DateTime, Utc};
 
 use crate::clock;
 use crate::config::ClinicalSettings;
-use crate::domain::ids::PatientId;
 use crate::evaluation::{self, Change};
+use crate::store::time_flag_checks::{self, TimeFlagCheckRow};
 use crate::store::{self, evaluation_settings, patients, Db, DbConnection, Exclusive, StoreError};
 
 /// Sweeps every `every`, for as long as the process runs.
@@ -50,26 +53,51 @@ pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
     }
 }
 
-/// One sweep of every patient who could have a flag that time raises: how many there were,
-/// or `None` when another process is sweeping.
+/// One sweep of the patients whose record time may have given a flag since it was last
+/// read: how many there were, or `None` when another process is sweeping.
 pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, StoreError> {
     db.run(move |conn| {
         store::exclusively(conn, Exclusive::Sweep, |conn| {
             evaluate_again_if_settings_changed(conn, &settings)?;
             let now = clock::now();
-            let candidates = evaluation::time_flag_candidates(conn)?;
-            for patient in &candidates {
-                // One patient whose record cannot be read must not keep the flags of the
-                // patients after them from being raised, tick after tick.
-                if let Err(err) = sweep_patient(conn, &settings, *patient, now) {
-                    tracing::warn!(%patient, error = %err, "a patient's time-raised flags could not be swept");
-                }
-            }
+            let swept = raise_time_flags(conn, &settings, now)?;
             store_expired_adherence(conn);
-            Ok(candidates.len())
+            Ok(swept)
         })
     })
     .await
+}
+
+/// Reads the record of every patient whose stored next instant has passed (or that a write
+/// removed), raises what time has made due, and stores the next instant — in batches held
+/// against writes, so that an instant stored is the record's as it stands. One batch that
+/// cannot be read must not keep the flags of the patients after it from being raised, tick
+/// after tick.
+fn raise_time_flags(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let persistence = format!("{:?}", settings.persistence);
+    let due = time_flag_checks::due(conn, clock::to_db(now), &persistence)?;
+    let batches = patients::in_held_batches(conn, &due, |conn, batch| {
+        let mut checks = Vec::with_capacity(batch.len());
+        for patient in batch {
+            let next = evaluation::raise_time_flags(conn, settings, *patient, now)?;
+            checks.push(TimeFlagCheckRow {
+                patient_id: *patient,
+                next_at: next.map(clock::to_db),
+                persistence: persistence.clone(),
+            });
+        }
+        time_flag_checks::put(conn, &checks)
+    });
+    for (batch, done) in batches {
+        if let Err(err) = done {
+            tracing::warn!(patients = ?batch, error = %err, "these patients' time-raised flags could not be swept");
+        }
+    }
+    Ok(due.len())
 }
 
 /// Evaluates every record again when the stored evaluation was made with other settings than
@@ -113,23 +141,4 @@ fn store_expired_adherence(conn: &mut DbConnection) {
             "the courses' adherence could not be stored; research computes it meanwhile"
         ),
     }
-}
-
-/// Reads what is due in a read-only transaction, and writes only when something is: on
-/// SQLite the one write lock is taken for the inserts alone.
-fn sweep_patient(
-    conn: &mut DbConnection,
-    settings: &ClinicalSettings,
-    patient: PatientId,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let due = store::read_transaction(conn, |conn| {
-        evaluation::time_flags_due(conn, settings, patient, now)
-    })?;
-    if due.is_empty() {
-        return Ok(());
-    }
-    store::write_transaction(conn, |conn| {
-        evaluation::raise_missing(conn, patient, due, now)
-    })
 }

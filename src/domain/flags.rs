@@ -196,20 +196,22 @@ pub fn side_effect_flags(effect: Effect, severity: Severity) -> Vec<Raised> {
 /// After a session, the follow-up the measurement plan needs must come within this time.
 pub const FOLLOW_UP_GRACE: Duration = Duration::days(3);
 
-/// A session whose post-infusion follow-up is missing `FOLLOW_UP_GRACE` after it: no score of
-/// the primary instrument in (start, start + 3 days], and that time has passed.
+/// A session whose post-infusion follow-up goes missing: no score of the primary instrument
+/// in (start, start + 3 days]. The flag, with the first instant it is due — a microsecond
+/// (the stored precision) past `FOLLOW_UP_GRACE` after the start —, or `None` when a score
+/// followed the session up.
 pub fn missed_follow_up(
     started_at: DateTime<Utc>,
     scores: &[DateTime<Utc>],
-    now: DateTime<Utc>,
-) -> Option<Raised> {
+) -> Option<(DateTime<Utc>, Raised)> {
     let due_by = started_at + FOLLOW_UP_GRACE;
     let followed_up = scores.iter().any(|t| *t > started_at && *t <= due_by);
-    (now > due_by && !followed_up).then(|| {
-        raised(
+    (!followed_up).then(|| {
+        let flag = raised(
             FlagKind::MissedFollowUp,
             "no follow-up score in the 3 days after the session",
-        )
+        );
+        (due_by + Duration::microseconds(1), flag)
     })
 }
 
@@ -417,32 +419,33 @@ mod tests {
             .collect()
     }
 
-    /// domain.md §7: more than 3 completed sessions in any 7 days; two consecutive
-    /// maintenance intervals shorter than 21 days.
+    /// The measurement plan's `missed_follow_up` (info, raised by time like domain.md §7's
+    /// `missed_session`): no primary-instrument score within 3 days after a completed
+    /// session, due once the 3 days have passed.
     #[test]
     fn missed_follow_up_after_three_days() {
         let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let day = |d: f64| start + Duration::seconds((d * 86_400.0) as i64);
+        let missed = |scores: &[DateTime<Utc>]| {
+            missed_follow_up(start, scores).map(|(from, flag)| (from, flag.kind))
+        };
         assert_eq!(
-            missed_follow_up(start, &[], day(2.9)),
-            None,
-            "not yet 3 days"
+            missed(&[]),
+            Some((
+                day(3.0) + Duration::microseconds(1),
+                FlagKind::MissedFollowUp
+            )),
+            "due the microsecond after 3 days"
         );
-        assert_eq!(
-            missed_follow_up(start, &[], day(3.1)).map(|f| f.kind),
-            Some(FlagKind::MissedFollowUp)
-        );
-        assert_eq!(
-            missed_follow_up(start, &[day(3.0)], day(5.0)),
-            None,
-            "a score on day 3 counts"
-        );
+        assert_eq!(missed(&[day(3.0)]), None, "a score on day 3 counts");
         assert!(
-            missed_follow_up(start, &[day(0.0), day(3.5)], day(5.0)).is_some(),
+            missed(&[day(0.0), day(3.5)]).is_some(),
             "neither at the start nor after day 3"
         );
     }
 
+    /// domain.md §7: more than 3 completed sessions in any 7 days; two consecutive
+    /// maintenance intervals shorter than 21 days.
     #[test]
     fn dependence_by_frequency_rules() {
         let induction = [

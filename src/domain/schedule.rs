@@ -120,6 +120,12 @@ pub fn slots(
     result
 }
 
+/// The first day an unfilled slot counts as missed: more than `SLOT_TOLERANCE_DAYS` after the
+/// day it was planned for (none for a date at the calendar's end).
+pub fn missed_from(planned_date: NaiveDate) -> Option<NaiveDate> {
+    planned_date.checked_add_days(chrono::Days::new(SLOT_TOLERANCE_DAYS as u64 + 1))
+}
+
 fn slot(
     planned_date: NaiveDate,
     phase: Phase,
@@ -128,7 +134,7 @@ fn slot(
 ) -> Slot {
     let status = match &session_id {
         Some(_) => SlotStatus::Filled,
-        None if (today - planned_date).num_days() > SLOT_TOLERANCE_DAYS => SlotStatus::Missed,
+        None if missed_from(planned_date).is_some_and(|day| today >= day) => SlotStatus::Missed,
         None => SlotStatus::Open,
     };
     Slot {
@@ -206,6 +212,16 @@ mod tests {
         assert_eq!(slots[0].status, SlotStatus::Open);
         let slots = super::slots(Protocol::StandardInduction, day(0), &[], &[], day(4));
         assert_eq!(slots[0].status, SlotStatus::Missed);
+        assert_eq!(
+            missed_from(day(0)),
+            Some(day(4)),
+            "the day the sweep raises it"
+        );
+        assert_eq!(
+            missed_from(NaiveDate::MAX),
+            None,
+            "no day after the calendar's end"
+        );
     }
 
     #[test]

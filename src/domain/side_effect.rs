@@ -164,13 +164,25 @@ impl SideEffectReport {
     /// Unresolved longer than the effect's expected time after onset; effects never expected
     /// to resolve are persistent from the start.
     pub fn is_persistent(&self, now: DateTime<Utc>, persistence: Persistence) -> bool {
+        self.persistent_from(persistence)
+            .is_some_and(|from| now >= from)
+    }
+
+    /// The first instant the report is persistent — a microsecond (the stored precision) past
+    /// the effect's expected time after onset, or the start of time for effects never expected
+    /// to resolve — or `None` once it is resolved. The sweep wakes for a patient at this
+    /// instant, so it is the one definition of when persistence begins.
+    pub fn persistent_from(&self, persistence: Persistence) -> Option<DateTime<Utc>> {
         if self.resolved_at.is_some() {
-            return false;
+            return None;
         }
-        match self.effect.expected_resolution(persistence) {
-            Some(expected) => now - self.onset_at > expected,
-            None => true,
-        }
+        Some(match self.effect.expected_resolution(persistence) {
+            Some(expected) => self
+                .onset_at
+                .checked_add_signed(expected + Duration::microseconds(1))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            None => DateTime::<Utc>::MIN_UTC,
+        })
     }
 }
 
@@ -302,6 +314,14 @@ mod tests {
             "exactly 4 h is not yet past it"
         );
         assert!(dissociation.is_persistent(at(241), Persistence::default()));
+        assert_eq!(
+            dissociation.persistent_from(Persistence::default()),
+            Some(at(240) + Duration::microseconds(1)),
+            "the sweep wakes the microsecond after 4 h"
+        );
+        assert!(
+            dissociation.is_persistent(at(240) + Duration::microseconds(1), Persistence::default())
+        );
         let resolved = report(
             Effect::Dissociation,
             Severity::Mild,
@@ -311,6 +331,7 @@ mod tests {
             None,
         );
         assert!(!resolved.is_persistent(at(1000), Persistence::default()));
+        assert_eq!(resolved.persistent_from(Persistence::default()), None);
         let bladder = report(
             Effect::BladderSymptoms,
             Severity::Mild,
@@ -320,6 +341,10 @@ mod tests {
             None,
         );
         assert!(bladder.is_persistent(at(0), Persistence::default()));
+        assert!(
+            bladder.is_persistent(at(-60), Persistence::default()),
+            "never expected to resolve: persistent whatever the clock says"
+        );
         assert_eq!(Effect::ALL.len(), 19);
         let strict = Persistence {
             short: Duration::hours(2),

@@ -118,12 +118,3 @@ pub fn of_patient(
         .select(CourseRow::as_select())
         .load(conn)?)
 }
-
-/// Patients with an open course: the candidates for a missed-session flag.
-pub fn patients_with_open_courses(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
-    Ok(courses::table
-        .filter(courses::closed.eq(false))
-        .select(courses::patient_id)
-        .distinct()
-        .load(conn)?)
-}

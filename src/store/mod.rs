@@ -28,6 +28,7 @@ pub mod schema;
 pub mod sessions;
 pub mod side_effects;
 pub mod throttle;
+pub mod time_flag_checks;
 pub mod users;
 
 use std::sync::Arc;

@@ -174,6 +174,27 @@ pub fn hold_all(conn: &mut DbConnection, ids: &[PatientId]) -> Result<(), StoreE
     Ok(())
 }
 
+/// Runs `work` on `ids` ten patients at a time, each batch in a write transaction that holds
+/// its patients ([`hold_all`]; on SQLite the one writer's lock): a write to one of them either
+/// commits before the batch reads their records, or waits for the batch (the few milliseconds
+/// of reading ten records) and then changes what it stored. A batch that fails does not stop
+/// the batches after it; each batch's result comes back with its patients.
+pub fn in_held_batches<'a, T>(
+    conn: &mut DbConnection,
+    ids: &'a [PatientId],
+    mut work: impl FnMut(&mut DbConnection, &'a [PatientId]) -> Result<T, StoreError>,
+) -> Vec<(&'a [PatientId], Result<T, StoreError>)> {
+    ids.chunks(10)
+        .map(|batch| {
+            let done = super::write_transaction(conn, |conn| {
+                hold_all(conn, batch)?;
+                work(conn, batch)
+            });
+            (batch, done)
+        })
+        .collect()
+}
+
 /// Every patient's id, in order.
 pub fn all_ids(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
     Ok(patients::table

@@ -336,6 +336,14 @@ diesel::table! {
         valid_until -> Timestamp,
     }
 }
+diesel::joinable!(time_flag_checks -> patients (patient_id));
+diesel::table! {
+    time_flag_checks (patient_id) {
+        patient_id -> Text,
+        next_at -> Nullable<Timestamp>,
+        persistence -> Text,
+    }
+}
 diesel::table! {
     evaluation_settings (id) {
         id -> Integer,
@@ -368,4 +376,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_events,
     evaluation_settings,
     course_adherence,
+    time_flag_checks,
 );

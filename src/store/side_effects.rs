@@ -102,14 +102,3 @@ pub fn live_of_patient(
         .select(SideEffectRow::as_select())
         .load(conn)?)
 }
-
-/// Patients with an unresolved live side effect: the candidates for a persistent-side-effect
-/// flag.
-pub fn patients_with_unresolved(conn: &mut DbConnection) -> Result<Vec<PatientId>, StoreError> {
-    Ok(side_effects::table
-        .filter(side_effects::resolved_at.is_null())
-        .filter(side_effects::deleted_at.is_null())
-        .select(side_effects::patient_id)
-        .distinct()
-        .load(conn)?)
-}

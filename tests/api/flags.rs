@@ -2,12 +2,13 @@
 //! ones, by the sweep), once per kind per record, never reopened; and a worklist that only
 //! reads.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, NaiveDateTime, Utc};
+use ketamine_outcomes::clock;
 use serde_json::{json, Value};
 
 use crate::api_test;
 use crate::fixtures::minutes_from_now;
-use crate::helpers::{problem, Session, TestApp};
+use crate::helpers::{eventually, problem, Session, TestApp};
 
 fn kinds(record: &Value) -> Vec<String> {
     record["flags"]
@@ -316,6 +317,144 @@ api_test!(
         assert!(missed
             .iter()
             .all(|f| f["level"] == "info" && f["record_type"] == "planned_slot"));
+    }
+);
+
+/// The patient's row of the sweep's next instants: `None` when there is none, else the
+/// instant (`None` inside: nothing will fall due).
+async fn stored_check(app: &TestApp, patient: &str) -> Option<Option<NaiveDateTime>> {
+    use diesel::prelude::*;
+    use ketamine_outcomes::store::schema::time_flag_checks as tfc;
+    use ketamine_outcomes::store::StoreError;
+    let patient = patient.to_owned();
+    app.database()
+        .run(move |conn| {
+            Ok::<_, StoreError>(
+                tfc::table
+                    .filter(tfc::patient_id.eq(patient))
+                    .select(tfc::next_at)
+                    .first(conn)
+                    .optional()?,
+            )
+        })
+        .await
+        .unwrap()
+}
+
+/// A course and a completed session, both `ago` before now.
+async fn treated(app: &TestApp, clinician: &Session, ago: Duration) -> String {
+    let patient = app.new_patient(clinician).await;
+    let started = Utc::now() - ago;
+    app.new_course(clinician, &patient, &started.date_naive().to_string())
+        .await;
+    app.new_session(clinician, &patient, &started.to_rfc3339())
+        .await;
+    patient
+}
+
+// issue 16 (4): the sweep reads a patient's record again only when a flag falls due — here a
+// side effect 4 hours (its expected time) and a microsecond after onset — and raises it then,
+// with no write or read in between.
+api_test!(
+    the_sweep_reads_a_record_again_at_the_instant_a_flag_falls_due,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let patient = treated(&app, &clinic.clinician, Duration::hours(5)).await;
+        let onset = clock::now() - Duration::hours(4) + Duration::seconds(15);
+        let effects = format!("/v1/patients/{patient}/side-effects");
+        let body =
+            json!({"effect": "dissociation", "severity": "mild", "onset_at": onset.to_rfc3339()});
+        created(
+            app.post_as(&effects, &clinic.clinician.access_token, &body)
+                .await,
+        )
+        .await;
+
+        // The write removed the patient's instant; the sweep reads the record and stores the
+        // next one: the side effect's, before the session's follow-up (3 days) or a slot's.
+        let due = onset + Duration::hours(4) + Duration::microseconds(1);
+        let check = eventually(|| stored_check(&app, &patient), Option::is_some).await;
+        assert_eq!(check, Some(Some(due.naive_utc())));
+        assert!(
+            !stored_flag_kinds(&app, &patient, |_| true)
+                .await
+                .contains(&"persistent_side_effect".to_owned()),
+            "not persistent before its time"
+        );
+        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let kinds = stored_flag_kinds(&app, &patient, |kinds| {
+            kinds.iter().any(|k| k == "persistent_side_effect")
+        })
+        .await;
+        assert!(
+            kinds.iter().any(|k| k == "persistent_side_effect"),
+            "{kinds:?}"
+        );
+    }
+);
+
+// issue 16 (4): a write that may bring a time-raised flag closer takes the sweep's instant for
+// the patient away at once; a new score, which can only follow a session up, leaves it.
+api_test!(
+    a_write_that_brings_a_flag_closer_takes_the_sweeps_instant_away,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let patient = treated(&app, &clinic.clinician, Duration::hours(6)).await;
+        eventually(|| stored_check(&app, &patient), Option::is_some).await;
+        // An instant the record does not warrant — never again — so that only a write
+        // removing it lets the sweep see what follows.
+        let held = patient.clone();
+        app.database()
+            .run(move |conn| {
+                use diesel::prelude::*;
+                use ketamine_outcomes::store::schema::time_flag_checks as tfc;
+                diesel::update(tfc::table.filter(tfc::patient_id.eq(held)))
+                    .set(tfc::next_at.eq(None::<NaiveDateTime>))
+                    .execute(conn)
+                    .map_err(ketamine_outcomes::store::StoreError::from)
+            })
+            .await
+            .unwrap();
+
+        let score = json!({"instrument": "phq9", "taken_at": Utc::now().to_rfc3339(), "items": [1, 1, 1, 1, 1, 1, 1, 1, 0]});
+        created(
+            app.post_as(
+                &format!("/v1/patients/{patient}/assessments"),
+                token,
+                &score,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            stored_check(&app, &patient).await,
+            Some(None),
+            "a new score leaves it"
+        );
+
+        let onset = (Utc::now() - Duration::hours(5)).to_rfc3339();
+        let effect = json!({"effect": "dissociation", "severity": "mild", "onset_at": onset});
+        created(
+            app.post_as(
+                &format!("/v1/patients/{patient}/side-effects"),
+                token,
+                &effect,
+            )
+            .await,
+        )
+        .await;
+        let kinds = stored_flag_kinds(&app, &patient, |kinds| {
+            kinds.iter().any(|k| k == "persistent_side_effect")
+        })
+        .await;
+        assert!(
+            kinds.iter().any(|k| k == "persistent_side_effect"),
+            "the side effect's write removed the instant, so the sweep read the record: {kinds:?}"
+        );
     }
 );
 
