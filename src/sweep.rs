@@ -9,8 +9,8 @@
 //! instant stored for them has passed, or a write removed it (`store::time_flag_checks`): in
 //! a steady state a sweep reads the few records written to or falling due since the last one,
 //! not the clinic. Records are read ten patients per write transaction that holds them, so
-//! that the instant stored is the record's as it stands; a writer waits on a batch no longer
-//! than on another write.
+//! that the instant stored is the record's as it stands: a write to one of them waits for the
+//! batch (on SQLite, any write: the sweep then leaves the lock free as long as it held it).
 //!
 //! Each sweep also stores again the measurement-plan adherence of every consenting patient's
 //! course whose stored counts a write removed or time made expire (`plan::store_expired_adherence`), so that a
@@ -70,9 +70,10 @@ pub async fn once(db: &Db, settings: ClinicalSettings) -> Result<Option<usize>, 
 
 /// Reads the record of every patient whose stored next instant has passed (or that a write
 /// removed), raises what time has made due, and stores the next instant — in batches held
-/// against writes, so that an instant stored is the record's as it stands. One batch that
-/// cannot be read must not keep the flags of the patients after it from being raised, tick
-/// after tick.
+/// against writes, so that an instant stored is the record's as it stands. One patient whose
+/// record cannot be read must not keep the flags of the others from being raised, tick after
+/// tick: each is swept in a savepoint of its own, and is left without an instant (so read
+/// again at the next tick) when it fails.
 fn raise_time_flags(
     conn: &mut DbConnection,
     settings: &ClinicalSettings,
@@ -83,12 +84,19 @@ fn raise_time_flags(
     let batches = patients::in_held_batches(conn, &due, |conn, batch| {
         let mut checks = Vec::with_capacity(batch.len());
         for patient in batch {
-            let next = evaluation::raise_time_flags(conn, settings, *patient, now)?;
-            checks.push(TimeFlagCheckRow {
-                patient_id: *patient,
-                next_at: next.map(clock::to_db),
-                persistence: persistence.clone(),
+            let swept = store::savepoint(conn, |conn| {
+                evaluation::raise_time_flags(conn, settings, *patient, now)
             });
+            match swept {
+                Ok(next) => checks.push(TimeFlagCheckRow {
+                    patient_id: *patient,
+                    next_at: next.map(clock::to_db),
+                    persistence: persistence.clone(),
+                }),
+                Err(err) => {
+                    tracing::warn!(%patient, error = %err, "a patient's time-raised flags could not be swept")
+                }
+            }
         }
         time_flag_checks::put(conn, &checks)
     });

@@ -161,17 +161,10 @@ impl SideEffectReport {
         })
     }
 
-    /// Unresolved longer than the effect's expected time after onset; effects never expected
-    /// to resolve are persistent from the start.
-    pub fn is_persistent(&self, now: DateTime<Utc>, persistence: Persistence) -> bool {
-        self.persistent_from(persistence)
-            .is_some_and(|from| now >= from)
-    }
-
-    /// The first instant the report is persistent — a microsecond (the stored precision) past
-    /// the effect's expected time after onset, or the start of time for effects never expected
-    /// to resolve — or `None` once it is resolved. The sweep wakes for a patient at this
-    /// instant, so it is the one definition of when persistence begins.
+    /// The first instant the report is persistent — unresolved longer than the effect's
+    /// expected time after onset, so a microsecond (the stored precision) past it; from the
+    /// start of time for effects never expected to resolve — or `None` once it is resolved.
+    /// The sweep raises the flag, and wakes for the patient, at this instant.
     pub fn persistent_from(&self, persistence: Persistence) -> Option<DateTime<Utc>> {
         if self.resolved_at.is_some() {
             return None;
@@ -189,6 +182,10 @@ impl SideEffectReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn persistent(report: &SideEffectReport, now: DateTime<Utc>, p: Persistence) -> bool {
+        report.persistent_from(p).is_some_and(|from| now >= from)
+    }
 
     fn at(minutes: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::minutes(minutes)
@@ -310,18 +307,20 @@ mod tests {
             None,
         );
         assert!(
-            !dissociation.is_persistent(at(240), Persistence::default()),
+            !persistent(&dissociation, at(240), Persistence::default()),
             "exactly 4 h is not yet past it"
         );
-        assert!(dissociation.is_persistent(at(241), Persistence::default()));
+        assert!(persistent(&dissociation, at(241), Persistence::default()));
         assert_eq!(
             dissociation.persistent_from(Persistence::default()),
             Some(at(240) + Duration::microseconds(1)),
             "the sweep wakes the microsecond after 4 h"
         );
-        assert!(
-            dissociation.is_persistent(at(240) + Duration::microseconds(1), Persistence::default())
-        );
+        assert!(persistent(
+            &dissociation,
+            at(240) + Duration::microseconds(1),
+            Persistence::default()
+        ));
         let resolved = report(
             Effect::Dissociation,
             Severity::Mild,
@@ -330,7 +329,7 @@ mod tests {
             Some(500),
             None,
         );
-        assert!(!resolved.is_persistent(at(1000), Persistence::default()));
+        assert!(!persistent(&resolved, at(1000), Persistence::default()));
         assert_eq!(resolved.persistent_from(Persistence::default()), None);
         let bladder = report(
             Effect::BladderSymptoms,
@@ -340,9 +339,9 @@ mod tests {
             None,
             None,
         );
-        assert!(bladder.is_persistent(at(0), Persistence::default()));
+        assert!(persistent(&bladder, at(0), Persistence::default()));
         assert!(
-            bladder.is_persistent(at(-60), Persistence::default()),
+            persistent(&bladder, at(-60), Persistence::default()),
             "never expected to resolve: persistent whatever the clock says"
         );
         assert_eq!(Effect::ALL.len(), 19);
@@ -351,7 +350,7 @@ mod tests {
             ..Persistence::default()
         };
         assert!(
-            dissociation.is_persistent(at(121), strict),
+            persistent(&dissociation, at(121), strict),
             "a clinic may expect less"
         );
     }

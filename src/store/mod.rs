@@ -256,14 +256,13 @@ where
     in_transaction(conn, Begin::Write, work)
 }
 
-/// Runs `work` in one read-only transaction on a connection already held, seeing one state of
-/// the database throughout, as [`Db::snapshot`] does; on SQLite it takes no write lock.
-pub fn read_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
-where
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<StoreError>,
-{
-    in_transaction(conn, Begin::Snapshot, work)
+/// Runs `work` inside the transaction already open, undoing only what `work` did if it fails
+/// (a savepoint): one part of a batch that fails does not take the others with it.
+pub fn savepoint<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.transaction(work)
 }
 
 fn in_transaction<T, E, F>(conn: &mut DbConnection, begin: Begin, work: F) -> Result<T, E>

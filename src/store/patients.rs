@@ -186,10 +186,17 @@ pub fn in_held_batches<'a, T>(
 ) -> Vec<(&'a [PatientId], Result<T, StoreError>)> {
     ids.chunks(10)
         .map(|batch| {
+            let started = std::time::Instant::now();
             let done = super::write_transaction(conn, |conn| {
                 hold_all(conn, batch)?;
                 work(conn, batch)
             });
+            if matches!(conn, DbConnection::Sqlite(_)) {
+                // SQLite's one write lock, taken back at once batch after batch, could starve
+                // a request polling for it (its busy handler sleeps between tries): leave the
+                // lock free at least as long as the batch held it.
+                std::thread::sleep(started.elapsed());
+            }
             (batch, done)
         })
         .collect()

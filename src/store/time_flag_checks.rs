@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
-use super::schema::{courses, patients, side_effects, time_flag_checks as tfc};
+use super::schema::{patients, time_flag_checks as tfc};
 use super::{DbConnection, StoreError};
 use crate::domain::ids::PatientId;
 
@@ -25,9 +25,10 @@ pub fn forget_patient(conn: &mut DbConnection, patient: PatientId) -> Result<(),
     Ok(())
 }
 
-/// The patients whose record the sweep must read at `now`: those who could have a flag that
-/// time raises (an unresolved side effect, an open course) and have no row holding past
-/// `now` for these persistence times.
+/// The patients whose record the sweep must read at `now`: those with no row holding past
+/// `now` for these persistence times. Every patient is read once and then only again when
+/// their row passes or a write removes it, so no guess at who could have such a flag (an open
+/// course, say: a closed course's last session can still miss its follow-up) can leave one out.
 pub fn due(
     conn: &mut DbConnection,
     now: NaiveDateTime,
@@ -37,15 +38,7 @@ pub fn due(
         .filter(tfc::patient_id.eq(patients::id))
         .filter(tfc::persistence.eq(persistence))
         .filter(tfc::next_at.is_null().or(tfc::next_at.gt(now)));
-    let unresolved = side_effects::table
-        .filter(side_effects::patient_id.eq(patients::id))
-        .filter(side_effects::resolved_at.is_null())
-        .filter(side_effects::deleted_at.is_null());
-    let open_course = courses::table
-        .filter(courses::patient_id.eq(patients::id))
-        .filter(courses::closed.eq(false));
     Ok(patients::table
-        .filter(exists(unresolved).or(exists(open_course)))
         .filter(not(exists(holding)))
         .select(patients::id)
         .order(patients::id)

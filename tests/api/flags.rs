@@ -395,47 +395,65 @@ api_test!(
     }
 );
 
+/// Stores "nothing will fall due" as the patient's instant — an instant the record does not
+/// warrant — once the sweep has stored one, so that only a write removing it lets the sweep
+/// see what follows.
+async fn store_never(app: &TestApp, patient: &str) {
+    use diesel::prelude::*;
+    use ketamine_outcomes::store::schema::time_flag_checks as tfc;
+    eventually(|| stored_check(app, patient), Option::is_some).await;
+    let held = patient.to_owned();
+    app.database()
+        .run(move |conn| {
+            diesel::update(tfc::table.filter(tfc::patient_id.eq(held)))
+                .set(tfc::next_at.eq(None::<NaiveDateTime>))
+                .execute(conn)
+                .map_err(ketamine_outcomes::store::StoreError::from)
+        })
+        .await
+        .unwrap();
+}
+
 // issue 16 (4): a write that may bring a time-raised flag closer takes the sweep's instant for
-// the patient away at once; a new score, which can only follow a session up, leaves it.
+// the patient away at once — a follow-up score entered in error, a side effect —; a new score,
+// which can only follow a session up, leaves it.
 api_test!(
     a_write_that_brings_a_flag_closer_takes_the_sweeps_instant_away,
     |app| async move {
         let admin = app.sign_in_admin().await;
         let clinic = app.clinic(&admin, "Harbour").await;
         let token = &clinic.clinician.access_token;
-        let patient = treated(&app, &clinic.clinician, Duration::hours(6)).await;
-        eventually(|| stored_check(&app, &patient), Option::is_some).await;
-        // An instant the record does not warrant — never again — so that only a write
-        // removing it lets the sweep see what follows.
-        let held = patient.clone();
-        app.database()
-            .run(move |conn| {
-                use diesel::prelude::*;
-                use ketamine_outcomes::store::schema::time_flag_checks as tfc;
-                diesel::update(tfc::table.filter(tfc::patient_id.eq(held)))
-                    .set(tfc::next_at.eq(None::<NaiveDateTime>))
-                    .execute(conn)
-                    .map_err(ketamine_outcomes::store::StoreError::from)
-            })
-            .await
-            .unwrap();
-
-        let score = json!({"instrument": "phq9", "taken_at": Utc::now().to_rfc3339(), "items": [1, 1, 1, 1, 1, 1, 1, 1, 0]});
-        created(
-            app.post_as(
-                &format!("/v1/patients/{patient}/assessments"),
-                token,
-                &score,
-            )
-            .await,
+        let patient = treated(&app, &clinic.clinician, Duration::days(4)).await;
+        let scores = format!("/v1/patients/{patient}/assessments");
+        let score = |at: chrono::DateTime<Utc>| json!({"instrument": "phq9", "taken_at": at.to_rfc3339(), "items": [1, 1, 1, 1, 1, 1, 1, 1, 0]});
+        // The session 4 days ago was followed up on its first day.
+        let follow_up = created(
+            app.post_as(&scores, token, &score(Utc::now() - Duration::days(3)))
+                .await,
         )
         .await;
+        store_never(&app, &patient).await;
+
+        created(app.post_as(&scores, token, &score(Utc::now())).await).await;
         assert_eq!(
             stored_check(&app, &patient).await,
             Some(None),
             "a new score leaves it"
         );
 
+        let follow_up = format!("/v1/assessments/{}", follow_up["id"].as_str().unwrap());
+        let res = app
+            .delete_as(&follow_up, token, &json!({"reason": "wrong form"}))
+            .await;
+        assert_eq!(res.status(), 200);
+        let has = |kind: &'static str| move |kinds: &[String]| kinds.iter().any(|k| k == kind);
+        let kinds = stored_flag_kinds(&app, &patient, has("missed_follow_up")).await;
+        assert!(
+            has("missed_follow_up")(&kinds),
+            "the correction removed the instant, so the sweep read the record: {kinds:?}"
+        );
+
+        store_never(&app, &patient).await;
         let onset = (Utc::now() - Duration::hours(5)).to_rfc3339();
         let effect = json!({"effect": "dissociation", "severity": "mild", "onset_at": onset});
         created(
@@ -447,12 +465,9 @@ api_test!(
             .await,
         )
         .await;
-        let kinds = stored_flag_kinds(&app, &patient, |kinds| {
-            kinds.iter().any(|k| k == "persistent_side_effect")
-        })
-        .await;
+        let kinds = stored_flag_kinds(&app, &patient, has("persistent_side_effect")).await;
         assert!(
-            kinds.iter().any(|k| k == "persistent_side_effect"),
+            has("persistent_side_effect")(&kinds),
             "the side effect's write removed the instant, so the sweep read the record: {kinds:?}"
         );
     }
