@@ -42,8 +42,13 @@ pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let started = std::time::Instant::now();
         match once(&db, settings).await {
-            Ok(Some(patients)) => tracing::debug!(patients, "swept the flags that time raises"),
+            Ok(Some(patients)) => tracing::debug!(
+                patients,
+                ms = started.elapsed().as_millis(),
+                "swept the flags that time raises"
+            ),
             Ok(None) => tracing::debug!("another process is sweeping"),
             Err(err) => tracing::warn!(
                 error = %err,
