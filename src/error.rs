@@ -587,6 +587,21 @@ pub mod responses {
         Unavailable(#[ref_response] Unavailable),
     }
 
+    /// A stream of the caller's scope: a list, and 429 past the account's open streams.
+    #[derive(IntoResponses)]
+    pub enum Stream {
+        #[response(status = 401)]
+        Unauthorized(#[ref_response] Unauthorized),
+        #[response(status = 403)]
+        Forbidden(#[ref_response] Forbidden),
+        #[response(status = 422)]
+        Unprocessable(#[ref_response] Unprocessable),
+        #[response(status = 429)]
+        TooManyRequests(#[ref_response] TooManyRequests),
+        #[response(status = 503)]
+        Unavailable(#[ref_response] Unavailable),
+    }
+
     /// A create in the caller's scope (idempotent by client id: 409 for the same id with
     /// another body, or a unique field taken).
     #[derive(IntoResponses)]

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod evaluation;
 pub mod http;
+pub mod notifications;
 pub mod openapi;
 pub mod outcomes;
 pub mod patients;

@@ -39,6 +39,8 @@ use crate::error::{responses, FieldError, Problem};
             // A row of the export, which is served as text: for clients that parse it.
             crate::research::export::ExportRow,
             crate::research::export::run::Format,
+            // An event of the flag stream, which is served as text.
+            crate::domain::events::EventBody,
         ),
         responses(
             responses::BadRequest,

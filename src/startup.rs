@@ -55,6 +55,7 @@ pub struct Application {
     port: u16,
     server: Server,
     audit: audit_behind::Running,
+    services: web::Data<Services>,
 }
 
 impl Application {
@@ -88,11 +89,13 @@ impl Application {
             settings.sweep_interval,
         ));
         let (state, audit) = SharedState::new(db, settings)?;
+        let services = state.services.clone();
         let server = serve(listener, state, settings)?;
         Ok(Self {
             port,
             server,
             audit: audit.start(),
+            services,
         })
     }
 
@@ -100,14 +103,17 @@ impl Application {
         self.port
     }
 
-    /// Runs until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish,
+    /// Runs until SIGINT or SIGTERM; then stops accepting, ends the flag streams (their
+    /// clients resume elsewhere with their last event id), lets in-flight requests finish,
     /// writes the audit events still queued and returns. actix would stop at once on SIGINT,
     /// so its own signal handling is off.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let services = self.services.clone();
         actix_web::rt::spawn(async move {
             wait_for_stop_signal().await;
             tracing::info!("stop signal received; finishing in-flight requests");
+            services.streams.close_all();
             handle.stop(true).await;
         });
         let served = self.server.await;
@@ -205,6 +211,7 @@ impl SharedState {
             auth: settings.auth.clone(),
             clinical: settings.clinical,
             research: settings.research,
+            streams: Default::default(),
         });
         let contract = serde_json::to_value(openapi::contract())
             .map_err(|e| StartupError::Contract(e.to_string()))?;

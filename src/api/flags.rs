@@ -1,6 +1,7 @@
 //! The safety worklist (domain.md §7), on the wire.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::http::header::ContentEncoding;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,10 +12,10 @@ use crate::api::wire::{PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
 use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus, FlaggedRecord};
-use crate::error::responses::{CreateUnder, List};
+use crate::error::responses::{CreateUnder, List, Stream};
 use crate::error::ApiError;
 use crate::store::flags::{After, FlagFilter, FlagRow};
-use crate::worklist;
+use crate::{notifications, worklist};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"id": "0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
@@ -149,4 +150,43 @@ pub async fn acknowledge_flag(
 ) -> Result<HttpResponse, ApiError> {
     let flag = worklist::acknowledge(&call, id.into_inner().into(), &body.note).await?;
     Ok(HttpResponse::Ok().json(FlagResponse::from(flag)))
+}
+
+/// The clinic's events as they commit, as `text/event-stream`: `flag.raised`,
+/// `flag.acknowledged`, `assessment.created`, `session.created` and `side_effect.created`, each
+/// frame's `data` an `EventBody` (the component of that name) and its `id` the position to
+/// resume after: a client that reconnects with `Last-Event-ID` receives every event that
+/// committed since, from any of the service's processes. Without it the stream starts now.
+/// A comment line every 5 s when nothing happens; the stream ends when the caller's access
+/// token expires (reconnect with a fresh one). An account holds at most 4 streams at once.
+#[utoipa::path(
+    tag = "flags",
+    security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header,
+        description = "The `id` of the last event received, to resume after it")),
+    responses(
+        (status = 200, description = "The stream of events", content_type = "text/event-stream",
+            body = String,
+            example = "id: 4211.0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b\nevent: flag.raised\ndata: {\"type\":\"flag.raised\",\"timestamp\":\"2026-10-01T08:00:03Z\",\"data\":{\"patient_id\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\",\"record_type\":\"assessment\",\"record_id\":\"6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\",\"flag_id\":\"0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b\",\"kind\":\"suicidal_ideation\",\"level\":\"urgent\"}}\n\n"),
+        Stream,
+    )
+)]
+#[get("/v1/flags/stream")]
+pub async fn stream_flags(call: Call, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let last_event_id = request
+        .headers()
+        .get("Last-Event-ID")
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::invalid("Last-Event-ID", "is not an event id this server sent")
+            })
+        })
+        .transpose()?;
+    let events = notifications::open(call, last_event_id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        // Sent as it is: a compressor would hold frames back until its buffer fills.
+        .insert_header(ContentEncoding::Identity)
+        .streaming(events))
 }

@@ -95,6 +95,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     .service(outcomes::get_due_assessments)
     .service(outcomes::get_my_due_assessments)
     .service(flags::list_flags)
+    .service(flags::stream_flags)
     .service(flags::acknowledge_flag)
     .service(research::research_outcomes)
     .service(research::research_side_effects)

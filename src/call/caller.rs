@@ -15,7 +15,8 @@ use crate::domain::account::Role;
 use crate::domain::ids::{ClinicId, PatientId, UserId};
 use crate::error::ApiError;
 use crate::store::scope::Scope;
-use crate::store::{users, StoreError};
+use crate::store::users::UserRow;
+use crate::store::{users, DbConnection, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -25,6 +26,8 @@ pub struct Caller {
     pub clinic_id: Option<ClinicId>,
     /// The patient record of a patient's app account.
     pub patient_id: Option<PatientId>,
+    /// The account's token generation the caller's token carries.
+    pub token_generation: i32,
 }
 
 impl Caller {
@@ -51,6 +54,28 @@ impl Caller {
     pub fn clinician_scope(&self) -> Result<Scope, ApiError> {
         self.require(&[Role::Clinician])?;
         self.clinical_scope()
+    }
+}
+
+/// Whether the account still admits a token of `generation`: a disabled account, or a token
+/// from before a password change, a disable or a sign-out everywhere, is refused at once
+/// rather than when the token expires.
+fn admits(row: &UserRow, generation: i32) -> bool {
+    !row.disabled && row.token_generation == generation
+}
+
+impl Caller {
+    /// Whether the caller's account still admits their token with the same role and clinic,
+    /// read again: for a call that lasts (a stream), which must end when the account is
+    /// disabled, signed out or moved.
+    pub fn still_admitted(&self, conn: &mut DbConnection) -> Result<bool, StoreError> {
+        match users::find_with_patient(conn, self.user_id) {
+            Ok((row, _)) => Ok(admits(&row, self.token_generation)
+                && row.role == self.role
+                && row.clinic_id == self.clinic_id),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -86,9 +111,7 @@ impl FromRequest for Caller {
                     StoreError::NotFound => ApiError::Unauthorized,
                     other => other.into(),
                 })?;
-            // A disabled account, or a token from before a password change, a disable or a
-            // sign-out everywhere, is refused at once rather than when the token expires.
-            if row.disabled || claims.generation != row.token_generation {
+            if !admits(&row, claims.generation) {
                 return Err(ApiError::Unauthorized);
             }
             Ok(Caller {
@@ -97,6 +120,7 @@ impl FromRequest for Caller {
                 role: row.role,
                 clinic_id: row.clinic_id,
                 patient_id,
+                token_generation: claims.generation,
             })
         })
     }

@@ -5,6 +5,7 @@
 
 pub mod audit_behind;
 pub mod caller;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct Services {
     pub research: ResearchSettings,
     /// Where reads that must not write hand their audit events.
     pub audit_behind: AuditBehind,
+    /// The clinic streams open in this process.
+    pub streams: streams::Streams,
 }
 
 /// Where a request came from: its id and the client's address.

@@ -48,6 +48,7 @@ vocabulary!(
         TrajectoryRead = "trajectory_read",
         DueAssessmentsRead = "due_assessments_read",
         FlagsListed = "flags_listed",
+        FlagsStreamed = "flags_streamed",
         FlagAcknowledged = "flag_acknowledged",
         ResearchOutcomes = "research_outcomes",
         ResearchSideEffects = "research_side_effects",
@@ -82,7 +83,7 @@ impl Action {
             PatientCreated | PatientRead | PatientListed | PatientUpdated | ConsentHistoryRead
             | TimelineRead | CoursesListed | SessionsListed | AssessmentsListed
             | SideEffectsListed | OutcomesRead | TrajectoryRead | DueAssessmentsRead
-            | FlagsListed => "patient",
+            | FlagsListed | FlagsStreamed => "patient",
             CourseCreated | CourseRead | CourseUpdated => "course",
             SessionCreated | SessionRead | SessionUpdated | SessionEnteredInError => "session",
             AssessmentCreated | AssessmentRead | AssessmentEnteredInError => "assessment",

@@ -64,6 +64,8 @@ macro_rules! for_each_id {
             GrantId,
             AuditEventId,
             ConsentEventId,
+            // An event of the outbox, told to the clinic's streams.
+            EventId,
             RefreshTokenId,
             // The refresh tokens that rotate from one sign-in.
             TokenFamilyId
@@ -73,3 +75,11 @@ macro_rules! for_each_id {
 pub(crate) use for_each_id;
 
 for_each_id!(ids);
+
+impl EventId {
+    /// A new event id: UUID version 7, increasing within this process, so the events one
+    /// transaction writes (which share a change position on PostgreSQL) keep their order.
+    pub fn next() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+}

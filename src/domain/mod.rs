@@ -70,6 +70,7 @@ macro_rules! vocabulary {
 
 pub mod account;
 pub mod audit;
+pub mod events;
 pub mod flags;
 pub mod ids;
 pub mod instrument;

@@ -20,6 +20,7 @@ use crate::call::caller::Caller;
 use crate::call::{Call, Event, Expected};
 use crate::clock;
 use crate::domain::audit::Action;
+use crate::domain::events::EventBody;
 use crate::domain::flags::{FlagKind, FlaggedRecord};
 use crate::domain::ids::PatientId;
 use crate::error::ApiError;
@@ -27,7 +28,7 @@ use crate::evaluation::{self, Change};
 use crate::store::flags::{self as flag_store, FlagRow};
 use crate::store::patients;
 use crate::store::scope::Scope;
-use crate::store::{clinics, Correctable, DbConnection, Page, StoreError, Stored, Window};
+use crate::store::{clinics, outbox, Correctable, DbConnection, Page, StoreError, Stored, Window};
 
 /// The audit actions of one kind of record.
 pub struct Actions {
@@ -188,6 +189,10 @@ pub async fn create<R: Kind>(
             |found| found.body_hash() == row.body_hash() && found.patient_id() == patient,
             |conn| {
                 R::insert(conn, &row)?;
+                let at = clock::now();
+                if let Some(body) = EventBody::created(R::FLAGGED, &id.to_string(), patient, at) {
+                    outbox::tell(conn, &body)?;
+                }
                 evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
                 call.audit(conn, Event::record(R::ACTIONS.created, id, patient))
             },

@@ -6,7 +6,9 @@ use diesel::prelude::*;
 
 use super::schema::{flags, patients};
 use super::scope::Scope;
-use super::{DbConnection, StoreError};
+use super::{outbox, DbConnection, StoreError};
+use crate::clock;
+use crate::domain::events::{EventBody, EventType, FlagEvent};
 use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus, FlaggedRecord};
 use crate::domain::ids::{FlagId, PatientId, UserId};
 
@@ -29,7 +31,22 @@ pub struct FlagRow {
     pub note: Option<String>,
 }
 
-/// Inserts the flag unless one of its kind exists for its record; true when inserted.
+impl FlagRow {
+    /// What an event of this flag tells.
+    fn event(&self) -> FlagEvent<'_> {
+        FlagEvent {
+            flag: self.id,
+            patient: self.patient_id,
+            kind: self.kind,
+            level: self.level,
+            record_type: self.record_type,
+            record_id: &self.record_id,
+        }
+    }
+}
+
+/// Inserts the flag unless one of its kind exists for its record, and tells the outbox; true
+/// when inserted.
 pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError> {
     // A savepoint, so that a refused duplicate does not abort the writer's transaction.
     let inserted =
@@ -37,6 +54,12 @@ pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError>
     match inserted.map_err(StoreError::from) {
         Ok(1) => {
             touch(conn, row.record_type, &row.record_id)?;
+            let body = EventBody::flag(
+                EventType::FlagRaised,
+                &row.event(),
+                clock::from_db(row.raised_at),
+            );
+            outbox::tell(conn, &body)?;
             Ok(true)
         }
         Ok(_) | Err(StoreError::Taken { .. } | StoreError::Conflict) => Ok(false),
@@ -177,7 +200,7 @@ pub fn find(conn: &mut DbConnection, scope: &Scope, id: FlagId) -> Result<FlagRo
     find_in_scope!(conn, flags, FlagRow, scope, id)
 }
 
-/// Acknowledges an open flag; false when it was acknowledged already.
+/// Acknowledges an open flag and tells the outbox; false when it was acknowledged already.
 pub fn acknowledge(
     conn: &mut DbConnection,
     id: FlagId,
@@ -198,11 +221,17 @@ pub fn acknowledge(
     ))
     .execute(conn)?;
     if updated == 1 {
-        let (record_type, record_id) = flags::table
+        let flag: FlagRow = flags::table
             .find(id)
-            .select((flags::record_type, flags::record_id))
-            .first::<(FlaggedRecord, String)>(conn)?;
-        touch(conn, record_type, &record_id)?;
+            .select(FlagRow::as_select())
+            .first(conn)?;
+        touch(conn, flag.record_type, &flag.record_id)?;
+        let body = EventBody::flag(
+            EventType::FlagAcknowledged,
+            &flag.event(),
+            clock::from_db(now),
+        );
+        outbox::tell(conn, &body)?;
     }
     Ok(updated == 1)
 }

@@ -19,6 +19,7 @@ pub mod courses;
 pub mod evaluation_settings;
 pub mod flags;
 pub mod invites;
+pub mod outbox;
 pub mod outcomes;
 pub mod patients;
 pub mod refresh_tokens;
@@ -190,10 +191,7 @@ pub struct Position {
 }
 
 impl Window {
-    /// The window with a sync's horizon read: on PostgreSQL the oldest transaction still in
-    /// flight (every change below it is committed, and every later commit lands at or above
-    /// it), on SQLite one past the counter (its one writer commits in counter order). Read
-    /// before the rows, so every change below it is visible to the statement that reads them.
+    /// The window with a sync's [`horizon`] read.
     pub fn fixed(self, conn: &mut DbConnection) -> Result<Self, StoreError> {
         let Window::Changes {
             changed_after,
@@ -203,29 +201,37 @@ impl Window {
         else {
             return Ok(self);
         };
-        #[derive(QueryableByName)]
-        struct Horizon {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            horizon: i64,
-        }
-        let query = match conn {
-            DbConnection::Postgres(_) => {
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
-            }
-            DbConnection::Sqlite(_) => {
-                "SELECT value + 1 AS horizon FROM change_counter WHERE id = 1"
-            }
-        };
-        let read: Horizon = diesel::sql_query(query).get_result(conn)?;
-        if after.as_ref().is_some_and(|p| p.change_seq >= read.horizon) {
+        let read = horizon(conn)?;
+        if after.as_ref().is_some_and(|p| p.change_seq >= read) {
             return Err(StoreError::AheadOfDatabase);
         }
         Ok(Window::Changes {
             changed_after,
             after,
-            horizon: Some(read.horizon),
+            horizon: Some(read),
         })
     }
+}
+
+/// The first change position a reader may not read up to yet: on PostgreSQL the oldest
+/// transaction still in flight (every change below it is committed, and every later commit
+/// lands at or above it), on SQLite one past the counter (its one writer commits in counter
+/// order). Read before the rows, so every change below it is visible to the statement that
+/// reads them.
+pub fn horizon(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Horizon {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        horizon: i64,
+    }
+    let query = match conn {
+        DbConnection::Postgres(_) => {
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
+        }
+        DbConnection::Sqlite(_) => "SELECT value + 1 AS horizon FROM change_counter WHERE id = 1",
+    };
+    let read: Horizon = diesel::sql_query(query).get_result(conn)?;
+    Ok(read.horizon)
 }
 
 /// The pool and the limit on concurrent blocking work that goes with it.

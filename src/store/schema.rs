@@ -344,6 +344,17 @@ diesel::table! {
         persistence -> Text,
     }
 }
+diesel::joinable!(outbox -> patients (patient_id));
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        patient_id -> Text,
+        event_type -> Text,
+        payload -> Text,
+        occurred_at -> Timestamp,
+        change_seq -> BigInt,
+    }
+}
 diesel::table! {
     evaluation_settings (id) {
         id -> Integer,
@@ -377,4 +388,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     evaluation_settings,
     course_adherence,
     time_flag_checks,
+    outbox,
 );

@@ -15,6 +15,7 @@ mod flags;
 mod input_attacks;
 mod integrity;
 mod layering;
+mod notifications;
 mod openapi;
 mod operations;
 mod outcomes;

@@ -22,6 +22,10 @@ const NOT_CLINICAL: [&str; 2] = [
     "/v1/audit-events",
 ];
 
+/// A stream stays open, so the walk cannot read its body to the end; what it shows comes only
+/// from events after it opens, and tests/api/notifications.rs checks those are audited.
+const STREAMS: [&str; 1] = ["/v1/flags/stream"];
+
 api_test!(
     every_get_that_returns_a_patients_data_is_audited,
     |app| async move {
@@ -84,6 +88,7 @@ api_test!(
             .unwrap()
             .iter()
             .filter(|(path, item)| path.starts_with("/v1/") && item.get("get").is_some())
+            .filter(|(path, _)| !STREAMS.contains(&path.as_str()))
             .map(|(path, _)| fill(path))
             .collect();
         gets.push(format!("/v1/flags?patient_id={patient}"));

@@ -56,3 +56,47 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
 fn sigint_finishes_in_flight_requests_and_exits_zero() {
     stops_gracefully_on("-INT");
 }
+
+/// A clinic's flag stream stays open until its client leaves; a stop ends it at once (the
+/// client resumes on another process with its last event id) instead of holding the process
+/// for the whole shutdown timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_flag_streams_at_once() {
+    use crate::helpers::{Backend, TestDatabase, PASSWORD};
+    use crate::process::{clinic_with_patient, create_account, SECRET};
+
+    let database = TestDatabase::create(Backend::Sqlite).unwrap();
+    let url = database.url();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("KO_JWT_SECRET", SECRET),
+        ("KO_SHUTDOWN_TIMEOUT_SECS", "20"),
+    ];
+    create_account(&env, "admin", "admin@clinic.example", PASSWORD);
+    let mut server = Process::start(&env);
+    let client = reqwest::Client::new();
+    let (clinician, _) = clinic_with_patient(&client, &server).await;
+    let mut stream = client
+        .get(server.url("/v1/flags/stream"))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.chunk().await.unwrap().is_some(),
+        "the stream is open"
+    );
+
+    let stopped = std::time::Instant::now();
+    server.signal("-TERM");
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}, not the 20 s timeout",
+        stopped.elapsed()
+    );
+}

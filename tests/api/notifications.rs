@@ -1,0 +1,324 @@
+//! The clinic's live stream (api.md, Notifications): each event of the clinic's patients as it
+//! commits, thin, resumable after the last one seen on any process, never another clinic's,
+//! and never one for a write that rolled back.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use crate::api_test;
+use crate::fixtures::minutes_from_now;
+use crate::helpers::{audit_events, eventually, problem, Session, TestApp};
+
+/// One event of a stream: its id, type and body.
+#[derive(Debug)]
+struct Frame {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+/// A `text/event-stream` read frame by frame.
+struct Events {
+    res: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Self {
+        let mut req = app
+            .client
+            .get(app.url("/v1/flags/stream"))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req.send().await.expect("request sent");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Self {
+            res,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event, skipping the stream's comments and its retry advice. On PostgreSQL an
+    /// event shows once every transaction of the cluster that began before its commit has
+    /// ended (other tests' too), so this waits up to 20 s.
+    async fn next(&mut self) -> Frame {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let text: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                        .map(str::to_owned)
+                };
+                if let (Some(id), Some(event), Some(data)) =
+                    (field("id"), field("event"), field("data"))
+                {
+                    return Frame {
+                        id,
+                        event,
+                        data: serde_json::from_str(&data).expect("data is JSON"),
+                    };
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.res.chunk())
+                .await
+                .expect("an event within 20 s")
+                .expect("the stream reads")
+                .expect("the stream stays open");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
+
+impl Events {
+    /// Whether the server ends the stream within 20 s (frames before the end are skipped).
+    async fn ends(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.res.chunk()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None) | Err(_)) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+async fn phq9(app: &TestApp, clinician: &Session, patient: &str, item9: u8) -> String {
+    let res = app
+        .post_as(
+            &format!("/v1/patients/{patient}/assessments"),
+            &clinician.access_token,
+            &json!({"instrument": "phq9", "taken_at": minutes_from_now(-5),
+                "items": [1, 1, 1, 1, 1, 1, 1, 1, item9]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+api_test!(
+    the_stream_tells_the_clinics_events_as_they_commit_and_resumes_after_the_last_seen,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let harbour = app.clinic(&admin, "Harbour").await;
+        let ridge = app.clinic(&admin, "Ridge").await;
+        let patient = app.new_patient(&harbour.clinician).await;
+        let elsewhere = app.new_patient(&ridge.clinician).await;
+        let mut events = Events::open(&app, &harbour.clinician.access_token, None).await;
+
+        let answered = phq9(&app, &harbour.clinician, &patient, 1).await;
+        let created = events.next().await;
+        assert_eq!(created.event, "assessment.created");
+        assert_eq!(created.data["type"], "assessment.created");
+        assert_eq!(created.data["data"]["record_id"], answered.as_str());
+        assert_eq!(created.data["data"]["patient_id"], patient.as_str());
+        let raised = events.next().await;
+        assert_eq!(raised.event, "flag.raised");
+        let data = &raised.data["data"];
+        assert_eq!(
+            (&data["kind"], &data["level"], &data["record_id"]),
+            (
+                &json!("suicidal_ideation"),
+                &json!("urgent"),
+                &json!(answered)
+            )
+        );
+        // Thin: ids, kind, level and time; never the answers or the flag's detail.
+        let keys: Vec<&str> = data
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "flag_id",
+                "kind",
+                "level",
+                "patient_id",
+                "record_id",
+                "record_type"
+            ]
+        );
+
+        // Another clinic's event is not shown: the next one here is this clinic's.
+        phq9(&app, &ridge.clinician, &elsewhere, 0).await;
+        let flag = data["flag_id"].as_str().unwrap().to_owned();
+        let res = app
+            .post_as(
+                &format!("/v1/flags/{flag}/acknowledge"),
+                &harbour.clinician.access_token,
+                &json!({"note": "Called the patient; safety plan reviewed."}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let acknowledged = events.next().await;
+        assert_eq!(acknowledged.event, "flag.acknowledged");
+        assert_eq!(acknowledged.data["data"]["flag_id"], flag.as_str());
+        assert!(
+            !acknowledged.data.to_string().contains("safety plan"),
+            "the note stays out"
+        );
+        drop(events);
+
+        // What committed while the screen was away arrives when it comes back, on another
+        // process, after the last event it saw and nothing before it.
+        let missed = phq9(&app, &harbour.clinician, &patient, 0).await;
+        let other = app.second_instance().await;
+        let mut resumed = Events::open(
+            &other,
+            &harbour.clinician.access_token,
+            Some(&acknowledged.id),
+        )
+        .await;
+        let next = resumed.next().await;
+        assert_eq!(next.event, "assessment.created");
+        assert_eq!(next.data["data"]["record_id"], missed.as_str());
+
+        // The events shown are a read of the patient's data, audited.
+        let audited = eventually(
+            || audit_events(&app, &patient, Some("flags_streamed")),
+            |n| *n >= 1,
+        )
+        .await;
+        assert!(audited >= 1, "streamed events are audited");
+    }
+);
+
+api_test!(
+    a_stream_is_for_a_clinician_with_an_id_it_sent_and_a_bounded_number_per_account,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let phone = app.patient_app(&clinic.clinician, &patient).await;
+        for who in [&admin, &phone] {
+            let res = app.get_as("/v1/flags/stream", &who.access_token).await;
+            assert_eq!(res.status(), 403, "{}", who.email);
+        }
+        let res = app
+            .client
+            .get(app.url("/v1/flags/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        for bad in [
+            "nope",
+            "12",
+            "12.not-a-uuid",
+            "x.3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        ] {
+            let res = app
+                .client
+                .get(app.url("/v1/flags/stream"))
+                .bearer_auth(&token)
+                .header("Last-Event-ID", bad)
+                .send()
+                .await
+                .unwrap();
+            let (status, _, body) = problem(res).await;
+            assert_eq!(status, 422, "{bad}");
+            assert_eq!(body["errors"][0]["field"], "Last-Event-ID", "{bad}: {body}");
+        }
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            open.push(Events::open(&app, &token, None).await);
+        }
+        let (status, _, _) = problem(app.get_as("/v1/flags/stream", &token).await).await;
+        assert_eq!(status, 429, "a fifth stream of one account");
+        open.pop();
+        // The slot comes back once the server finds the stream gone: its next write after
+        // the client left (a heartbeat at most 5 s later) fails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let reopened = loop {
+            let status = app
+                .get_as("/v1/flags/stream", &token)
+                .await
+                .status()
+                .as_u16();
+            if status != 429 || std::time::Instant::now() > deadline {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(reopened, 200);
+
+        // A sign-out everywhere ends the account's streams too, not only its next request.
+        let other = app.clinic(&admin, "Ridge").await.clinician.access_token;
+        let mut watching = Events::open(&app, &other, None).await;
+        let res = app
+            .post_as("/v1/me/sign-out-everywhere", &other, &json!(null))
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+        assert!(watching.ends().await, "the stream ends within a heartbeat");
+    }
+);
+
+api_test!(
+    an_event_commits_with_its_write_or_not_at_all,
+    |app| async move {
+        use ketamine_outcomes::domain::events::EventBody;
+        use ketamine_outcomes::domain::flags::FlaggedRecord;
+        use ketamine_outcomes::domain::ids::{ClinicId, PatientId};
+        use ketamine_outcomes::store::{outbox, Position, StoreError};
+
+        let admin = app.sign_in_admin().await;
+        let clinic = app.create_clinic(&admin, "Harbour").await;
+        let clinician = app.sign_in_new(&admin, "clinician", Some(&clinic)).await;
+        let patient = app.new_patient(&clinician).await;
+        let patient_id: PatientId = patient.parse().unwrap();
+        let clinic_id: ClinicId = clinic.parse().unwrap();
+        let told = |record: &'static str| {
+            EventBody::created(FlaggedRecord::Session, record, patient_id, Utc::now()).unwrap()
+        };
+        let rolled_back = told("rolled-back");
+        let failed: Result<(), StoreError> = app
+            .database()
+            .transaction(move |conn| {
+                outbox::tell(conn, &rolled_back)?;
+                Err(StoreError::Conflict)
+            })
+            .await;
+        assert!(failed.is_err());
+        let committed = told("committed");
+        app.database()
+            .transaction(move |conn| outbox::tell(conn, &committed))
+            .await
+            .unwrap();
+        let records = eventually(
+            || async {
+                app.database()
+                    .snapshot(move |conn| {
+                        let start = Position {
+                            change_seq: 0,
+                            id: None,
+                        };
+                        outbox::of_clinic_after(conn, clinic_id, &start, 100)
+                    })
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|row| serde_json::from_str::<Value>(&row.payload).unwrap())
+                    .map(|body| body["data"]["record_id"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            },
+            |records| records.contains(&"committed".to_owned()),
+        )
+        .await;
+        assert_eq!(records, ["committed"]);
+    }
+);
