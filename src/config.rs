@@ -102,6 +102,8 @@ pub struct Settings {
     pub request_body_timeout: Duration,
     /// How often the flags that time raises are swept for (`sweep`).
     pub sweep_interval: Duration,
+    /// How long an urgent flag may stay unacknowledged before it is escalated.
+    pub escalation_after: Duration,
     pub auth: AuthSettings,
     pub clinical: ClinicalSettings,
     pub research: ResearchSettings,
@@ -229,6 +231,12 @@ impl Settings {
             Ok(n @ 1..=60) => Ok(Duration::from_secs(n)),
             _ => Err("must be a whole number of seconds from 1 to 60"),
         })?;
+        let escalation_after = parse_or(&lookup, "KO_ESCALATION_MINUTES", "15", |v| {
+            match v.parse() {
+                Ok(n @ 1..=1440) => Ok(Duration::from_secs(n * 60)),
+                _ => Err("must be a whole number of minutes from 1 to 1440"),
+            }
+        })?;
         let log_format = parse_or(&lookup, "KO_LOG_FORMAT", "pretty", |v| match v {
             "json" => Ok(LogFormat::Json),
             "pretty" => Ok(LogFormat::Pretty),
@@ -271,6 +279,7 @@ impl Settings {
             request_head_timeout,
             request_body_timeout,
             sweep_interval,
+            escalation_after,
         })
     }
 }

@@ -792,6 +792,7 @@ pub fn raise_missing(
                 acknowledged_by: None,
                 acknowledged_at: None,
                 note: None,
+                escalated_at: None,
             },
         )?;
     }

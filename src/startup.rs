@@ -88,6 +88,11 @@ impl Application {
             settings.clinical,
             settings.sweep_interval,
         ));
+        tokio::spawn(sweep::escalate(
+            db.clone(),
+            settings.escalation_after,
+            settings.sweep_interval,
+        ));
         let (state, audit) = SharedState::new(db, settings)?;
         let services = state.services.clone();
         let server = serve(listener, state, settings)?;

@@ -20,6 +20,11 @@
 //! midnight UTC at the latest (the daily items move on), so the first sweeps of a day store
 //! them all again.
 //!
+//! Escalation runs beside the sweep, on the request pool: every sweep interval, the urgent
+//! flags left open past the deployment's escalation time are marked and told to the clinic's
+//! streams (`flag.escalated`), once each. It does not wait on the sweep's lock, so a long
+//! first sweep (every record read once) does not hold an escalation back.
+//!
 //! A write evaluates only what it can move (`evaluation`), so when the clinical settings
 //! change (W, a remission cut-off, a threshold) nothing would bring the rest of a record up to
 //! them: the first sweep under new settings evaluates every record again, a patient at a time,
@@ -34,7 +39,9 @@ use crate::clock;
 use crate::config::ClinicalSettings;
 use crate::evaluation::{self, Change};
 use crate::store::time_flag_checks::{self, TimeFlagCheckRow};
-use crate::store::{self, evaluation_settings, patients, Db, DbConnection, Exclusive, StoreError};
+use crate::store::{
+    self, evaluation_settings, flags, patients, Db, DbConnection, Exclusive, StoreError,
+};
 
 /// Sweeps every `every`, for as long as the process runs.
 pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
@@ -56,6 +63,36 @@ pub async fn run(db: Db, settings: ClinicalSettings, every: Duration) {
             ),
         }
     }
+}
+
+/// Escalates the urgent flags left open longer than `after`, every `every`, for as long as
+/// the process runs.
+pub async fn escalate(db: Db, after: Duration, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match escalate_once(&db, after).await {
+            Ok(0) => {}
+            Ok(flags) => tracing::info!(flags, "escalated urgent flags left unacknowledged"),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "the escalation of unacknowledged urgent flags failed; the next tick tries again"
+            ),
+        }
+    }
+}
+
+/// One escalation check: how many flags it escalated.
+pub async fn escalate_once(db: &Db, after: Duration) -> Result<usize, StoreError> {
+    let after = chrono::Duration::from_std(after)
+        .map_err(|e| StoreError::Integrity(format!("escalation time: {e}").into()))?;
+    db.transaction(move |conn| {
+        let now = clock::now();
+        let escalated = flags::escalate_due(conn, clock::to_db(now - after), clock::to_db(now))?;
+        Ok(escalated.len())
+    })
+    .await
 }
 
 /// One sweep of the patients whose record time may have given a flag since it was last

@@ -21,7 +21,7 @@ use crate::{notifications, worklist};
 #[schema(example = json!({"id": "0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b", "patient_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "kind": "suicidal_ideation", "level": "urgent", "record_type": "assessment", "record_id": "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
     "detail": "phq9 item 9 answered 1", "raised_at": "2026-10-01T08:00:03Z", "status": "open",
-    "acknowledged_by": null, "acknowledged_at": null, "note": null}))]
+    "acknowledged_by": null, "acknowledged_at": null, "note": null, "escalated_at": "2026-10-01T08:15:30Z"}))]
 pub struct FlagResponse {
     pub id: Uuid,
     pub patient_id: Uuid,
@@ -41,6 +41,10 @@ pub struct FlagResponse {
     pub acknowledged_at: Option<DateTime<Utc>>,
     #[schema(required = true)]
     pub note: Option<String>,
+    /// When the flag was escalated: urgent and left unacknowledged longer than the
+    /// deployment's escalation time (15 minutes by default).
+    #[schema(required = true)]
+    pub escalated_at: Option<DateTime<Utc>>,
 }
 
 impl From<FlagRow> for FlagResponse {
@@ -58,6 +62,7 @@ impl From<FlagRow> for FlagResponse {
             acknowledged_by: row.acknowledged_by.map(|a| a.as_uuid()),
             acknowledged_at: row.acknowledged_at.map(clock::from_db),
             note: row.note,
+            escalated_at: row.escalated_at.map(clock::from_db),
         }
     }
 }
@@ -153,7 +158,7 @@ pub async fn acknowledge_flag(
 }
 
 /// The clinic's events as they commit, as `text/event-stream`: `flag.raised`,
-/// `flag.acknowledged`, `assessment.created`, `session.created` and `side_effect.created`, each
+/// `flag.acknowledged`, `flag.escalated`, `assessment.created`, `session.created` and `side_effect.created`, each
 /// frame's `data` an `EventBody` (the component of that name) and its `id` the position to
 /// resume after: a client that reconnects with `Last-Event-ID` receives every event that
 /// committed since, from any of the service's processes. Without it the stream starts now.

@@ -29,6 +29,8 @@ pub struct FlagRow {
     pub acknowledged_by: Option<UserId>,
     pub acknowledged_at: Option<NaiveDateTime>,
     pub note: Option<String>,
+    /// When it was escalated: urgent, and left open past the escalation time.
+    pub escalated_at: Option<NaiveDateTime>,
 }
 
 impl FlagRow {
@@ -234,4 +236,40 @@ pub fn acknowledge(
         outbox::tell(conn, &body)?;
     }
     Ok(updated == 1)
+}
+
+/// Escalates every open urgent flag raised at or before `raised_by` and not yet escalated:
+/// marks it at `now`, moves its record's sync position and tells the outbox — once per flag
+/// however many processes check at once, since only the update that finds it unmarked
+/// escalates it. The flags escalated.
+pub fn escalate_due(
+    conn: &mut DbConnection,
+    raised_by: NaiveDateTime,
+    now: NaiveDateTime,
+) -> Result<Vec<FlagRow>, StoreError> {
+    let awaiting = || {
+        flags::table
+            .filter(flags::status.eq(FlagStatus::Open))
+            .filter(flags::level.eq(FlagLevel::Urgent))
+            .filter(flags::escalated_at.is_null())
+    };
+    let due: Vec<FlagRow> = awaiting()
+        .filter(flags::raised_at.le(raised_by))
+        .select(FlagRow::as_select())
+        .load(conn)?;
+    let mut escalated = Vec::with_capacity(due.len());
+    for mut flag in due {
+        let marked = diesel::update(awaiting().filter(flags::id.eq(flag.id)))
+            .set(flags::escalated_at.eq(now))
+            .execute(conn)?;
+        if marked == 1 {
+            flag.escalated_at = Some(now);
+            touch(conn, flag.record_type, &flag.record_id)?;
+            let body =
+                EventBody::flag(EventType::FlagEscalated, &flag.event(), clock::from_db(now));
+            outbox::tell(conn, &body)?;
+            escalated.push(flag);
+        }
+    }
+    Ok(escalated)
 }

@@ -307,6 +307,7 @@ diesel::table! {
         acknowledged_by -> Nullable<Text>,
         acknowledged_at -> Nullable<Timestamp>,
         note -> Nullable<Text>,
+        escalated_at -> Nullable<Timestamp>,
     }
 }
 

@@ -91,6 +91,21 @@ impl Events {
     }
 }
 
+/// The worklist's flag on `record` of `patient`.
+async fn flag_on(app: &TestApp, token: &str, patient: &str, record: String) -> Value {
+    let res = app
+        .get_as(&format!("/v1/flags?patient_id={patient}&limit=500"), token)
+        .await;
+    let items: Value = res.json().await.unwrap();
+    items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["record_id"] == record.as_str())
+        .cloned()
+        .unwrap()
+}
+
 async fn phq9(app: &TestApp, clinician: &Session, patient: &str, item9: u8) -> String {
     let res = app
         .post_as(
@@ -320,5 +335,81 @@ api_test!(
         )
         .await;
         assert_eq!(records, ["committed"]);
+    }
+);
+
+api_test!(
+    an_urgent_flag_left_unacknowledged_is_escalated_once_and_told_to_the_stream,
+    |app| async move {
+        use diesel::prelude::*;
+        use ketamine_outcomes::clock;
+        use ketamine_outcomes::store::schema::flags;
+        use ketamine_outcomes::store::StoreError;
+
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let urgent_flag = |record: String| flag_on(&app, &token, &patient, record);
+        let left_open = phq9(&app, &clinic.clinician, &patient, 2).await;
+        let answered = phq9(&app, &clinic.clinician, &patient, 1).await;
+        let answered_flag = urgent_flag(answered.clone()).await["id"].clone();
+        let res = app
+            .post_as(
+                &format!("/v1/flags/{}/acknowledge", answered_flag.as_str().unwrap()),
+                &token,
+                &json!({"note": "Seen in clinic the same hour."}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let mut events = Events::open(&app, &token, None).await;
+        // Twenty minutes pass (the flags' raising is moved back; the default time is 15).
+        let aged_patient = patient.clone();
+        app.database()
+            .transaction(move |conn| {
+                diesel::update(flags::table.filter(flags::patient_id.eq(aged_patient)))
+                    .set(
+                        flags::raised_at
+                            .eq(clock::to_db(Utc::now() - chrono::Duration::minutes(20))),
+                    )
+                    .execute(conn)
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        let fresh = phq9(&app, &clinic.clinician, &patient, 1).await;
+
+        let mut seen = Vec::new();
+        let escalated = loop {
+            let frame = events.next().await;
+            if frame.event == "flag.escalated" {
+                break frame;
+            }
+            seen.push(frame.event);
+        };
+        assert_eq!(escalated.data["data"]["record_id"], left_open.as_str());
+        assert_eq!(escalated.data["data"]["level"], "urgent");
+        assert_eq!(
+            seen,
+            ["assessment.created", "flag.raised"],
+            "the fresh answer's"
+        );
+
+        // Escalated once, however many checks pass (one a second here); the acknowledged
+        // flag and the fresh one are not.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let flag = urgent_flag(left_open.clone()).await;
+        assert!(flag["escalated_at"].is_string(), "{flag}");
+        for record in [answered, fresh.clone()] {
+            let flag = urgent_flag(record).await;
+            assert!(flag["escalated_at"].is_null(), "{flag}");
+        }
+        let more = phq9(&app, &clinic.clinician, &patient, 0).await;
+        let next = events.next().await;
+        assert_eq!(
+            (next.event.as_str(), &next.data["data"]["record_id"]),
+            ("assessment.created", &json!(more)),
+            "no second escalation came before it"
+        );
     }
 );
