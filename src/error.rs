@@ -587,7 +587,8 @@ pub mod responses {
         Unavailable(#[ref_response] Unavailable),
     }
 
-    /// A stream of the caller's scope: a list, and 429 past the account's open streams.
+    /// A stream of the caller's scope: 429 past the account's open streams, 503 past the
+    /// process's (or while it stops).
     #[derive(IntoResponses)]
     pub enum Stream {
         #[response(status = 401)]

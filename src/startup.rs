@@ -75,21 +75,19 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
-        // The sweep keeps a connection of its own: a long one (every record evaluated again
-        // under new clinical settings) must not hold a slot that requests wait for.
-        let sweep_db = Db::named(
-            &settings.database_url,
-            1,
-            settings.db_acquire_timeout,
-            "ketamine-outcomes-sweep",
-        );
+        // The sweep and the escalation check keep a connection each: a long sweep (every
+        // record evaluated again under new clinical settings) must not hold a slot that
+        // requests wait for, nor an escalation that waits on a writer, nor hold back an
+        // escalation itself.
+        let own_connection =
+            |name| Db::named(&settings.database_url, 1, settings.db_acquire_timeout, name);
         tokio::spawn(sweep::run(
-            sweep_db,
+            own_connection("ketamine-outcomes-sweep"),
             settings.clinical,
             settings.sweep_interval,
         ));
         tokio::spawn(sweep::escalate(
-            db.clone(),
+            own_connection("ketamine-outcomes-escalation"),
             settings.escalation_after,
             settings.sweep_interval,
         ));

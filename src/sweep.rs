@@ -20,7 +20,7 @@
 //! midnight UTC at the latest (the daily items move on), so the first sweeps of a day store
 //! them all again.
 //!
-//! Escalation runs beside the sweep, on the request pool: every sweep interval, the urgent
+//! Escalation runs beside the sweep, on a connection of its own: every sweep interval, the urgent
 //! flags left open past the deployment's escalation time are marked and told to the clinic's
 //! streams (`flag.escalated`), once each. It does not wait on the sweep's lock, so a long
 //! first sweep (every record read once) does not hold an escalation back.

@@ -1,6 +1,5 @@
 //! The safety worklist (domain.md §7), on the wire.
 
-use actix_web::http::header::ContentEncoding;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -158,21 +157,24 @@ pub async fn acknowledge_flag(
 }
 
 /// The clinic's events as they commit, as `text/event-stream`: `flag.raised`,
-/// `flag.acknowledged`, `flag.escalated`, `assessment.created`, `session.created` and `side_effect.created`, each
-/// frame's `data` an `EventBody` (the component of that name) and its `id` the position to
-/// resume after: a client that reconnects with `Last-Event-ID` receives every event that
-/// committed since, from any of the service's processes. Without it the stream starts now.
-/// A comment line every 5 s when nothing happens; the stream ends when the caller's access
-/// token expires (reconnect with a fresh one). An account holds at most 4 streams at once.
+/// `flag.acknowledged`, `flag.escalated`, `assessment.created`, `session.created` and
+/// `side_effect.created`, each frame's `data` an `EventBody` (the component of that name).
+/// Every frame's `id` (heartbeats' too) is the stream's position: a client that reconnects
+/// with `Last-Event-ID` receives every event that committed since, from any of the service's
+/// processes. Without it the stream starts after the events committed by the time it opens
+/// (on PostgreSQL, those of every transaction that had ended by then). A heartbeat every 5 s
+/// when nothing happens; the stream ends when the caller's access token expires (reconnect
+/// with a fresh one) and within 5 s of the account being disabled or signed out. An account
+/// holds at most 4 streams at once in a process (429), a process 64 (503).
 #[utoipa::path(
     tag = "flags",
     security(("bearer" = [])),
     params(("Last-Event-ID" = Option<String>, Header,
-        description = "The `id` of the last event received, to resume after it")),
+        description = "The `id` of the last frame received, to resume after it")),
     responses(
         (status = 200, description = "The stream of events", content_type = "text/event-stream",
             body = String,
-            example = "id: 4211.0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b\nevent: flag.raised\ndata: {\"type\":\"flag.raised\",\"timestamp\":\"2026-10-01T08:00:03Z\",\"data\":{\"patient_id\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\",\"record_type\":\"assessment\",\"record_id\":\"6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\",\"flag_id\":\"0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b\",\"kind\":\"suicidal_ideation\",\"level\":\"urgent\"}}\n\n"),
+            example = "retry: 2000\nid: 4210\n\nid: 4211.0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b\nevent: flag.raised\ndata: {\"type\":\"flag.raised\",\"timestamp\":\"2026-10-01T08:00:03Z\",\"data\":{\"patient_id\":\"3fa85f64-5717-4562-b3fc-2c963f66afa6\",\"record_type\":\"assessment\",\"record_id\":\"6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\",\"flag_id\":\"0d6f2b8e-3c1a-4f5e-9a7b-2c4d6e8f0a1b\",\"kind\":\"suicidal_ideation\",\"level\":\"urgent\"}}\n\n"),
         Stream,
     )
 )]
@@ -190,8 +192,7 @@ pub async fn stream_flags(call: Call, request: HttpRequest) -> Result<HttpRespon
     let events = notifications::open(call, last_event_id).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        // Sent as it is: a compressor would hold frames back until its buffer fills.
-        .insert_header(ContentEncoding::Identity)
+        // A proxy that buffers responses (nginx does by default) would hold frames back.
+        .insert_header(("X-Accel-Buffering", "no"))
         .streaming(events))
 }

@@ -8,6 +8,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
+use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 
 use super::Services;
@@ -28,6 +29,8 @@ pub struct Caller {
     pub patient_id: Option<PatientId>,
     /// The account's token generation the caller's token carries.
     pub token_generation: i32,
+    /// When the caller's token expires.
+    pub token_expires_at: DateTime<Utc>,
 }
 
 impl Caller {
@@ -121,6 +124,8 @@ impl FromRequest for Caller {
                 clinic_id: row.clinic_id,
                 patient_id,
                 token_generation: claims.generation,
+                token_expires_at: DateTime::from_timestamp(claims.exp, 0)
+                    .ok_or(ApiError::Unauthorized)?,
             })
         })
     }

@@ -1,5 +1,6 @@
 //! The streams of the clinic's events open in this process (`notifications`), counted per
-//! account so that one account cannot hold every connection the process has.
+//! account so that one account cannot hold every connection the process has, and in all, so
+//! that the streams' reads (two a second each) cannot crowd out the requests'.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,8 @@ use crate::error::ApiError;
 /// Streams one account may hold open at once, in one process: a screen per desk, not a
 /// connection per browser tab left open.
 pub const STREAMS_PER_ACCOUNT: usize = 4;
+/// Streams one process holds open at once.
+pub const STREAMS_PER_PROCESS: usize = 64;
 
 /// The streams open in this process, per account, and the signal that ends them all when the
 /// process stops (a stream would otherwise hold the stop for the whole shutdown timeout).
@@ -36,12 +39,16 @@ pub struct Slot {
 }
 
 impl Streams {
-    /// A place for one more stream of `user`'s, or 429 when they hold the bound.
+    /// A place for one more stream of `user`'s: 429 when they hold their bound, 503 when the
+    /// process holds its own or is stopping.
     pub fn take(&self, user: UserId) -> Result<Slot, ApiError> {
         if *self.closing.borrow() {
             return Err(ApiError::Unavailable);
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.values().sum::<usize>() >= STREAMS_PER_PROCESS {
+            return Err(ApiError::Busy { retry_after: 30 });
+        }
         let count = open.entry(user).or_default();
         if *count >= STREAMS_PER_ACCOUNT {
             return Err(ApiError::TooManyRequests { retry_after: 30 });
@@ -94,5 +101,24 @@ mod tests {
             streams.take(user).is_ok(),
             "slots come back when streams end"
         );
+    }
+
+    #[test]
+    fn a_process_holds_a_bounded_number_of_streams_and_none_once_stopping() {
+        let streams = Streams::default();
+        let held: Vec<Slot> = (0..STREAMS_PER_PROCESS as u128)
+            .map(|n| streams.take(UserId::numbered(n)).unwrap())
+            .collect();
+        let refused = streams.take(UserId::numbered(1000));
+        assert!(
+            matches!(refused, Err(ApiError::Busy { .. })),
+            "one more in all"
+        );
+        drop(held);
+        assert!(streams.take(UserId::numbered(1000)).is_ok());
+        streams.close_all();
+        let refused = streams.take(UserId::numbered(1001));
+        assert!(matches!(refused, Err(ApiError::Unavailable)), "stopping");
+        assert!(*streams.closing().borrow(), "streams see the stop");
     }
 }

@@ -48,7 +48,7 @@ vocabulary!(
         TrajectoryRead = "trajectory_read",
         DueAssessmentsRead = "due_assessments_read",
         FlagsListed = "flags_listed",
-        FlagsStreamed = "flags_streamed",
+        EventsStreamed = "events_streamed",
         FlagAcknowledged = "flag_acknowledged",
         ResearchOutcomes = "research_outcomes",
         ResearchSideEffects = "research_side_effects",
@@ -83,7 +83,7 @@ impl Action {
             PatientCreated | PatientRead | PatientListed | PatientUpdated | ConsentHistoryRead
             | TimelineRead | CoursesListed | SessionsListed | AssessmentsListed
             | SideEffectsListed | OutcomesRead | TrajectoryRead | DueAssessmentsRead
-            | FlagsListed | FlagsStreamed => "patient",
+            | FlagsListed | EventsStreamed => "patient",
             CourseCreated | CourseRead | CourseUpdated => "course",
             SessionCreated | SessionRead | SessionUpdated | SessionEnteredInError => "session",
             AssessmentCreated | AssessmentRead | AssessmentEnteredInError => "assessment",

@@ -14,6 +14,31 @@ macro_rules! page_of {
     };
 }
 
+/// Restricts a boxed query of `$table` to the changes after a [`super::Position`] (when
+/// given) and below a horizon (when given), in order of change position: the sync order,
+/// which no commit lands behind.
+macro_rules! changes_after {
+    ($query:expr, $table:ident, $after:expr, $horizon:expr) => {{
+        let mut query = $query;
+        if let Some($crate::store::Position { change_seq, id }) = $after {
+            // The lower bound the index seeks to; then past the last record given.
+            query = query.filter($table::change_seq.ge(*change_seq));
+            query = match id {
+                Some(id) => query.filter(
+                    $table::change_seq
+                        .gt(*change_seq)
+                        .or($table::id.gt(id.clone())),
+                ),
+                None => query.filter($table::change_seq.gt(*change_seq)),
+            };
+        }
+        if let Some(horizon) = $horizon {
+            query = query.filter($table::change_seq.lt(*horizon));
+        }
+        query.order(($table::change_seq.asc(), $table::id.asc()))
+    }};
+}
+
 /// Runs a boxed query of `$table` over a [`super::Window`], one [`super::Page`] at a time:
 /// in the records' own time order for a range, in order of change position for sync (where
 /// the window's own position pages, and `$page` gives only the limit).
@@ -40,23 +65,7 @@ macro_rules! in_window {
                 if let Some(at) = changed_after {
                     query = query.filter($table::updated_at.gt(*at));
                 }
-                if let Some($crate::store::Position { change_seq, id }) = after {
-                    // The lower bound the index seeks to; then past the last record given.
-                    query = query.filter($table::change_seq.ge(*change_seq));
-                    query = match id {
-                        Some(id) => query.filter(
-                            $table::change_seq
-                                .gt(*change_seq)
-                                .or($table::id.gt(id.clone())),
-                        ),
-                        None => query.filter($table::change_seq.gt(*change_seq)),
-                    };
-                }
-                if let Some(horizon) = horizon {
-                    query = query.filter($table::change_seq.lt(*horizon));
-                }
-                query
-                    .order(($table::change_seq.asc(), $table::id.asc()))
+                changes_after!(query, $table, after, horizon)
                     .limit($page.limit)
                     .load($conn)
             }

@@ -1,9 +1,9 @@
 //! The outbox: each event written in the transaction of the change that causes it, and read
-//! back by clinic in commit-safe order (`Window::fixed`'s horizon), so a reader that resumes
-//! after a position never misses an event that committed later below it.
+//! back by clinic in commit-safe order (below the [`horizon`]), so a reader that resumes after
+//! a position never misses an event that committed later below it.
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamp};
 
 use super::schema::{outbox, patients};
 use super::{horizon, DbConnection, Position, StoreError};
@@ -19,52 +19,60 @@ pub struct OutboxRow {
     pub patient_id: PatientId,
     pub event_type: EventType,
     pub payload: String,
-    pub occurred_at: NaiveDateTime,
     pub change_seq: i64,
 }
 
-/// Writes `body` to the outbox, inside the caller's transaction.
+/// Writes `body` to the outbox, with its patient's clinic, inside the caller's transaction:
+/// one statement, the clinic read by the insert itself.
 pub fn tell(conn: &mut DbConnection, body: &EventBody) -> Result<(), StoreError> {
     let payload = serde_json::to_string(body)
         .map_err(|e| StoreError::Integrity(format!("an event that is not JSON: {e}").into()))?;
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(EventId::next()),
-            outbox::patient_id.eq(PatientId::from(body.data.patient_id)),
-            outbox::event_type.eq(body.event_type),
-            outbox::payload.eq(payload),
-            outbox::occurred_at.eq(clock::to_db(body.timestamp)),
+    let patient = PatientId::from(body.data.patient_id);
+    let event = patients::table.filter(patients::id.eq(patient)).select((
+        EventId::next().to_string().into_sql::<Text>(),
+        patients::clinic_id,
+        patients::id,
+        body.event_type.as_str().into_sql::<Text>(),
+        payload.into_sql::<Text>(),
+        clock::to_db(body.timestamp).into_sql::<Timestamp>(),
+    ));
+    let written = diesel::insert_into(outbox::table)
+        .values(event)
+        .into_columns((
+            outbox::id,
+            outbox::clinic_id,
+            outbox::patient_id,
+            outbox::event_type,
+            outbox::payload,
+            outbox::occurred_at,
         ))
         .execute(conn)?;
-    Ok(())
+    if written == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
 }
 
-/// Up to `limit` events of the clinic's patients after `after` (from the first one when
-/// `None`) and below the [`horizon`], in position order.
+/// Up to `limit` events of the clinic's patients after `after` and below the horizon, in
+/// position order; and that horizon, which no later commit lands below. A position at or past
+/// it was never handed out by this database ([`StoreError::AheadOfDatabase`]).
 pub fn of_clinic_after(
     conn: &mut DbConnection,
     clinic: ClinicId,
     after: &Position,
     limit: i64,
-) -> Result<Vec<OutboxRow>, StoreError> {
+) -> Result<(Vec<OutboxRow>, i64), StoreError> {
     let horizon = horizon(conn)?;
-    let mut query = outbox::table
-        .inner_join(patients::table)
-        .filter(patients::clinic_id.eq(clinic))
-        .filter(outbox::change_seq.lt(horizon))
+    if after.change_seq >= horizon {
+        return Err(StoreError::AheadOfDatabase);
+    }
+    let query = outbox::table
+        .filter(outbox::clinic_id.eq(clinic))
         .select(OutboxRow::as_select())
-        .order((outbox::change_seq, outbox::id))
-        .limit(limit)
         .into_boxed();
-    query = match &after.id {
-        Some(id) => query.filter(
-            outbox::change_seq
-                .gt(after.change_seq)
-                .or(outbox::change_seq
-                    .eq(after.change_seq)
-                    .and(outbox::id.gt(id.clone()))),
-        ),
-        None => query.filter(outbox::change_seq.gt(after.change_seq)),
-    };
-    Ok(query.load(conn)?)
+    let rows = changes_after!(query, outbox, Some(after), Some(&horizon))
+        .limit(limit)
+        .load(conn)?;
+    Ok((rows, horizon))
 }

@@ -349,6 +349,7 @@ diesel::joinable!(outbox -> patients (patient_id));
 diesel::table! {
     outbox (id) {
         id -> Text,
+        clinic_id -> Text,
         patient_id -> Text,
         event_type -> Text,
         payload -> Text,

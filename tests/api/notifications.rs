@@ -19,10 +19,12 @@ struct Frame {
     data: Value,
 }
 
-/// A `text/event-stream` read frame by frame.
+/// A `text/event-stream` read frame by frame, keeping the last `id` it was sent as a browser's
+/// `EventSource` does (heartbeats carry one too).
 struct Events {
     res: reqwest::Response,
     buffer: String,
+    last_id: Option<String>,
 }
 
 impl Events {
@@ -40,6 +42,7 @@ impl Events {
         Self {
             res,
             buffer: String::new(),
+            last_id: None,
         }
     }
 
@@ -55,6 +58,9 @@ impl Events {
                         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
                         .map(str::to_owned)
                 };
+                if let Some(id) = field("id") {
+                    self.last_id = Some(id);
+                }
                 if let (Some(id), Some(event), Some(data)) =
                     (field("id"), field("event"), field("data"))
                 {
@@ -204,7 +210,7 @@ api_test!(
 
         // The events shown are a read of the patient's data, audited.
         let audited = eventually(
-            || audit_events(&app, &patient, Some("flags_streamed")),
+            || audit_events(&app, &patient, Some("events_streamed")),
             |n| *n >= 1,
         )
         .await;
@@ -233,9 +239,11 @@ api_test!(
         assert_eq!(res.status(), 401);
         for bad in [
             "nope",
-            "12",
+            "-1",
             "12.not-a-uuid",
             "x.3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            // A position this database never handed out (it was restored from a backup).
+            "9223372036854775000",
         ] {
             let res = app
                 .client
@@ -284,6 +292,32 @@ api_test!(
 );
 
 api_test!(
+    a_screen_that_saw_no_event_resumes_where_its_stream_was,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = clinic.clinician.access_token.clone();
+        let patient = app.new_patient(&clinic.clinician).await;
+        let before = phq9(&app, &clinic.clinician, &patient, 0).await;
+        let mut quiet = Events::open(&app, &token, None).await;
+        // The opening frame says where the stream stands; no event follows.
+        let waited = tokio::time::timeout(Duration::from_secs(2), quiet.next()).await;
+        assert!(waited.is_err(), "no event while nothing happens");
+        let position = quiet.last_id.clone().expect("the opening frame's id");
+        drop(quiet);
+
+        let missed = phq9(&app, &clinic.clinician, &patient, 0).await;
+        let mut resumed = Events::open(&app, &token, Some(&position)).await;
+        let next = resumed.next().await;
+        assert_eq!(
+            next.data["data"]["record_id"],
+            missed.as_str(),
+            "not {before}"
+        );
+    }
+);
+
+api_test!(
     an_event_commits_with_its_write_or_not_at_all,
     |app| async move {
         use ketamine_outcomes::domain::events::EventBody;
@@ -326,6 +360,7 @@ api_test!(
                     })
                     .await
                     .unwrap()
+                    .0
                     .into_iter()
                     .map(|row| serde_json::from_str::<Value>(&row.payload).unwrap())
                     .map(|body| body["data"]["record_id"].as_str().unwrap().to_owned())

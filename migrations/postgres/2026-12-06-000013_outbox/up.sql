@@ -6,6 +6,8 @@
 -- ids, kinds, levels and times, never answers or notes. A new table; none is rewritten.
 CREATE TABLE outbox (
     id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),
+    -- The patient's clinic, which a stream reads by (a patient never changes clinic).
+    clinic_id TEXT NOT NULL REFERENCES clinics (id),
     patient_id TEXT NOT NULL REFERENCES patients (id),
     event_type TEXT NOT NULL CHECK (event_type IN ('flag.raised', 'flag.acknowledged',
         'flag.escalated', 'assessment.created', 'session.created', 'side_effect.created')),
@@ -15,4 +17,4 @@ CREATE TABLE outbox (
 );
 CREATE TRIGGER outbox_change_position BEFORE INSERT ON outbox
   FOR EACH ROW EXECUTE FUNCTION ko_change_position();
-CREATE INDEX outbox_position_idx ON outbox (change_seq, id);
+CREATE INDEX outbox_clinic_position_idx ON outbox (clinic_id, change_seq, id);
