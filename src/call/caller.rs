@@ -58,16 +58,7 @@ impl Caller {
         self.require(&[Role::Clinician])?;
         self.clinical_scope()
     }
-}
 
-/// Whether the account still admits a token of `generation`: a disabled account, or a token
-/// from before a password change, a disable or a sign-out everywhere, is refused at once
-/// rather than when the token expires.
-fn admits(row: &UserRow, generation: i32) -> bool {
-    !row.disabled && row.token_generation == generation
-}
-
-impl Caller {
     /// Whether the caller's account still admits their token with the same role and clinic,
     /// read again: for a call that lasts (a stream), which must end when the account is
     /// disabled, signed out or moved.
@@ -80,6 +71,13 @@ impl Caller {
             Err(other) => Err(other),
         }
     }
+}
+
+/// Whether the account still admits a token of `generation`: a disabled account, or a token
+/// from before a password change, a disable or a sign-out everywhere, is refused at once
+/// rather than when the token expires.
+fn admits(row: &UserRow, generation: i32) -> bool {
+    !row.disabled && row.token_generation == generation
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<String> {

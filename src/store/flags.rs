@@ -33,18 +33,27 @@ pub struct FlagRow {
     pub escalated_at: Option<NaiveDateTime>,
 }
 
-impl FlagRow {
-    /// What an event of this flag tells.
-    fn event(&self) -> FlagEvent<'_> {
-        FlagEvent {
-            flag: self.id,
-            patient: self.patient_id,
-            kind: self.kind,
-            level: self.level,
-            record_type: self.record_type,
-            record_id: &self.record_id,
-        }
-    }
+/// What follows any change of a flag (raised, acknowledged, escalated): its record's sync
+/// position moves, and the outbox is told `event_type`, at `at`.
+fn changed(
+    conn: &mut DbConnection,
+    flag: &FlagRow,
+    event_type: EventType,
+    at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    touch(conn, flag.record_type, &flag.record_id)?;
+    let event = FlagEvent {
+        flag: flag.id,
+        patient: flag.patient_id,
+        kind: flag.kind,
+        level: flag.level,
+        record_type: flag.record_type,
+        record_id: &flag.record_id,
+    };
+    outbox::tell(
+        conn,
+        &EventBody::flag(event_type, &event, clock::from_db(at)),
+    )
 }
 
 /// Inserts the flag unless one of its kind exists for its record, and tells the outbox; true
@@ -55,13 +64,7 @@ pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError>
         conn.transaction(|conn| diesel::insert_into(flags::table).values(row).execute(conn));
     match inserted.map_err(StoreError::from) {
         Ok(1) => {
-            touch(conn, row.record_type, &row.record_id)?;
-            let body = EventBody::flag(
-                EventType::FlagRaised,
-                &row.event(),
-                clock::from_db(row.raised_at),
-            );
-            outbox::tell(conn, &body)?;
+            changed(conn, row, EventType::FlagRaised, row.raised_at)?;
             Ok(true)
         }
         Ok(_) | Err(StoreError::Taken { .. } | StoreError::Conflict) => Ok(false),
@@ -227,13 +230,7 @@ pub fn acknowledge(
             .find(id)
             .select(FlagRow::as_select())
             .first(conn)?;
-        touch(conn, flag.record_type, &flag.record_id)?;
-        let body = EventBody::flag(
-            EventType::FlagAcknowledged,
-            &flag.event(),
-            clock::from_db(now),
-        );
-        outbox::tell(conn, &body)?;
+        changed(conn, &flag, EventType::FlagAcknowledged, now)?;
     }
     Ok(updated == 1)
 }
@@ -264,10 +261,7 @@ pub fn escalate_due(
             .execute(conn)?;
         if marked == 1 {
             flag.escalated_at = Some(now);
-            touch(conn, flag.record_type, &flag.record_id)?;
-            let body =
-                EventBody::flag(EventType::FlagEscalated, &flag.event(), clock::from_db(now));
-            outbox::tell(conn, &body)?;
+            changed(conn, &flag, EventType::FlagEscalated, now)?;
             escalated.push(flag);
         }
     }
