@@ -58,6 +58,11 @@ vocabulary!(
         ResearchExportAbandoned = "research_export_abandoned",
         ResearchGrantCreated = "research_grant_created",
         ResearchGrantRevoked = "research_grant_revoked",
+        WebhookCreated = "webhook_created",
+        WebhookUpdated = "webhook_updated",
+        WebhookDeleted = "webhook_deleted",
+        WebhookSecretRotated = "webhook_secret_rotated",
+        WebhookDeliveryReplayed = "webhook_delivery_replayed",
     }
 );
 
@@ -98,6 +103,8 @@ impl Action {
             | ResearchExportCompleted
             | ResearchExportAbandoned => "research",
             ResearchGrantCreated | ResearchGrantRevoked => "research_grant",
+            WebhookCreated | WebhookUpdated | WebhookDeleted | WebhookSecretRotated => "webhook",
+            WebhookDeliveryReplayed => "webhook_delivery",
         }
     }
 }

@@ -68,7 +68,9 @@ macro_rules! for_each_id {
             EventId,
             RefreshTokenId,
             // The refresh tokens that rotate from one sign-in.
-            TokenFamilyId
+            TokenFamilyId,
+            WebhookId,
+            DeliveryId
         );
     };
 }

@@ -70,6 +70,7 @@ macro_rules! vocabulary {
 
 pub mod account;
 pub mod audit;
+pub mod egress;
 pub mod events;
 pub mod flags;
 pub mod ids;
@@ -85,6 +86,7 @@ pub mod text;
 pub mod throttle;
 pub mod time;
 pub mod treatment;
+pub mod webhooks;
 
 /// A broken rule, naming the field (a dotted path) and the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
