@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::domain::egress::Egress;
+use crate::domain::webhooks::RetrySchedule;
+
 /// Which database engine a URL points at; decided once, here, from the URL's form.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -104,6 +107,11 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// How long an urgent flag may stay unacknowledged before it is escalated.
     pub escalation_after: Duration,
+    /// When a failed webhook delivery is tried again (the Standard Webhooks schedule unless
+    /// set).
+    pub webhook_retries: RetrySchedule,
+    /// Where webhooks may be sent: public https only in production.
+    pub webhook_egress: Egress,
     pub auth: AuthSettings,
     pub clinical: ClinicalSettings,
     pub research: ResearchSettings,
@@ -237,6 +245,7 @@ impl Settings {
                 _ => Err("must be a whole number of minutes from 1 to 1440"),
             }
         })?;
+        let webhook_retries = parse_or(&lookup, "KO_WEBHOOK_RETRY_SECONDS", "", webhook_retries)?;
         let log_format = parse_or(&lookup, "KO_LOG_FORMAT", "pretty", |v| match v {
             "json" => Ok(LogFormat::Json),
             "pretty" => Ok(LogFormat::Pretty),
@@ -253,6 +262,16 @@ impl Settings {
                 "must be a postgres:// URL in production (a read replica)",
             ));
         }
+        let default_egress = if production { "public" } else { "any" };
+        let webhook_egress = parse_or(&lookup, "KO_WEBHOOK_EGRESS", default_egress, |v| {
+            match (v, production) {
+                ("public", _) => Ok(Egress::Public),
+                ("any", false) => Ok(Egress::Any),
+                ("loopback", false) => Ok(Egress::Loopback),
+                (_, true) => Err("must be public in production"),
+                _ => Err("must be public, any or loopback"),
+            }
+        })?;
         let auth = auth_settings(&lookup)?;
         let clinical = clinical_settings(&lookup)?;
         let research = research_settings(&lookup)?;
@@ -280,8 +299,35 @@ impl Settings {
             request_body_timeout,
             sweep_interval,
             escalation_after,
+            webhook_retries,
+            webhook_egress,
         })
     }
+
+    /// Where webhooks may be sent.
+    pub fn egress(&self) -> Egress {
+        self.webhook_egress
+    }
+}
+
+/// A comma-separated list of waits in seconds, the first before the first attempt (1 to 20
+/// attempts, each wait at most a day); empty, the specification's schedule.
+fn webhook_retries(raw: &str) -> Result<RetrySchedule, &'static str> {
+    const RULE: &str = "must be 1 to 20 comma-separated whole numbers of seconds up to 86400";
+    if raw.is_empty() {
+        return Ok(RetrySchedule::standard());
+    }
+    let waits = raw
+        .split(',')
+        .map(|w| match w.trim().parse() {
+            Ok(n @ 0..=86_400) => Ok(Duration::from_secs(n)),
+            _ => Err(RULE),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.len() > 20 {
+        return Err(RULE);
+    }
+    RetrySchedule::new(waits).ok_or(RULE)
 }
 
 fn auth_settings(lookup: &impl Fn(&str) -> Option<String>) -> Result<AuthSettings, ConfigError> {
@@ -641,6 +687,40 @@ mod tests {
         assert_eq!(err.var, "KO_JWT_SECRET");
         let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
         assert!(settings(&[("KO_PRODUCTION", "true"), ("KO_JWT_SECRET", key)]).is_ok());
+    }
+
+    /// Issue 17, part 4: production posts webhooks to public https addresses only, and no
+    /// setting loosens that; outside production any address, or this host only.
+    #[test]
+    fn webhook_egress_is_public_in_production_whatever_is_asked() {
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let production = [("KO_PRODUCTION", "true"), ("KO_JWT_SECRET", key)];
+        assert_eq!(settings(&production).unwrap().egress(), Egress::Public);
+        for loose in ["any", "loopback"] {
+            let mut asked = production.to_vec();
+            asked.push(("KO_WEBHOOK_EGRESS", loose));
+            let err = settings(&asked).expect_err(loose);
+            assert_eq!(err.var, "KO_WEBHOOK_EGRESS");
+        }
+        assert_eq!(settings(&[]).unwrap().egress(), Egress::Any);
+        let local = settings(&[("KO_WEBHOOK_EGRESS", "loopback")]).unwrap();
+        assert_eq!(local.egress(), Egress::Loopback);
+        assert!(settings(&[("KO_WEBHOOK_EGRESS", "nowhere")]).is_err());
+    }
+
+    #[test]
+    fn the_webhook_retry_schedule_is_the_specifications_unless_set() {
+        assert_eq!(
+            settings(&[]).unwrap().webhook_retries,
+            RetrySchedule::standard()
+        );
+        let set = settings(&[("KO_WEBHOOK_RETRY_SECONDS", "0, 2,60")]).unwrap();
+        let waits = [0, 2, 60].map(Duration::from_secs).to_vec();
+        assert_eq!(set.webhook_retries, RetrySchedule::new(waits).unwrap());
+        for bad in ["x", "1,,2", "-1", "86401", &vec!["1"; 21].join(",")] {
+            let err = settings(&[("KO_WEBHOOK_RETRY_SECONDS", bad)]).expect_err(bad);
+            assert_eq!(err.var, "KO_WEBHOOK_RETRY_SECONDS");
+        }
     }
 
     #[test]

@@ -71,6 +71,7 @@ use crate::error::{responses, FieldError, Problem};
         (name = "side effects", description = "Side-effect reports"),
         (name = "outcomes", description = "Per-infusion durability and per-course response, kept current by every write"),
         (name = "flags", description = "The safety worklist"),
+        (name = "notifications", description = "A clinic's webhook endpoints, signed by the Standard Webhooks specification, and their delivery logs (administrators; the clinic's clinicians read endpoints)"),
         (name = "research", description = "Aggregates of consenting patients: differentially private (aggregate tier) or exact with small cells withheld (controlled tier), and the controlled tier's k-anonymous export (researchers)"),
         (name = "research grants", description = "The controlled tier of research access and every researcher's privacy budget (administrators)"),
     ),

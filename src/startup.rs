@@ -20,6 +20,7 @@ use crate::call::Services;
 use crate::config::{DatabaseUrl, Settings};
 use crate::connection::ProblemStream;
 use crate::contract::RequestSchemas;
+use crate::delivery::{self, Deliverer};
 use crate::error;
 use crate::http;
 use crate::openapi;
@@ -45,6 +46,9 @@ pub enum StartupError {
     Keys(#[from] crate::auth::keys::KeyError),
     #[error("password hashing: {0}")]
     Hashing(#[from] crate::auth::password::HashError),
+    /// The HTTP client that posts webhooks could not be built (its TLS settings).
+    #[error("the webhook client: {0}")]
+    Http(String),
     /// The contract's request schemas could not be compiled: a defect of the build itself.
     #[error("the contract: {0}")]
     Contract(String),
@@ -93,6 +97,21 @@ impl Application {
         ));
         let (state, audit) = SharedState::new(db, settings)?;
         let services = state.services.clone();
+        // Posts wait on receivers, not on the database: two connections store what they met.
+        let delivery_db = Db::named(
+            &settings.database_url,
+            2,
+            settings.db_acquire_timeout,
+            "ketamine-outcomes-delivery",
+        );
+        tokio::spawn(
+            Deliverer::new(
+                delivery_db,
+                services.webhooks.clone(),
+                settings.webhook_retries.clone(),
+            )
+            .run(),
+        );
         let server = serve(listener, state, settings)?;
         Ok(Self {
             port,
@@ -201,6 +220,8 @@ impl SharedState {
             None => db.clone(),
         };
         let (audit_behind, audit_writer) = audit_behind::queue(db.clone());
+        let sender = delivery::Sender::new(settings.egress(), delivery::system_lookup())
+            .map_err(|e| StartupError::Http(e.to_string()))?;
         let services = web::Data::new(Services {
             db,
             audit_behind,
@@ -215,6 +236,7 @@ impl SharedState {
             clinical: settings.clinical,
             research: settings.research,
             streams: Default::default(),
+            webhooks: sender.clone(),
         });
         let contract = serde_json::to_value(openapi::contract())
             .map_err(|e| StartupError::Contract(e.to_string()))?;

@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod side_effects;
 pub mod timeline;
 pub mod users;
+pub mod webhooks;
 pub mod wire;
 
 use actix_web::web;
@@ -50,6 +51,14 @@ pub fn routes(cfg: &mut ServiceConfig) {
     .service(clinics::create_clinic)
     .service(clinics::list_clinics)
     .service(clinics::list_audit_events)
+    .service(webhooks::create_webhook)
+    .service(webhooks::list_webhooks)
+    .service(webhooks::get_webhook)
+    .service(webhooks::update_webhook)
+    .service(webhooks::delete_webhook)
+    .service(webhooks::rotate_webhook_secret)
+    .service(webhooks::list_webhook_deliveries)
+    .service(webhooks::replay_webhook_delivery)
     .service(users::create_user)
     .service(users::list_users)
     .service(users::get_user)

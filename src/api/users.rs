@@ -3,13 +3,13 @@
 
 use actix_web::{get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::accounts::{self, StaffDraft, UserChange};
 use crate::api::extract::{Body, IfMatch, IfMatchHeader};
-use crate::api::wire::{created, versioned, PageQuery, Paged};
+use crate::api::wire::{created, present, versioned, PageQuery, Paged};
 use crate::call::Call;
 use crate::clock;
 use crate::domain::account::Role;
@@ -161,13 +161,6 @@ pub struct UpdateUserRequest {
     /// A disabled account cannot sign in, its refresh tokens are revoked at once, and its
     /// access tokens stop working on their next use.
     pub disabled: Option<bool>,
-}
-
-/// Distinguishes a field sent as null (`Some(None)`) from a field not sent (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Changes an account's role, clinic or disabled state. A patient's app account can only be

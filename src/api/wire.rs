@@ -542,3 +542,11 @@ mod tests {
         assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
     }
 }
+
+/// Distinguishes a field sent as null (`Some(None)`) from a field not sent (`None`): in a
+/// patch, null clears.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -36,6 +36,8 @@ pub struct Services {
     pub audit_behind: AuditBehind,
     /// The clinic streams open in this process.
     pub streams: streams::Streams,
+    /// Checks webhook URLs under the deployment's egress rule.
+    pub webhooks: crate::delivery::Sender,
 }
 
 /// Where a request came from: its id and the client's address.

@@ -31,6 +31,7 @@ pub mod side_effects;
 pub mod throttle;
 pub mod time_flag_checks;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
