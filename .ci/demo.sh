@@ -39,7 +39,7 @@ start_demo() {
   ./target/debug/ketamine-outcomes demo "$@" > "$DEMO_SIGN_INS"
   KO_BIND_ADDRESS="127.0.0.1:$port" KO_LOGIN_ADDRESS_LIMIT=10000 \
     KO_HASHES_PER_MINUTE_PER_ADDRESS=1000000 KO_HASHES_PER_MINUTE_PER_ACCOUNT=1000000 \
-    KO_RESEARCH_EPSILON_BUDGET=1000 RUST_LOG=warn \
+    KO_RESEARCH_EPSILON_BUDGET=1000 RUST_LOG=warn KO_WEBHOOK_EGRESS=loopback \
     ./target/debug/ketamine-outcomes > "$DEMO_LOG" 2>&1 &
   demo_server=$!
   for _ in $(seq 1 50); do curl -fs "$DEMO_URL/readyz" >/dev/null && return 0; sleep 0.2; done

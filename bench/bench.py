@@ -156,6 +156,8 @@ class Server:
             "KO_LOG_FORMAT": "json",
             "RUST_LOG": "warn",
             "KO_ACCESS_TOKEN_MINUTES": "60",
+            # Whatever a run sends reaches this host only.
+            "KO_WEBHOOK_EGRESS": "loopback",
         })
         self.env.update(extra_env or {})
         self.proc = None

@@ -169,6 +169,8 @@ impl TestApp {
             ("KO_HASHES_PER_MINUTE_PER_ACCOUNT".into(), "1000000".into()),
             // The flags that time raises are swept for every second, not every 30.
             ("KO_SWEEP_SECS".into(), "1".into()),
+            // Webhooks reach this host only, whatever URL a test gives.
+            ("KO_WEBHOOK_EGRESS".into(), "loopback".into()),
         ]);
         for (k, v) in overrides {
             env.insert((*k).into(), (*v).into());

@@ -294,7 +294,7 @@ fn every_merge_patch_names_its_fields() {
         }
         patches += 1;
     }
-    assert_eq!(patches, 4);
+    assert_eq!(patches, 5);
 }
 
 /// issue 15 (8): a research row's group is typed, one optional property per dimension of the

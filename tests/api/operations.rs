@@ -201,6 +201,7 @@ async fn a_fresh_embedded_start_keeps_every_file_to_its_owner() {
     let env = std::collections::HashMap::from([
         ("KO_BIND_ADDRESS", "127.0.0.1:0".to_owned()),
         ("KO_DATA_DIR", data.display().to_string()),
+        ("KO_WEBHOOK_EGRESS", "loopback".to_owned()),
     ]);
     let settings =
         ketamine_outcomes::config::Settings::from_lookup(|k| env.get(k).cloned()).unwrap();

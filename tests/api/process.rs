@@ -31,6 +31,7 @@ fn command(data: &std::path::Path, env: &[(&str, &str)]) -> Command {
         .env("KO_HASHES_PER_MINUTE_PER_ADDRESS", "1000000")
         .env("KO_HASHES_PER_MINUTE_PER_ACCOUNT", "1000000")
         .env("KO_SWEEP_SECS", "1")
+        .env("KO_WEBHOOK_EGRESS", "loopback")
         .envs(env.iter().copied());
     command
 }
