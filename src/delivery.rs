@@ -88,12 +88,14 @@ pub async fn resolve_checked(
             }),
         };
     }
-    let addresses = lookup(host.to_owned())
+    let unresolved = |source| Refused::Unresolved {
+        host: host.to_owned(),
+        source,
+    };
+    let addresses = tokio::time::timeout(TIMEOUT, lookup(host.to_owned()))
         .await
-        .map_err(|source| Refused::Unresolved {
-            host: host.to_owned(),
-            source,
-        })?;
+        .map_err(|_| unresolved(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))?
+        .map_err(unresolved)?;
     if addresses.is_empty() {
         return Err(Refused::Unresolved {
             host: host.to_owned(),

@@ -9,6 +9,7 @@ use crate::call::{Call, Event, Expected};
 use crate::clock;
 use crate::domain::account::Role;
 use crate::domain::audit::Action;
+use crate::domain::egress::{Egress, WebhookUrl};
 use crate::domain::events::EventType;
 use crate::domain::flags::{FlagKind, FlagLevel};
 use crate::domain::ids::{ClinicId, DeliveryId, WebhookId};
@@ -162,17 +163,33 @@ fn may_read(call: &Call, clinic: ClinicId) -> Result<(), ApiError> {
 
 pub async fn list(call: &Call, clinic: ClinicId, page: Page) -> Result<Vec<EndpointRow>, ApiError> {
     may_read(call, clinic)?;
-    call.read(move |conn| {
-        clinic_exists(conn, clinic)?;
-        Ok(webhooks::list(conn, clinic, &page)?)
-    })
-    .await
+    let rows = call
+        .read(move |conn| {
+            clinic_exists(conn, clinic)?;
+            Ok(webhooks::list(conn, clinic, &page)?)
+        })
+        .await?;
+    Ok(rows.into_iter().map(|row| as_seen_by(call, row)).collect())
 }
 
 pub async fn find(call: &Call, clinic: ClinicId, id: WebhookId) -> Result<EndpointRow, ApiError> {
     may_read(call, clinic)?;
-    call.read(move |conn| Ok(webhooks::find(conn, clinic, id)?))
-        .await
+    let row = call
+        .read(move |conn| Ok(webhooks::find(conn, clinic, id)?))
+        .await?;
+    Ok(as_seen_by(call, row))
+}
+
+/// A clinician reads where an endpoint posts to, not the URL itself: receivers often carry
+/// a token in its path or query, and only administrators manage endpoints.
+fn as_seen_by(call: &Call, row: EndpointRow) -> EndpointRow {
+    if call.caller.role == Role::Admin {
+        return row;
+    }
+    let url = WebhookUrl::parse(&row.url, Egress::Any)
+        .map(|url| url.origin_only())
+        .unwrap_or_else(|_| "…".to_owned());
+    EndpointRow { url, ..row }
 }
 
 /// Changes an endpoint at the version the administrator holds.
@@ -230,6 +247,9 @@ pub async fn update(
             ..current.clone()
         };
         webhooks::replace(conn, &row, current.version)?;
+        if enabled && !current.enabled {
+            webhooks::resume(conn, id, row.updated_at)?;
+        }
         call.audit(conn, Event::new(Action::WebhookUpdated).on(id))?;
         Ok(webhooks::find(conn, clinic, id)?)
     })

@@ -67,8 +67,9 @@ pub struct UpdateWebhookRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<FlagKind>>, max_items = 12)]
     pub flag_kinds: Option<Option<Vec<FlagKind>>>,
-    /// Disabled, nothing is sent (events meanwhile are sent when it is enabled again);
-    /// enabling one the service disabled after failed deliveries clears the reason.
+    /// Disabled, nothing is sent. Enabled again, everything that has not arrived — events
+    /// meanwhile, deliveries waiting or failed — is sent at once, in commit order per
+    /// patient, and the reason it was disabled is cleared.
     pub enabled: Option<bool>,
 }
 
@@ -81,6 +82,8 @@ pub struct UpdateWebhookRequest {
 pub struct WebhookResponse {
     pub id: Uuid,
     pub clinic_id: Uuid,
+    /// Administrators read the URL; the clinic's clinicians its origin only (`https://host/…`),
+    /// since a receiver's URL often carries a token.
     pub url: String,
     pub description: String,
     pub events: Vec<EventType>,

@@ -81,6 +81,18 @@ impl WebhookUrl {
         self.0.as_str()
     }
 
+    /// The URL as someone who reads but does not manage the endpoint sees it: its origin
+    /// only, since receivers often carry a token in the path or query.
+    pub fn origin_only(&self) -> String {
+        let origin = self.0.origin().ascii_serialization();
+        let rest = &self.0[url::Position::BeforePath..];
+        if rest.is_empty() || rest == "/" {
+            format!("{origin}/")
+        } else {
+            format!("{origin}/…")
+        }
+    }
+
     /// The host name to resolve, when the URL names one rather than an address.
     pub fn domain(&self) -> Option<&str> {
         self.0.domain()
@@ -161,7 +173,8 @@ fn refused_v6(a: Ipv6Addr) -> Option<&'static str> {
     } else if s[..6] == [0; 6] {
         // IPv4-compatible (deprecated): ::a.b.c.d
         return refused_v4(embedded(6));
-    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    } else if s[..6] == [0, 0, 0, 0, 0xffff, 0] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // IPv4-translated (SIIT, ::ffff:0:a.b.c.d) and NAT64's well-known prefix.
         return refused_v4(embedded(6));
     } else if s[0] == 0x2002 {
         // 6to4 carries its IPv4 host in the next 32 bits.
@@ -219,6 +232,8 @@ mod tests {
             ("::ffff:10.0.0.1", "private"),
             ("::127.0.0.1", "loopback"),
             ("64:ff9b::a9fe:a9fe", "link-local"),
+            ("::ffff:0:7f00:1", "loopback"),
+            ("64:ff9b:1::a9fe:a9fe", "translation"),
             ("2002:a00:1::1", "private"),
             ("2001:0:4136:e378::1", "tunnel"),
         ];
@@ -306,6 +321,11 @@ mod tests {
                 "{text}"
             );
         }
+        let pager = WebhookUrl::parse("https://pager.example:8443/h/T0KEN?key=s3cret", Egress::Any)
+            .unwrap();
+        assert_eq!(pager.origin_only(), "https://pager.example:8443/…");
+        let bare = WebhookUrl::parse("https://pager.example/", Egress::Any).unwrap();
+        assert_eq!(bare.origin_only(), "https://pager.example/");
         let encoded = format!("https://hooks.example.org/{}", "{".repeat(1000));
         assert!(WebhookUrl::parse(&encoded, Egress::Any)
             .unwrap_err()

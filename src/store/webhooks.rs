@@ -14,8 +14,9 @@ use crate::domain::events::{EventBody, EventType};
 use crate::domain::ids::{ClinicId, DeliveryId, EventId, PatientId, UserId, WebhookId};
 use crate::domain::webhooks::{DeliveryStatus, Secret, Subscription};
 
-/// An endpoint as stored. Its secrets are read through [`EndpointRow::secrets`].
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+/// An endpoint as stored. Its secrets are read through [`EndpointRow::secrets`]; it has no
+/// `Debug`, so no log can print them.
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = we, treat_none_as_null = true)]
 pub struct EndpointRow {
     pub id: WebhookId,
@@ -107,6 +108,32 @@ pub fn replace(
         return Err(StoreError::Stale);
     }
     Ok(())
+}
+
+/// Makes every delivery of the endpoint that has not arrived — waiting, or failed when the
+/// schedule ran out — due at `now` with a new round of the schedule: an endpoint enabled
+/// again after an outage receives its backlog at once, in commit order per patient (a failed
+/// delivery is pending again, so its patient's later events wait for it as before). A
+/// delivery still being posted is left to its post.
+pub fn resume(
+    conn: &mut DbConnection,
+    endpoint: WebhookId,
+    now: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    let none: Option<NaiveDateTime> = None;
+    Ok(diesel::update(
+        wd::table
+            .filter(wd::endpoint_id.eq(endpoint))
+            .filter(wd::status.ne(DeliveryStatus::Delivered))
+            .filter(wd::leased_until.is_null().or(wd::leased_until.lt(now))),
+    )
+    .set((
+        wd::status.eq(DeliveryStatus::Pending),
+        wd::step.eq(0),
+        wd::next_attempt_at.eq(now),
+        wd::leased_until.eq(none),
+    ))
+    .execute(conn)?)
 }
 
 /// Deletes the endpoint, its deliveries and their log.
@@ -292,7 +319,7 @@ pub fn any_due(conn: &mut DbConnection, now: NaiveDateTime) -> Result<bool, Stor
 
 /// One delivery claimed for posting: its attempt number, the event's body, and where and
 /// with what to post it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Claimed {
     pub delivery: DeliveryId,
     pub event: EventId,

@@ -148,7 +148,7 @@ api_test!(
         let admin = app.sign_in_admin().await;
         let harbour = clinic(&app, &admin, "Harbour").await;
         let ridge = clinic(&app, &admin, "Ridge").await;
-        let body = json!({"url": "http://127.0.0.1:9/hooks", "description": "Pager",
+        let body = json!({"url": "http://127.0.0.1:9/hooks/T0KEN", "description": "Pager",
             "events": ["flag.raised", "flag.escalated"], "flag_levels": ["urgent"]});
 
         // Clinicians read; they do not create.
@@ -182,6 +182,13 @@ api_test!(
             let text = res.text().await.unwrap();
             assert!(text.contains(&id) && !text.contains("whsec_"), "{text}");
         }
+        // The clinicians see where it posts, not the URL, which may carry a token.
+        let seen = app.get_as(&one, &harbour.clinician.access_token).await;
+        let seen: Value = seen.json().await.unwrap();
+        assert_eq!(seen["url"], "http://127.0.0.1:9/…");
+        let managed = app.get_as(&one, &admin.access_token).await;
+        let managed: Value = managed.json().await.unwrap();
+        assert_eq!(managed["url"], "http://127.0.0.1:9/hooks/T0KEN");
         // Another clinic's clinician finds nothing, and the path under their own clinic
         // does not reach it either.
         let res = app.get_as(&one, &ridge.clinician.access_token).await;
@@ -514,7 +521,7 @@ api_test!(
         assert!(attempts.iter().all(|a| a["status_code"] == 500));
         assert_eq!(receiver.received().len(), 3);
 
-        // The receiver is mended; the administrator enables the endpoint and replays.
+        // The receiver is mended; enabling the endpoint sends what did not arrive.
         receiver.set(Behaviour::HEALTHY);
         let version = disabled["version"].to_string();
         let res = app
@@ -530,6 +537,15 @@ api_test!(
             res.json::<Value>().await.unwrap()["disabled_reason"],
             Value::Null
         );
+        let log = eventually(
+            || async { deliveries(&app, &admin, &harbour, &webhook).await },
+            |log| log[0]["status"] == "delivered",
+        )
+        .await;
+        assert_eq!(log[0]["status"], "delivered", "{log}");
+        assert_eq!(log[0]["attempts"].as_array().unwrap().len(), 4);
+
+        // A replay sends a delivered event again, under its own id.
         let delivery = log[0]["id"].as_str().unwrap();
         let res = app
             .post_as(
@@ -541,11 +557,11 @@ api_test!(
         assert_eq!(res.status(), 202);
         let log = eventually(
             || async { deliveries(&app, &admin, &harbour, &webhook).await },
-            |log| log[0]["status"] == "delivered",
+            |log| log[0]["attempts"].as_array().is_some_and(|a| a.len() == 5),
         )
         .await;
         assert_eq!(log[0]["status"], "delivered", "{log}");
-        assert_eq!(log[0]["attempts"].as_array().unwrap().len(), 4);
+        assert_eq!(receiver.received().len(), 5);
         let received = receiver.received();
         let last = received.last().unwrap();
         assert_eq!(last.answered, 204);
