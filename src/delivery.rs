@@ -34,8 +34,9 @@ use crate::store::{self, Db, StoreError};
 /// How long a receiver has to answer, body included.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery is held: past it, the process that claimed it is taken for
-/// dead and another may post it.
-const LEASE: Duration = Duration::from_secs(60);
+/// dead and another may post it. Longer than a post may take (the name lookup and the answer
+/// each within [`TIMEOUT`]) and storing what it met.
+pub const LEASE: Duration = Duration::from_secs(30);
 /// How much of a receiver's answer is read (so the connection can be used again).
 const BODY_READ_LIMIT: usize = 4096;
 /// Posts in flight per process.

@@ -34,4 +34,5 @@ mod shutdown;
 mod sign_in_attacks;
 mod sync;
 mod validation;
+mod webhook_processes;
 mod webhooks;

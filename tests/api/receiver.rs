@@ -34,6 +34,9 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: String,
     pub answered: u16,
+    /// When it arrived (its answer was written after [`Behaviour::delay`], whether or not
+    /// the sender was still there to read it).
+    pub arrived_at: std::time::Instant,
 }
 
 impl Received {
@@ -59,6 +62,8 @@ impl Received {
 struct State {
     received: Vec<Received>,
     posts: usize,
+    /// Posts that arrived, answered yet or not.
+    arrived: usize,
 }
 
 pub struct Receiver {
@@ -112,6 +117,11 @@ impl Receiver {
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
+
+    /// How many posts have arrived, answered or still waiting for their answer.
+    pub fn arrived(&self) -> usize {
+        self.state.lock().unwrap().arrived
+    }
 }
 
 /// Answers the posts of one connection (kept alive) until the client closes it.
@@ -146,9 +156,11 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>, behaviour: Arc<Mutex
         if stream.read_exact(&mut body).await.is_err() {
             return;
         }
+        let arrived_at = std::time::Instant::now();
         let now = *behaviour.lock().unwrap();
         let answered = {
             let mut state = state.lock().unwrap();
+            state.arrived += 1;
             state.posts += 1;
             if state.posts <= now.fail_first {
                 503
@@ -165,6 +177,7 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>, behaviour: Arc<Mutex
             headers,
             body: String::from_utf8(body).expect("UTF-8"),
             answered,
+            arrived_at,
         });
     }
 }
