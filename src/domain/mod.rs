@@ -70,6 +70,7 @@ macro_rules! vocabulary {
 
 pub mod account;
 pub mod audit;
+pub mod durability;
 pub mod egress;
 pub mod events;
 pub mod flags;
