@@ -145,6 +145,8 @@ pub struct ClinicalSettings {
     /// Each instrument's remission cut-off.
     pub remission: crate::domain::instrument::RemissionCutOffs,
     pub thresholds: crate::domain::flags::Thresholds,
+    /// Personal durability's settings (§6a).
+    pub durability: crate::domain::durability::DurabilitySettings,
 }
 
 /// Password hashes per minute, with a burst.
@@ -462,6 +464,45 @@ fn clinical_settings(
         persistence,
         remission,
         thresholds,
+        durability: durability_settings(lookup)?,
+    })
+}
+
+/// domain.md §6a: R, G and the bounds of a suggested maintenance interval.
+fn durability_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::domain::durability::DurabilitySettings, ConfigError> {
+    let days = |var: &'static str, default: &str| {
+        parse_or(lookup, var, default, |v| match v.parse::<u32>() {
+            Ok(n @ 1..=365) => Ok(n),
+            _ => Err("must be a whole number of days from 1 to 365"),
+        })
+    };
+    let recent = parse_or(lookup, "KO_DURABILITY_RECENT_SESSIONS", "6", |v| {
+        match v.parse() {
+            Ok(n @ 3..=50) => Ok(n),
+            _ => Err("must be a whole number of sessions from 3 to 50"),
+        }
+    })?;
+    let gap_margin_days = parse_or(lookup, "KO_BENEFIT_GAP_MARGIN_DAYS", "3", |v| {
+        match v.parse::<u32>() {
+            Ok(n @ 0..=60) => Ok(f64::from(n)),
+            _ => Err("must be a whole number of days from 0 to 60"),
+        }
+    })?;
+    let shortest = days("KO_MAINTENANCE_SHORTEST_DAYS", "7")?;
+    let longest = days("KO_MAINTENANCE_LONGEST_DAYS", "56")?;
+    if shortest > longest {
+        return Err(ConfigError::new(
+            "KO_MAINTENANCE_LONGEST_DAYS",
+            "must not be below KO_MAINTENANCE_SHORTEST_DAYS",
+        ));
+    }
+    Ok(crate::domain::durability::DurabilitySettings {
+        recent,
+        gap_margin_days,
+        shortest_interval_days: shortest,
+        longest_interval_days: longest,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod contract;
 pub mod delivery;
 pub mod demo;
 pub mod domain;
+pub mod durability;
 pub mod error;
 pub mod evaluation;
 pub mod http;

@@ -7,6 +7,7 @@ pub mod assessments;
 pub mod auth;
 pub mod clinics;
 pub mod courses;
+pub mod durability;
 pub mod extract;
 pub mod flags;
 pub mod me;
@@ -100,6 +101,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
     .service(side_effects::delete_side_effect)
     .service(outcomes::get_outcomes)
     .service(outcomes::get_my_outcomes)
+    .service(durability::get_durability)
+    .service(durability::get_my_durability)
     .service(outcomes::get_trajectory)
     .service(outcomes::get_due_assessments)
     .service(outcomes::get_my_due_assessments)

@@ -45,6 +45,7 @@ vocabulary!(
         SideEffectUpdated = "side_effect_updated",
         SideEffectEnteredInError = "side_effect_entered_in_error",
         OutcomesRead = "outcomes_read",
+        DurabilityRead = "durability_read",
         TrajectoryRead = "trajectory_read",
         DueAssessmentsRead = "due_assessments_read",
         FlagsListed = "flags_listed",
@@ -87,8 +88,8 @@ impl Action {
             InviteCreated | RegistrationFailed => "invite",
             PatientCreated | PatientRead | PatientListed | PatientUpdated | ConsentHistoryRead
             | TimelineRead | CoursesListed | SessionsListed | AssessmentsListed
-            | SideEffectsListed | OutcomesRead | TrajectoryRead | DueAssessmentsRead
-            | FlagsListed | EventsStreamed => "patient",
+            | SideEffectsListed | OutcomesRead | DurabilityRead | TrajectoryRead
+            | DueAssessmentsRead | FlagsListed | EventsStreamed => "patient",
             CourseCreated | CourseRead | CourseUpdated => "course",
             SessionCreated | SessionRead | SessionUpdated | SessionEnteredInError => "session",
             AssessmentCreated | AssessmentRead | AssessmentEnteredInError => "assessment",

@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod auth;
 mod demo;
+mod durability;
 mod errors;
 mod evaluation;
 mod faults;
