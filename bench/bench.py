@@ -444,9 +444,11 @@ def capture_statements(args, pg, make_server, clinician_request):
         for name, (method, path_, body) in clinician_request.items():
             http_request(server.port, method, path_, body() if body else None, token)  # warm-up
             time.sleep(0.3)
-            # The sweep runs beside the request on a connection of its own: not the request's.
+            # The sweep, the escalation check and webhook delivery run beside the request on
+            # connections of their own: not the request's.
             sweep = set(pg.query("SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
-                                 "WHERE application_name = 'ketamine-outcomes-sweep'").split(","))
+                                 "WHERE application_name IN ('ketamine-outcomes-sweep', "
+                                 "'ketamine-outcomes-escalation', 'ketamine-outcomes-delivery')").split(","))
             offset = os.path.getsize(path)
             status, resp = http_request(server.port, method, path_, body() if body else None, token)
             time.sleep(0.5)
@@ -617,6 +619,54 @@ def history_latency(port, token, sizes, sessions_every=67, spacing_hours=12):
     return around, errors
 
 
+def webhook_latency(args, port, admin, clinician, count=200, pause=0.05):
+    """Issue 17: from a PHQ-9 with item 9 answered, acknowledged (201: committed), to a healthy
+    receiver on loopback answering the `flag.raised` post 2xx. An endpoint of clinic 1 wants
+    the urgent flags; `count` PHQ-9s, each for another patient of the clinic, are posted one at
+    a time, `pause` s apart. Returns the latencies (s) and how many never arrived within 10 s."""
+    import http.server
+    arrivals = {}
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            at = time.perf_counter()
+            event = json.loads(body)
+            arrivals.setdefault(event["data"]["record_id"], at)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        status, body = http_request(port, "POST", f"/v1/clinics/{clinic_id(1)}/webhooks", json.dumps(
+            {"url": f"http://127.0.0.1:{receiver.server_address[1]}/ketamine", "events": ["flag.raised"],
+             "flag_levels": ["urgent"]}), admin)
+        if status != 201:
+            sys.exit(f"webhook: the endpoint answered {status}: {body[:200]!r}")
+        committed = {}
+        for k in range(1, count + 1):
+            patient = patient_id(1 + k * args.clinics)
+            taken = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+            status, body = http_request(port, "POST", f"/v1/patients/{patient}/assessments", json.dumps(
+                {"instrument": "phq9", "taken_at": taken.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]}), clinician)
+            if status != 201:
+                sys.exit(f"webhook: the PHQ-9 answered {status}: {body[:200]!r}")
+            committed[json.loads(body)["id"]] = time.perf_counter()
+            time.sleep(pause)
+        deadline = time.perf_counter() + 10
+        while time.perf_counter() < deadline and not all(r in arrivals for r in committed):
+            time.sleep(0.05)
+    finally:
+        receiver.shutdown()
+    latencies = [arrivals[r] - t for r, t in committed.items() if r in arrivals]
+    return latencies, sum(r not in arrivals for r in committed)
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round((len(s) - 1) * p / 100)))]
@@ -669,9 +719,9 @@ def main():
     ap.add_argument("--pg-port", type=int, default=5432)
     ap.add_argument("--pg-user", default="postgres")
     ap.add_argument("--pg-db", default="ko_bench", help="dropped and re-created by the benchmark (default ko_bench)")
-    ap.add_argument("--paths", default="export,research,read,ingest,history,login,memory",
+    ap.add_argument("--paths", default="export,research,read,ingest,history,webhook,login,memory",
                     help="comma-separated paths to measure (default: all of export, research, read, ingest, "
-                         "history, login, memory)")
+                         "history, webhook, login, memory)")
     ap.add_argument("--history", default="100,4000",
                     help="assessments on one patient's record at which one POST is timed, comma-separated "
                          "(default 100,4000: the ratio of the longest to the shortest)")
@@ -683,7 +733,7 @@ def main():
     args.history = sorted({int(n) for n in args.history.split(",")})
     if len(args.history) < 2 or args.history[0] < 25:
         sys.exit("--history: two sizes or more, each at least 25")
-    unknown = args.paths - {"export", "research", "read", "ingest", "history", "login", "memory"}
+    unknown = args.paths - {"export", "research", "read", "ingest", "history", "webhook", "login", "memory"}
     if unknown:
         sys.exit(f"--paths: unknown {', '.join(sorted(unknown))}")
     if args.patients < args.clinics * 11:
@@ -954,6 +1004,19 @@ def bench(args, pg, tmp, state_file, servers, started):
                         "yardstick": f"the same POST with {short:,} on record: p50 {medians[short] * 1000:.2f} ms",
                         "ratio": f"{ratio:.2f}", "target": "≤ 1.3",
                         "result": verdict(ratio <= 1.3 and not history_errors)})
+
+    if "webhook" in args.paths:
+        # ---- an urgent answer to the clinic's receiver
+        log("webhook: PHQ-9 item 9 committed → the receiver's 2xx")
+        admin = server.login(ADMIN, args.password)
+        latencies, lost = webhook_latency(args, server.port, admin, clinician)
+        p99 = pct(latencies, 99) if latencies else None
+        results.append({"path": f"webhook (PHQ-9 item 9 acknowledged → receiver's 2xx for flag.raised, "
+                                f"{len(latencies) + lost} one at a time, receiver on loopback)",
+                        "rps": "—", "p50": f"{statistics.median(latencies) * 1000:.0f} ms" if latencies else "—",
+                        "p99": f"{p99 * 1000:.0f} ms" if p99 is not None else "—", "errors": lost,
+                        "rss": "—", "yardstick": "—", "ratio": "—", "target": "p99 < 1 s",
+                        "result": verdict(p99 is not None and p99 < 1.0 and not lost)})
 
     if "login" in args.paths:
         # ---- login flood

@@ -29,7 +29,7 @@ use crate::domain::egress::{self, Egress, WebhookUrl};
 use crate::domain::webhooks::{signature_header, RetrySchedule};
 use crate::domain::RuleBroken;
 use crate::store::webhooks::{self, AfterAttempt, AttemptRow, Claimed};
-use crate::store::{self, Db, StoreError};
+use crate::store::{self, Db, DbConnection, StoreError};
 
 /// How long a receiver has to answer, body included.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -283,6 +283,21 @@ pub fn after_attempt(
     }
 }
 
+/// Makes the deliveries of the events each enabled endpoint has not read yet.
+fn fan_out(conn: &mut DbConnection) -> Result<(), StoreError> {
+    for endpoint in webhooks::behind(conn)? {
+        let now = clock::to_db(clock::now());
+        let made = store::write_transaction(conn, |conn| {
+            webhooks::fan_out(conn, endpoint, FAN_OUT_BATCH, now)
+        });
+        // One endpoint that cannot be served must not hold back the others.
+        if let Err(err) = made {
+            tracing::warn!(%endpoint, error = %err, "an endpoint's deliveries could not be made");
+        }
+    }
+    Ok(())
+}
+
 /// The delivery worker of this process.
 #[derive(Clone)]
 pub struct Deliverer {
@@ -314,22 +329,19 @@ impl Deliverer {
         }
     }
 
-    /// One tick: makes the deliveries of new events, then starts posting every due one it
-    /// has room for. How many it started.
+    /// One tick, on one connection: makes the deliveries of new events, then claims every
+    /// due one it has room for and starts posting them. How many it started.
     pub async fn once(&self) -> Result<usize, StoreError> {
-        self.fan_out().await?;
         let room = self.in_flight.available_permits();
-        if room == 0 {
-            return Ok(0);
-        }
-        let now = clock::to_db(clock::now());
-        let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
         let claimed = self
             .db
             .run(move |conn| {
-                if !webhooks::any_due(conn, now)? {
+                fan_out(conn)?;
+                let now = clock::to_db(clock::now());
+                if room == 0 || !webhooks::any_due(conn, now)? {
                     return Ok(Vec::new());
                 }
+                let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
                 store::write_transaction(conn, |conn| {
                     webhooks::claim(conn, now, lease_until, room as i64)
                 })
@@ -347,25 +359,6 @@ impl Deliverer {
             });
         }
         Ok(started)
-    }
-
-    /// Makes the deliveries of the events each enabled endpoint has not read yet.
-    async fn fan_out(&self) -> Result<(), StoreError> {
-        self.db
-            .run(|conn| {
-                for endpoint in webhooks::behind(conn)? {
-                    let now = clock::to_db(clock::now());
-                    let made = store::write_transaction(conn, |conn| {
-                        webhooks::fan_out(conn, endpoint, FAN_OUT_BATCH, now)
-                    });
-                    // One endpoint that cannot be served must not hold back the others.
-                    if let Err(err) = made {
-                        tracing::warn!(%endpoint, error = %err, "an endpoint's deliveries could not be made");
-                    }
-                }
-                Ok(())
-            })
-            .await
     }
 
     /// Posts one claimed delivery and stores what it met.
