@@ -220,3 +220,135 @@ mod tests {
         assert!(svg.contains("PHQ-9 depression over time"));
     }
 }
+
+/// What a swimmer plot of one course's infusions shows (domain.md §6a).
+pub struct Swimmers {
+    /// Each completed infusion, oldest first.
+    pub bars: Vec<SwimmerBar>,
+    pub expected_wear_off: Option<DateTime<Utc>>,
+    pub next_planned: Option<DateTime<Utc>>,
+    /// Days from the expected wear-off to the next planned infusion.
+    pub gap_days: Option<f64>,
+    /// The line every chart of these figures carries.
+    pub caption: &'static str,
+}
+
+/// One infusion: from its start for its durability, open-ended when censored.
+pub struct SwimmerBar {
+    pub number: u32,
+    pub start: DateTime<Utc>,
+    pub status: crate::domain::outcomes::BenefitStatus,
+    pub durability_days: Option<f64>,
+    pub censored: bool,
+}
+
+const WORE_OFF_BAR: RGBColor = RGBColor(255, 127, 14);
+const SUSTAINED_BAR: RGBColor = RGBColor(44, 160, 44);
+const NO_BENEFIT: RGBColor = RGBColor(127, 127, 127);
+const PLANNED: RGBColor = RGBColor(23, 190, 207);
+const GAP: RGBColor = RGBColor(214, 39, 40);
+
+/// Renders the swimmer plot as an SVG document 640 × 400, which scales down to a phone's
+/// width: one bar per infusion from its start to its wear-off, an arrow where the benefit
+/// was still there at the last score, the next planned infusion and the expected gap.
+pub fn swimmers_svg(s: &Swimmers) -> Result<String, String> {
+    let mut svg = String::new();
+    draw_swimmers(s, &mut svg).map_err(|e| e.to_string())?;
+    Ok(svg)
+}
+
+fn draw_swimmers(s: &Swimmers, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::domain::outcomes::BenefitStatus;
+    let start = s.bars.first().map_or_else(Utc::now, |b| b.start);
+    let ends = s
+        .bars
+        .iter()
+        .map(|b| days(start, b.start) + b.durability_days.unwrap_or(0.0));
+    let marks = [s.expected_wear_off, s.next_planned].into_iter().flatten();
+    let span = ends
+        .chain(marks.map(|at| days(start, at)))
+        .fold(7.0, f64::max);
+    let rows = s.bars.len().max(1) as f64;
+    let root = SVGBackend::with_string(svg, (640, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (chart_area, footer) = root.split_vertically(372);
+    let mut chart = ChartBuilder::on(&chart_area)
+        .caption("How long each infusion lasted", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(44)
+        .build_cartesian_2d(-0.5..span * 1.08 + 0.5, 0.4..rows + 0.6)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("days since {}", start.format("%Y-%m-%d")))
+        .y_desc("infusion")
+        .y_labels(s.bars.len().clamp(1, 12))
+        .label_style(("sans-serif", 16))
+        .disable_mesh()
+        .draw()?;
+    let arrow = span * 0.025;
+    for (row, bar) in s.bars.iter().enumerate() {
+        let y = row as f64 + 1.0;
+        let x0 = days(start, bar.start);
+        let colour = match bar.status {
+            BenefitStatus::WoreOff => WORE_OFF_BAR,
+            BenefitStatus::Sustained => SUSTAINED_BAR,
+            _ => NO_BENEFIT,
+        };
+        match bar.durability_days.filter(|_| bar.status.has_benefit()) {
+            Some(d) => {
+                let x1 = x0 + d;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x0, y - 0.28), (x1, y + 0.28)],
+                    colour.filled(),
+                )))?;
+                if bar.censored {
+                    chart.draw_series(std::iter::once(Polygon::new(
+                        vec![(x1, y - 0.28), (x1 + arrow, y), (x1, y + 0.28)],
+                        colour.filled(),
+                    )))?;
+                }
+            }
+            None => {
+                chart.draw_series(std::iter::once(Circle::new((x0, y), 5, colour.filled())))?;
+            }
+        }
+    }
+    if let (Some(wear_off), Some(next), Some(gap)) =
+        (s.expected_wear_off, s.next_planned, s.gap_days)
+    {
+        if gap > 0.0 {
+            let (x0, x1) = (days(start, wear_off), days(start, next));
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.45), (x1, rows + 0.55)],
+                GAP.mix(0.18).filled(),
+            )))?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!("expected gap {gap:.1} d"),
+                (x0, rows + 0.5),
+                ("sans-serif", 14).into_font().color(&GAP),
+            )))?;
+        }
+    }
+    if let Some(next) = s.next_planned {
+        let x = days(start, next);
+        chart.draw_series(DashedLineSeries::new(
+            vec![(x, 0.4), (x, rows + 0.6)],
+            6,
+            4,
+            PLANNED.stroke_width(2),
+        ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            "next planned",
+            (x, 0.55),
+            ("sans-serif", 14).into_font().color(&PLANNED),
+        )))?;
+    }
+    footer.draw(&Text::new(
+        s.caption,
+        (12, 6),
+        ("sans-serif", 12).into_font().color(&BLACK.mix(0.7)),
+    ))?;
+    root.present()?;
+    Ok(())
+}

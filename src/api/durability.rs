@@ -3,13 +3,14 @@
 
 use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::call::Call;
+use crate::charts::{swimmers_svg, SwimmerBar, Swimmers};
 use crate::domain::durability::{self, Estimate, Median, Trend};
-use crate::domain::ids::PatientId;
+use crate::domain::ids::{CourseId, PatientId};
 use crate::domain::outcomes::BenefitStatus;
 use crate::durability::{CourseDurability, InfusionBenefit, PatientDurability};
 use crate::error::responses::{Read, RoleOnly};
@@ -217,6 +218,73 @@ impl From<PatientDurability> for DurabilityResponse {
             charge_per_benefit_week_cents: p.charge_per_benefit_week_cents,
         }
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SwimmersQuery {
+    /// The course to draw; the one with the latest infusion when absent.
+    pub course_id: Option<Uuid>,
+}
+
+/// The swimmer plot of a course as SVG: one bar per infusion from its start to its wear-off
+/// (an arrow where the benefit was still there at the last score), coloured by status; the
+/// next planned infusion and the expected gap marked. Decision support.
+#[utoipa::path(
+    tag = "outcomes",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id"), SwimmersQuery),
+    responses(
+        (status = 200, description = "An SVG document", content_type = "image/svg+xml", body = String),
+        Read,
+    )
+)]
+#[get("/v1/patients/{id}/durability.svg")]
+pub async fn get_durability_svg(
+    call: Call,
+    patient: web::Path<Uuid>,
+    query: web::Query<SwimmersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let figures = crate::durability::of_patient(&call, patient.into_inner().into()).await?;
+    let wanted = query.into_inner().course_id.map(CourseId::from);
+    let course = match wanted {
+        Some(id) => figures.courses.into_iter().find(|c| c.course == id),
+        None => figures
+            .courses
+            .into_iter()
+            .filter(|c| !c.infusions.is_empty())
+            .max_by_key(|c| c.infusions.last().map(|i| i.infusion.started_at)),
+    };
+    let swimmers = match course {
+        Some(c) => Swimmers {
+            bars: c
+                .infusions
+                .iter()
+                .map(|i| SwimmerBar {
+                    number: i.infusion.number,
+                    start: i.infusion.started_at,
+                    status: i.infusion.status,
+                    durability_days: i.infusion.durability_days,
+                    censored: i.censored,
+                })
+                .collect(),
+            expected_wear_off: c.expected_wear_off,
+            next_planned: c.next_planned,
+            gap_days: c.gap_days,
+            caption: durability::DECISION_SUPPORT,
+        },
+        None if wanted.is_some() => return Err(ApiError::NotFound),
+        None => Swimmers {
+            bars: Vec::new(),
+            expected_wear_off: None,
+            next_planned: None,
+            gap_days: None,
+            caption: durability::DECISION_SUPPORT,
+        },
+    };
+    let svg = swimmers_svg(&swimmers).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok().content_type("image/svg+xml").body(svg))
 }
 
 async fn durability_of(call: Call, patient: PatientId) -> Result<HttpResponse, ApiError> {

@@ -103,6 +103,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     .service(outcomes::get_my_outcomes)
     .service(durability::get_durability)
     .service(durability::get_my_durability)
+    .service(durability::get_durability_svg)
     .service(outcomes::get_trajectory)
     .service(outcomes::get_due_assessments)
     .service(outcomes::get_my_due_assessments)

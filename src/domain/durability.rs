@@ -54,12 +54,8 @@ pub struct Infusion {
 }
 
 impl Infusion {
-    /// §6a: a session with benefit wore off or is sustained.
     pub fn has_benefit(&self) -> bool {
-        matches!(
-            self.status,
-            BenefitStatus::WoreOff | BenefitStatus::Sustained
-        )
+        self.status.has_benefit()
     }
 }
 

@@ -36,6 +36,13 @@ pub struct Score {
     pub total: i32,
 }
 
+impl BenefitStatus {
+    /// §6a: a session with benefit wore off or is sustained.
+    pub fn has_benefit(self) -> bool {
+        matches!(self, BenefitStatus::WoreOff | BenefitStatus::Sustained)
+    }
+}
+
 /// One infusion's outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionOutcome {

@@ -168,6 +168,76 @@ api_test!(
         // 160 000 cents over (5 + 8 + 11 + 3) / 7 weeks.
         assert_eq!(body["charge_per_benefit_week_cents"], 41481.48);
 
+        // The swimmer plot: a bar per infusion coloured by status, an arrow on the censored
+        // one, the next planned infusion and the expected gap, and the decision-support line.
+        let res = app
+            .get_as(
+                &format!("/v1/patients/{}/durability.svg", r.patient),
+                &clinician.access_token,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "image/svg+xml");
+        let svg = res.text().await.unwrap();
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let painted = |tag: &str, attr: &str, color: &str| {
+            doc.descendants()
+                .filter(|n| {
+                    n.has_tag_name(tag)
+                        && n.attribute(attr)
+                            .is_some_and(|c| c.eq_ignore_ascii_case(color))
+                })
+                .count()
+        };
+        assert_eq!(
+            painted("rect", "fill", "#FF7F0E"),
+            3,
+            "three bars that wore off"
+        );
+        assert_eq!(painted("rect", "fill", "#2CA02C"), 1, "one sustained bar");
+        assert_eq!(
+            painted("polygon", "fill", "#2CA02C"),
+            1,
+            "its open-ended arrow"
+        );
+        assert_eq!(painted("rect", "fill", "#D62728"), 1, "the expected gap");
+        assert!(
+            painted("polyline", "stroke", "#17BECF") + painted("line", "stroke", "#17BECF") >= 1,
+            "the next planned infusion"
+        );
+        let texts: String = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect::<Vec<_>>()
+            .join("|");
+        assert!(
+            texts.contains(&format!("expected gap {gap:.1} d")),
+            "{texts}"
+        );
+        assert!(
+            texts.contains("next planned") && texts.contains("not a prescription"),
+            "{texts}"
+        );
+        let width: f64 = doc
+            .root_element()
+            .attribute("width")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(width <= 640.0, "scales down to a phone's width");
+        let res = app
+            .get_as(
+                &format!(
+                    "/v1/patients/{}/durability.svg?course_id={}",
+                    r.patient,
+                    uuid::Uuid::new_v4()
+                ),
+                &clinician.access_token,
+            )
+            .await;
+        assert_eq!(res.status(), 404, "a course that is not the patient's");
+
         // The patient reads their own; another clinic reads nothing.
         let phone = app.patient_app(clinician, &r.patient).await;
         let own: Value = app
