@@ -202,25 +202,6 @@ fn draw_curves(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::instrument::Instrument;
-
-    #[test]
-    fn an_empty_history_still_draws() {
-        let t = Trajectory {
-            instrument: Instrument::Phq9.definition(),
-            scores: vec![],
-            infusions: vec![],
-            wear_offs: vec![],
-        };
-        let svg = trajectory_svg(&t).unwrap();
-        assert!(svg.starts_with("<svg"));
-        assert!(svg.contains("PHQ-9 depression over time"));
-    }
-}
-
 /// What a swimmer plot of one course's infusions shows (domain.md §6a).
 pub struct Swimmers {
     /// Each completed infusion, oldest first.
@@ -351,4 +332,23 @@ fn draw_swimmers(s: &Swimmers, svg: &mut String) -> Result<(), Box<dyn std::erro
     ))?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::instrument::Instrument;
+
+    #[test]
+    fn an_empty_history_still_draws() {
+        let t = Trajectory {
+            instrument: Instrument::Phq9.definition(),
+            scores: vec![],
+            infusions: vec![],
+            wear_offs: vec![],
+        };
+        let svg = trajectory_svg(&t).unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("PHQ-9 depression over time"));
+    }
 }

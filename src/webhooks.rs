@@ -100,7 +100,7 @@ pub async fn create(
             clinic_exists(conn, clinic)?;
             created_or_replayed(
                 conn,
-                |conn| optional(webhooks::find(conn, clinic, id)).map_err(Into::into),
+                |conn| optional(webhooks::find(conn, clinic, id)),
                 |row| {
                     row.url == url
                         && row.description == description

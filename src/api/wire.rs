@@ -459,6 +459,14 @@ pub fn patched<T: Patchable>(current: &T, patch: &Patch<T>) -> Result<T, ApiErro
         .map_err(|e| ApiError::Validation(vec![error::field_error_from_serde(&e)]))
 }
 
+/// Distinguishes a field sent as null (`Some(None)`) from a field not sent (`None`): in a
+/// patch, null clears.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,12 +549,4 @@ mod tests {
         assert_eq!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 1})));
         assert_ne!(body_hash(&json!({"a": 1})), body_hash(&json!({"a": 2})));
     }
-}
-
-/// Distinguishes a field sent as null (`Some(None)`) from a field not sent (`None`): in a
-/// patch, null clears.
-pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }

@@ -95,7 +95,7 @@ pub struct Trend {
 pub fn recent_with_benefit(course: &[Infusion], settings: &DurabilitySettings) -> Vec<Infusion> {
     let mut with_benefit: Vec<Infusion> =
         course.iter().filter(|i| i.has_benefit()).cloned().collect();
-    with_benefit.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    with_benefit.sort_by_key(|i| std::cmp::Reverse(i.started_at));
     with_benefit.truncate(settings.recent);
     with_benefit
 }
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn the_personal_median_is_kaplan_meiers_over_sessions_with_benefit() {
-        let cases: [(&str, Vec<(BenefitStatus, f64)>, Estimate<Median>); 6] = [
+        let cases = [
             (
                 "§6a median: S(5)=2/3, S(8)=1/3 ≤ 0.5",
                 vec![(WoreOff, 5.0), (WoreOff, 8.0), (Sustained, 12.0)],
