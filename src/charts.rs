@@ -240,7 +240,7 @@ pub fn swimmers_svg(s: &Swimmers) -> Result<String, String> {
 
 fn draw_swimmers(s: &Swimmers, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     use crate::domain::outcomes::BenefitStatus;
-    let start = s.bars.first().map_or_else(Utc::now, |b| b.start);
+    let start = s.bars.first().map_or_else(crate::clock::now, |b| b.start);
     let ends = s
         .bars
         .iter()

@@ -20,14 +20,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::Semaphore;
 
 use crate::clock;
 use crate::domain::egress::{self, Egress, WebhookUrl};
+use crate::domain::events::EventBody;
+use crate::domain::flags::FlagKind;
+use crate::domain::ids::PatientId;
 use crate::domain::webhooks::{signature_header, RetrySchedule};
 use crate::domain::RuleBroken;
+use crate::store::flags::{self, FlagRow};
 use crate::store::webhooks::{self, AfterAttempt, AttemptRow, Claimed};
 use crate::store::{self, Db, DbConnection, StoreError};
 
@@ -298,6 +302,33 @@ fn fan_out(conn: &mut DbConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The `info` flag that tells the clinic, on the record the event was about, that its
+/// webhook gave up on it and is disabled.
+fn failed(
+    payload: &str,
+    url: &str,
+    attempts: i32,
+    at: NaiveDateTime,
+) -> Result<FlagRow, StoreError> {
+    let event: EventBody =
+        serde_json::from_str(payload).map_err(|e| StoreError::Integrity(Box::new(e)))?;
+    let origin =
+        WebhookUrl::parse(url, Egress::Any).map_or_else(|_| "…".to_owned(), |u| u.origin_only());
+    let detail = format!(
+        "The clinic's webhook to {origin} did not accept this record's {} event after {attempts} \
+         attempts; it is disabled until an administrator enables it again.",
+        event.event_type
+    );
+    Ok(FlagRow::open(
+        PatientId::from(event.data.patient_id),
+        FlagKind::WebhookFailed,
+        event.data.record_type,
+        event.data.record_id,
+        detail,
+        at,
+    ))
+}
+
 /// The delivery worker of this process.
 #[derive(Clone)]
 pub struct Deliverer {
@@ -381,11 +412,20 @@ impl Deliverer {
             error: posted.error.clone(),
         };
         let endpoint = claimed.endpoint.id;
+        let (payload, url, attempts) = (
+            claimed.payload.clone(),
+            claimed.endpoint.url.clone(),
+            claimed.step,
+        );
         let stored = self
             .db
             .transaction(move |conn| {
-                webhooks::record(conn, &attempt, endpoint, &next, clock::to_db(clock::now()))
-                    .map(|stored| (stored, next))
+                let at = clock::to_db(clock::now());
+                let stored = webhooks::record(conn, &attempt, endpoint, &next, at)?;
+                if let (true, AfterAttempt::GiveUp(_)) = (stored, &next) {
+                    flags::raise(conn, &failed(&payload, &url, attempts, at)?)?;
+                }
+                Ok::<_, StoreError>((stored, next))
             })
             .await;
         match stored {

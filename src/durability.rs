@@ -101,7 +101,13 @@ pub async fn of_patient(call: &Call, patient: PatientId) -> Result<PatientDurabi
                     }
                 })
                 .collect();
-            let next_planned = schedule_of(conn, &course)?
+            // A closed course plans nothing more.
+            let slots = if course.closed {
+                Vec::new()
+            } else {
+                schedule_of(conn, &course)?
+            };
+            let next_planned = slots
                 .into_iter()
                 .filter(|slot| slot.status == SlotStatus::Open)
                 .map(|slot| slot.planned_date)
@@ -145,7 +151,7 @@ fn course_figures(
     let latest = infusions.last();
     let expected_wear_off =
         latest.and_then(|l| durability::expected_wear_off(&l.infusion, &median));
-    let gap_days = next_planned
+    let gap = next_planned
         .zip(expected_wear_off)
         .map(|(next, wear_off)| durability::benefit_gap_days(next, wear_off));
     CourseDurability {
@@ -154,8 +160,8 @@ fn course_figures(
         latest: latest.map(|l| l.session),
         expected_wear_off,
         next_planned,
-        gap_days,
-        gap_expected: gap_days.is_some_and(|g| durability::gap_expected(g, settings)),
+        gap_days: gap.map(durability::one_decimal),
+        gap_expected: gap.is_some_and(|g| durability::gap_expected(g, settings)),
         suggested_interval_days: durability::suggested_interval_days(&median, settings),
         median,
         infusions,

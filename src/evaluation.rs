@@ -20,8 +20,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::clock;
 use crate::config::ClinicalSettings;
-use crate::domain::flags::{self, CompletedSession, FlagKind, FlagStatus, FlaggedRecord, Raised};
-use crate::domain::ids::{AssessmentId, CourseId, FlagId, PatientId, SessionId};
+use crate::domain::flags::{self, CompletedSession, FlagKind, FlaggedRecord, Raised};
+use crate::domain::ids::{AssessmentId, CourseId, PatientId, SessionId};
 use crate::domain::instrument::{Definition, Instrument, Scored};
 use crate::domain::outcomes::{self, Score};
 use crate::domain::patient::RiskClass;
@@ -775,26 +775,15 @@ pub fn raise_missing(
         if existing.contains(&key) || !seen.insert(key) {
             continue;
         }
-        let level = w.raised.kind.level();
-        flag_store::raise(
-            conn,
-            &FlagRow {
-                id: FlagId::random(),
-                patient_id,
-                kind: w.raised.kind,
-                level,
-                level_rank: level.rank(),
-                record_type: w.record_type,
-                record_id: w.record_id,
-                detail: w.raised.detail,
-                raised_at: clock::to_db(now),
-                status: FlagStatus::Open,
-                acknowledged_by: None,
-                acknowledged_at: None,
-                note: None,
-                escalated_at: None,
-            },
-        )?;
+        let flag = FlagRow::open(
+            patient_id,
+            w.raised.kind,
+            w.record_type,
+            w.record_id,
+            w.raised.detail,
+            clock::to_db(now),
+        );
+        flag_store::raise(conn, &flag)?;
     }
     Ok(())
 }

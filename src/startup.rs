@@ -95,6 +95,12 @@ impl Application {
             settings.escalation_after,
             settings.sweep_interval,
         ));
+        if settings.egress() == crate::domain::egress::Egress::Any {
+            tracing::warn!(
+                "webhooks may be posted to any address, private ones included (development): \
+                 set KO_PRODUCTION=true, or KO_WEBHOOK_EGRESS=public, on a deployment"
+            );
+        }
         let (state, audit) = SharedState::new(db, settings)?;
         let services = state.services.clone();
         // Posts wait on receivers, not on the database: two connections store what they met.

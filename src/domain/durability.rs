@@ -178,9 +178,15 @@ pub fn expected_wear_off(latest: &Infusion, median: &Estimate<Median>) -> Option
 }
 
 /// §6a expected benefit gap: days from the expected wear-off to the next planned infusion
-/// (negative: the infusion comes before the benefit fades), to one decimal.
+/// (negative: the infusion comes before the benefit fades), unrounded: the margin is compared
+/// with it, and [`one_decimal`] is for showing it.
 pub fn benefit_gap_days(next_planned: DateTime<Utc>, expected_wear_off: DateTime<Utc>) -> f64 {
-    round1((next_planned - expected_wear_off).num_milliseconds() as f64 / 86_400_000.0)
+    (next_planned - expected_wear_off).num_milliseconds() as f64 / 86_400_000.0
+}
+
+/// Days as §6 reports them: to one decimal.
+pub fn one_decimal(days: f64) -> f64 {
+    round1(days)
 }
 
 /// §6a: a gap above the margin raises `benefit_gap_expected`; one of exactly the margin does
@@ -238,14 +244,15 @@ pub fn exposure(sessions: &[Infusion], now: DateTime<Utc>) -> Exposure {
 }
 
 /// §6a cost: the charges of the sessions with benefit over their summed durability in weeks,
-/// in cents per benefit-week; none when that sum is 0.
+/// in cents per benefit-week; none when that sum is 0. A session whose charge was not recorded
+/// is left out of both sums (its benefit-weeks are not free).
 pub fn charge_per_benefit_week_cents(sessions: &[Infusion]) -> Option<f64> {
-    let with_benefit = sessions.iter().filter(|s| s.has_benefit());
-    let (charges, days) = with_benefit.fold((0i64, 0.0), |(c, d), s| {
-        (
-            c + s.charge_cents.unwrap_or(0),
-            d + s.durability_days.unwrap_or(0.0),
-        )
+    let charged = sessions.iter().filter(|s| s.has_benefit()).filter_map(|s| {
+        s.charge_cents
+            .map(|c| (c, s.durability_days.unwrap_or(0.0)))
+    });
+    let (charges, days) = charged.fold((0i64, 0.0), |(c, d), (charge, lasted)| {
+        (c + charge, d + lasted)
     });
     (days > 0.0).then(|| (charges as f64 / (days / 7.0) * 100.0).round() / 100.0)
 }
@@ -461,14 +468,17 @@ mod tests {
         let wear_off = at("2026-10-17T09:00:00Z");
         let cases = [
             ("2026-10-20T09:00:00Z", 3.0, false),
+            // 3.04 days shows as 3.0 but is above the margin.
+            ("2026-10-20T09:57:36Z", 3.04, true),
             ("2026-10-20T11:24:00Z", 3.1, true),
             ("2026-10-16T09:00:00Z", -1.0, false),
         ];
         for (next, gap, flagged) in cases {
             let days = benefit_gap_days(at(next), wear_off);
-            assert_eq!(days, gap, "{next}");
+            assert!((days - gap).abs() < 1e-9, "{next}: {days}");
             assert_eq!(gap_expected(days, &settings), flagged, "§6a: G = 3, {next}");
         }
+        assert_eq!(one_decimal(3.04), 3.0);
     }
 
     #[test]
@@ -521,6 +531,16 @@ mod tests {
         // 80 000 cents over 21 days = 3 weeks.
         assert_eq!(charge_per_benefit_week_cents(&with_none), Some(26_666.67));
         assert_eq!(charges_to_date_cents(&with_none), 120_000);
+        let mut unpriced = paid.clone();
+        unpriced.push(Infusion {
+            charge_cents: None,
+            ..infusion(3, 30, WoreOff, Some(70.0))
+        });
+        assert_eq!(
+            charge_per_benefit_week_cents(&unpriced),
+            Some(26_666.67),
+            "a session without a recorded charge is left out of both sums"
+        );
         let zero = sessions(&[(WoreOff, 0.0), (Sustained, 0.0)]);
         assert_eq!(
             charge_per_benefit_week_cents(&zero),

@@ -23,6 +23,9 @@ vocabulary!(
         WearsOffWithinDays = "wears_off_within_days",
         MissedSession = "missed_session",
         MissedFollowUp = "missed_follow_up",
+        /// A clinic's webhook did not accept this record's event after every attempt; the
+        /// endpoint is disabled until an administrator enables it again.
+        WebhookFailed = "webhook_failed",
     }
 );
 
@@ -59,9 +62,8 @@ impl FlagKind {
             | BladderSymptoms
             | DependenceRisk
             | ManiaSymptoms => FlagLevel::High,
-            PersistentSideEffect | WearsOffWithinDays | MissedSession | MissedFollowUp => {
-                FlagLevel::Info
-            }
+            PersistentSideEffect | WearsOffWithinDays | MissedSession | MissedFollowUp
+            | WebhookFailed => FlagLevel::Info,
         }
     }
 }

@@ -33,6 +33,36 @@ pub struct FlagRow {
     pub escalated_at: Option<NaiveDateTime>,
 }
 
+impl FlagRow {
+    /// A new open flag of `kind` (at its kind's level) on a record of `patient`.
+    pub fn open(
+        patient_id: PatientId,
+        kind: FlagKind,
+        record_type: FlaggedRecord,
+        record_id: String,
+        detail: String,
+        raised_at: NaiveDateTime,
+    ) -> Self {
+        let level = kind.level();
+        Self {
+            id: FlagId::random(),
+            patient_id,
+            kind,
+            level,
+            level_rank: level.rank(),
+            record_type,
+            record_id,
+            detail,
+            raised_at,
+            status: FlagStatus::Open,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            note: None,
+            escalated_at: None,
+        }
+    }
+}
+
 /// What follows any change of a flag (raised, acknowledged, escalated): its record's sync
 /// position moves, and the outbox is told `event_type`, at `at`.
 fn changed(

@@ -498,7 +498,7 @@ api_test!(
         )
         .await;
         let patient = app.new_patient(&harbour.clinician).await;
-        phq9(&app, &harbour.clinician, &patient, 0).await;
+        let assessment = phq9(&app, &harbour.clinician, &patient, 0).await;
         let one = format!("{}/{webhook}", harbour.webhooks);
         let disabled = eventually(
             || async {
@@ -520,6 +520,28 @@ api_test!(
         assert_eq!(attempts.len(), 3);
         assert!(attempts.iter().all(|a| a["status_code"] == 500));
         assert_eq!(receiver.received().len(), 3);
+        // The clinic is told on its worklist, on the record whose event did not arrive.
+        let worklist: Value = app
+            .get_as(
+                &format!("/v1/flags?kind=webhook_failed&patient_id={patient}"),
+                &harbour.clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let told = &worklist["items"][0];
+        assert_eq!(told["level"], "info", "{worklist}");
+        assert_eq!(told["record_id"], assessment.as_str());
+        let detail = told["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("http://127.0.0.1:") && detail.contains("3 attempts"),
+            "{detail}"
+        );
+        assert!(
+            !detail.contains("/hooks"),
+            "the URL's path stays out: {detail}"
+        );
 
         // The receiver is mended; enabling the endpoint sends what did not arrive.
         receiver.set(Behaviour::HEALTHY);
