@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::call::{Call, Event};
 use crate::clock;
@@ -15,9 +15,9 @@ use crate::domain::durability::{
     self, DurabilitySettings, Estimate, Exposure, Infusion, Median, Trend,
 };
 use crate::domain::ids::{CourseId, PatientId, SessionId};
-use crate::domain::schedule::SlotStatus;
 use crate::domain::treatment::SessionStatus;
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::records::courses::schedule_of;
 use crate::store::outcomes::{self as stored};
 use crate::store::{courses, patients, sessions};
@@ -85,17 +85,7 @@ pub async fn of_patient(call: &Call, patient: PatientId) -> Result<PatientDurabi
                     let outcome = outcomes.get(&s.id);
                     InfusionBenefit {
                         session: s.id,
-                        infusion: Infusion {
-                            number,
-                            started_at: clock::from_db(s.started_at),
-                            status: outcome
-                                .map_or(crate::domain::outcomes::BenefitStatus::NoFollowUp, |o| {
-                                    o.status
-                                }),
-                            durability_days: outcome.and_then(|o| o.durability_days),
-                            dose_mg: s.total_dose_mg,
-                            charge_cents: s.charge_cents,
-                        },
+                        infusion: evaluation::infusion(s, outcome, number),
                         gain: outcome.and_then(|o| o.gain),
                         censored: outcome.is_some_and(|o| o.censored),
                     }
@@ -107,13 +97,7 @@ pub async fn of_patient(call: &Call, patient: PatientId) -> Result<PatientDurabi
             } else {
                 schedule_of(conn, &course)?
             };
-            let next_planned = slots
-                .into_iter()
-                .filter(|slot| slot.status == SlotStatus::Open)
-                .map(|slot| slot.planned_date)
-                .filter(|day| *day > now.date_naive())
-                .min()
-                .map(|day| day.and_time(NaiveTime::MIN).and_utc());
+            let next_planned = durability::next_planned(&slots, now.date_naive());
             all.extend(infusions.iter().map(|i| i.infusion.clone()));
             figures.push(course_figures(
                 course.id,
@@ -146,24 +130,17 @@ fn course_figures(
     settings: &DurabilitySettings,
 ) -> CourseDurability {
     let plain: Vec<Infusion> = infusions.iter().map(|i| i.infusion.clone()).collect();
-    let recent = durability::recent_with_benefit(&plain, settings);
-    let median = durability::personal_median(&recent);
-    let latest = infusions.last();
-    let expected_wear_off =
-        latest.and_then(|l| durability::expected_wear_off(&l.infusion, &median));
-    let gap = next_planned
-        .zip(expected_wear_off)
-        .map(|(next, wear_off)| durability::benefit_gap_days(next, wear_off));
+    let figures = durability::course_figures(&plain, next_planned, settings);
     CourseDurability {
         course,
-        trend: durability::trend(&recent),
-        latest: latest.map(|l| l.session),
-        expected_wear_off,
+        latest: infusions.last().map(|l| l.session),
+        median: figures.median,
+        trend: figures.trend,
+        expected_wear_off: figures.expected_wear_off,
         next_planned,
-        gap_days: gap.map(durability::one_decimal),
-        gap_expected: gap.is_some_and(|g| durability::gap_expected(g, settings)),
-        suggested_interval_days: durability::suggested_interval_days(&median, settings),
-        median,
+        gap_days: figures.gap_days.map(durability::one_decimal),
+        gap_expected: figures.gap_expected,
+        suggested_interval_days: figures.suggested_interval_days,
         infusions,
     }
 }

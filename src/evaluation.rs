@@ -20,10 +20,11 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::clock;
 use crate::config::ClinicalSettings;
+use crate::domain::durability;
 use crate::domain::flags::{self, CompletedSession, FlagKind, FlaggedRecord, Raised};
 use crate::domain::ids::{AssessmentId, CourseId, PatientId, SessionId};
 use crate::domain::instrument::{Definition, Instrument, Scored};
-use crate::domain::outcomes::{self, Score};
+use crate::domain::outcomes::{self, BenefitStatus, Score};
 use crate::domain::patient::RiskClass;
 use crate::domain::schedule::{self, Phase};
 use crate::domain::side_effect::Persistence;
@@ -352,13 +353,88 @@ pub fn raise_time_flags(
     let (due, later): (Vec<_>, Vec<_>) = time_flags(&record, now, settings.persistence)
         .into_iter()
         .partition(|(from, _)| *from <= now);
-    raise_missing(
-        conn,
-        patient_id,
-        due.into_iter().map(|(_, w)| w).collect(),
-        now,
-    )?;
-    Ok(later.into_iter().map(|(from, _)| from).min())
+    let outcomes = stored_session_outcomes(conn, patient_id)?;
+    let (gaps, gaps_change_at) = benefit_gaps(&record, &outcomes, settings, now);
+    let standing: Vec<String> = gaps.iter().map(|w| w.record_id.clone()).collect();
+    flag_store::clear_open_except(conn, patient_id, FlagKind::BenefitGapExpected, &standing)?;
+    let mut wanted: Vec<Wanted> = due.into_iter().map(|(_, w)| w).collect();
+    wanted.extend(gaps);
+    raise_missing(conn, patient_id, wanted, now)?;
+    Ok(later
+        .into_iter()
+        .map(|(from, _)| from)
+        .chain(gaps_change_at)
+        .min())
+}
+
+/// A completed session as §6a reads it: infusion `number` of its course, with its stored
+/// outcome (none yet: no follow-up).
+pub fn infusion(
+    session: &SessionRow,
+    outcome: Option<&SessionOutcomeRow>,
+    number: u32,
+) -> durability::Infusion {
+    durability::Infusion {
+        number,
+        started_at: clock::from_db(session.started_at),
+        status: outcome.map_or(BenefitStatus::NoFollowUp, |o| o.status),
+        durability_days: outcome.and_then(|o| o.durability_days),
+        dose_mg: session.total_dose_mg,
+        charge_cents: session.charge_cents,
+    }
+}
+
+/// domain.md §6a: a `benefit_gap_expected` flag on the latest infusion of each open course
+/// whose benefit is expected to fade more than the margin before the next planned infusion;
+/// and the instant the next planned infusion comes due (then the gap is read again). A write
+/// to the record has the sweep read it again too, so the flag follows every change.
+fn benefit_gaps(
+    record: &Record,
+    outcomes: &HashMap<SessionId, SessionOutcomeRow>,
+    settings: &ClinicalSettings,
+    now: DateTime<Utc>,
+) -> (Vec<Wanted>, Option<DateTime<Utc>>) {
+    let mut wanted = Vec::new();
+    let mut change_at = None;
+    for course in record.courses.iter().filter(|c| !c.closed) {
+        let completed: Vec<&SessionRow> = record
+            .completed()
+            .into_iter()
+            .filter(|s| s.course_id == course.id)
+            .collect();
+        let infusions: Vec<durability::Infusion> = completed
+            .iter()
+            .zip(1..)
+            .map(|(s, number)| infusion(s, outcomes.get(&s.id), number))
+            .collect();
+        let Some(latest) = completed.last() else {
+            continue;
+        };
+        let dates: Vec<(SessionId, NaiveDate)> = completed
+            .iter()
+            .map(|s| (s.id, s.started_at.date()))
+            .collect();
+        let slots = schedule::slots(
+            course.protocol,
+            course.start_date,
+            course.custom_dates(),
+            &dates,
+            now.date_naive(),
+        );
+        let Some(next) = durability::next_planned(&slots, now.date_naive()) else {
+            continue;
+        };
+        change_at = change_at.min(Some(next)).or(Some(next));
+        let figures = durability::course_figures(&infusions, Some(next), &settings.durability);
+        if figures.gap_expected {
+            let raised = Raised {
+                kind: FlagKind::BenefitGapExpected,
+                detail: durability::gap_detail(&figures, next),
+            };
+            wanted.push(on(FlaggedRecord::Session, latest.id)(raised));
+        }
+    }
+    (wanted, change_at)
 }
 
 /// Computes every session's and course's outcome; writes the rows that changed and removes

@@ -5,10 +5,11 @@
 //! says when there is too little data for it instead of guessing. These figures prescribe
 //! nothing.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 
 use super::outcomes::BenefitStatus;
 use super::research::{kaplan_meier_median, median, Observation};
+use super::schedule::{Slot, SlotStatus};
 
 /// Said by every answer and chart that carries these figures.
 pub const DECISION_SUPPORT: &str = "Decision support from this patient's own record: \
@@ -211,6 +212,65 @@ pub fn suggested_interval_days(
         }
         _ => None,
     }
+}
+
+/// A course's figures of §6a, from its completed infusions in time order and its next planned
+/// infusion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CourseFigures {
+    pub median: Estimate<Median>,
+    pub trend: Estimate<Trend>,
+    pub expected_wear_off: Option<DateTime<Utc>>,
+    /// Unrounded (see [`benefit_gap_days`]).
+    pub gap_days: Option<f64>,
+    pub gap_expected: bool,
+    pub suggested_interval_days: Option<u32>,
+}
+
+/// §6a for one course: what the durability read shows and what raises `benefit_gap_expected`
+/// (on the latest infusion), computed once for both.
+pub fn course_figures(
+    infusions: &[Infusion],
+    next_planned: Option<DateTime<Utc>>,
+    settings: &DurabilitySettings,
+) -> CourseFigures {
+    let recent = recent_with_benefit(infusions, settings);
+    let median = personal_median(&recent);
+    let expected_wear_off = infusions
+        .iter()
+        .max_by_key(|i| i.started_at)
+        .and_then(|latest| expected_wear_off(latest, &median));
+    let gap_days = next_planned
+        .zip(expected_wear_off)
+        .map(|(next, wear_off)| benefit_gap_days(next, wear_off));
+    CourseFigures {
+        trend: trend(&recent),
+        expected_wear_off,
+        gap_days,
+        gap_expected: gap_days.is_some_and(|g| gap_expected(g, settings)),
+        suggested_interval_days: suggested_interval_days(&median, settings),
+        median,
+    }
+}
+
+/// §6a next planned infusion: the earliest open planned day after `today`, at its start
+/// (00:00 UTC; slots are days).
+pub fn next_planned(slots: &[Slot], today: NaiveDate) -> Option<DateTime<Utc>> {
+    slots
+        .iter()
+        .filter(|slot| slot.status == SlotStatus::Open && slot.planned_date > today)
+        .map(|slot| slot.planned_date)
+        .min()
+        .map(|day| day.and_time(NaiveTime::MIN).and_utc())
+}
+
+/// The `benefit_gap_expected` flag's detail.
+pub fn gap_detail(figures: &CourseFigures, next_planned: DateTime<Utc>) -> String {
+    format!(
+        "benefit expected to wear off {:.1} days before the next planned infusion on {}",
+        figures.gap_days.unwrap_or_default(),
+        next_planned.format("%Y-%m-%d")
+    )
 }
 
 /// Completed sessions and their total dose in the last 28 and 90 days.

@@ -26,6 +26,9 @@ vocabulary!(
         /// A clinic's webhook did not accept this record's event after every attempt; the
         /// endpoint is disabled until an administrator enables it again.
         WebhookFailed = "webhook_failed",
+        /// The latest infusion's benefit is expected to fade more than the deployment's
+        /// margin before the next planned infusion (domain.md §6a).
+        BenefitGapExpected = "benefit_gap_expected",
     }
 );
 
@@ -63,7 +66,7 @@ impl FlagKind {
             | DependenceRisk
             | ManiaSymptoms => FlagLevel::High,
             PersistentSideEffect | WearsOffWithinDays | MissedSession | MissedFollowUp
-            | WebhookFailed => FlagLevel::Info,
+            | WebhookFailed | BenefitGapExpected => FlagLevel::Info,
         }
     }
 }

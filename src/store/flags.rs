@@ -265,6 +265,29 @@ pub fn acknowledge(
     Ok(updated == 1)
 }
 
+/// Removes the patient's open flags of `kind` on records other than `keep`: a flag that
+/// stands only while its condition does (`benefit_gap_expected`) and that nobody acknowledged.
+/// Each record's sync position moves, so phones see the flag gone. How many it removed.
+pub fn clear_open_except(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    kind: FlagKind,
+    keep: &[String],
+) -> Result<usize, StoreError> {
+    let stale: Vec<FlagRow> = flags::table
+        .filter(flags::patient_id.eq(patient_id))
+        .filter(flags::kind.eq(kind))
+        .filter(flags::status.eq(FlagStatus::Open))
+        .filter(flags::record_id.ne_all(keep))
+        .select(FlagRow::as_select())
+        .load(conn)?;
+    for flag in &stale {
+        diesel::delete(flags::table.find(flag.id)).execute(conn)?;
+        touch(conn, flag.record_type, &flag.record_id)?;
+    }
+    Ok(stale.len())
+}
+
 /// Escalates every open urgent flag raised at or before `raised_by` and not yet escalated:
 /// marks it at `now`, moves its record's sync position and tells the outbox — once per flag
 /// however many processes check at once, since only the update that finds it unmarked

@@ -82,6 +82,111 @@ async fn record<'a>(app: &'a TestApp, clinician: &'a Session, planned: &[i64]) -
     }
 }
 
+/// Wear-offs after 5, 8 and 11 days, the latest still better 3 days on (censored); the next
+/// planned infusion 10 days ahead: a personal median of 8 days, and a gap of about 10.
+async fn four_infusions<'a>(app: &'a TestApp, clinician: &'a Session) -> Record<'a> {
+    let r = record(app, clinician, &[-51, -36, -22, -8, 10]).await;
+    let now = Utc::now() - Duration::hours(1);
+    r.infusion(now - Duration::days(50), Some(5)).await;
+    r.infusion(now - Duration::days(36), Some(8)).await;
+    r.infusion(now - Duration::days(22), Some(11)).await;
+    r.infusion(now - Duration::days(8), None).await;
+    r
+}
+
+/// The patient's open `benefit_gap_expected` flags: (record id, detail), within 10 s of
+/// `settled` holding (the sweep, every second in tests, raises and clears them).
+async fn gap_flags(
+    app: &TestApp,
+    clinician: &Session,
+    patient: &str,
+    settled: impl Fn(&Vec<(String, String)>) -> bool,
+) -> Vec<(String, String)> {
+    crate::helpers::eventually(
+        || async {
+            let res = app
+                .get_as(
+                    &format!(
+                        "/v1/flags?kind=benefit_gap_expected&status=open&patient_id={patient}"
+                    ),
+                    &clinician.access_token,
+                )
+                .await;
+            let body: Value = res.json().await.unwrap();
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    assert_eq!(f["level"], "info");
+                    (
+                        f["record_id"].as_str().unwrap().to_owned(),
+                        f["detail"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        },
+        settled,
+    )
+    .await
+}
+
+api_test!(
+    a_gap_before_the_next_planned_infusion_is_flagged_and_cleared_as_the_record_changes,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let harbour = app.clinic(&admin, "Harbour").await;
+        let clinician = &harbour.clinician;
+        let r = four_infusions(&app, clinician).await;
+        let figures: Value = app
+            .get_as(
+                &format!("/v1/patients/{}/durability", r.patient),
+                &clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let latest = figures["courses"][0]["latest_session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // §6a: a gap of about 10 days, above G = 3: one flag, on the latest infusion.
+        let flagged = gap_flags(&app, clinician, &r.patient, |f| !f.is_empty()).await;
+        assert_eq!(flagged.len(), 1, "{flagged:?}");
+        assert_eq!(flagged[0].0, latest);
+        assert!(
+            flagged[0].1.contains("before the next planned infusion"),
+            "{}",
+            flagged[0].1
+        );
+
+        // An infusion today: the latest now wears off about 8 days on, 2 before the planned
+        // one — within the margin, so the flag is cleared and none is raised.
+        let res = app
+            .post_as(
+                &format!("/v1/patients/{}/sessions", r.patient),
+                &clinician.access_token,
+                &json!({"course_id": r.course, "route": "iv", "started_at": (Utc::now() - Duration::minutes(30)).to_rfc3339(),
+                    "dose_mg_per_kg": 0.5, "weight_kg": 70.0}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let cleared = gap_flags(&app, clinician, &r.patient, |f| f.is_empty()).await;
+        assert_eq!(cleared, vec![], "the gap closed with the new infusion");
+        let course: Value = app
+            .get_as(
+                &format!("/v1/patients/{}/durability", r.patient),
+                &clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(course["courses"][0]["gap_expected"], false);
+    }
+);
+
 api_test!(
     the_personal_figures_come_from_the_patients_own_infusions,
     |app| async move {
@@ -89,13 +194,7 @@ api_test!(
         let harbour = app.clinic(&admin, "Harbour").await;
         let ridge = app.clinic(&admin, "Ridge").await;
         let clinician = &harbour.clinician;
-        let r = record(&app, clinician, &[-51, -36, -22, -8, 10]).await;
-        let now = Utc::now() - Duration::hours(1);
-        // Wear-offs after 5, 8 and 11 days; the latest still better 3 days on (censored).
-        r.infusion(now - Duration::days(50), Some(5)).await;
-        r.infusion(now - Duration::days(36), Some(8)).await;
-        r.infusion(now - Duration::days(22), Some(11)).await;
-        r.infusion(now - Duration::days(8), None).await;
+        let r = four_infusions(&app, clinician).await;
 
         let res = app
             .get_as(
