@@ -1,5 +1,5 @@
-//! `ketamine-outcomes demo` writes a clinic that shows every flag kind but `webhook_failed` (which needs a receiver that fails) and every session
-//! outcome status.
+//! `ketamine-outcomes demo` writes a clinic that shows every flag kind — but `webhook_failed`,
+//! which needs a receiver that fails — and every session outcome status.
 
 use std::collections::BTreeSet;
 
