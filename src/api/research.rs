@@ -40,7 +40,7 @@ pub struct ResearchQuery {
     pub instrument: Option<Instrument>,
     /// Dimensions to group by, comma-separated, each at most once. Outcomes and side effects
     /// take every dimension; trajectories take indication, sex, age_band, clinic and
-    /// adherence_band (route, dose_band and phase describe one session, and a trajectory
+    /// adherence_band (route, dose_band, phase and infusion_number describe one session, and a trajectory
     /// follows a course's scores across sessions). Not for the export.
     #[param(value_type = Option<Vec<Dimension>>, style = Form, explode = false, example = json!(["indication", "route"]))]
     pub group_by: Option<String>,

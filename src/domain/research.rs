@@ -12,8 +12,36 @@ vocabulary!(
         Clinic = "clinic",
         Phase = "phase",
         AdherenceBand = "adherence_band",
+        /// A session's number among its course's completed infusions, in bands.
+        InfusionNumber = "infusion_number",
     }
 );
+
+vocabulary!(
+    /// The band of an infusion's number in its course (issue 18): whether benefit lasts
+    /// longer with repeated infusions.
+    InfusionNumberBand {
+        First = "1",
+        Second = "2",
+        Third = "3",
+        From4To6 = "4_to_6",
+        From7To12 = "7_to_12",
+        From13 = "ge_13",
+    }
+);
+
+impl InfusionNumberBand {
+    pub fn of(number: u32) -> Self {
+        match number {
+            0 | 1 => Self::First,
+            2 => Self::Second,
+            3 => Self::Third,
+            4..=6 => Self::From4To6,
+            7..=12 => Self::From7To12,
+            _ => Self::From13,
+        }
+    }
+}
 
 vocabulary!(
     /// The band of a course's measurement-plan adherence: `none` when nothing was due yet,
@@ -223,6 +251,25 @@ pub fn suppressed(patients_per_row: &[usize], k: usize) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18, part 4: infusion numbers in the bands 1, 2, 3, 4–6, 7–12, 13+.
+    #[test]
+    fn infusion_numbers_fall_in_their_bands() {
+        let cases = [
+            (1, "1"),
+            (2, "2"),
+            (3, "3"),
+            (4, "4_to_6"),
+            (6, "4_to_6"),
+            (7, "7_to_12"),
+            (12, "7_to_12"),
+            (13, "ge_13"),
+            (200, "ge_13"),
+        ];
+        for (number, band) in cases {
+            assert_eq!(InfusionNumberBand::of(number).as_str(), band, "{number}");
+        }
+    }
 
     fn obs(list: &[(f64, bool)]) -> Vec<Observation> {
         list.iter()

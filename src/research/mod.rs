@@ -22,7 +22,7 @@ use crate::domain::instrument::Instrument;
 use crate::domain::outcomes::BenefitStatus;
 use crate::domain::research::{
     self, kaplan_meier_median, mean_sd, median, rate, AdherenceBand, AgeBand, Dimension, DoseBand,
-    Observation, Rate,
+    InfusionNumberBand, Observation, Rate,
 };
 use crate::domain::schedule;
 use crate::store::research::{CourseFact, SessionFact, SideEffectFact};
@@ -56,6 +56,8 @@ pub struct GroupKey {
     pub phase: crate::domain::schedule::Phase,
     #[schema(required = false)]
     pub adherence_band: crate::domain::research::AdherenceBand,
+    #[schema(required = false)]
+    pub infusion_number: crate::domain::research::InfusionNumberBand,
 }
 
 /// How the contract describes a side effect's severity counts: every severity, always.
@@ -88,6 +90,7 @@ pub fn place<'a>(
     facts: &'a [SessionFact],
     first_sessions: &HashMap<PatientId, NaiveDateTime>,
     adherence: &HashMap<CourseId, (usize, usize)>,
+    infusion_numbers: &HashMap<SessionId, u32>,
     filter: &DerivedFilter,
 ) -> Vec<Placed<'a>> {
     facts
@@ -98,7 +101,7 @@ pub fn place<'a>(
                 .map_or(f.started_at.year(), |t| t.year());
             let (completed, due) = adherence.get(&f.course_id).copied().unwrap_or((0, 0));
             let phase = schedule::phase_of(f.protocol, f.start_date, f.started_at.date());
-            let dims = HashMap::from([
+            let mut dims = HashMap::from([
                 (Dimension::Indication, f.indication.to_string()),
                 (Dimension::Route, f.route.to_string()),
                 (
@@ -117,6 +120,11 @@ pub fn place<'a>(
                     AdherenceBand::of(completed, due).to_string(),
                 ),
             ]);
+            // Only read when a question groups by it.
+            if let Some(number) = infusion_numbers.get(&f.session_id) {
+                let band = InfusionNumberBand::of(*number).to_string();
+                dims.insert(Dimension::InfusionNumber, band);
+            }
             let allowed = [
                 (Dimension::DoseBand, &filter.dose_band),
                 (Dimension::AgeBand, &filter.age_band),

@@ -12,11 +12,11 @@ use crate::call::Call;
 use crate::clock;
 use crate::domain::account::Role;
 use crate::domain::audit::Action;
-use crate::domain::ids::{ClinicId, CourseId, PatientId};
+use crate::domain::ids::{ClinicId, CourseId, PatientId, SessionId};
 use crate::domain::instrument::Instrument;
 use crate::domain::patient::{Indication, Sex};
 use crate::domain::privacy::Tier;
-use crate::domain::research::{AdherenceBand, AgeBand, Dimension, DoseBand};
+use crate::domain::research::{AdherenceBand, AgeBand, Dimension, DoseBand, InfusionNumberBand};
 use crate::domain::schedule::Phase;
 use crate::domain::side_effect::Effect;
 use crate::domain::treatment::Route;
@@ -126,6 +126,7 @@ fn possible_groups(
             Dimension::Clinic => facts::clinic_count(conn)?,
             Dimension::Phase => Phase::ALL.len(),
             Dimension::AdherenceBand => AdherenceBand::ALL.len(),
+            Dimension::InfusionNumber => InfusionNumberBand::ALL.len(),
         });
     }
     Ok(count)
@@ -286,6 +287,8 @@ fn course_adherence(
 struct Derivations {
     firsts: HashMap<PatientId, NaiveDateTime>,
     adherence: HashMap<CourseId, (usize, usize)>,
+    /// Each completed session's number in its course, when a question groups by it.
+    infusion_numbers: HashMap<SessionId, u32>,
 }
 
 impl Derivations {
@@ -299,9 +302,15 @@ impl Derivations {
             .into_iter()
             .filter_map(|(p, t)| Some((p, t?)))
             .collect();
+        let infusion_numbers = if group_by.contains(&Dimension::InfusionNumber) {
+            facts::infusion_numbers(conn)?.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
         let mut ctx = Self {
             firsts,
             adherence: HashMap::new(),
+            infusion_numbers,
         };
         if derived.adherence_band.is_some() || group_by.contains(&Dimension::AdherenceBand) {
             let mut courses = HashSet::new();
@@ -328,7 +337,13 @@ fn each_session(
     let mut after = None;
     loop {
         let page = facts::session_facts(conn, filter, after, PAGE)?;
-        for placed in research::place(&page, &ctx.firsts, &ctx.adherence, derived) {
+        for placed in research::place(
+            &page,
+            &ctx.firsts,
+            &ctx.adherence,
+            &ctx.infusion_numbers,
+            derived,
+        ) {
             add(&placed);
         }
         if (page.len() as i64) < PAGE {
@@ -419,7 +434,13 @@ impl SideEffects {
         loop {
             let page = facts::side_effect_facts(conn, &self.filter, after, PAGE)?;
             let (sessions, effects): (Vec<_>, Vec<_>) = page.into_iter().unzip();
-            let placed = research::place(&sessions, &ctx.firsts, &ctx.adherence, &self.derived);
+            let placed = research::place(
+                &sessions,
+                &ctx.firsts,
+                &ctx.adherence,
+                &ctx.infusion_numbers,
+                &self.derived,
+            );
             for (p, effect) in placed.iter().zip(&effects) {
                 add(p, effect);
             }
@@ -634,11 +655,12 @@ pub async fn trajectories(
     instrument: Instrument,
     question: Question,
 ) -> Result<ResearchTrajectoriesResponse, ApiError> {
-    if let Some(d) = question
-        .group_by
-        .iter()
-        .find(|d| matches!(d, Dimension::Route | Dimension::DoseBand | Dimension::Phase))
-    {
+    if let Some(d) = question.group_by.iter().find(|d| {
+        matches!(
+            d,
+            Dimension::Route | Dimension::DoseBand | Dimension::Phase | Dimension::InfusionNumber
+        )
+    }) {
         return Err(ApiError::invalid(
             "group_by",
             format!("{d} describes a session, not a patient's trajectory"),

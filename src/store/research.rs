@@ -159,6 +159,27 @@ fn measured(fact: &SessionFact) -> Result<(), StoreError> {
     }
 }
 
+/// Every completed, live session's number among its course's completed sessions, from 1, in
+/// time order (issue 18's `infusion_number`): one statement, numbered by the database.
+pub fn infusion_numbers(conn: &mut DbConnection) -> Result<Vec<(SessionId, u32)>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Numbered {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: SessionId,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        number: i64,
+    }
+    let rows: Vec<Numbered> = diesel::sql_query(
+        "SELECT id, ROW_NUMBER() OVER (PARTITION BY course_id ORDER BY started_at, id) AS number \
+         FROM sessions WHERE status = 'completed' AND deleted_at IS NULL",
+    )
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, u32::try_from(r.number).unwrap_or(u32::MAX)))
+        .collect())
+}
+
 /// Each consenting patient's first completed session, for age bands and day offsets.
 pub fn first_sessions(
     conn: &mut DbConnection,

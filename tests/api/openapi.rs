@@ -219,6 +219,7 @@ fn what_every_answer_carries_is_required() {
                 "clinic",
                 "phase",
                 "adherence_band",
+                "infusion_number",
             ],
         ),
     ];

@@ -629,3 +629,65 @@ api_test!(
         assert_eq!(refused.headers()["content-type"], "application/json");
     }
 );
+
+api_test!(
+    outcomes_group_by_infusion_number_under_the_same_small_cell_rule,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.controlled_researcher(&admin).await;
+        let patients = cohorts(&app, &clinic.clinician).await;
+        // The six intranasal patients get a second infusion a week on.
+        let day0 = Utc::now() - Duration::days(35);
+        let infusion = |patient: String, day: i64| {
+            let (app, token) = (&app, clinic.clinician.access_token.clone());
+            async move {
+                let body = json!({"route": "intranasal", "started_at": (day0 + Duration::days(day)).to_rfc3339(),
+                    "dose_mg_per_kg": 0.5, "weight_kg": 80});
+                let res = app
+                    .post_as(&format!("/v1/patients/{patient}/sessions"), &token, &body)
+                    .await;
+                assert_eq!(res.status(), 201);
+            }
+        };
+        for patient in &patients[8..] {
+            infusion(patient.clone(), 7).await;
+        }
+        let query = "/v1/research/outcomes?group_by=infusion_number";
+        let body = research(&app, &researcher, query).await;
+        let first = row(&body, "infusion_number", "1");
+        assert_eq!(
+            (first["patients"].as_u64(), first["sessions"].as_u64()),
+            (Some(14), Some(14))
+        );
+        let second = row(&body, "infusion_number", "2");
+        assert_eq!(
+            (second["patients"].as_u64(), second["sessions"].as_u64()),
+            (Some(6), Some(6))
+        );
+        assert_eq!(body["withheld_groups"], 0);
+        // Two of them a third: a group of 2, below k, is withheld — and with it the next
+        // smallest, so that no total gives the small one away.
+        for patient in &patients[8..10] {
+            infusion(patient.clone(), 14).await;
+        }
+        let body = research(&app, &researcher, query).await;
+        let shown: Vec<&Value> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["group"]["infusion_number"])
+            .collect();
+        assert_eq!(shown, [&json!("1")], "{body}");
+        assert_eq!(body["withheld_groups"], 2);
+        // A trajectory follows a course across infusions: not a dimension of it.
+        let res = app
+            .get_as(
+                "/v1/research/trajectories?instrument=phq9&group_by=infusion_number",
+                &researcher.access_token,
+            )
+            .await;
+        assert_eq!(res.status(), 422);
+    }
+);
