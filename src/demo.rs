@@ -114,6 +114,7 @@ pub fn run(settings: &Settings, seed: u64, cohort: usize) -> Result<Vec<SignIn>,
             let patient = synthesize(&client, &token, &mut rng, i, today).await?;
             first_patient.get_or_insert(patient);
         }
+        durability_patterns(&client, &token, today).await?;
         research_cohort(&client, (&admin_token, &token), &mut rng, seed, cohort, today).await?;
         let patient = first_patient.unwrap_or_default();
         let invite = client.send(Method::POST, &format!("/v1/patients/{patient}/invites"), &token, Value::Null).await?;
@@ -131,6 +132,100 @@ pub fn run(settings: &Settings, seed: u64, cohort: usize) -> Result<Vec<SignIn>,
         audit.finish().await;
         filled
     })
+}
+
+/// How long each of six infusions lasted, in days, for the three patients whose personal
+/// durability the demo shows (domain.md §6a): lengthening, shortening and flat.
+pub const DURABILITY_PATTERNS: [(&str, [i64; 6]); 3] = [
+    ("DEMO-LENGTHENS", [4, 6, 8, 10, 12, 14]),
+    ("DEMO-SHORTENS", [14, 12, 10, 8, 6, 4]),
+    ("DEMO-FLAT", [9, 9, 9, 9, 9, 9]),
+];
+
+/// Three patients on a custom course of six infusions 16 days apart, the last 10 days ago,
+/// each lasting as [`DURABILITY_PATTERNS`] says (a PHQ-9 of 20 the day before, 8 the day
+/// after, 15 — half the gain lost — when it wears off, or 9, still better, 8 days on when that
+/// has not come yet), and one more infusion planned for tomorrow: only the shortening
+/// patient's benefit is expected to have faded days before it (an expected gap).
+async fn durability_patterns<S, B>(
+    client: &Client<'_, S>,
+    token: &str,
+    today: DateTime<Utc>,
+) -> Result<(), DemoError>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let phq9 = |total: i32| {
+        let mut items = answers(8, 3, total);
+        items.push(0);
+        items
+    };
+    for (reference, lasted) in DURABILITY_PATTERNS {
+        let patient = client
+            .send(Method::POST, "/v1/patients", token, json!({"external_ref": reference, "birth_year": 1979,
+                "sex": "female", "indications": [Indication::TreatmentResistantDepression], "research_consent": false}))
+            .await?;
+        let patient = patient["id"].as_str().unwrap_or_default().to_owned();
+        let first = today - Duration::days(10 + 16 * 5) + Duration::hours(9);
+        let infusions: Vec<DateTime<Utc>> =
+            (0..6).map(|k| first + Duration::days(16 * k)).collect();
+        let mut planned: Vec<String> = infusions
+            .iter()
+            .map(|t| t.date_naive().to_string())
+            .collect();
+        planned.push((today + Duration::days(1)).date_naive().to_string());
+        let course = client
+            .send(
+                Method::POST,
+                &format!("/v1/patients/{patient}/courses"),
+                token,
+                json!({
+                "indication": Indication::TreatmentResistantDepression, "protocol": "custom",
+                "start_date": planned[0], "planned_dates": planned}),
+            )
+            .await?;
+        let assessments = format!("/v1/patients/{patient}/assessments");
+        let score = |at: DateTime<Utc>, total| json!({"instrument": "phq9", "taken_at": at.to_rfc3339(), "items": phq9(total)});
+        for (at, days) in infusions.iter().zip(lasted) {
+            client
+                .send(
+                    Method::POST,
+                    &assessments,
+                    token,
+                    score(*at - Duration::days(1), 20),
+                )
+                .await?;
+            client
+                .send(
+                    Method::POST,
+                    &format!("/v1/patients/{patient}/sessions"),
+                    token,
+                    json!({
+                    "course_id": course["id"], "route": "iv", "started_at": at.to_rfc3339(),
+                    "dose_mg_per_kg": 0.5, "weight_kg": 68, "charge_cents": 40_000}),
+                )
+                .await?;
+            client
+                .send(
+                    Method::POST,
+                    &assessments,
+                    token,
+                    score(*at + Duration::days(1), 8),
+                )
+                .await?;
+            let wears_off = *at + Duration::days(days);
+            let (at, total) = if wears_off < today {
+                (wears_off, 15)
+            } else {
+                (*at + Duration::days(8), 9)
+            };
+            client
+                .send(Method::POST, &assessments, token, score(at, total))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The research cohort: `count` consenting patients spread over the demo clinic and two more,

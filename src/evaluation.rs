@@ -73,6 +73,23 @@ impl Record {
             .collect()
     }
 
+    /// The course's schedule as of `today`, from its completed sessions.
+    fn slots(&self, course: &CourseRow, today: NaiveDate) -> Vec<schedule::Slot> {
+        let completed: Vec<(SessionId, NaiveDate)> = self
+            .completed()
+            .iter()
+            .filter(|s| s.course_id == course.id)
+            .map(|s| (s.id, s.started_at.date()))
+            .collect();
+        schedule::slots(
+            course.protocol,
+            course.start_date,
+            course.custom_dates(),
+            &completed,
+            today,
+        )
+    }
+
     fn course(&self, id: CourseId) -> Option<&CourseRow> {
         self.courses.iter().find(|c| c.id == id)
     }
@@ -410,17 +427,7 @@ fn benefit_gaps(
         let Some(latest) = completed.last() else {
             continue;
         };
-        let dates: Vec<(SessionId, NaiveDate)> = completed
-            .iter()
-            .map(|s| (s.id, s.started_at.date()))
-            .collect();
-        let slots = schedule::slots(
-            course.protocol,
-            course.start_date,
-            course.custom_dates(),
-            &dates,
-            now.date_naive(),
-        );
+        let slots = record.slots(course, now.date_naive());
         let Some(next) = durability::next_planned(&slots, now.date_naive()) else {
             continue;
         };
@@ -777,20 +784,7 @@ fn time_flags(
         }
     }
     for course in record.courses.iter().filter(|c| !c.closed) {
-        let completed: Vec<(SessionId, NaiveDate)> = record
-            .completed()
-            .iter()
-            .filter(|s| s.course_id == course.id)
-            .map(|s| (s.id, s.started_at.date()))
-            .collect();
-        let slots = schedule::slots(
-            course.protocol,
-            course.start_date,
-            course.custom_dates(),
-            &completed,
-            now.date_naive(),
-        );
-        for slot in slots {
+        for slot in record.slots(course, now.date_naive()) {
             if slot.phase != Phase::Induction || slot.session_id.is_some() {
                 continue;
             }

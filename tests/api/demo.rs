@@ -72,6 +72,36 @@ api_test!(
             .unwrap();
         let patients = patients["items"].as_array().unwrap();
         assert!(patients.len() >= 36, "several dozen patients");
+        // Issue 18: personal durability that lengthens, shortens and stays flat, and one
+        // expected gap — the shortening patient's.
+        for (reference, slope, gap) in [
+            ("DEMO-LENGTHENS", 2.0, false),
+            ("DEMO-SHORTENS", -2.0, true),
+            ("DEMO-FLAT", 0.0, false),
+        ] {
+            let patient = patients
+                .iter()
+                .find(|p| p["external_ref"] == reference)
+                .unwrap_or_else(|| panic!("{reference}"));
+            let figures: Value = app
+                .get_as(
+                    &format!(
+                        "/v1/patients/{}/durability",
+                        patient["id"].as_str().unwrap()
+                    ),
+                    &clinician.access_token,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            let course = &figures["courses"][0];
+            assert_eq!(
+                course["trend"]["days_per_infusion"], slope,
+                "{reference}: {course}"
+            );
+            assert_eq!(course["gap_expected"], gap, "{reference}: {course}");
+        }
         let consenting = patients
             .iter()
             .filter(|p| p["research_consent"] == true)

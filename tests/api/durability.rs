@@ -6,7 +6,16 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::api_test;
-use crate::helpers::{Session, TestApp};
+use crate::helpers::{painted, Session, TestApp};
+
+/// An instant the answer states.
+fn instant(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .expect("an instant")
+        .parse()
+        .expect("RFC 3339")
+}
 
 const BASELINE: [u8; 9] = [3, 3, 3, 3, 2, 2, 2, 2, 0]; // 20
 const NADIR: [u8; 9] = [1, 1, 1, 1, 1, 1, 1, 1, 0]; // 8
@@ -238,16 +247,8 @@ api_test!(
             json!({"days_per_infusion": 3.0, "sessions": 3, "too_little_data": null})
         );
         // §6a: the latest is sustained: its start plus the median.
-        let latest_start: DateTime<Utc> = course["infusions"][3]["started_at"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let wear_off: DateTime<Utc> = course["expected_wear_off_at"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let latest_start = instant(&course["infusions"][3]["started_at"]);
+        let wear_off = instant(&course["expected_wear_off_at"]);
         assert_eq!(wear_off - latest_start, Duration::days(8));
         let next = (Utc::now().date_naive() + Duration::days(10))
             .and_hms_opt(0, 0, 0)
@@ -279,29 +280,30 @@ api_test!(
         assert_eq!(res.headers()["content-type"], "image/svg+xml");
         let svg = res.text().await.unwrap();
         let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-        let painted = |tag: &str, attr: &str, color: &str| {
-            doc.descendants()
-                .filter(|n| {
-                    n.has_tag_name(tag)
-                        && n.attribute(attr)
-                            .is_some_and(|c| c.eq_ignore_ascii_case(color))
-                })
-                .count()
-        };
         assert_eq!(
-            painted("rect", "fill", "#FF7F0E"),
+            painted(&doc, "rect", "fill", "#FF7F0E"),
             3,
             "three bars that wore off"
         );
-        assert_eq!(painted("rect", "fill", "#2CA02C"), 1, "one sustained bar");
         assert_eq!(
-            painted("polygon", "fill", "#2CA02C"),
+            painted(&doc, "rect", "fill", "#2CA02C"),
+            1,
+            "one sustained bar"
+        );
+        assert_eq!(
+            painted(&doc, "polygon", "fill", "#2CA02C"),
             1,
             "its open-ended arrow"
         );
-        assert_eq!(painted("rect", "fill", "#D62728"), 1, "the expected gap");
+        assert_eq!(
+            painted(&doc, "rect", "fill", "#D62728"),
+            1,
+            "the expected gap"
+        );
         assert!(
-            painted("polyline", "stroke", "#17BECF") + painted("line", "stroke", "#17BECF") >= 1,
+            painted(&doc, "polyline", "stroke", "#17BECF")
+                + painted(&doc, "line", "stroke", "#17BECF")
+                >= 1,
             "the next planned infusion"
         );
         let texts: String = doc
@@ -389,16 +391,8 @@ api_test!(
             json!({"have": 2, "need": 3})
         );
         // The latest wore off: its own wear-off stands without a median.
-        let latest_start: DateTime<Utc> = course["infusions"][1]["started_at"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let wear_off: DateTime<Utc> = course["expected_wear_off_at"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let latest_start = instant(&course["infusions"][1]["started_at"]);
+        let wear_off = instant(&course["expected_wear_off_at"]);
         assert_eq!(wear_off - latest_start, Duration::days(7));
         assert_eq!(course["suggested_interval_days"], Value::Null);
         // A patient with no infusion yet: every figure absent, none invented.

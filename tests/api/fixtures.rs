@@ -63,6 +63,24 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Records a PHQ-9 five minutes ago, every item 1 but item 9 (thoughts of self-harm) at
+    /// `item9`; its id.
+    pub async fn phq9_answering(&self, clinician: &Session, patient: &str, item9: u8) -> String {
+        let res = self
+            .post_as(
+                &format!("/v1/patients/{patient}/assessments"),
+                &clinician.access_token,
+                &json!({"instrument": "phq9", "taken_at": minutes_from_now(-5),
+                    "items": [1, 1, 1, 1, 1, 1, 1, 1, item9]}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Records a completed session at `started_at` (RFC 3339).
     pub async fn new_session(
         &self,

@@ -430,3 +430,14 @@ pub async fn problem(res: reqwest::Response) -> (u16, String, serde_json::Value)
     let body = res.json().await.expect("a JSON body");
     (status, content_type, body)
 }
+
+/// How many `tag` elements of an SVG document have `attr` set to `color` (any case).
+pub fn painted(doc: &roxmltree::Document, tag: &str, attr: &str, color: &str) -> usize {
+    doc.descendants()
+        .filter(|n| {
+            n.has_tag_name(tag)
+                && n.attribute(attr)
+                    .is_some_and(|c| c.eq_ignore_ascii_case(color))
+        })
+        .count()
+}

@@ -8,8 +8,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::api_test;
-use crate::fixtures::minutes_from_now;
-use crate::helpers::{audit_events, eventually, problem, Session, TestApp};
+use crate::helpers::{audit_events, eventually, problem, TestApp};
 
 /// One event of a stream: its id, type and body.
 #[derive(Debug)]
@@ -112,22 +111,6 @@ async fn flag_on(app: &TestApp, token: &str, patient: &str, record: String) -> V
         .unwrap()
 }
 
-async fn phq9(app: &TestApp, clinician: &Session, patient: &str, item9: u8) -> String {
-    let res = app
-        .post_as(
-            &format!("/v1/patients/{patient}/assessments"),
-            &clinician.access_token,
-            &json!({"instrument": "phq9", "taken_at": minutes_from_now(-5),
-                "items": [1, 1, 1, 1, 1, 1, 1, 1, item9]}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 api_test!(
     the_stream_tells_the_clinics_events_as_they_commit_and_resumes_after_the_last_seen,
     |app| async move {
@@ -138,7 +121,7 @@ api_test!(
         let elsewhere = app.new_patient(&ridge.clinician).await;
         let mut events = Events::open(&app, &harbour.clinician.access_token, None).await;
 
-        let answered = phq9(&app, &harbour.clinician, &patient, 1).await;
+        let answered = app.phq9_answering(&harbour.clinician, &patient, 1).await;
         let created = events.next().await;
         assert_eq!(created.event, "assessment.created");
         assert_eq!(created.data["type"], "assessment.created");
@@ -175,7 +158,7 @@ api_test!(
         );
 
         // Another clinic's event is not shown: the next one here is this clinic's.
-        phq9(&app, &ridge.clinician, &elsewhere, 0).await;
+        app.phq9_answering(&ridge.clinician, &elsewhere, 0).await;
         let flag = data["flag_id"].as_str().unwrap().to_owned();
         let res = app
             .post_as(
@@ -196,7 +179,7 @@ api_test!(
 
         // What committed while the screen was away arrives when it comes back, on another
         // process, after the last event it saw and nothing before it.
-        let missed = phq9(&app, &harbour.clinician, &patient, 0).await;
+        let missed = app.phq9_answering(&harbour.clinician, &patient, 0).await;
         let other = app.second_instance().await;
         let mut resumed = Events::open(
             &other,
@@ -298,7 +281,7 @@ api_test!(
         let clinic = app.clinic(&admin, "Harbour").await;
         let token = clinic.clinician.access_token.clone();
         let patient = app.new_patient(&clinic.clinician).await;
-        let before = phq9(&app, &clinic.clinician, &patient, 0).await;
+        let before = app.phq9_answering(&clinic.clinician, &patient, 0).await;
         let mut quiet = Events::open(&app, &token, None).await;
         // The opening frame says where the stream stands; no event follows.
         let waited = tokio::time::timeout(Duration::from_secs(2), quiet.next()).await;
@@ -306,7 +289,7 @@ api_test!(
         let position = quiet.last_id.clone().expect("the opening frame's id");
         drop(quiet);
 
-        let missed = phq9(&app, &clinic.clinician, &patient, 0).await;
+        let missed = app.phq9_answering(&clinic.clinician, &patient, 0).await;
         let mut resumed = Events::open(&app, &token, Some(&position)).await;
         let next = resumed.next().await;
         assert_eq!(
@@ -386,8 +369,8 @@ api_test!(
         let token = clinic.clinician.access_token.clone();
         let patient = app.new_patient(&clinic.clinician).await;
         let urgent_flag = |record: String| flag_on(&app, &token, &patient, record);
-        let left_open = phq9(&app, &clinic.clinician, &patient, 2).await;
-        let answered = phq9(&app, &clinic.clinician, &patient, 1).await;
+        let left_open = app.phq9_answering(&clinic.clinician, &patient, 2).await;
+        let answered = app.phq9_answering(&clinic.clinician, &patient, 1).await;
         let answered_flag = urgent_flag(answered.clone()).await["id"].clone();
         let res = app
             .post_as(
@@ -412,7 +395,7 @@ api_test!(
             })
             .await
             .unwrap();
-        let fresh = phq9(&app, &clinic.clinician, &patient, 1).await;
+        let fresh = app.phq9_answering(&clinic.clinician, &patient, 1).await;
 
         let mut seen = Vec::new();
         let escalated = loop {
@@ -439,7 +422,7 @@ api_test!(
             let flag = urgent_flag(record).await;
             assert!(flag["escalated_at"].is_null(), "{flag}");
         }
-        let more = phq9(&app, &clinic.clinician, &patient, 0).await;
+        let more = app.phq9_answering(&clinic.clinician, &patient, 0).await;
         let next = events.next().await;
         assert_eq!(
             (next.event.as_str(), &next.data["data"]["record_id"]),

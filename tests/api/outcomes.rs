@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::api_test;
-use crate::helpers::{Session, TestApp};
+use crate::helpers::{painted, Session, TestApp};
 
 /// Answers adding up to a PHQ-9 total, with item 9 at 0.
 fn phq9(total: i64) -> Vec<i64> {
@@ -254,27 +254,18 @@ api_test!(
         assert_eq!(res.headers()["content-type"], "image/svg+xml");
         let svg = res.text().await.unwrap();
         let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-        let painted = |tag: &str, attr: &str, color: &str| {
-            doc.descendants()
-                .filter(|n| {
-                    n.has_tag_name(tag)
-                        && n.attribute(attr)
-                            .is_some_and(|c| c.eq_ignore_ascii_case(color))
-                })
-                .count()
-        };
         assert_eq!(
-            painted("circle", "fill", "#1F77B4"),
+            painted(&doc, "circle", "fill", "#1F77B4"),
             5,
             "one point per PHQ-9 score"
         );
         assert_eq!(
-            painted("polygon", "fill", "#D62728"),
+            painted(&doc, "polygon", "fill", "#D62728"),
             1 + 1,
             "the one wear-off point, and its legend mark"
         );
         assert_eq!(
-            painted("polyline", "stroke", "#9467BD"),
+            painted(&doc, "polyline", "stroke", "#9467BD"),
             2 + 1,
             "two infusions, and the legend line"
         );

@@ -11,7 +11,6 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::api_test;
-use crate::fixtures::minutes_from_now;
 use crate::helpers::{eventually, problem, Session, TestApp};
 use crate::receiver::{Behaviour, Receiver};
 
@@ -63,22 +62,6 @@ async fn endpoint(
         body["webhook"]["id"].as_str().unwrap().to_owned(),
         body["secret"].as_str().unwrap().to_owned(),
     )
-}
-
-async fn phq9(app: &TestApp, clinician: &Session, patient: &str, item9: u8) -> String {
-    let res = app
-        .post_as(
-            &format!("/v1/patients/{patient}/assessments"),
-            &clinician.access_token,
-            &json!({"instrument": "phq9", "taken_at": minutes_from_now(-5),
-                "items": [1, 1, 1, 1, 1, 1, 1, 1, item9]}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The endpoint's delivery log.
@@ -385,11 +368,11 @@ api_test!(
         let ana = app.new_patient(&harbour.clinician).await;
         let ben = app.new_patient(&harbour.clinician).await;
         let elsewhere = app.new_patient(&ridge.clinician).await;
-        phq9(&app, &harbour.clinician, &ana, 1).await;
-        phq9(&app, &harbour.clinician, &ben, 0).await;
-        phq9(&app, &ridge.clinician, &elsewhere, 1).await;
-        phq9(&app, &harbour.clinician, &ana, 0).await;
-        phq9(&app, &harbour.clinician, &ben, 2).await;
+        app.phq9_answering(&harbour.clinician, &ana, 1).await;
+        app.phq9_answering(&harbour.clinician, &ben, 0).await;
+        app.phq9_answering(&ridge.clinician, &elsewhere, 1).await;
+        app.phq9_answering(&harbour.clinician, &ana, 0).await;
+        app.phq9_answering(&harbour.clinician, &ben, 2).await;
         // A write that rolls back tells nothing; the one that commits is told.
         let patient: PatientId = ana.parse().unwrap();
         let event = |record| {
@@ -498,7 +481,7 @@ api_test!(
         )
         .await;
         let patient = app.new_patient(&harbour.clinician).await;
-        let assessment = phq9(&app, &harbour.clinician, &patient, 0).await;
+        let assessment = app.phq9_answering(&harbour.clinician, &patient, 0).await;
         let one = format!("{}/{webhook}", harbour.webhooks);
         let disabled = eventually(
             || async {
@@ -620,7 +603,7 @@ api_test!(
         let (webhook, secret) =
             endpoint(&app, &admin, &harbour, &url, &["assessment.created"]).await;
         let patient = app.new_patient(&harbour.clinician).await;
-        phq9(&app, &harbour.clinician, &patient, 0).await;
+        app.phq9_answering(&harbour.clinician, &patient, 0).await;
         let log = eventually(
             || async { deliveries(&app, &admin, &harbour, &webhook).await },
             |log| {
