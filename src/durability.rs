@@ -15,10 +15,10 @@ use crate::domain::durability::{
     self, DurabilitySettings, Estimate, Exposure, Infusion, Median, Trend,
 };
 use crate::domain::ids::{CourseId, PatientId, SessionId};
+use crate::domain::schedule;
 use crate::domain::treatment::SessionStatus;
 use crate::error::ApiError;
 use crate::evaluation;
-use crate::records::courses::schedule_of;
 use crate::store::outcomes::{self as stored};
 use crate::store::{courses, patients, sessions};
 
@@ -91,11 +91,22 @@ pub async fn of_patient(call: &Call, patient: PatientId) -> Result<PatientDurabi
                     }
                 })
                 .collect();
-            // A closed course plans nothing more.
+            // A closed course plans nothing more. The schedule is read from the sessions
+            // already loaded, not queried again per course.
             let slots = if course.closed {
                 Vec::new()
             } else {
-                schedule_of(conn, &course)?
+                let filled: Vec<_> = of_course
+                    .iter()
+                    .map(|s| (s.id, s.started_at.date()))
+                    .collect();
+                schedule::slots(
+                    course.protocol,
+                    course.start_date,
+                    course.custom_dates(),
+                    &filled,
+                    now.date_naive(),
+                )
             };
             let next_planned = durability::next_planned(&slots, now.date_naive());
             all.extend(infusions.iter().map(|i| i.infusion.clone()));
