@@ -519,20 +519,9 @@ pub fn replay(
     .execute(conn)?;
     match replayed {
         1 => Ok(()),
-        _ => delivery_of(conn, endpoint, delivery).and(Err(StoreError::Conflict)),
+        // Not found (another endpoint's, or none), or leased: a conflict only when it exists.
+        _ => self::delivery(conn, endpoint, delivery).and(Err(StoreError::Conflict)),
     }
-}
-
-fn delivery_of(
-    conn: &mut DbConnection,
-    endpoint: WebhookId,
-    id: DeliveryId,
-) -> Result<DeliveryRow, StoreError> {
-    Ok(wd::table
-        .find(id)
-        .filter(wd::endpoint_id.eq(endpoint))
-        .select(DeliveryRow::as_select())
-        .first(conn)?)
 }
 
 /// One delivery of the endpoint, with its attempts.
