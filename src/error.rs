@@ -307,13 +307,21 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.response_of_kind(PROBLEM_JSON).json(self.problem())
+    }
+}
+
+impl ApiError {
+    /// The response's status and headers, whatever shape its body takes; logs an internal
+    /// error's cause.
+    fn response_of_kind(&self, content_type: &'static str) -> actix_web::HttpResponseBuilder {
         if let Self::Internal(cause) = self {
             // The cause goes to the log, never to the client: every error in the chain
             // (diesel's message and the database's, never a statement's parameters).
             tracing::error!(error = %cause_chain(cause.as_ref()), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        response.content_type(PROBLEM_JSON);
+        response.content_type(content_type);
         if matches!(self, Self::Unavailable) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
@@ -323,7 +331,79 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(self.problem())
+        response
+    }
+
+    /// The FHIR issue type of the error (the `issue-type` value set).
+    fn fhir_issue_code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "structure",
+            Self::Validation(_) => "invalid",
+            Self::Unauthorized | Self::InvalidCredentials => "login",
+            Self::Forbidden | Self::NeedsGrant | Self::BudgetExhausted { .. } => "forbidden",
+            Self::NotFound => "not-found",
+            Self::Conflict(_) | Self::Taken(_) | Self::PreconditionFailed => "conflict",
+            Self::TooManyRequests { .. } => "throttled",
+            Self::PayloadTooLarge => "too-costly",
+            Self::UnsupportedMediaType | Self::MethodNotAllowed => "not-supported",
+            Self::RequestTimeout | Self::Unavailable | Self::Busy { .. } => "transient",
+            Self::Internal(_) => "exception",
+        }
+    }
+}
+
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// An error of a FHIR endpoint: the same status and headers as [`ApiError`]'s problem
+/// document, its body a FHIR `OperationOutcome` — one issue per broken field, its
+/// `expression` the field's FHIRPath within `resource`.
+#[derive(Debug)]
+pub struct FhirError {
+    pub error: ApiError,
+    pub resource: &'static str,
+}
+
+impl std::fmt::Display for FhirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl FhirError {
+    pub fn operation_outcome(&self) -> serde_json::Value {
+        let problem = self.error.problem();
+        let code = self.error.fhir_issue_code();
+        let issues: Vec<serde_json::Value> = if problem.errors.is_empty() {
+            vec![
+                serde_json::json!({ "severity": "error", "code": code, "diagnostics": problem.detail }),
+            ]
+        } else {
+            problem
+                .errors
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "severity": "error",
+                        "code": code,
+                        "diagnostics": e.message,
+                        "expression": [format!("{}.{}", self.resource, e.field)],
+                    })
+                })
+                .collect()
+        };
+        serde_json::json!({ "resourceType": "OperationOutcome", "issue": issues })
+    }
+}
+
+impl ResponseError for FhirError {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.error
+            .response_of_kind(FHIR_JSON)
+            .json(self.operation_outcome())
     }
 }
 
@@ -411,10 +491,11 @@ pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
 pub fn problem_for_every_error<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    // A FHIR endpoint's OperationOutcome is its own error shape.
+    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+            || v.as_bytes().starts_with(FHIR_JSON.as_bytes())
+    });
     if is_problem {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -18,6 +18,7 @@ pub mod domain;
 pub mod durability;
 pub mod error;
 pub mod evaluation;
+pub mod fhir;
 pub mod http;
 pub mod notifications;
 pub mod openapi;

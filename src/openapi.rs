@@ -72,6 +72,7 @@ use crate::error::{responses, FieldError, Problem};
         (name = "outcomes", description = "Per-infusion durability and per-course response, kept current by every write"),
         (name = "flags", description = "The safety worklist"),
         (name = "notifications", description = "A clinic's webhook endpoints, signed by the Standard Webhooks specification, and their delivery logs (administrators; the clinic's clinicians read endpoints)"),
+        (name = "fhir", description = "The record in HL7 FHIR R4 for EHRs and FHIR-based apps: a patient's Bundle, QuestionnaireResponses taken in as assessments, the CapabilityStatement"),
         (name = "research", description = "Aggregates of consenting patients: differentially private (aggregate tier) or exact with small cells withheld (controlled tier), and the controlled tier's k-anonymous export (researchers)"),
         (name = "research grants", description = "The controlled tier of research access and every researcher's privacy budget (administrators)"),
     ),

@@ -9,6 +9,7 @@ pub mod clinics;
 pub mod courses;
 pub mod durability;
 pub mod extract;
+pub mod fhir;
 pub mod flags;
 pub mod me;
 pub mod operations;
@@ -76,6 +77,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
     .service(users::update_patient_account)
     .service(auth::create_invite)
     .service(timeline::get_timeline)
+    .service(fhir::get_patient_bundle)
+    .service(fhir::create_questionnaire_response)
+    .service(fhir::get_capability_statement)
     .service(courses::create_course)
     .service(courses::list_courses)
     .service(courses::get_course)

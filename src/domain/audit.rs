@@ -46,6 +46,7 @@ vocabulary!(
         SideEffectEnteredInError = "side_effect_entered_in_error",
         OutcomesRead = "outcomes_read",
         DurabilityRead = "durability_read",
+        FhirExported = "fhir_exported",
         TrajectoryRead = "trajectory_read",
         DueAssessmentsRead = "due_assessments_read",
         FlagsListed = "flags_listed",
@@ -88,7 +89,7 @@ impl Action {
             InviteCreated | RegistrationFailed => "invite",
             PatientCreated | PatientRead | PatientListed | PatientUpdated | ConsentHistoryRead
             | TimelineRead | CoursesListed | SessionsListed | AssessmentsListed
-            | SideEffectsListed | OutcomesRead | DurabilityRead | TrajectoryRead
+            | SideEffectsListed | OutcomesRead | DurabilityRead | FhirExported | TrajectoryRead
             | DueAssessmentsRead | FlagsListed | EventsStreamed => "patient",
             CourseCreated | CourseRead | CourseUpdated => "course",
             SessionCreated | SessionRead | SessionUpdated | SessionEnteredInError => "session",

@@ -73,6 +73,7 @@ pub mod audit;
 pub mod durability;
 pub mod egress;
 pub mod events;
+pub mod fhir;
 pub mod flags;
 pub mod ids;
 pub mod instrument;

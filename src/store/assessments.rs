@@ -99,6 +99,22 @@ pub fn scores_between(
         .load(conn)?)
 }
 
+/// The patient's records for an export (`of_patient_since!`), oldest first.
+pub fn of_patient_since(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    since: Option<NaiveDateTime>,
+) -> Result<Vec<AssessmentRow>, StoreError> {
+    of_patient_since!(
+        conn,
+        assessments,
+        taken_at,
+        AssessmentRow,
+        patient_id,
+        since
+    )
+}
+
 /// Every live assessment of a patient, oldest first.
 pub fn live_of_patient(
     conn: &mut DbConnection,

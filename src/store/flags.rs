@@ -152,6 +152,18 @@ pub fn existing_on(
         .load(conn)?)
 }
 
+/// Every flag of a patient, oldest first.
+pub fn of_patient(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+) -> Result<Vec<FlagRow>, StoreError> {
+    Ok(flags::table
+        .filter(flags::patient_id.eq(patient_id))
+        .order((flags::raised_at.asc(), flags::id.asc()))
+        .select(FlagRow::as_select())
+        .load(conn)?)
+}
+
 pub fn for_records(
     conn: &mut DbConnection,
     record_ids: &[String],

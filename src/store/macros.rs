@@ -118,3 +118,22 @@ macro_rules! replace_versioned {
         Ok(())
     }};
 }
+
+/// A patient's records of one table for an export, oldest first by `$time`: the live ones; or,
+/// with `since`, every one changed after it, removed ones included, so that a receiver of
+/// changes learns of a removal.
+macro_rules! of_patient_since {
+    ($conn:expr, $table:ident, $time:ident, $row:ty, $patient:expr, $since:expr) => {{
+        let query = $table::table
+            .filter($table::patient_id.eq($patient))
+            .select(<$row>::as_select())
+            .into_boxed();
+        let query = match $since {
+            Some(since) => query.filter($table::updated_at.gt(since)),
+            None => query.filter($table::deleted_at.is_null()),
+        };
+        Ok(query
+            .order(($table::$time.asc(), $table::id.asc()))
+            .load($conn)?)
+    }};
+}

@@ -152,6 +152,15 @@ pub fn replace(conn: &mut DbConnection, row: &SessionRow, expected: i32) -> Resu
     replace_versioned!(conn, sessions, row, expected)
 }
 
+/// The patient's records for an export (`of_patient_since!`), oldest first.
+pub fn of_patient_since(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    since: Option<NaiveDateTime>,
+) -> Result<Vec<SessionRow>, StoreError> {
+    of_patient_since!(conn, sessions, started_at, SessionRow, patient_id, since)
+}
+
 /// Every live session of a patient, oldest first.
 pub fn live_of_patient(
     conn: &mut DbConnection,

@@ -90,6 +90,22 @@ pub fn replace(
     replace_versioned!(conn, side_effects, row, expected)
 }
 
+/// The patient's records for an export (`of_patient_since!`), oldest first.
+pub fn of_patient_since(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    since: Option<NaiveDateTime>,
+) -> Result<Vec<SideEffectRow>, StoreError> {
+    of_patient_since!(
+        conn,
+        side_effects,
+        onset_at,
+        SideEffectRow,
+        patient_id,
+        since
+    )
+}
+
 /// Every live side effect of a patient, oldest first.
 pub fn live_of_patient(
     conn: &mut DbConnection,

@@ -51,6 +51,16 @@ async fn record(app: &TestApp, clinician: &Session) -> Record {
     }
 }
 
+/// A GAD-7 as a FHIR-based app sends it: every item "several days".
+fn gad7_response() -> Value {
+    let items: Vec<Value> = ["69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7"]
+        .iter()
+        .map(|l| json!({"linkId": l, "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA6569-3"}}]}))
+        .collect();
+    json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "questionnaire": "http://loinc.org/q/69737-5", "authored": minutes_from_now(-2), "item": items})
+}
+
 /// Every endpoint that reaches one patient's record, with what the patient themselves gets.
 fn endpoints(r: &Record) -> Vec<(reqwest::Method, String, Value, u16)> {
     use reqwest::Method as M;
@@ -75,6 +85,13 @@ fn endpoints(r: &Record) -> Vec<(reqwest::Method, String, Value, u16)> {
             format!("/v1/patients/{p}/timeline"),
             json!(null),
             200,
+        ),
+        (M::GET, format!("/v1/patients/{p}/fhir"), json!(null), 200),
+        (
+            M::POST,
+            format!("/v1/patients/{p}/fhir/QuestionnaireResponse"),
+            gad7_response(),
+            201,
         ),
         (
             M::POST,

@@ -11,6 +11,7 @@ mod durability;
 mod errors;
 mod evaluation;
 mod faults;
+mod fhir;
 mod fixtures;
 mod flags;
 mod input_attacks;

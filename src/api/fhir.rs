@@ -1,0 +1,377 @@
+//! HL7 FHIR R4 on the wire: a patient's record as a Bundle, a `QuestionnaireResponse` taken
+//! in as an assessment, and the capability statement. Bodies and errors are
+//! `application/fhir+json`; what the QuestionnaireResponse endpoint refuses is an
+//! `OperationOutcome` naming each field by its FHIRPath.
+
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::api::wire::body_hash;
+use crate::call::Call;
+use crate::domain::fhir::{self as codes, Answer, ItemAnswers, Questionnaire};
+use crate::domain::ids::{AssessmentId, PatientId};
+use crate::domain::RuleBroken;
+use crate::error::responses::{Read, Unavailable};
+use crate::error::{ApiError, FhirError, FHIR_JSON, MAX_BODY_BYTES};
+use crate::fhir::{self, resources, resources::Refs};
+use crate::records::assessments::AssessmentDraft;
+use crate::records::{self, Created};
+use crate::store::assessments::AssessmentRow;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BundleQuery {
+    /// Only what changed after this instant (removed records as `entered-in-error`).
+    #[serde(rename = "_since")]
+    #[param(rename = "_since")]
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// A FHIR R4 resource, as `application/fhir+json`: a Bundle, a CapabilityStatement, an
+/// OperationOutcome or a QuestionnaireResponse, by its `resourceType`. Its schema is FHIR's,
+/// which the contract does not repeat: an object with a `resourceType`.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct FhirResource(Value);
+
+impl utoipa::PartialSchema for FhirResource {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let example = json!({"resourceType": "Bundle", "type": "collection", "entry": []});
+        #[allow(deprecated)] // `example`, as the derived schemas of the contract state theirs
+        ObjectBuilder::new()
+            .example(Some(example))
+            .description(Some(
+                "A FHIR R4 resource (https://hl7.org/fhir/R4/resourcelist.html), by its \
+                 resourceType",
+            ))
+            .property(
+                "resourceType",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Z][A-Za-z]{1,63}$")),
+            )
+            .required("resourceType")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl ToSchema for FhirResource {}
+
+/// The patient's record as a FHIR R4 `Bundle` of type `collection`: Patient (no name, no
+/// address; birth year only), QuestionnaireResponses and score Observations, the infusions as
+/// MedicationAdministrations with their vital signs, side effects as AdverseEvents, flags as
+/// DetectedIssues, research consent as Consents. Every `fullUrl` is the stable `urn:uuid:` of
+/// its resource. Clinicians of the patient's clinic; a patient for their own record.
+#[utoipa::path(
+    tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id"), BundleQuery),
+    responses(
+        (status = 200, description = "The record as a Bundle", content_type = "application/fhir+json", body = FhirResource),
+        Read,
+    )
+)]
+#[get("/v1/patients/{id}/fhir")]
+pub async fn get_patient_bundle(
+    call: Call,
+    patient: web::Path<Uuid>,
+    query: web::Query<BundleQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let bundle = fhir::patient_bundle(&call, patient.into_inner().into(), query.since).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .json(FhirResource(bundle)))
+}
+
+/// What the service offers in FHIR R4, for any client to read before it signs in.
+#[utoipa::path(
+    tag = "fhir",
+    security(()),
+    responses(
+        (status = 200, description = "The CapabilityStatement", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, response = Unavailable),
+    )
+)]
+#[get("/v1/fhir/metadata")]
+pub async fn get_capability_statement() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(FHIR_JSON)
+        .json(FhirResource(fhir::capability_statement()))
+}
+
+/// Takes a PHQ-9, GAD-7 or pain `QuestionnaireResponse` from a FHIR-based app as one of the
+/// patient's assessments, through the native scoring, flags, idempotency (its UUID `id`, or
+/// its `identifier`) and audit. `status` must be `completed` or `amended`, `authored` is the
+/// time taken, each item's `linkId` its LOINC code; a total is refused (the server scores).
+/// Answers with a Bundle of what was stored — the QuestionnaireResponse, its Observations, a
+/// DetectedIssue per flag raised, and an OperationOutcome carrying the clinic's crisis message
+/// when item 9 raised one. Clinicians; a patient for their own record.
+#[utoipa::path(
+    tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The patient's id")),
+    request_body(content = FhirResource, content_type = "application/fhir+json", description = "A QuestionnaireResponse"),
+    responses(
+        (status = 201, description = "Scored and stored", content_type = "application/fhir+json", body = FhirResource),
+        (status = 200, description = "A repeat of an earlier create with the same id and answers", content_type = "application/fhir+json", body = FhirResource),
+        (status = 400, description = "Not JSON", content_type = "application/fhir+json", body = FhirResource),
+        (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
+        (status = 403, description = "The caller's role may not do this", content_type = "application/fhir+json", body = FhirResource),
+        (status = 404, description = "No such patient within the caller's scope", content_type = "application/fhir+json", body = FhirResource),
+        (status = 409, description = "The id is taken by different answers", content_type = "application/fhir+json", body = FhirResource),
+        (status = 413, description = "The body is larger than 256 KiB", content_type = "application/fhir+json", body = FhirResource),
+        (status = 415, description = "Not application/fhir+json or application/json", content_type = "application/fhir+json", body = FhirResource),
+        (status = 422, description = "An OperationOutcome naming each refused field", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
+    )
+)]
+#[post("/v1/patients/{id}/fhir/QuestionnaireResponse")]
+pub async fn create_questionnaire_response(
+    request: HttpRequest,
+    call: Result<Call, ApiError>,
+    patient: Result<web::Path<Uuid>, actix_web::Error>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, FhirError> {
+    let as_outcome = |error| FhirError {
+        error,
+        resource: "QuestionnaireResponse",
+    };
+    let call = call.map_err(as_outcome)?;
+    let patient: PatientId = patient
+        .map_err(|e| {
+            as_outcome(ApiError::BadRequest(format!(
+                "the patient id in the path: {e}"
+            )))
+        })?
+        .into_inner()
+        .into();
+    let body = body.map_err(|_| as_outcome(ApiError::PayloadTooLarge))?;
+    let response = read_response(&request, &body).map_err(as_outcome)?;
+    let (id, draft) = response.draft(patient).map_err(as_outcome)?;
+    let hash = body_hash(&json!([draft.instrument, draft.taken_at, draft.items]));
+    let made = records::create::<AssessmentRow>(&call, patient, id, draft, hash)
+        .await
+        .map_err(as_outcome)?;
+    let (status, recorded) = match made {
+        Created::Now(r) => (actix_web::http::StatusCode::CREATED, r),
+        Created::Replayed(r) => (actix_web::http::StatusCode::OK, r),
+    };
+    let location = format!(
+        "/v1/patients/{}/assessments/{}",
+        patient.as_uuid(),
+        recorded.record.id.as_uuid()
+    );
+    // What was stored refers to the patient, who is not in the answer: by `Type/id`.
+    let mut stored = resources::assessment(&recorded.record, Refs::Relative);
+    let flags = recorded.flags.iter();
+    stored.extend(flags.map(|f| resources::flag(f, Refs::Relative)));
+    if let Some(message) = &recorded.crisis_message {
+        stored.push(json!({
+            "resourceType": "OperationOutcome",
+            "id": resources::derived(recorded.record.id.as_uuid(), "crisis-message"),
+            "issue": [{ "severity": "warning", "code": "informational", "diagnostics": message }],
+        }));
+    }
+    Ok(HttpResponse::build(status)
+        .content_type(FHIR_JSON)
+        .insert_header((header::LOCATION, location))
+        .json(FhirResource(fhir::bundle(stored, Refs::Relative))))
+}
+
+fn read_response(request: &HttpRequest, body: &[u8]) -> Result<QuestionnaireResponseIn, ApiError> {
+    let json_like = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| matches!(v.trim(), "application/fhir+json" | "application/json"));
+    if !json_like {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "resourceType".to_owned()
+        } else {
+            path
+        };
+        ApiError::invalid(field, e.into_inner().to_string())
+    })
+}
+
+/// The part of a FHIR `QuestionnaireResponse` the service reads; everything else a FHIR app
+/// may send (meta, text, extensions, source…) is let be.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionnaireResponseIn {
+    resource_type: String,
+    id: Option<String>,
+    identifier: Option<IdentifierIn>,
+    questionnaire: Option<String>,
+    status: String,
+    subject: Option<ReferenceIn>,
+    authored: Option<DateTime<Utc>>,
+    #[serde(default)]
+    item: Vec<ItemIn>,
+}
+
+#[derive(Deserialize)]
+pub struct IdentifierIn {
+    system: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ReferenceIn {
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemIn {
+    link_id: String,
+    #[serde(default)]
+    answer: Vec<Map<String, Value>>,
+    #[serde(default)]
+    item: Vec<ItemIn>,
+}
+
+/// The namespace of assessment ids made from a FHIR identifier that is not itself a UUID.
+const IDENTIFIERS: Uuid = Uuid::from_u128(0x0b8f_6d2e_51c4_4a97_a3e1_6f20_9c7d_4b58);
+
+impl QuestionnaireResponseIn {
+    /// The assessment to create, with its id for idempotency; every broken rule named.
+    fn draft(self, patient: PatientId) -> Result<(AssessmentId, AssessmentDraft), ApiError> {
+        let mut broken = Vec::new();
+        if self.resource_type != "QuestionnaireResponse" {
+            broken.push(RuleBroken::new(
+                "resourceType",
+                "must be QuestionnaireResponse",
+            ));
+        }
+        if !matches!(self.status.as_str(), "completed" | "amended") {
+            broken.push(RuleBroken::new(
+                "status",
+                "must be completed or amended: only finished questionnaires are scored",
+            ));
+        }
+        let own = [
+            format!("Patient/{}", patient.as_uuid()),
+            format!("urn:uuid:{}", patient.as_uuid()),
+        ];
+        if let Some(subject) = &self.subject {
+            if !subject.reference.as_ref().is_some_and(|r| own.contains(r)) {
+                broken.push(RuleBroken::new(
+                    "subject",
+                    "must be the patient of the path, or absent",
+                ));
+            }
+        }
+        if self.authored.is_none() {
+            broken.push(RuleBroken::new(
+                "authored",
+                "is required: the time the questionnaire was answered, with its time zone",
+            ));
+        }
+        let questionnaire = self.questionnaire.as_deref().and_then(Questionnaire::named);
+        if questionnaire.is_none() {
+            let known: Vec<_> = Questionnaire::canonicals().collect();
+            broken.push(RuleBroken::new(
+                "questionnaire",
+                format!("must be one of {}", known.join(", ")),
+            ));
+        }
+        let mut items = Vec::new();
+        flatten("item", &self.item, &mut items);
+        let answers = questionnaire.map(|q| codes::answers_of(q, &items));
+        if let Some(Err(more)) = &answers {
+            broken.extend(more.iter().cloned());
+        }
+        let (Some(q), Some(Ok(values)), Some(taken_at), true) =
+            (questionnaire, answers, self.authored, broken.is_empty())
+        else {
+            return Err(broken.into());
+        };
+        let id = self.idempotency_key().unwrap_or_else(Uuid::new_v4);
+        Ok((
+            id.into(),
+            AssessmentDraft {
+                instrument: q.instrument,
+                taken_at,
+                items: values,
+            },
+        ))
+    }
+
+    /// The key a repeat of this response is known by: its `id` when a UUID, else its
+    /// identifier (a `urn:uuid:` value as that UUID), else any other `id`.
+    fn idempotency_key(&self) -> Option<Uuid> {
+        let by_id = self.id.as_deref().and_then(|id| id.parse::<Uuid>().ok());
+        let by_identifier = self.identifier.as_ref().and_then(|i| {
+            let value = i.value.as_deref()?;
+            match value.strip_prefix("urn:uuid:").map(str::parse::<Uuid>) {
+                Some(Ok(uuid)) => Some(uuid),
+                _ => {
+                    let system = i.system.as_deref().unwrap_or_default();
+                    Some(Uuid::new_v5(
+                        &IDENTIFIERS,
+                        format!("{system}|{value}").as_bytes(),
+                    ))
+                }
+            }
+        });
+        let other_id = self
+            .id
+            .as_deref()
+            .map(|id| Uuid::new_v5(&IDENTIFIERS, format!("id|{id}").as_bytes()));
+        by_id.or(by_identifier).or(other_id)
+    }
+}
+
+/// The answered items, nested groups included, each named by its place in the body.
+fn flatten(at: &str, items: &[ItemIn], out: &mut Vec<ItemAnswers>) {
+    for (n, item) in items.iter().enumerate() {
+        let here = format!("{at}[{n}]");
+        if !item.item.is_empty() {
+            flatten(&format!("{here}.item"), &item.item, out);
+        }
+        if item.item.is_empty() || !item.answer.is_empty() {
+            out.push(ItemAnswers {
+                at: here,
+                link_id: item.link_id.clone(),
+                answers: item.answer.iter().map(answer).collect(),
+            });
+        }
+    }
+}
+
+fn answer(given: &Map<String, Value>) -> Answer {
+    if let Some(coding) = given.get("valueCoding") {
+        let text = |key| coding.get(key).and_then(Value::as_str).map(str::to_owned);
+        return Answer::Coding {
+            system: text("system"),
+            code: text("code"),
+        };
+    }
+    if let Some(v) = given.get("valueInteger").and_then(Value::as_i64) {
+        return Answer::Integer(v);
+    }
+    let kind = given
+        .keys()
+        .find(|k| k.starts_with("value"))
+        .cloned()
+        .unwrap_or_else(|| "no value".to_owned());
+    Answer::Other(kind)
+}
