@@ -356,7 +356,8 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 
 /// An error of a FHIR endpoint: the same status and headers as [`ApiError`]'s problem
 /// document, its body a FHIR `OperationOutcome` — one issue per broken field, its
-/// `expression` the field's FHIRPath within `resource`.
+/// `expression` the field's FHIRPath within `resource` (a parameter's name, when `resource` is
+/// empty).
 #[derive(Debug)]
 pub struct FhirError {
     pub error: ApiError,
@@ -386,7 +387,11 @@ impl FhirError {
                         "severity": "error",
                         "code": code,
                         "diagnostics": e.message,
-                        "expression": [format!("{}.{}", self.resource, e.field)],
+                        "expression": [if self.resource.is_empty() {
+                            e.field.clone()
+                        } else {
+                            format!("{}.{}", self.resource, e.field)
+                        }],
                     })
                 })
                 .collect()

@@ -35,6 +35,7 @@ use crate::error::{responses, FieldError, Problem};
             Problem,
             FieldError,
             FlagStatus,
+            crate::domain::fhir::ResourceType,
             crate::domain::research::Dimension,
             // A row of the export, which is served as text: for clients that parse it.
             crate::research::export::ExportRow,

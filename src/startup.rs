@@ -95,6 +95,9 @@ impl Application {
             settings.escalation_after,
             settings.sweep_interval,
         ));
+        tokio::spawn(crate::fhir::bulk::run(own_connection(
+            "ketamine-outcomes-fhir-export",
+        )));
         if settings.egress() == crate::domain::egress::Egress::Any {
             tracing::warn!(
                 "webhooks may be posted to any address, private ones included (development): \
@@ -243,6 +246,7 @@ impl SharedState {
             research: settings.research,
             streams: Default::default(),
             webhooks: sender.clone(),
+            public_url: settings.public_url.clone(),
         });
         let contract = serde_json::to_value(openapi::contract())
             .map_err(|e| StartupError::Contract(e.to_string()))?;

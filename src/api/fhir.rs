@@ -4,7 +4,7 @@
 //! `OperationOutcome` naming each field by its FHIRPath.
 
 use actix_web::http::header;
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use crate::api::wire::body_hash;
 use crate::call::Call;
-use crate::domain::fhir::{self as codes, Answer, ItemAnswers, Questionnaire};
-use crate::domain::ids::{AssessmentId, PatientId};
+use crate::domain::fhir::{self as codes, Answer, ItemAnswers, Questionnaire, ResourceType};
+use crate::domain::ids::{AssessmentId, BulkExportId, PatientId};
 use crate::domain::RuleBroken;
 use crate::error::responses::{Read, Unavailable};
 use crate::error::{ApiError, FhirError, FHIR_JSON, MAX_BODY_BYTES};
-use crate::fhir::{self, resources, resources::Refs};
+use crate::fhir::{self, bulk, resources, resources::Refs};
 use crate::records::assessments::AssessmentDraft;
 use crate::records::{self, Created};
 use crate::store::assessments::AssessmentRow;
@@ -374,4 +374,236 @@ fn answer(given: &Map<String, Value>) -> Answer {
         .cloned()
         .unwrap_or_else(|| "no value".to_owned());
     Answer::Other(kind)
+}
+
+/// The kick-off's parameters (FHIR Bulk Data).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `application/fhir+ndjson` (the default), `application/ndjson` or `ndjson`.
+    #[serde(rename = "_outputFormat")]
+    #[param(rename = "_outputFormat", pattern = r"^[a-z/+]{1,40}$")]
+    pub output_format: Option<String>,
+    /// Only what changed after this instant.
+    #[serde(rename = "_since")]
+    #[param(rename = "_since")]
+    pub since: Option<DateTime<Utc>>,
+    /// Resource types, comma-separated: Patient, QuestionnaireResponse, Observation,
+    /// MedicationAdministration, AdverseEvent, DetectedIssue, Consent. All when absent.
+    #[serde(rename = "_type")]
+    #[param(rename = "_type", pattern = r"^[A-Za-z]{1,40}(,[A-Za-z]{1,40}){0,9}$")]
+    pub types: Option<String>,
+}
+
+/// The `Prefer` header the kick-off needs.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct PreferHeader {
+    /// `respond-async`: the export is asynchronous.
+    #[param(rename = "Prefer", pattern = r"^respond-async(\s*[,;].*)?$")]
+    pub prefer: String,
+}
+
+/// Where clients reach the service: `KO_PUBLIC_URL`, else this request's scheme and host.
+fn base_url(request: &HttpRequest, call: &Call) -> String {
+    call.services.public_url.clone().unwrap_or_else(|| {
+        let info = request.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    })
+}
+
+/// An extractor's failure as the ApiError it carries (a query's fields keep their names).
+fn carried(error: actix_web::Error) -> ApiError {
+    match error.as_error::<ApiError>() {
+        Some(ApiError::Validation(fields)) => ApiError::Validation(fields.clone()),
+        _ => ApiError::BadRequest(error.to_string()),
+    }
+}
+
+fn outcome(error: ApiError) -> FhirError {
+    FhirError {
+        error,
+        resource: "",
+    }
+}
+
+fn job_path(id: BulkExportId) -> String {
+    format!("/v1/fhir/export-jobs/{id}")
+}
+
+/// Starts a clinic-wide export by the FHIR Bulk Data pattern (`Prefer: respond-async`): 202
+/// with `Content-Location`, the job to poll. Every patient of the caller's clinic registered
+/// by now, each as they stand when their page is written (so a next export with
+/// `_since` set to this one's transactionTime may repeat a change, never miss one). Clinicians,
+/// their own clinic only; audited.
+#[utoipa::path(
+    tag = "fhir",
+    security(("bearer" = [])),
+    params(ExportQuery, PreferHeader),
+    responses(
+        (status = 202, description = "Started", headers(("Content-Location" = String, description = "The job to poll"))),
+        (status = 400, description = "No Prefer: respond-async", content_type = "application/fhir+json", body = FhirResource),
+        (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
+        (status = 403, description = "Not a clinician", content_type = "application/fhir+json", body = FhirResource),
+        (status = 422, description = "A parameter broke a rule", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
+    )
+)]
+#[get("/v1/fhir/$export")]
+pub async fn start_bulk_export(
+    request: HttpRequest,
+    call: Result<Call, ApiError>,
+    query: Result<web::Query<ExportQuery>, actix_web::Error>,
+) -> Result<HttpResponse, FhirError> {
+    let call = call.map_err(outcome)?;
+    let query = query.map_err(|e| outcome(carried(e)))?.into_inner();
+    let asynchronous = request
+        .headers()
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|p| {
+                p.split(';')
+                    .next()
+                    .is_some_and(|p| p.trim() == "respond-async")
+            })
+        });
+    if !asynchronous {
+        return Err(outcome(ApiError::BadRequest(
+            "a bulk export is asynchronous: send Prefer: respond-async".into(),
+        )));
+    }
+    let format = query.output_format.as_deref();
+    if format.is_some_and(|f| {
+        !matches!(
+            f,
+            "application/fhir+ndjson" | "application/ndjson" | "ndjson"
+        )
+    }) {
+        return Err(outcome(ApiError::invalid(
+            "_outputFormat",
+            "must be application/fhir+ndjson, application/ndjson or ndjson",
+        )));
+    }
+    let types = codes::resource_types(query.types.as_deref()).map_err(|b| outcome(b.into()))?;
+    let asked = bulk::Asked {
+        since: query.since,
+        types,
+    };
+    let id = bulk::kick_off(&call, asked).await.map_err(outcome)?;
+    let location = format!("{}{}", base_url(&request, &call), job_path(id));
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::CONTENT_LOCATION, location))
+        .finish())
+}
+
+/// Where a bulk export stands: 202 with `Retry-After` and `X-Progress` while it is written,
+/// then 200 with the manifest — one NDJSON file per resource type, each needing the bearer
+/// token. The clinic's clinicians.
+#[utoipa::path(
+    tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The export's id")),
+    responses(
+        (status = 200, description = "The manifest", body = FhirResource),
+        (status = 202, description = "Still being written", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before polling again"),
+            ("X-Progress" = String, description = "Patients written, of how many"))),
+        (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
+        (status = 403, description = "Not a clinician", content_type = "application/fhir+json", body = FhirResource),
+        (status = 404, description = "No such export of the caller's clinic", content_type = "application/fhir+json", body = FhirResource),
+        (status = 422, description = "The id is not a UUID", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
+    )
+)]
+#[get("/v1/fhir/export-jobs/{id}")]
+pub async fn get_bulk_export(
+    request: HttpRequest,
+    call: Result<Call, ApiError>,
+    id: Result<web::Path<Uuid>, actix_web::Error>,
+) -> Result<HttpResponse, FhirError> {
+    let call = call.map_err(outcome)?;
+    let id: BulkExportId = id.map_err(|e| outcome(carried(e)))?.into_inner().into();
+    match bulk::progress(&call, id).await.map_err(outcome)? {
+        bulk::Progress::Running { done, total } => Ok(HttpResponse::Accepted()
+            .insert_header((header::RETRY_AFTER, bulk::RETRY_AFTER_SECONDS.to_string()))
+            .insert_header(("X-Progress", format!("{done} of {total} patients written")))
+            .finish()),
+        bulk::Progress::Complete {
+            transaction_time,
+            files,
+        } => {
+            let base = base_url(&request, &call);
+            let output: Vec<Value> = files
+                .into_iter()
+                .map(|(kind, count)| {
+                    json!({"type": kind, "url": format!("{base}{}/files/{kind}", job_path(id)), "count": count})
+                })
+                .collect();
+            Ok(HttpResponse::Ok().json(FhirResource(json!({
+                "transactionTime": transaction_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                "request": format!("{base}/v1/fhir/$export"),
+                "requiresAccessToken": true,
+                "output": output,
+                "error": [],
+            }))))
+        }
+    }
+}
+
+/// Cancels a bulk export and removes what it wrote.
+#[utoipa::path(
+    tag = "fhir",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The export's id")),
+    responses(
+        (status = 202, description = "Cancelled and removed"),
+        (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
+        (status = 403, description = "Not a clinician", content_type = "application/fhir+json", body = FhirResource),
+        (status = 404, description = "No such export of the caller's clinic", content_type = "application/fhir+json", body = FhirResource),
+        (status = 422, description = "The id is not a UUID", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
+    )
+)]
+#[delete("/v1/fhir/export-jobs/{id}")]
+pub async fn cancel_bulk_export(
+    call: Result<Call, ApiError>,
+    id: Result<web::Path<Uuid>, actix_web::Error>,
+) -> Result<HttpResponse, FhirError> {
+    let call = call.map_err(outcome)?;
+    let id: BulkExportId = id.map_err(|e| outcome(carried(e)))?.into_inner().into();
+    bulk::cancel(&call, id).await.map_err(outcome)?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// One file of a complete bulk export: every resource of one type, one per line
+/// (`application/fhir+ndjson`), streamed; the patients it shows are audited as read.
+#[utoipa::path(
+    tag = "fhir",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "The export's id"),
+        ("type" = ResourceType, Path, description = "The resource type"),
+    ),
+    responses(
+        (status = 200, description = "The resources, one per line", content_type = "application/fhir+ndjson", body = String),
+        (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
+        (status = 403, description = "Not a clinician", content_type = "application/fhir+json", body = FhirResource),
+        (status = 404, description = "No such file of a complete export of the caller's clinic", content_type = "application/fhir+json", body = FhirResource),
+        (status = 422, description = "Not a UUID, or not a resource type the service exports", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
+    )
+)]
+#[get("/v1/fhir/export-jobs/{id}/files/{type}")]
+pub async fn get_bulk_export_file(
+    call: Result<Call, ApiError>,
+    path: Result<web::Path<(Uuid, ResourceType)>, actix_web::Error>,
+) -> Result<HttpResponse, FhirError> {
+    let call = call.map_err(outcome)?;
+    let (id, kind) = path.map_err(|e| outcome(carried(e)))?.into_inner();
+    let lines = bulk::file(&call, id.into(), kind).await.map_err(outcome)?;
+    let bytes = futures_util::StreamExt::map(lines, |part| part.map(web::Bytes::from));
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+ndjson")
+        .streaming(bytes))
 }

@@ -38,6 +38,9 @@ pub struct Services {
     pub streams: streams::Streams,
     /// Checks webhook URLs under the deployment's egress rule.
     pub webhooks: crate::delivery::Sender,
+    /// Where clients reach the service (`KO_PUBLIC_URL`), for the absolute URLs a FHIR bulk
+    /// export hands out; else each request's own scheme and host.
+    pub public_url: Option<String>,
 }
 
 /// Where a request came from: its id and the client's address.

@@ -47,6 +47,8 @@ vocabulary!(
         OutcomesRead = "outcomes_read",
         DurabilityRead = "durability_read",
         FhirExported = "fhir_exported",
+        FhirBulkExportStarted = "fhir_bulk_export_started",
+        FhirBulkExportCancelled = "fhir_bulk_export_cancelled",
         TrajectoryRead = "trajectory_read",
         DueAssessmentsRead = "due_assessments_read",
         FlagsListed = "flags_listed",
@@ -107,6 +109,7 @@ impl Action {
             ResearchGrantCreated | ResearchGrantRevoked => "research_grant",
             WebhookCreated | WebhookUpdated | WebhookDeleted | WebhookSecretRotated => "webhook",
             WebhookDeliveryReplayed => "webhook_delivery",
+            FhirBulkExportStarted | FhirBulkExportCancelled => "fhir_export",
         }
     }
 }

@@ -39,6 +39,43 @@ pub const INSTRUMENT_SYSTEM: &str = "https://ketamine-outcomes.org/fhir/CodeSyst
 pub const FLAG_KIND_SYSTEM: &str = "https://ketamine-outcomes.org/fhir/CodeSystem/flag-kind";
 pub const SIDE_EFFECT_SYSTEM: &str = "https://ketamine-outcomes.org/fhir/CodeSystem/side-effect";
 
+vocabulary!(
+    /// The FHIR resource types the service exports.
+    ResourceType {
+        Patient = "Patient",
+        QuestionnaireResponse = "QuestionnaireResponse",
+        Observation = "Observation",
+        MedicationAdministration = "MedicationAdministration",
+        AdverseEvent = "AdverseEvent",
+        DetectedIssue = "DetectedIssue",
+        Consent = "Consent",
+    }
+);
+
+vocabulary!(
+    /// Where a bulk export stands.
+    ExportStatus { InProgress = "in_progress", Complete = "complete" }
+);
+
+/// The resource types a bulk export's `_type` asks for (comma-separated; all when absent),
+/// each once, in the service's order.
+pub fn resource_types(asked: Option<&str>) -> Result<Vec<ResourceType>, RuleBroken> {
+    let Some(asked) = asked else {
+        return Ok(ResourceType::ALL.to_vec());
+    };
+    let mut types = Vec::new();
+    for name in asked.split(',').map(str::trim) {
+        let kind: ResourceType = name
+            .parse()
+            .map_err(|rule: String| RuleBroken::new("_type", format!("{name:?}: {rule}")))?;
+        if !types.contains(&kind) {
+            types.push(kind);
+        }
+    }
+    types.sort();
+    Ok(types)
+}
+
 /// One code of one system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Code {
@@ -559,6 +596,20 @@ mod tests {
             AE_GRADE,
             "http://hl7.org/fhir/uv/ae-research-backport-ig/StructureDefinition/ae-grade"
         );
+    }
+
+    #[test]
+    fn a_bulk_export_asks_for_known_types_each_once() {
+        assert_eq!(resource_types(None).unwrap().len(), 7);
+        assert_eq!(
+            resource_types(Some("Observation,Patient,Observation")),
+            Ok(vec![ResourceType::Patient, ResourceType::Observation])
+        );
+        assert_eq!(
+            resource_types(Some("Medication")).unwrap_err().field,
+            "_type"
+        );
+        assert_eq!(resource_types(Some("")).unwrap_err().field, "_type");
     }
 
     #[test]

@@ -70,7 +70,9 @@ macro_rules! for_each_id {
             // The refresh tokens that rotate from one sign-in.
             TokenFamilyId,
             WebhookId,
-            DeliveryId
+            DeliveryId,
+            // A clinic-wide FHIR Bulk Data export.
+            BulkExportId
         );
     };
 }

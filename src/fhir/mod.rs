@@ -4,6 +4,7 @@
 //! create as the native endpoint (`records::create`), so scoring, flags, idempotency and audit
 //! are the native ones.
 
+pub mod bulk;
 pub mod resources;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
@@ -15,7 +16,10 @@ use crate::domain::audit::Action;
 use crate::domain::fhir::Questionnaire;
 use crate::domain::ids::PatientId;
 use crate::error::ApiError;
-use crate::store::{assessments, consent, flags, patients, sessions, side_effects};
+use crate::store::patients::PatientRow;
+use crate::store::{
+    assessments, consent, flags, patients, sessions, side_effects, DbConnection, StoreError,
+};
 use resources::Refs;
 
 pub use crate::error::FHIR_JSON;
@@ -34,40 +38,56 @@ pub async fn patient_bundle(
     let resources = call
         .read(move |conn| {
             let record = patients::find(conn, &scope, patient)?;
-            let changed = |at: NaiveDateTime| since.is_none_or(|s| at > s);
-            let mut out = Vec::new();
-            if changed(record.row.updated_at) {
-                out.push(resources::patient(&record.row));
-            }
-            let history = consent::of_patient(conn, patient)?;
-            let mut ends = history.iter().skip(1).map(|e| Some(e.occurred_at));
-            let consents = resources::consents(&history, Refs::Bundle);
-            for (event, resource) in history.iter().zip(consents) {
-                let end = ends.next().flatten();
-                if changed(event.occurred_at) || end.is_some_and(changed) {
-                    out.push(resource);
-                }
-            }
-            for row in sessions::of_patient_since(conn, patient, since)? {
-                out.extend(resources::session(&row, Refs::Bundle));
-            }
-            for row in assessments::of_patient_since(conn, patient, since)? {
-                out.extend(resources::assessment(&row, Refs::Bundle));
-            }
-            for row in side_effects::of_patient_since(conn, patient, since)? {
-                out.push(resources::side_effect(&row, Refs::Bundle));
-            }
-            for row in flags::of_patient(conn, patient)? {
-                if changed(row.raised_at) || row.acknowledged_at.is_some_and(changed) {
-                    out.push(resources::flag(&row, Refs::Bundle));
-                }
-            }
-            Ok(out)
+            Ok(patient_resources(conn, &record.row, since, Refs::Bundle)?)
         })
         .await?;
     call.audit_behind([Event::record(Action::FhirExported, patient, patient)])
         .await?;
     Ok(bundle(resources, Refs::Bundle))
+}
+
+/// A patient's record as FHIR resources: the patient, their consents, sessions (with vital
+/// signs), assessments (with scores), side effects and flags; with `since`, what changed after
+/// it (removed records as `entered-in-error`). The Bundle and the bulk export both read this.
+pub fn patient_resources(
+    conn: &mut DbConnection,
+    patient: &PatientRow,
+    since: Option<NaiveDateTime>,
+    refs: Refs,
+) -> Result<Vec<Value>, StoreError> {
+    let id = patient.id;
+    let changed = |at: NaiveDateTime| since.is_none_or(|s| at > s);
+    let mut out = Vec::new();
+    if changed(patient.updated_at) {
+        out.push(resources::patient(patient));
+    }
+    let history = consent::of_patient(conn, id)?;
+    let ends = history
+        .iter()
+        .skip(1)
+        .map(|e| Some(e.occurred_at))
+        .chain([None]);
+    let consents = resources::consents(&history, refs);
+    for ((event, end), resource) in history.iter().zip(ends).zip(consents) {
+        if changed(event.occurred_at) || end.is_some_and(changed) {
+            out.push(resource);
+        }
+    }
+    for row in sessions::of_patient_since(conn, id, since)? {
+        out.extend(resources::session(&row, refs));
+    }
+    for row in assessments::of_patient_since(conn, id, since)? {
+        out.extend(resources::assessment(&row, refs));
+    }
+    for row in side_effects::of_patient_since(conn, id, since)? {
+        out.push(resources::side_effect(&row, refs));
+    }
+    for row in flags::of_patient(conn, id)? {
+        if changed(row.raised_at) || row.acknowledged_at.is_some_and(changed) {
+            out.push(resources::flag(&row, refs));
+        }
+    }
+    Ok(out)
 }
 
 /// A `collection` Bundle of `resources`. Referring to one another by `urn:uuid:`
@@ -126,6 +146,12 @@ pub fn capability_statement() -> Value {
                 { "type": "DetectedIssue" },
                 { "type": "Consent" },
             ],
+            "operation": [{
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                "documentation": "GET /v1/fhir/$export with Prefer: respond-async: the clinic's \
+                    records as NDJSON files per resource type (clinicians)",
+            }],
         }],
     })
 }

@@ -17,6 +17,7 @@ pub mod consent;
 pub mod course_adherence;
 pub mod courses;
 pub mod evaluation_settings;
+pub mod fhir_exports;
 pub mod flags;
 pub mod invites;
 pub mod outbox;

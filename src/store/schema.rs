@@ -416,7 +416,38 @@ diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(webhook_deliveries -> outbox (event_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 
+diesel::table! {
+    fhir_exports (id) {
+        id -> Text,
+        clinic_id -> Text,
+        requested_by -> Text,
+        transaction_time -> Timestamp,
+        since -> Nullable<Timestamp>,
+        types -> Text,
+        status -> Text,
+        after_patient -> Nullable<Text>,
+        patients_done -> Integer,
+        patients_total -> Integer,
+        pages -> Integer,
+        leased_until -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+diesel::table! {
+    fhir_export_parts (export_id, resource_type, part) {
+        export_id -> Text,
+        resource_type -> Text,
+        part -> Integer,
+        lines -> Integer,
+        patients -> Text,
+        body -> Text,
+    }
+}
+diesel::joinable!(fhir_export_parts -> fhir_exports (export_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    fhir_exports,
+    fhir_export_parts,
     clinics,
     users,
     refresh_tokens,

@@ -677,3 +677,273 @@ api_test!(
         }
     }
 );
+
+/// Kicks off a bulk export (`query` its parameters) and polls it until its manifest; the
+/// job's URL and the manifest. Polls say 202 with Retry-After while it is being written.
+async fn exported(app: &TestApp, clinician: &Session, query: &str) -> (String, Value) {
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/fhir/$export{query}")))
+        .bearer_auth(&clinician.access_token)
+        .header("prefer", "respond-async")
+        .header("accept", FHIR_JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let job = res.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        job.starts_with("http://127.0.0.1:"),
+        "an absolute URL: {job}"
+    );
+    let poll = || async {
+        let res = app
+            .client
+            .get(&job)
+            .bearer_auth(&clinician.access_token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        if status == 202 {
+            assert_eq!(res.headers()["retry-after"], "2");
+            assert!(res.headers()["x-progress"]
+                .to_str()
+                .unwrap()
+                .ends_with("patients written"));
+        }
+        (status, res.text().await.unwrap())
+    };
+    let (status, body) = crate::helpers::eventually(poll, |(s, _)| *s != 202).await;
+    assert_eq!(status, 200, "{body}");
+    (job, serde_json::from_str(&body).unwrap())
+}
+
+/// Every line of every file of a manifest, by resource type, checked against its count.
+async fn downloaded(app: &TestApp, clinician: &Session, manifest: &Value) -> Vec<(String, Value)> {
+    let mut lines = Vec::new();
+    for file in manifest["output"].as_array().unwrap() {
+        let res = app
+            .client
+            .get(file["url"].as_str().unwrap())
+            .bearer_auth(&clinician.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/fhir+ndjson");
+        let text = res.text().await.unwrap();
+        let here: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            here.len() as u64,
+            file["count"].as_u64().unwrap(),
+            "{}",
+            file["type"]
+        );
+        for resource in here {
+            assert_eq!(resource["resourceType"], file["type"]);
+            lines.push((file["type"].as_str().unwrap().to_owned(), resource));
+        }
+    }
+    lines
+}
+
+api_test!(
+    a_clinic_export_is_kicked_off_polled_downloaded_per_type_and_cancelled,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinician = app.clinic(&admin, "Harbour").await.clinician;
+        let lighthouse = app.clinic(&admin, "Lighthouse").await.clinician;
+        // More patients than one page holds, so the job is written over several.
+        let mut ours = Vec::new();
+        for _ in 0..53 {
+            ours.push(app.new_patient(&clinician).await);
+        }
+        app.phq9_answering(&clinician, &ours[0], 2).await;
+        app.phq9_answering(&clinician, &ours[52], 0).await;
+        let theirs = app.new_patient(&lighthouse).await;
+        app.phq9_answering(&lighthouse, &theirs, 3).await;
+
+        let (job, manifest) = exported(&app, &clinician, "").await;
+        assert_eq!(manifest["requiresAccessToken"], true);
+        assert!(manifest["transactionTime"].as_str().is_some());
+        let lines = downloaded(&app, &clinician, &manifest).await;
+        let text: String = lines.iter().map(|(_, r)| r.to_string()).collect();
+        assert!(
+            !text.contains(&theirs),
+            "another clinic's patient in the export"
+        );
+        let mut patients: Vec<String> = lines
+            .iter()
+            .filter(|(t, _)| t == "Patient")
+            .map(|(_, r)| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        patients.sort();
+        let mut expected = ours.clone();
+        expected.sort();
+        assert_eq!(patients, expected);
+        let responses = lines
+            .iter()
+            .filter(|(t, _)| t == "QuestionnaireResponse")
+            .count();
+        assert_eq!(responses, 2);
+        // Standing alone, each line refers by Type/id, to this clinic's patients.
+        for (_, resource) in &lines {
+            let mut referred = Vec::new();
+            references(resource, &mut referred);
+            for r in referred {
+                assert!(!r.starts_with("urn:"), "{r}");
+                if let Some(p) = r.strip_prefix("Patient/") {
+                    assert!(ours.iter().any(|o| o == p), "{r}");
+                }
+            }
+        }
+        // The download named each patient in the audit trail, once for each file showing them.
+        let last = &ours[52];
+        let mut files_showing: Vec<&str> = lines
+            .iter()
+            .filter(|(_, r)| r.to_string().contains(last.as_str()))
+            .map(|(t, _)| t.as_str())
+            .collect();
+        files_showing.dedup();
+        assert_eq!(
+            files_showing,
+            ["Patient", "QuestionnaireResponse", "Observation", "Consent"]
+        );
+        let audited = crate::helpers::eventually(
+            || crate::helpers::audit_events(&app, last, Some("fhir_exported")),
+            |n| *n >= 4,
+        )
+        .await;
+        assert_eq!(audited, 4);
+
+        // Another clinic cannot see it; a patient or a researcher cannot start one.
+        let res = app
+            .client
+            .get(&job)
+            .bearer_auth(&lighthouse.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()["content-type"], FHIR_JSON);
+        let phone = app.patient_app(&clinician, &ours[0]).await;
+        let researcher = app.sign_in_new(&admin, "researcher", None).await;
+        for who in [&phone, &researcher, &admin] {
+            let res = app
+                .client
+                .get(app.url("/v1/fhir/$export"))
+                .bearer_auth(&who.access_token)
+                .header("prefer", "respond-async")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403);
+        }
+        // Cancelled, it is gone with its files.
+        let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
+        let res = app
+            .client
+            .delete(&job)
+            .bearer_auth(&clinician.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        for url in [&job, &file] {
+            let res = app
+                .client
+                .get(url)
+                .bearer_auth(&clinician.access_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 404, "{url}");
+        }
+        let res = app
+            .client
+            .delete(&job)
+            .bearer_auth(&clinician.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+);
+
+api_test!(
+    an_export_asks_for_types_and_changes_and_is_refused_without_prefer,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinician = app.clinic(&admin, "Harbour").await.clinician;
+        let patient = app.new_patient(&clinician).await;
+        app.phq9_answering(&clinician, &patient, 0).await;
+        let (_, manifest) = exported(&app, &clinician, "?_type=Patient,Consent").await;
+        let kinds: Vec<_> = manifest["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["type"].clone())
+            .collect();
+        assert_eq!(kinds, [json!("Patient"), json!("Consent")]);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let since = chrono::Utc::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let later = app.phq9_answering(&clinician, &patient, 1).await;
+        let (_, manifest) = exported(
+            &app,
+            &clinician,
+            &format!(
+                "?_since={}&_outputFormat=application/fhir%2Bndjson",
+                urlencode(&since.to_rfc3339())
+            ),
+        )
+        .await;
+        let lines = downloaded(&app, &clinician, &manifest).await;
+        let responses: Vec<_> = lines
+            .iter()
+            .filter(|(t, _)| t == "QuestionnaireResponse")
+            .map(|(_, r)| r["id"].clone())
+            .collect();
+        assert_eq!(responses, [json!(later)]);
+        assert!(
+            lines.iter().all(|(t, _)| t != "Patient"),
+            "the patient did not change"
+        );
+
+        let start = |query: &'static str, prefer: bool| {
+            let mut req = app
+                .client
+                .get(app.url(&format!("/v1/fhir/$export{query}")))
+                .bearer_auth(&clinician.access_token);
+            if prefer {
+                req = req.header("prefer", "respond-async");
+            }
+            async move { req.send().await.unwrap() }
+        };
+        for (res, status, field) in [
+            (start("", false).await, 400, None),
+            (start("?_type=Medication", true).await, 422, Some("_type")),
+            (
+                start("?_outputFormat=text/csv", true).await,
+                422,
+                Some("_outputFormat"),
+            ),
+            (start("?_since=last-week", true).await, 422, Some("_since")),
+        ] {
+            assert_eq!(res.status(), status);
+            assert_eq!(res.headers()["content-type"], FHIR_JSON);
+            let outcome: Value = res.json().await.unwrap();
+            assert_eq!(outcome["resourceType"], "OperationOutcome");
+            if let Some(field) = field {
+                assert_eq!(outcome["issue"][0]["expression"][0], field, "{outcome}");
+            }
+        }
+    }
+);

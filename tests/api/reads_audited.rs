@@ -65,6 +65,31 @@ api_test!(
         .await;
         let app_session = app.patient_app(clinician, &patient).await;
 
+        // A finished bulk export of the clinic, so that its file is read too.
+        let started = app
+            .client
+            .get(app.url("/v1/fhir/$export"))
+            .bearer_auth(&clinician.access_token)
+            .header("prefer", "respond-async")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202);
+        let job_url = started.headers()["content-location"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let export = job_url.rsplit('/').next().unwrap().to_owned();
+        let status = || async {
+            let res = app
+                .client
+                .get(&job_url)
+                .bearer_auth(&clinician.access_token)
+                .send();
+            res.await.unwrap().status().as_u16()
+        };
+        assert_eq!(eventually(status, |s| *s == 200).await, 200);
+
         let document: Value = app.get("/openapi.json").await.json().await.unwrap();
         let fill = |template: &str| -> String {
             let id = match template {
@@ -74,6 +99,7 @@ api_test!(
                 t if t.starts_with("/v1/assessments/") => &assessment,
                 t if t.starts_with("/v1/side-effects/") => &side_effect,
                 t if t.starts_with("/v1/users/") => &app_session.user_id,
+                t if t.starts_with("/v1/fhir/export-jobs/") => &export,
                 _ => "",
             };
             // A clinic's webhooks hold no patient's data; an unknown one answers 404.
@@ -83,7 +109,7 @@ api_test!(
                     .iter()
                     .fold(template.to_owned(), |p, k| p.replace(k, &none))
             } else {
-                template.replace("{id}", id)
+                template.replace("{id}", id).replace("{type}", "Patient")
             };
             assert!(
                 !path.contains('{'),

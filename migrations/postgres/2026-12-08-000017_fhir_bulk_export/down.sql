@@ -1,0 +1,2 @@
+DROP TABLE fhir_export_parts;
+DROP TABLE fhir_exports;
