@@ -1,10 +1,11 @@
-//! Any bytes as each create request's body, then through the domain rules the body meets in
-//! its handler. Whatever a client sends, parsing and checking answer Ok or a rule broken —
-//! never a panic, which the server would turn into a 500.
+//! Any bytes as each create request's body (a FHIR QuestionnaireResponse among them), then
+//! through the domain rules the body meets in its handler. Whatever a client sends, parsing and
+//! checking answer Ok or a rule broken — never a panic, which the server would turn into a 500.
 #![no_main]
 
 use chrono::{Datelike, Duration, Utc};
-use ketamine_outcomes::api::{assessments, courses, patients, sessions, side_effects};
+use ketamine_outcomes::api::{assessments, courses, fhir, patients, sessions, side_effects};
+use ketamine_outcomes::domain::ids::PatientId;
 use ketamine_outcomes::domain::instrument::Scored;
 use ketamine_outcomes::domain::side_effect::{ReportContext, SideEffectReport};
 use ketamine_outcomes::domain::{flags, patient, schedule};
@@ -47,6 +48,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = patient::indications(&body.indications);
         if let Some(reference) = &body.external_ref {
             let _ = patient::external_ref(reference);
+        }
+    }
+    // A FHIR QuestionnaireResponse: its answers read as an instrument's items, or refused.
+    if let Ok(body) = serde_json::from_slice::<fhir::QuestionnaireResponseIn>(data) {
+        if let Ok((_, draft)) = body.draft(PatientId::random()) {
+            let definition = draft.instrument.definition();
+            assert_eq!(draft.items.len(), definition.items);
+            assert!(Scored::score(draft.instrument, &draft.items).is_ok());
         }
     }
     if let Ok(body) = serde_json::from_slice::<courses::CreateCourseRequest>(data) {

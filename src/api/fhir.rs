@@ -16,7 +16,7 @@ use crate::call::Call;
 use crate::domain::fhir::{self as codes, Answer, ItemAnswers, Questionnaire, ResourceType};
 use crate::domain::ids::{AssessmentId, BulkExportId, PatientId};
 use crate::domain::RuleBroken;
-use crate::error::responses::{Read, Unavailable};
+use crate::error::responses::Unavailable;
 use crate::error::{ApiError, FhirError, FHIR_JSON, MAX_BODY_BYTES};
 use crate::fhir::{self, bulk, resources, resources::Refs};
 use crate::records::assessments::AssessmentDraft;
@@ -68,23 +68,33 @@ impl ToSchema for FhirResource {}
 /// address; birth year only), QuestionnaireResponses and score Observations, the infusions as
 /// MedicationAdministrations with their vital signs, side effects as AdverseEvents, flags as
 /// DetectedIssues, research consent as Consents. Every `fullUrl` is the stable `urn:uuid:` of
-/// its resource. Clinicians of the patient's clinic; a patient for their own record.
+/// its resource. Clinicians of the patient's clinic; a patient for their own record. Errors
+/// are OperationOutcomes.
 #[utoipa::path(
     tag = "fhir",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The patient's id"), BundleQuery),
     responses(
         (status = 200, description = "The record as a Bundle", content_type = "application/fhir+json", body = FhirResource),
-        Read,
+        (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
+        (status = 403, description = "The caller's role reads no clinical record", content_type = "application/fhir+json", body = FhirResource),
+        (status = 404, description = "No such patient within the caller's scope", content_type = "application/fhir+json", body = FhirResource),
+        (status = 422, description = "A parameter broke a rule", content_type = "application/fhir+json", body = FhirResource),
+        (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
     )
 )]
 #[get("/v1/patients/{id}/fhir")]
 pub async fn get_patient_bundle(
-    call: Call,
-    patient: web::Path<Uuid>,
-    query: web::Query<BundleQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let bundle = fhir::patient_bundle(&call, patient.into_inner().into(), query.since).await?;
+    call: Result<Call, ApiError>,
+    patient: Result<web::Path<Uuid>, actix_web::Error>,
+    query: Result<web::Query<BundleQuery>, actix_web::Error>,
+) -> Result<HttpResponse, FhirError> {
+    let call = call.map_err(outcome)?;
+    let patient = patient.map_err(|e| outcome(carried(e)))?.into_inner();
+    let since = query.map_err(|e| outcome(carried(e)))?.since;
+    let bundle = fhir::patient_bundle(&call, patient.into(), since)
+        .await
+        .map_err(outcome)?;
     Ok(HttpResponse::Ok()
         .content_type(FHIR_JSON)
         .json(FhirResource(bundle)))
@@ -108,8 +118,10 @@ pub async fn get_capability_statement() -> HttpResponse {
 
 /// Takes a PHQ-9, GAD-7 or pain `QuestionnaireResponse` from a FHIR-based app as one of the
 /// patient's assessments, through the native scoring, flags, idempotency (its UUID `id`, or
-/// its `identifier`) and audit. `status` must be `completed` or `amended`, `authored` is the
-/// time taken, each item's `linkId` its LOINC code; a total is refused (the server scores).
+/// its `identifier`) and audit. `status` must be `completed` (a correction is the assessment's
+/// removal and a new response), `authored` is the time taken, each item's `linkId` its LOINC
+/// code (the LOINC forms' difficulty item 69722-7, which no score counts, is let be); a total
+/// is refused (the server scores).
 /// Answers with a Bundle of what was stored — the QuestionnaireResponse, its Observations, a
 /// DetectedIssue per flag raised, and an OperationOutcome carrying the clinic's crisis message
 /// when item 9 raised one. Clinicians; a patient for their own record.
@@ -139,26 +151,19 @@ pub async fn create_questionnaire_response(
     patient: Result<web::Path<Uuid>, actix_web::Error>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, FhirError> {
-    let as_outcome = |error| FhirError {
-        error,
-        resource: "QuestionnaireResponse",
-    };
+    let as_outcome = outcome_of("QuestionnaireResponse");
     let call = call.map_err(as_outcome)?;
     let patient: PatientId = patient
-        .map_err(|e| {
-            as_outcome(ApiError::BadRequest(format!(
-                "the patient id in the path: {e}"
-            )))
-        })?
+        .map_err(|e| as_outcome(carried(e)))?
         .into_inner()
         .into();
-    let body = body.map_err(|_| as_outcome(ApiError::PayloadTooLarge))?;
+    let body = body.map_err(|e| as_outcome(carried(e)))?;
     let response = read_response(&request, &body).map_err(as_outcome)?;
     let (id, draft) = response.draft(patient).map_err(as_outcome)?;
     let hash = body_hash(&json!([draft.instrument, draft.taken_at, draft.items]));
     let made = records::create::<AssessmentRow>(&call, patient, id, draft, hash)
         .await
-        .map_err(as_outcome)?;
+        .map_err(|e| as_outcome(in_fhir_terms(e)))?;
     let (status, recorded) = match made {
         Created::Now(r) => (actix_web::http::StatusCode::CREATED, r),
         Created::Replayed(r) => (actix_web::http::StatusCode::OK, r),
@@ -185,6 +190,24 @@ pub async fn create_questionnaire_response(
         .json(FhirResource(fhir::bundle(stored, Refs::Relative))))
 }
 
+/// The native create's field names as the QuestionnaireResponse's: the time taken is
+/// `authored`, the answers are the `item`s.
+fn in_fhir_terms(error: ApiError) -> ApiError {
+    let ApiError::Validation(fields) = error else {
+        return error;
+    };
+    let renamed = fields.into_iter().map(|mut f| {
+        f.field = match f.field.as_str() {
+            "taken_at" => "authored".into(),
+            "items" => "item".into(),
+            "instrument" => "questionnaire".into(),
+            _ => f.field,
+        };
+        f
+    });
+    ApiError::Validation(renamed.collect())
+}
+
 fn read_response(request: &HttpRequest, body: &[u8]) -> Result<QuestionnaireResponseIn, ApiError> {
     let json_like = request
         .headers()
@@ -202,12 +225,14 @@ fn read_response(request: &HttpRequest, body: &[u8]) -> Result<QuestionnaireResp
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." {
-            "resourceType".to_owned()
+        let message = e.into_inner().to_string();
+        // At the top a missing field is named in serde's message, not in the path.
+        let error = if path == "." {
+            crate::error::serde_field_error(message, "resourceType")
         } else {
-            path
+            crate::error::FieldError::new(path, message)
         };
-        ApiError::invalid(field, e.into_inner().to_string())
+        ApiError::Validation(vec![error])
     })
 }
 
@@ -253,7 +278,7 @@ const IDENTIFIERS: Uuid = Uuid::from_u128(0x0b8f_6d2e_51c4_4a97_a3e1_6f20_9c7d_4
 
 impl QuestionnaireResponseIn {
     /// The assessment to create, with its id for idempotency; every broken rule named.
-    fn draft(self, patient: PatientId) -> Result<(AssessmentId, AssessmentDraft), ApiError> {
+    pub fn draft(self, patient: PatientId) -> Result<(AssessmentId, AssessmentDraft), ApiError> {
         let mut broken = Vec::new();
         if self.resource_type != "QuestionnaireResponse" {
             broken.push(RuleBroken::new(
@@ -261,10 +286,11 @@ impl QuestionnaireResponseIn {
                 "must be QuestionnaireResponse",
             ));
         }
-        if !matches!(self.status.as_str(), "completed" | "amended") {
+        if self.status != "completed" {
             broken.push(RuleBroken::new(
                 "status",
-                "must be completed or amended: only finished questionnaires are scored",
+                "must be completed: only finished questionnaires are scored, and a correction \
+                 is the assessment's removal and a new response",
             ));
         }
         let own = [
@@ -304,7 +330,7 @@ impl QuestionnaireResponseIn {
         else {
             return Err(broken.into());
         };
-        let id = self.idempotency_key().unwrap_or_else(Uuid::new_v4);
+        let id = self.idempotency_key(patient).unwrap_or_else(Uuid::new_v4);
         Ok((
             id.into(),
             AssessmentDraft {
@@ -316,8 +342,10 @@ impl QuestionnaireResponseIn {
     }
 
     /// The key a repeat of this response is known by: its `id` when a UUID, else its
-    /// identifier (a `urn:uuid:` value as that UUID), else any other `id`.
-    fn idempotency_key(&self) -> Option<Uuid> {
+    /// identifier (a `urn:uuid:` value as that UUID), else any other `id` — the last two,
+    /// which apps choose freely ("1"), named within the patient's record, so one patient's
+    /// cannot take another's.
+    fn idempotency_key(&self, patient: PatientId) -> Option<Uuid> {
         let by_id = self.id.as_deref().and_then(|id| id.parse::<Uuid>().ok());
         let by_identifier = self.identifier.as_ref().and_then(|i| {
             let value = i.value.as_deref()?;
@@ -325,17 +353,15 @@ impl QuestionnaireResponseIn {
                 Some(Ok(uuid)) => Some(uuid),
                 _ => {
                     let system = i.system.as_deref().unwrap_or_default();
-                    Some(Uuid::new_v5(
-                        &IDENTIFIERS,
-                        format!("{system}|{value}").as_bytes(),
-                    ))
+                    let name = format!("{patient}|{system}|{value}");
+                    Some(Uuid::new_v5(&IDENTIFIERS, name.as_bytes()))
                 }
             }
         });
         let other_id = self
             .id
             .as_deref()
-            .map(|id| Uuid::new_v5(&IDENTIFIERS, format!("id|{id}").as_bytes()));
+            .map(|id| Uuid::new_v5(&IDENTIFIERS, format!("{patient}|id|{id}").as_bytes()));
         by_id.or(by_identifier).or(other_id)
     }
 }
@@ -404,26 +430,63 @@ pub struct PreferHeader {
     pub prefer: String,
 }
 
-/// Where clients reach the service: `KO_PUBLIC_URL`, else this request's scheme and host.
+/// Where clients reach the service: `KO_PUBLIC_URL`, else `http://` and this request's own
+/// `Host` — never a forwarded host, which would send the client's token where a header says.
 fn base_url(request: &HttpRequest, call: &Call) -> String {
     call.services.public_url.clone().unwrap_or_else(|| {
-        let info = request.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        format!("http://{}", host.unwrap_or("127.0.0.1"))
     })
 }
 
-/// An extractor's failure as the ApiError it carries (a query's fields keep their names).
+/// An extractor's failure as the ApiError it carries: a query's or a path's fields keep their
+/// names, a body too large is 413.
 fn carried(error: actix_web::Error) -> ApiError {
     match error.as_error::<ApiError>() {
         Some(ApiError::Validation(fields)) => ApiError::Validation(fields.clone()),
+        _ if error.as_response_error().status_code() == 413 => ApiError::PayloadTooLarge,
         _ => ApiError::BadRequest(error.to_string()),
     }
 }
 
+/// Renders errors as an OperationOutcome whose expressions are FHIRPaths within `resource`.
+fn outcome_of(resource: &'static str) -> impl Fn(ApiError) -> FhirError + Copy {
+    move |error| FhirError { error, resource }
+}
+
+/// Renders errors whose fields are parameters (the reads and the bulk endpoints).
 fn outcome(error: ApiError) -> FhirError {
-    FhirError {
-        error,
-        resource: "",
+    outcome_of("")(error)
+}
+
+/// 400 unless the request prefers `respond-async`, as a bulk kick-off must.
+fn asks_async(request: &HttpRequest) -> Result<(), ApiError> {
+    let prefer = request
+        .headers()
+        .get("prefer")
+        .and_then(|v| v.to_str().ok());
+    let preferences = prefer.into_iter().flat_map(|v| v.split(','));
+    let names = preferences.filter_map(|p| p.split(';').next());
+    if names.map(str::trim).any(|name| name == "respond-async") {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "a bulk export is asynchronous: send Prefer: respond-async".into(),
+        ))
+    }
+}
+
+/// 422 unless `_outputFormat` is absent or names NDJSON.
+fn ndjson(format: Option<&str>) -> Result<(), ApiError> {
+    match format {
+        None | Some("application/fhir+ndjson" | "application/ndjson" | "ndjson") => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "_outputFormat",
+            "must be application/fhir+ndjson, application/ndjson or ndjson",
+        )),
     }
 }
 
@@ -446,6 +509,8 @@ fn job_path(id: BulkExportId) -> String {
         (status = 401, description = "No valid bearer token", content_type = "application/fhir+json", body = FhirResource),
         (status = 403, description = "Not a clinician", content_type = "application/fhir+json", body = FhirResource),
         (status = 422, description = "A parameter broke a rule", content_type = "application/fhir+json", body = FhirResource),
+        (status = 429, description = "Another export of the clinic is being written", content_type = "application/fhir+json", body = FhirResource,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The database is unavailable; retry", content_type = "application/fhir+json", body = FhirResource),
     )
 )]
@@ -457,34 +522,8 @@ pub async fn start_bulk_export(
 ) -> Result<HttpResponse, FhirError> {
     let call = call.map_err(outcome)?;
     let query = query.map_err(|e| outcome(carried(e)))?.into_inner();
-    let asynchronous = request
-        .headers()
-        .get("prefer")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',').any(|p| {
-                p.split(';')
-                    .next()
-                    .is_some_and(|p| p.trim() == "respond-async")
-            })
-        });
-    if !asynchronous {
-        return Err(outcome(ApiError::BadRequest(
-            "a bulk export is asynchronous: send Prefer: respond-async".into(),
-        )));
-    }
-    let format = query.output_format.as_deref();
-    if format.is_some_and(|f| {
-        !matches!(
-            f,
-            "application/fhir+ndjson" | "application/ndjson" | "ndjson"
-        )
-    }) {
-        return Err(outcome(ApiError::invalid(
-            "_outputFormat",
-            "must be application/fhir+ndjson, application/ndjson or ndjson",
-        )));
-    }
+    asks_async(&request).map_err(outcome)?;
+    ndjson(query.output_format.as_deref()).map_err(outcome)?;
     let types = codes::resource_types(query.types.as_deref()).map_err(|b| outcome(b.into()))?;
     let asked = bulk::Asked {
         since: query.since,
@@ -532,6 +571,7 @@ pub async fn get_bulk_export(
         bulk::Progress::Complete {
             transaction_time,
             files,
+            request: asked,
         } => {
             let base = base_url(&request, &call);
             let output: Vec<Value> = files
@@ -542,7 +582,7 @@ pub async fn get_bulk_export(
                 .collect();
             Ok(HttpResponse::Ok().json(FhirResource(json!({
                 "transactionTime": transaction_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                "request": format!("{base}/v1/fhir/$export"),
+                "request": format!("{base}/v1/fhir/$export{asked}"),
                 "requiresAccessToken": true,
                 "output": output,
                 "error": [],

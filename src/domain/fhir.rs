@@ -360,6 +360,10 @@ pub struct ItemAnswers {
     pub answers: Vec<Answer>,
 }
 
+/// Items of the LOINC forms that no score counts, let be when an app sends them: how
+/// difficult the problems made daily life (PHQ-9, GAD-7).
+const UNSCORED: [&str; 1] = ["69722-7"];
+
 /// The instrument's answers, in its item order, from the items of a `QuestionnaireResponse`
 /// to `questionnaire`: every item answered exactly once with a value the instrument allows,
 /// no item it does not have, no total (the server scores). Every broken rule is named, by
@@ -378,7 +382,10 @@ pub fn answers_of(
     .collect();
     let mut values: Vec<Option<i32>> = vec![None; questionnaire.items.len()];
     let mut broken = Vec::new();
-    for item in items {
+    for item in items
+        .iter()
+        .filter(|i| !UNSCORED.contains(&i.link_id.as_str()))
+    {
         let link = format!("{}.linkId", item.at);
         if totals.contains(&item.link_id.as_str()) && questionnaire.answers == AnswerKind::Frequency
         {
@@ -476,27 +483,22 @@ fn answer_value(q: &Questionnaire, answer: &Answer, at: &str) -> Result<i32, Rul
     }
 }
 
+/// An answer as the service sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Given {
+    Coding(Code),
+    Integer(i32),
+}
+
 /// The items of a `QuestionnaireResponse` that carry an instrument's answers, in order: each
-/// as the linkId and the answer coding (or integer) the service sends and reads.
-pub fn items_of(questionnaire: &Questionnaire, values: &[i32]) -> Vec<(Code, Answer)> {
-    questionnaire
-        .items
-        .iter()
-        .zip(values)
-        .map(|(code, &v)| {
-            let answer = match questionnaire.answers {
-                AnswerKind::Frequency => {
-                    let a = FREQUENCY_ANSWERS[v.clamp(0, 3) as usize];
-                    Answer::Coding {
-                        system: Some(a.system.into()),
-                        code: Some(a.code.into()),
-                    }
-                }
-                AnswerKind::Integer => Answer::Integer(v.into()),
-            };
-            (*code, answer)
-        })
-        .collect()
+/// item's code (its linkId) and its answer.
+pub fn items_of(questionnaire: &Questionnaire, values: &[i32]) -> Vec<(Code, Given)> {
+    let given = |v: i32| match questionnaire.answers {
+        AnswerKind::Frequency => Given::Coding(FREQUENCY_ANSWERS[v.clamp(0, 3) as usize]),
+        AnswerKind::Integer => Given::Integer(v),
+    };
+    let items = questionnaire.items.iter().copied();
+    items.zip(values.iter().map(|v| given(*v))).collect()
 }
 
 #[cfg(test)]
@@ -518,12 +520,20 @@ mod tests {
         }
     }
 
+    /// What an app reading the service's response sends back.
+    fn read_back(given: Given) -> Answer {
+        match given {
+            Given::Coding(c) => coded(c.code),
+            Given::Integer(v) => Answer::Integer(v.into()),
+        }
+    }
+
     fn phq9(values: [i32; 9]) -> Vec<ItemAnswers> {
         let q = Questionnaire::of(Instrument::Phq9).unwrap();
         items_of(q, &values)
             .into_iter()
             .enumerate()
-            .map(|(i, (code, answer))| item(i, code.code, answer))
+            .map(|(i, (code, given))| item(i, code.code, read_back(given)))
             .collect()
     }
 
@@ -655,7 +665,7 @@ mod tests {
         let pain = Questionnaire::of(Instrument::PainNrs).unwrap();
         let items: Vec<_> = items_of(pain, &[7])
             .into_iter()
-            .map(|(c, a)| item(0, c.code, a))
+            .map(|(c, given)| item(0, c.code, read_back(given)))
             .collect();
         assert_eq!(answers_of(pain, &items), Ok(vec![7]));
     }
@@ -690,6 +700,13 @@ mod tests {
             code: Some("LA6568-5".into()),
         }];
         assert_eq!(fields(&items), ["item[0].answer[0].valueCoding.system"]);
+        let mut items = phq9([1; 9]);
+        items.push(item(9, "69722-7", coded("LA6568-5")));
+        assert_eq!(
+            answers_of(q, &items),
+            Ok(vec![1; 9]),
+            "the difficulty item is let be"
+        );
         let mut items = phq9([1; 9]);
         items.push(item(9, "44250-9", coded("LA6568-5")));
         items.push(item(10, "12345-6", coded("LA6568-5")));

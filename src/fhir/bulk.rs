@@ -22,8 +22,8 @@ use crate::store::fhir_exports::{self, ExportRow, PartRow};
 use crate::store::scope::Scope;
 use crate::store::{self, Db, StoreError};
 
-use super::patient_resources;
 use super::resources::Refs;
+use super::Exported;
 
 /// Patients per page: one part per resource type.
 pub const PAGE: i64 = 50;
@@ -33,6 +33,8 @@ pub const LEASE: Duration = Duration::from_secs(30);
 pub const POLL: Duration = Duration::from_secs(1);
 /// What a poll of a running job is told to wait, in seconds.
 pub const RETRY_AFTER_SECONDS: u64 = 2;
+/// How long a finished export's files are kept (the manifest's links work until then).
+pub const KEPT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What an export asks for.
 pub struct Asked {
@@ -49,6 +51,8 @@ pub enum Progress {
     Complete {
         transaction_time: DateTime<Utc>,
         files: Vec<(ResourceType, i64)>,
+        /// The kick-off's query string, as the manifest repeats it.
+        request: String,
     },
 }
 
@@ -59,11 +63,18 @@ fn clinic_of(call: &Call) -> Result<ClinicId, ApiError> {
     }
 }
 
-/// Starts an export of the caller's clinic; its id. Audited.
+/// Starts an export of the caller's clinic; its id. 429 while another of the clinic's is
+/// being written. Audited.
 pub async fn kick_off(call: &Call, asked: Asked) -> Result<BulkExportId, ApiError> {
     let clinic = clinic_of(call)?;
     let requested_by = call.caller.user_id;
     call.transaction(move |conn, call| {
+        // One export at a time per clinic: each copies the clinic's records.
+        if fhir_exports::in_progress(conn, clinic)? {
+            return Err(ApiError::TooManyRequests {
+                retry_after: RETRY_AFTER_SECONDS,
+            });
+        }
         let now = clock::to_db(clock::now());
         let total = fhir_exports::patients_count(conn, clinic, now)?;
         let types: Vec<&str> = asked.types.iter().map(|t| t.as_str()).collect();
@@ -102,10 +113,22 @@ pub async fn progress(call: &Call, id: BulkExportId) -> Result<Progress, ApiErro
             ExportStatus::Complete => Progress::Complete {
                 transaction_time: clock::from_db(job.transaction_time),
                 files: fhir_exports::line_counts(conn, id)?,
+                request: kick_off_query(&job),
             },
         })
     })
     .await
+}
+
+/// The query string of the kick-off that made `job`.
+fn kick_off_query(job: &ExportRow) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("_type", &job.types);
+    if let Some(since) = job.since {
+        let since = clock::from_db(since).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        query.append_pair("_since", &since);
+    }
+    format!("?{}", query.finish())
 }
 
 /// Cancels the clinic's export and removes what it wrote. Audited.
@@ -165,7 +188,7 @@ pub async fn file(
 }
 
 /// Writes the exports in progress, in every process: each tick claims one whose lease ran
-/// out and writes it to the end, a page per transaction.
+/// out and writes it to the end, and removes the exports finished more than [`KEPT`] ago.
 pub async fn run(db: Db) {
     let mut ticks = tokio::time::interval(POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,6 +197,9 @@ pub async fn run(db: Db) {
         if let Err(err) = write_one(&db).await {
             tracing::warn!(error = %err, "a FHIR bulk export stopped; another tick resumes it");
         }
+        if let Err(err) = remove_expired(&db).await {
+            tracing::warn!(error = %err, "expired FHIR bulk exports were not removed");
+        }
     }
 }
 
@@ -181,16 +207,32 @@ fn lease_from_now() -> chrono::NaiveDateTime {
     clock::to_db(clock::now()) + chrono::Duration::from_std(LEASE).unwrap_or_default()
 }
 
-/// Claims one export and writes it to the end; whether there was one.
+/// Claims one export and writes it to the end; whether there was one. A page is read in a
+/// read-only transaction (on SQLite, no write lock while fifty records are read) and stored
+/// in a short write transaction that holds only if the job is still where this process left
+/// it — another that took the job over after a lapsed lease, or a cancel, stops this one.
 pub async fn write_one(db: &Db) -> Result<bool, StoreError> {
+    let now = clock::to_db(clock::now());
+    if !db
+        .snapshot(move |conn| fhir_exports::any_due(conn, now))
+        .await?
+    {
+        return Ok(false);
+    }
     let claimed = db
-        .transaction(|conn| fhir_exports::claim(conn, clock::to_db(clock::now()), lease_from_now()))
+        .transaction(move |conn| fhir_exports::claim(conn, now, lease_from_now()))
         .await?;
     let Some(mut job) = claimed else {
         return Ok(false);
     };
     loop {
-        let (next, complete) = db.transaction(move |conn| write_page(conn, job)).await?;
+        let read = job.clone();
+        let (next, parts) = db.snapshot(move |conn| next_page(conn, read)).await?;
+        let written = job.pages;
+        let complete = next.status == ExportStatus::Complete;
+        let stored = next.clone();
+        db.transaction(move |conn| fhir_exports::write_page(conn, &stored, written, &parts))
+            .await?;
         if complete {
             return Ok(true);
         }
@@ -198,12 +240,11 @@ pub async fn write_one(db: &Db) -> Result<bool, StoreError> {
     }
 }
 
-/// Writes the job's next page in one transaction; the job as it now stands, and whether it
-/// is complete.
-fn write_page(
+/// The job's next page: the job as it stands after it, and its parts, one per resource type.
+fn next_page(
     conn: &mut store::DbConnection,
     mut job: ExportRow,
-) -> Result<(ExportRow, bool), StoreError> {
+) -> Result<(ExportRow, Vec<PartRow>), StoreError> {
     let types = job.resource_types()?;
     let patients = fhir_exports::patients_page(
         conn,
@@ -214,28 +255,30 @@ fn write_page(
     )?;
     let mut lines: BTreeMap<ResourceType, (Vec<String>, Vec<PatientId>)> = BTreeMap::new();
     for patient in &patients {
-        for resource in patient_resources(conn, patient, job.since, Refs::Relative)? {
+        let id = patient.id;
+        let record = Exported::load(conn, patient.clone(), job.since)?;
+        for resource in record.resources(Refs::Relative) {
             let Some(kind) = type_of(&resource).filter(|k| types.contains(k)) else {
                 continue;
             };
             let (text, shown) = lines.entry(kind).or_default();
             text.push(resource.to_string());
-            if shown.last() != Some(&patient.id) {
-                shown.push(patient.id);
+            if shown.last() != Some(&id) {
+                shown.push(id);
             }
         }
     }
-    let parts: Vec<PartRow> = lines
-        .into_iter()
-        .map(|(kind, (text, shown))| PartRow {
+    let mut parts = Vec::new();
+    for (kind, (text, shown)) in lines {
+        parts.push(PartRow {
             export_id: job.id,
             resource_type: kind,
             part: job.pages,
             lines: i32::try_from(text.len()).unwrap_or(i32::MAX),
-            patients: serde_json::to_string(&shown).unwrap_or_else(|_| "[]".into()),
+            patients: serde_json::to_string(&shown).map_err(|e| StoreError::Integrity(e.into()))?,
             body: text.join("\n") + "\n",
-        })
-        .collect();
+        });
+    }
     let complete = (patients.len() as i64) < PAGE;
     job.after_patient = patients.last().map(|p| p.id).or(job.after_patient);
     job.patients_done += i32::try_from(patients.len()).unwrap_or(i32::MAX);
@@ -245,8 +288,20 @@ fn write_page(
         job.status = ExportStatus::Complete;
         job.finished_at = Some(clock::to_db(clock::now()));
     }
-    fhir_exports::write_page(conn, &job, &parts)?;
-    Ok((job, complete))
+    Ok((job, parts))
+}
+
+/// Removes the exports finished more than [`KEPT`] ago, with their files.
+async fn remove_expired(db: &Db) -> Result<(), StoreError> {
+    let before = clock::to_db(clock::now()) - chrono::Duration::from_std(KEPT).unwrap_or_default();
+    if db
+        .snapshot(move |conn| fhir_exports::any_finished_before(conn, before))
+        .await?
+    {
+        db.transaction(move |conn| fhir_exports::remove_finished_before(conn, before))
+            .await?;
+    }
+    Ok(())
 }
 
 fn type_of(resource: &Value) -> Option<ResourceType> {

@@ -16,18 +16,22 @@ use crate::domain::audit::Action;
 use crate::domain::fhir::Questionnaire;
 use crate::domain::ids::PatientId;
 use crate::error::ApiError;
+use crate::store::assessments::AssessmentRow;
+use crate::store::consent::ConsentEventRow;
+use crate::store::flags::FlagRow;
 use crate::store::patients::PatientRow;
+use crate::store::sessions::SessionRow;
+use crate::store::side_effects::SideEffectRow;
 use crate::store::{
     assessments, consent, flags, patients, sessions, side_effects, DbConnection, StoreError,
 };
 use resources::Refs;
 
-pub use crate::error::FHIR_JSON;
-
 /// The patient's record as a FHIR `Bundle` of type `collection`: every entry's `fullUrl` the
 /// stable `urn:uuid:` of its resource, and references between entries by those. With `since`,
-/// only what changed after it (removed records as `entered-in-error`). Audited behind the
-/// answer, as the timeline is.
+/// only what changed after it (removed records as `entered-in-error`), referring as `Type/id`
+/// — what they refer to may have come in an earlier pull. Audited behind the answer, as the
+/// timeline is.
 pub async fn patient_bundle(
     call: &Call,
     patient: PatientId,
@@ -35,71 +39,113 @@ pub async fn patient_bundle(
 ) -> Result<Value, ApiError> {
     let scope = call.clinical_scope()?;
     let since = since.map(clock::to_db);
-    let resources = call
+    let bundle = call
         .read(move |conn| {
-            let record = patients::find(conn, &scope, patient)?;
-            Ok(patient_resources(conn, &record.row, since, Refs::Bundle)?)
+            let row = patients::find_row(conn, &scope, patient)?;
+            let record = Exported::load(conn, row, since)?;
+            Ok(match since {
+                None => {
+                    let present = |id| record.holds(id);
+                    let refs = Refs::Bundle { present: &present };
+                    bundle(record.resources(refs), refs)
+                }
+                Some(_) => bundle(record.resources(Refs::Relative), Refs::Relative),
+            })
         })
         .await?;
     call.audit_behind([Event::record(Action::FhirExported, patient, patient)])
         .await?;
-    Ok(bundle(resources, Refs::Bundle))
+    Ok(bundle)
 }
 
-/// A patient's record as FHIR resources: the patient, their consents, sessions (with vital
-/// signs), assessments (with scores), side effects and flags; with `since`, what changed after
-/// it (removed records as `entered-in-error`). The Bundle and the bulk export both read this.
-pub fn patient_resources(
-    conn: &mut DbConnection,
-    patient: &PatientRow,
+/// A patient's record as an export reads it: the patient, their consent history, sessions,
+/// assessments, side effects and flags; with `since`, the records changed after it (removed
+/// ones included). The Bundle and the bulk export both read this.
+pub struct Exported {
+    patient: PatientRow,
     since: Option<NaiveDateTime>,
-    refs: Refs,
-) -> Result<Vec<Value>, StoreError> {
-    let id = patient.id;
-    let changed = |at: NaiveDateTime| since.is_none_or(|s| at > s);
-    let mut out = Vec::new();
-    if changed(patient.updated_at) {
-        out.push(resources::patient(patient));
+    consents: Vec<ConsentEventRow>,
+    sessions: Vec<SessionRow>,
+    assessments: Vec<AssessmentRow>,
+    side_effects: Vec<SideEffectRow>,
+    flags: Vec<FlagRow>,
+}
+
+impl Exported {
+    pub fn load(
+        conn: &mut DbConnection,
+        patient: PatientRow,
+        since: Option<NaiveDateTime>,
+    ) -> Result<Self, StoreError> {
+        let id = patient.id;
+        Ok(Self {
+            consents: consent::of_patient(conn, id)?,
+            sessions: sessions::of_patient_since(conn, id, since)?,
+            assessments: assessments::of_patient_since(conn, id, since)?,
+            side_effects: side_effects::of_patient_since(conn, id, since)?,
+            flags: flags::of_patient(conn, id)?,
+            patient,
+            since,
+        })
     }
-    let history = consent::of_patient(conn, id)?;
-    let ends = history
-        .iter()
-        .skip(1)
-        .map(|e| Some(e.occurred_at))
-        .chain([None]);
-    let consents = resources::consents(&history, refs);
-    for ((event, end), resource) in history.iter().zip(ends).zip(consents) {
-        if changed(event.occurred_at) || end.is_some_and(changed) {
-            out.push(resource);
+
+    /// Whether the record `id` (a session, an assessment or a side effect) is in the export.
+    fn holds(&self, id: uuid::Uuid) -> bool {
+        self.sessions.iter().any(|r| r.id.as_uuid() == id)
+            || self.assessments.iter().any(|r| r.id.as_uuid() == id)
+            || self.side_effects.iter().any(|r| r.id.as_uuid() == id)
+    }
+
+    fn changed(&self, at: NaiveDateTime) -> bool {
+        self.since.is_none_or(|since| at > since)
+    }
+
+    /// The record as FHIR resources: the patient, consents, sessions (with vital signs),
+    /// assessments (with scores), side effects and flags — with `since`, what changed after it.
+    pub fn resources(&self, refs: Refs<'_>) -> Vec<Value> {
+        let mut out = Vec::new();
+        if self.changed(self.patient.updated_at) {
+            out.push(resources::patient(&self.patient));
         }
-    }
-    for row in sessions::of_patient_since(conn, id, since)? {
-        out.extend(resources::session(&row, refs));
-    }
-    for row in assessments::of_patient_since(conn, id, since)? {
-        out.extend(resources::assessment(&row, refs));
-    }
-    for row in side_effects::of_patient_since(conn, id, since)? {
-        out.push(resources::side_effect(&row, refs));
-    }
-    for row in flags::of_patient(conn, id)? {
-        if changed(row.raised_at) || row.acknowledged_at.is_some_and(changed) {
-            out.push(resources::flag(&row, refs));
+        let history = &self.consents;
+        let ends = history.iter().skip(1).map(|e| Some(e.occurred_at));
+        let consents = resources::consents(history, refs);
+        for ((event, end), resource) in history.iter().zip(ends.chain([None])).zip(consents) {
+            if self.changed(event.occurred_at) || end.is_some_and(|at| self.changed(at)) {
+                out.push(resource);
+            }
         }
+        for row in &self.sessions {
+            out.extend(resources::session(row, refs));
+        }
+        for row in &self.assessments {
+            out.extend(resources::assessment(row, refs));
+        }
+        for row in &self.side_effects {
+            out.push(resources::side_effect(row, refs));
+        }
+        for row in &self.flags {
+            if self.changed(row.raised_at) || row.acknowledged_at.is_some_and(|at| self.changed(at))
+            {
+                out.push(resources::flag(row, refs));
+            }
+        }
+        out
     }
-    Ok(out)
 }
 
 /// A `collection` Bundle of `resources`. Referring to one another by `urn:uuid:`
-/// ([`Refs::Bundle`]), each entry's `fullUrl` is its `urn:uuid:`; referring as `Type/id`
-/// ([`Refs::Relative`], resources that refer beyond the Bundle), entries have none.
-pub fn bundle(resources: Vec<Value>, refs: Refs) -> Value {
+/// ([`Refs::Bundle`]), each entry's `fullUrl` is its own; referring as `Type/id`
+/// ([`Refs::Relative`]), entries have none.
+pub fn bundle(resources: Vec<Value>, refs: Refs<'_>) -> Value {
     let entries: Vec<Value> = resources
         .into_iter()
         .map(|resource| match refs {
-            Refs::Bundle => {
-                let id = resource["id"].as_str().unwrap_or_default().to_owned();
-                json!({ "fullUrl": format!("urn:uuid:{id}"), "resource": resource })
+            Refs::Bundle { .. } => {
+                let kind = resource["resourceType"].as_str().unwrap_or_default();
+                let id = resource["id"].as_str().and_then(|id| id.parse().ok());
+                let url = resources::bundle_url(kind, id.unwrap_or_default());
+                json!({ "fullUrl": url, "resource": resource })
             }
             Refs::Relative => json!({ "resource": resource }),
         })
@@ -108,7 +154,6 @@ pub fn bundle(resources: Vec<Value>, refs: Refs) -> Value {
         "resourceType": "Bundle",
         "type": "collection",
         "timestamp": clock::now().to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        "total": entries.len(),
         "entry": entries,
     })
 }
@@ -139,7 +184,7 @@ pub fn capability_statement() -> Value {
             },
             "resource": [
                 { "type": "Patient" },
-                { "type": "QuestionnaireResponse", "interaction": [{ "code": "create" }] },
+                { "type": "QuestionnaireResponse" },
                 { "type": "Observation" },
                 { "type": "MedicationAdministration" },
                 { "type": "AdverseEvent" },

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::clock;
-use crate::domain::fhir::{self as codes, Answer, Code, Questionnaire};
+use crate::domain::fhir::{self as codes, Code, Given, Questionnaire};
 use crate::domain::flags::FlaggedRecord;
 use crate::domain::instrument::Rater;
 use crate::domain::treatment::VitalSigns;
@@ -23,25 +23,50 @@ use crate::store::side_effects::SideEffectRow;
 const DERIVED: Uuid = Uuid::from_u128(0x5c1e_40b7_8d2a_4f63_9e0b_71a4_c3d8_e215);
 
 /// How resources refer to one another: inside a Bundle by the `urn:uuid:` of each entry's
-/// `fullUrl`; standing alone (a bulk export's lines) as `Type/id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refs {
-    Bundle,
+/// `fullUrl` ([`bundle_url`]); standing alone (a bulk export's lines, what a create stored) as
+/// `Type/id`. In a Bundle, `present` says which records it holds: a link to one it does not
+/// (a flag on a removed assessment) is left out, since it could not resolve.
+#[derive(Clone, Copy)]
+pub enum Refs<'a> {
+    Bundle { present: &'a dyn Fn(Uuid) -> bool },
     Relative,
 }
 
-impl Refs {
+impl Refs<'_> {
     pub fn to(self, kind: &str, id: Uuid) -> Value {
         match self {
-            Refs::Bundle => json!({ "reference": format!("urn:uuid:{id}") }),
+            Refs::Bundle { .. } => json!({ "reference": bundle_url(kind, id) }),
             Refs::Relative => json!({ "reference": format!("{kind}/{id}") }),
         }
     }
+
+    /// Whether a link to the record `id` resolves.
+    fn holds(self, id: Uuid) -> bool {
+        match self {
+            Refs::Bundle { present } => present(id),
+            Refs::Relative => true,
+        }
+    }
+}
+
+/// The `fullUrl` of a resource in a Bundle: a UUID of its type and id, since an id is unique
+/// only among records of one kind (a client chooses the ids of what it creates).
+pub fn bundle_url(kind: &str, id: Uuid) -> String {
+    format!("urn:uuid:{}", derived(id, kind))
 }
 
 /// The id of the resource `role` derived from the record `of`.
 pub fn derived(of: Uuid, role: &str) -> Uuid {
     Uuid::new_v5(&DERIVED, format!("{of}/{role}").as_bytes())
+}
+
+/// A record's status as FHIR states it: `entered-in-error` once removed, else `live`.
+fn status_of(deleted: Option<NaiveDateTime>, live: &'static str) -> &'static str {
+    if deleted.is_some() {
+        "entered-in-error"
+    } else {
+        live
+    }
 }
 
 fn instant(at: NaiveDateTime) -> String {
@@ -85,11 +110,10 @@ pub fn patient(row: &PatientRow) -> Value {
 /// exchanged as one), the score `Observation`, and for an instrument with a LOINC panel the
 /// panel with its members (PHQ-9 item 9 among them). A removed assessment's resources are
 /// `entered-in-error`.
-pub fn assessment(row: &AssessmentRow, refs: Refs) -> Vec<Value> {
+pub fn assessment(row: &AssessmentRow, refs: Refs<'_>) -> Vec<Value> {
     let id = row.id.as_uuid();
     let subject = refs.to("Patient", row.patient_id.as_uuid());
-    let removed = row.deleted_at.is_some();
-    let status = if removed { "entered-in-error" } else { "final" };
+    let status = status_of(row.deleted_at, "final");
     let definition = row.instrument.definition();
     let mut out = Vec::new();
     let questionnaire = Questionnaire::of(row.instrument);
@@ -148,21 +172,14 @@ pub fn assessment(row: &AssessmentRow, refs: Refs) -> Vec<Value> {
     out
 }
 
-fn questionnaire_response(row: &AssessmentRow, q: &Questionnaire, refs: Refs) -> Value {
+fn questionnaire_response(row: &AssessmentRow, q: &Questionnaire, refs: Refs<'_>) -> Value {
     let id = row.id.as_uuid();
     let items: Vec<Value> = codes::items_of(q, &row.items.0)
         .into_iter()
-        .map(|(code, answer)| {
-            let value = match answer {
-                Answer::Integer(v) => json!({ "valueInteger": v }),
-                Answer::Coding { code: Some(c), .. } => {
-                    let a = codes::FREQUENCY_ANSWERS
-                        .iter()
-                        .find(|a| a.code == c)
-                        .copied();
-                    json!({ "valueCoding": a.map_or(Value::Null, coding) })
-                }
-                _ => Value::Null,
+        .map(|(code, given)| {
+            let value = match given {
+                Given::Coding(answer) => json!({ "valueCoding": coding(answer) }),
+                Given::Integer(v) => json!({ "valueInteger": v }),
             };
             json!({ "linkId": code.code, "text": code.display, "answer": [value] })
         })
@@ -176,7 +193,7 @@ fn questionnaire_response(row: &AssessmentRow, q: &Questionnaire, refs: Refs) ->
         },
         "identifier": uuid_identifier(id),
         "questionnaire": q.canonical,
-        "status": if row.deleted_at.is_some() { "entered-in-error" } else { "completed" },
+        "status": status_of(row.deleted_at, "completed"),
         "subject": refs.to("Patient", row.patient_id.as_uuid()),
         "authored": instant(row.taken_at),
         "item": items,
@@ -189,18 +206,14 @@ fn questionnaire_response(row: &AssessmentRow, q: &Questionnaire, refs: Refs) ->
 
 /// A session as a `MedicationAdministration`, followed by its vital signs as `Observation`s
 /// (before, each reading during, after), each part of the administration.
-pub fn session(row: &SessionRow, refs: Refs) -> Vec<Value> {
+pub fn session(row: &SessionRow, refs: Refs<'_>) -> Vec<Value> {
     let id = row.id.as_uuid();
     let route = codes::route_code(row.route);
     let mut period = json!({ "start": instant(row.started_at) });
     if let Some(end) = row.ended_at {
         period["end"] = json!(instant(end));
     }
-    let status = if row.deleted_at.is_some() {
-        "entered-in-error"
-    } else {
-        codes::administration_status(row.status)
-    };
+    let status = status_of(row.deleted_at, codes::administration_status(row.status));
     let mut administration = json!({
         "resourceType": "MedicationAdministration",
         "id": id,
@@ -221,51 +234,30 @@ pub fn session(row: &SessionRow, refs: Refs) -> Vec<Value> {
     let mut out = vec![administration];
     let part_of = refs.to("MedicationAdministration", id);
     let start = clock::from_db(row.started_at);
-    let mut measured = vec![("pre".to_owned(), start, vitals(row, true))];
-    for (n, reading) in row.readings.0.iter().enumerate() {
+    let given = row.administration();
+    let mut measured = vec![("pre".to_owned(), start, given.pre)];
+    for (n, reading) in given.readings.iter().enumerate() {
         let at = start + Duration::minutes(reading.minutes_after_start.into());
         measured.push((format!("reading-{n}"), at, reading.vitals));
     }
     let end = row.ended_at.map_or(start, clock::from_db);
-    measured.push(("post".to_owned(), end, vitals(row, false)));
+    measured.push(("post".to_owned(), end, given.post));
     for (role, at, v) in measured {
         out.extend(vital_signs(row, refs, &part_of, &role, at, v));
     }
     out
 }
 
-fn vitals(row: &SessionRow, before: bool) -> VitalSigns {
-    if before {
-        VitalSigns {
-            systolic: row.pre_systolic,
-            diastolic: row.pre_diastolic,
-            heart_rate: row.pre_heart_rate,
-            spo2: row.pre_spo2,
-        }
-    } else {
-        VitalSigns {
-            systolic: row.post_systolic,
-            diastolic: row.post_diastolic,
-            heart_rate: row.post_heart_rate,
-            spo2: row.post_spo2,
-        }
-    }
-}
-
 fn vital_signs(
     row: &SessionRow,
-    refs: Refs,
+    refs: Refs<'_>,
     part_of: &Value,
     role: &str,
     at: DateTime<Utc>,
     v: VitalSigns,
 ) -> Vec<Value> {
     let session = row.id.as_uuid();
-    let status = if row.deleted_at.is_some() {
-        "entered-in-error"
-    } else {
-        "final"
-    };
+    let status = status_of(row.deleted_at, "final");
     let base = |kind: &str, profile: &str, code: Value| {
         json!({
             "resourceType": "Observation",
@@ -316,7 +308,7 @@ fn vital_signs(
 
 /// A side effect as an `AdverseEvent` suspected of the session's administration. R4's
 /// AdverseEvent has no status: a removed one is tagged `entered-in-error`.
-pub fn side_effect(row: &SideEffectRow, refs: Refs) -> Value {
+pub fn side_effect(row: &SideEffectRow, refs: Refs<'_>) -> Value {
     let (grade, number) = codes::ctcae_grade(row.severity);
     let serious = codes::is_serious(row.severity);
     let mut event = json!({
@@ -341,8 +333,12 @@ pub fn side_effect(row: &SideEffectRow, refs: Refs) -> Value {
             "system": codes::ADVERSE_EVENT_OUTCOME,
             "code": if row.resolved_at.is_some() { "resolved" } else { "ongoing" },
         }] },
-        "suspectEntity": [{ "instance": refs.to("MedicationAdministration", row.session_id.as_uuid()) }],
     });
+    let session = row.session_id.as_uuid();
+    if refs.holds(session) {
+        let suspect = refs.to("MedicationAdministration", session);
+        event["suspectEntity"] = json!([{ "instance": suspect }]);
+    }
     if let Some(resolved) = row.resolved_at {
         event["extension"]
             .as_array_mut()
@@ -357,7 +353,7 @@ pub fn side_effect(row: &SideEffectRow, refs: Refs) -> Value {
 
 /// A flag as a `DetectedIssue`: its evidence the score or the adverse event that raised it,
 /// or the administration it concerns; an acknowledgement is its mitigation.
-pub fn flag(row: &FlagRow, refs: Refs) -> Value {
+pub fn flag(row: &FlagRow, refs: Refs<'_>) -> Value {
     let code = codes::flag_code(row.kind);
     let mut issue = json!({
         "resourceType": "DetectedIssue",
@@ -369,19 +365,21 @@ pub fn flag(row: &FlagRow, refs: Refs) -> Value {
         "identifiedDateTime": instant(row.raised_at),
         "detail": row.detail,
     });
-    let record = row.record_id.parse::<Uuid>().ok();
-    match (row.record_type, record) {
-        (FlaggedRecord::Assessment, Some(id)) => {
-            issue["evidence"] =
-                json!([{ "detail": [refs.to("Observation", derived(id, "score"))] }]);
+    // What raised it: the score or the adverse event (evidence), or the administration it
+    // concerns (implicated).
+    let linked = match (row.record_type, row.record_id.parse::<Uuid>().ok()) {
+        (FlaggedRecord::Assessment, Some(id)) => Some((id, "Observation", derived(id, "score"))),
+        (FlaggedRecord::SideEffect, Some(id)) => Some((id, "AdverseEvent", id)),
+        (FlaggedRecord::Session, Some(id)) => Some((id, "MedicationAdministration", id)),
+        _ => None,
+    };
+    if let Some((_, kind, target)) = linked.filter(|(record, ..)| refs.holds(*record)) {
+        let reference = refs.to(kind, target);
+        if row.record_type == FlaggedRecord::Session {
+            issue["implicated"] = json!([reference]);
+        } else {
+            issue["evidence"] = json!([{ "detail": [reference] }]);
         }
-        (FlaggedRecord::SideEffect, Some(id)) => {
-            issue["evidence"] = json!([{ "detail": [refs.to("AdverseEvent", id)] }]);
-        }
-        (FlaggedRecord::Session, Some(id)) => {
-            issue["implicated"] = json!([refs.to("MedicationAdministration", id)]);
-        }
-        _ => {}
     }
     if let Some(at) = row.acknowledged_at {
         let mut mitigation =
@@ -396,7 +394,7 @@ pub fn flag(row: &FlagRow, refs: Refs) -> Value {
 
 /// The consent history as `Consent`s, one per change: each grant or withdrawal holds from
 /// its moment until the next change (then `inactive`), the latest one `active`.
-pub fn consents(history: &[ConsentEventRow], refs: Refs) -> Vec<Value> {
+pub fn consents(history: &[ConsentEventRow], refs: Refs<'_>) -> Vec<Value> {
     history
         .iter()
         .enumerate()

@@ -72,13 +72,13 @@ pub fn find(
         .first(conn)?)
 }
 
-/// Cancels the clinic's export: the job and its parts go. Whether there was one.
+/// Cancels the clinic's export: the job goes, and its parts with it (ON DELETE CASCADE).
+/// Whether there was one.
 pub fn delete(
     conn: &mut DbConnection,
     clinic: ClinicId,
     id: BulkExportId,
 ) -> Result<bool, StoreError> {
-    diesel::delete(fp::table.filter(fp::export_id.eq(id))).execute(conn)?;
     let gone = diesel::delete(
         fe::table
             .filter(fe::id.eq(id))
@@ -86,6 +86,40 @@ pub fn delete(
     )
     .execute(conn)?;
     Ok(gone == 1)
+}
+
+/// Whether the clinic has an export being written.
+pub fn in_progress(conn: &mut DbConnection, clinic: ClinicId) -> Result<bool, StoreError> {
+    let query = fe::table
+        .filter(fe::clinic_id.eq(clinic))
+        .filter(fe::status.eq(ExportStatus::InProgress));
+    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn)?)
+}
+
+/// Whether an export in progress has no live lease: a cheap read before a claim's write.
+pub fn any_due(conn: &mut DbConnection, now: NaiveDateTime) -> Result<bool, StoreError> {
+    let query = fe::table
+        .filter(fe::status.eq(ExportStatus::InProgress))
+        .filter(fe::leased_until.is_null().or(fe::leased_until.lt(now)));
+    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn)?)
+}
+
+/// Whether an export finished before `before`.
+pub fn any_finished_before(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let query = fe::table.filter(fe::finished_at.lt(before));
+    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn)?)
+}
+
+/// Removes the exports finished before `before`, with their parts.
+pub fn remove_finished_before(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::delete(fe::table.filter(fe::finished_at.lt(before))).execute(conn)?;
+    Ok(())
 }
 
 /// Claims the oldest export in progress whose lease has run out, for a lease until
@@ -154,18 +188,23 @@ pub fn patients_count(
 }
 
 /// Stores one page's parts and the job as it stands after them (its cursor, counts, status
-/// and renewed lease), in the caller's transaction.
+/// and renewed lease) — only if the job still has `written` pages, as the writer left it: a
+/// job another process took over, or one cancelled, is Stale, and nothing is stored.
 pub fn write_page(
     conn: &mut DbConnection,
     job: &ExportRow,
+    written: i32,
     parts: &[PartRow],
 ) -> Result<(), StoreError> {
+    let moved = diesel::update(fe::table.find(job.id).filter(fe::pages.eq(written)))
+        .set(job)
+        .execute(conn)?;
+    if moved == 0 {
+        return Err(StoreError::Stale);
+    }
     for part in parts {
         diesel::insert_into(fp::table).values(part).execute(conn)?;
     }
-    diesel::update(fe::table.find(job.id))
-        .set(job)
-        .execute(conn)?;
     Ok(())
 }
 

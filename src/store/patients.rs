@@ -81,12 +81,21 @@ pub fn find(
     scope: &Scope,
     id: PatientId,
 ) -> Result<PatientRecord, StoreError> {
+    let row = find_row(conn, scope, id)?;
+    with_lists(conn, vec![row]).map(|mut v| v.remove(0))
+}
+
+/// The patient's row alone, when within `scope`.
+pub fn find_row(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: PatientId,
+) -> Result<PatientRow, StoreError> {
     let query = patients::table
         .filter(patients::id.eq(id))
         .select(PatientRow::as_select())
         .into_boxed();
-    let row = in_scope!(query, scope).first(conn)?;
-    with_lists(conn, vec![row]).map(|mut v| v.remove(0))
+    Ok(in_scope!(query, scope).first(conn)?)
 }
 
 /// The patient's clinic, when the patient is within `scope`: the one statement that a read

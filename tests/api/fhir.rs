@@ -81,8 +81,16 @@ fn references_inside(bundle: &Value) -> Vec<String> {
     all
 }
 
-fn full_url(resource: &Value) -> String {
-    format!("urn:uuid:{}", resource["id"].as_str().unwrap())
+/// The `fullUrl` of `resource`'s entry in `bundle`.
+fn full_url(bundle: &Value, resource: &Value) -> String {
+    let entry = bundle["entry"].as_array().unwrap().iter().find(|e| {
+        e["resource"]["resourceType"] == resource["resourceType"]
+            && e["resource"]["id"] == resource["id"]
+    });
+    entry.expect("an entry")["fullUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn phq9_response(subject: &str, values: [usize; 9]) -> Value {
@@ -198,7 +206,7 @@ api_test!(
         assert_eq!(total[0]["category"][0]["coding"][0]["code"], "survey");
         assert_eq!(
             total[0]["derivedFrom"][0]["reference"],
-            full_url(response[0])
+            full_url(&b, response[0])
         );
         let item9 = coded(&b, "Observation", "44260-8");
         assert_eq!(item9[0]["valueInteger"], 2);
@@ -211,7 +219,7 @@ api_test!(
             .collect();
         assert_eq!(
             members,
-            [json!(full_url(total[0])), json!(full_url(item9[0]))]
+            [json!(full_url(&b, total[0])), json!(full_url(&b, item9[0]))]
         );
 
         // The infusion and its vital signs, before and after.
@@ -231,7 +239,7 @@ api_test!(
         assert_eq!(after["component"][0]["code"]["coding"][0]["code"], "8480-6");
         assert_eq!(after["component"][1]["code"]["coding"][0]["code"], "8462-4");
         assert_eq!(after["component"][1]["valueQuantity"]["code"], "mm[Hg]");
-        assert_eq!(after["partOf"][0]["reference"], full_url(given[0]));
+        assert_eq!(after["partOf"][0]["reference"], full_url(&b, given[0]));
         assert_eq!(coded(&b, "Observation", "8867-4").len(), 2);
         let saturation = coded(&b, "Observation", "2708-6");
         assert_eq!(saturation.len(), 1, "only the reading before had an SpO2");
@@ -250,7 +258,7 @@ api_test!(
         );
         assert_eq!(
             events[0]["suspectEntity"][0]["instance"]["reference"],
-            full_url(given[0])
+            full_url(&b, given[0])
         );
 
         // The flags: suicidal ideation on the score, the hypertensive response on the infusion.
@@ -262,13 +270,16 @@ api_test!(
         assert_eq!(ideation["severity"], "high");
         assert_eq!(
             ideation["evidence"][0]["detail"][0]["reference"],
-            full_url(total[0])
+            full_url(&b, total[0])
         );
         let pressure = issues
             .iter()
             .find(|i| i["code"]["coding"][0]["code"] == "hypertensive_response")
             .unwrap();
-        assert_eq!(pressure["implicated"][0]["reference"], full_url(given[0]));
+        assert_eq!(
+            pressure["implicated"][0]["reference"],
+            full_url(&b, given[0])
+        );
 
         // Research consent given at registration, then withdrawn.
         let consents = resources(&b, "Consent");
@@ -334,6 +345,16 @@ api_test!(
         assert_eq!(res.status(), 200);
         let query = format!("?_since={}", urlencode(&since.to_rfc3339()));
         let b = bundle(&app, &clinician, &patient, &query).await;
+        // Changes refer as Type/id: what they refer to may have come in an earlier pull.
+        let mut referred = Vec::new();
+        references(&b["entry"], &mut referred);
+        assert!(!referred.is_empty());
+        assert!(
+            referred.iter().all(|r| r == &format!("Patient/{patient}")
+                || r.starts_with("QuestionnaireResponse/")
+                || r.starts_with("Observation/")),
+            "{referred:?}"
+        );
         let responses = resources(&b, "QuestionnaireResponse");
         assert_eq!(responses.len(), 1, "{b}");
         assert_eq!(responses[0]["id"], removed.as_str());
@@ -359,9 +380,9 @@ api_test!(
                 &clinician.access_token,
             )
             .await;
-        let (status, _, problem) = crate::helpers::problem(res).await;
-        assert_eq!(status, 422);
-        assert_eq!(problem["errors"][0]["field"], "_since");
+        let (status, content_type, outcome) = crate::helpers::problem(res).await;
+        assert_eq!((status, content_type.as_str()), (422, FHIR_JSON));
+        assert_eq!(outcome["issue"][0]["expression"][0], "_since");
     }
 );
 
@@ -478,6 +499,10 @@ api_test!(
                 .status(),
             200
         );
+        // The same identifier from another patient's app is that patient's own: no clash.
+        by_identifier["subject"] = json!({"reference": format!("Patient/{first}")});
+        let theirs = post_response(&app, &clinician, &first, &by_identifier).await;
+        assert_eq!(theirs.status(), 201);
         let list: Value = app
             .get_as(
                 &format!("/v1/patients/{second}/assessments"),
@@ -533,6 +558,8 @@ api_test!(
         unfinished["status"] = json!("in-progress");
         let mut no_time = good.clone();
         no_time["authored"] = json!("2026-10");
+        let mut future = good.clone();
+        future["authored"] = json!("9999-12-31T23:59:59Z");
         let mut wrong_kind = good.clone();
         wrong_kind["resourceType"] = json!("Observation");
         let mut pain_too_high = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
@@ -549,6 +576,7 @@ api_test!(
             (&someone_else, vec!["QuestionnaireResponse.subject"]),
             (&unfinished, vec!["QuestionnaireResponse.status"]),
             (&no_time, vec!["QuestionnaireResponse.authored"]),
+            (&future, vec!["QuestionnaireResponse.authored"]),
             (&wrong_kind, vec!["QuestionnaireResponse.resourceType"]),
             (
                 &pain_too_high,
@@ -772,6 +800,11 @@ api_test!(
 
         let (job, manifest) = exported(&app, &clinician, "").await;
         assert_eq!(manifest["requiresAccessToken"], true);
+        let request = manifest["request"].as_str().unwrap();
+        assert!(
+            request.contains("/v1/fhir/$export?_type=Patient%2C"),
+            "{request}"
+        );
         assert!(manifest["transactionTime"].as_str().is_some());
         let lines = downloaded(&app, &clinician, &manifest).await;
         let text: String = lines.iter().map(|(_, r)| r.to_string()).collect();
@@ -823,16 +856,33 @@ api_test!(
         .await;
         assert_eq!(audited, 4);
 
-        // Another clinic cannot see it; a patient or a researcher cannot start one.
-        let res = app
-            .client
-            .get(&job)
-            .bearer_auth(&lighthouse.access_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 404);
-        assert_eq!(res.headers()["content-type"], FHIR_JSON);
+        // Another clinic cannot see it, read its files or cancel it; a patient or a researcher
+        // cannot start one.
+        let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
+        let other = &lighthouse.access_token;
+        for res in [
+            app.client
+                .get(&job)
+                .bearer_auth(other)
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .get(&file)
+                .bearer_auth(other)
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .delete(&job)
+                .bearer_auth(other)
+                .send()
+                .await
+                .unwrap(),
+        ] {
+            assert_eq!(res.status(), 404);
+            assert_eq!(res.headers()["content-type"], FHIR_JSON);
+        }
         let phone = app.patient_app(&clinician, &ours[0]).await;
         let researcher = app.sign_in_new(&admin, "researcher", None).await;
         for who in [&phone, &researcher, &admin] {
@@ -847,7 +897,6 @@ api_test!(
             assert_eq!(res.status(), 403);
         }
         // Cancelled, it is gone with its files.
-        let file = manifest["output"][0]["url"].as_str().unwrap().to_owned();
         let res = app
             .client
             .delete(&job)
@@ -885,6 +934,8 @@ api_test!(
         let patient = app.new_patient(&clinician).await;
         app.phq9_answering(&clinician, &patient, 0).await;
         let (_, manifest) = exported(&app, &clinician, "?_type=Patient,Consent").await;
+        let request = manifest["request"].as_str().unwrap();
+        assert!(request.ends_with("?_type=Patient%2CConsent"), "{request}");
         let kinds: Vec<_> = manifest["output"]
             .as_array()
             .unwrap()
@@ -927,6 +978,12 @@ api_test!(
             }
             async move { req.send().await.unwrap() }
         };
+        // One export of a clinic at a time: a second while the first is written is 429.
+        let first = start("", true).await;
+        assert_eq!(first.status(), 202);
+        let second = start("", true).await;
+        assert_eq!(second.status(), 429);
+        assert!(second.headers().contains_key("retry-after"));
         for (res, status, field) in [
             (start("", false).await, 400, None),
             (start("?_type=Medication", true).await, 422, Some("_type")),
