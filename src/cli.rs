@@ -2,8 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use std::path::PathBuf;
+
+use crate::config::{DatabaseUrl, Settings};
 use crate::startup::{self, Application};
+use crate::store::backup;
 use crate::{accounts, demo, openapi, telemetry};
 
 #[derive(Parser)]
@@ -29,6 +32,19 @@ enum Command {
         /// Consenting patients of the research cohort, over three clinics.
         #[arg(long, default_value_t = demo::COHORT)]
         cohort: usize,
+    },
+    /// Copy the embedded (SQLite) database to a new file while the server goes on serving.
+    Backup {
+        /// The file to write; refused if it exists.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the embedded (SQLite) database with a backup: refused while a server uses the
+    /// database, and for a file that fails its integrity check or comes from a newer release.
+    /// The database replaced is kept beside it.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Manage accounts.
     User {
@@ -92,6 +108,26 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
+        Command::Backup { to } => {
+            let db = sqlite_file(&settings)?;
+            let migrations = backup::backup(&db, &to)?;
+            println!(
+                "backed up {} to {} (checked; {migrations} migrations)",
+                db.display(),
+                to.display()
+            );
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let db = sqlite_file(&settings)?;
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+            let kept = backup::restore(&db, &from, &stamp)?;
+            println!("restored {} from {}", db.display(), from.display());
+            if let Some(kept) = kept {
+                println!("the database it replaced is kept as {}", kept.display());
+            }
+            Ok(())
+        }
         Command::Openapi => unreachable!("handled before settings are read"),
     }
 }
@@ -104,6 +140,18 @@ fn serve(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The embedded database's file: backup and restore here are SQLite's.
+fn sqlite_file(settings: &Settings) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    match &settings.database_url {
+        DatabaseUrl::Sqlite(path) => Ok(path.clone()),
+        DatabaseUrl::Postgres(_) => {
+            Err("backup and restore are for the embedded SQLite database; \
+            on PostgreSQL use pg_dump and pg_restore (README, Operations)"
+                .into())
+        }
+    }
 }
 
 fn read_password() -> std::io::Result<String> {

@@ -11,6 +11,7 @@ pub mod scope;
 
 pub mod assessments;
 pub mod audit;
+pub mod backup;
 pub mod clinics;
 pub mod columns;
 pub mod consent;
@@ -242,6 +243,9 @@ pub struct Db {
     pool: Pool<ConnectionManager<DbConnection>>,
     slots: Arc<Semaphore>,
     acquire_timeout: Duration,
+    /// On SQLite, a shared hold on the file for as long as the pool lives, so that a restore
+    /// never replaces the file under a running server (`backup::restore`).
+    _in_use: Option<Arc<std::fs::File>>,
 }
 
 /// How a transaction begins.
@@ -343,10 +347,18 @@ impl Db {
             .test_on_check_out(true)
             .connection_customizer(Box::new(SessionSettings))
             .build_unchecked(manager);
+        let in_use = match url {
+            DatabaseUrl::Sqlite(path) => backup::hold_shared(path)
+                .inspect_err(|e| tracing::warn!(error = %e, "the database file is not held"))
+                .ok()
+                .map(Arc::new),
+            DatabaseUrl::Postgres(_) => None,
+        };
         Self {
             pool,
             slots: Arc::new(Semaphore::new(size as usize)),
             acquire_timeout,
+            _in_use: in_use,
         }
     }
 

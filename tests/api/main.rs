@@ -6,6 +6,7 @@ mod helpers;
 mod access;
 mod admin;
 mod auth;
+mod backup;
 mod demo;
 mod durability;
 mod errors;
