@@ -348,6 +348,8 @@ impl Db {
             .connection_customizer(Box::new(SessionSettings))
             .build_unchecked(manager);
         let in_use = match url {
+            // An in-memory database has no file to replace.
+            DatabaseUrl::Sqlite(path) if path.as_os_str() == ":memory:" => None,
             DatabaseUrl::Sqlite(path) => backup::hold_shared(path)
                 .inspect_err(|e| tracing::warn!(error = %e, "the database file is not held"))
                 .ok()
