@@ -15,7 +15,6 @@ use crate::domain::durability::{
     self, DurabilitySettings, Estimate, Exposure, Infusion, Median, Trend,
 };
 use crate::domain::ids::{CourseId, PatientId, SessionId};
-use crate::domain::schedule;
 use crate::domain::treatment::SessionStatus;
 use crate::error::ApiError;
 use crate::evaluation;
@@ -96,17 +95,7 @@ pub async fn of_patient(call: &Call, patient: PatientId) -> Result<PatientDurabi
             let slots = if course.closed {
                 Vec::new()
             } else {
-                let filled: Vec<_> = of_course
-                    .iter()
-                    .map(|s| (s.id, s.started_at.date()))
-                    .collect();
-                schedule::slots(
-                    course.protocol,
-                    course.start_date,
-                    course.custom_dates(),
-                    &filled,
-                    now.date_naive(),
-                )
+                evaluation::course_slots(&course, of_course.iter().copied(), now.date_naive())
             };
             let next_planned = durability::next_planned(&slots, now.date_naive());
             all.extend(infusions.iter().map(|i| i.infusion.clone()));

@@ -75,19 +75,7 @@ impl Record {
 
     /// The course's schedule as of `today`, from its completed sessions.
     fn slots(&self, course: &CourseRow, today: NaiveDate) -> Vec<schedule::Slot> {
-        let completed: Vec<(SessionId, NaiveDate)> = self
-            .completed()
-            .iter()
-            .filter(|s| s.course_id == course.id)
-            .map(|s| (s.id, s.started_at.date()))
-            .collect();
-        schedule::slots(
-            course.protocol,
-            course.start_date,
-            course.custom_dates(),
-            &completed,
-            today,
-        )
+        course_slots(course, self.completed(), today)
     }
 
     fn course(&self, id: CourseId) -> Option<&CourseRow> {
@@ -382,6 +370,27 @@ pub fn raise_time_flags(
         .map(|(from, _)| from)
         .chain(gaps_change_at)
         .min())
+}
+
+/// A course's schedule as of `today`, filled by those of `completed` that belong to it
+/// (sessions already loaded: the evaluation's record, the durability read).
+pub fn course_slots<'a>(
+    course: &CourseRow,
+    completed: impl IntoIterator<Item = &'a SessionRow>,
+    today: NaiveDate,
+) -> Vec<schedule::Slot> {
+    let filled: Vec<(SessionId, NaiveDate)> = completed
+        .into_iter()
+        .filter(|s| s.course_id == course.id)
+        .map(|s| (s.id, s.started_at.date()))
+        .collect();
+    schedule::slots(
+        course.protocol,
+        course.start_date,
+        course.custom_dates(),
+        &filled,
+        today,
+    )
 }
 
 /// A completed session as §6a reads it: infusion `number` of its course, with its stored
