@@ -69,12 +69,6 @@ pub async fn kick_off(call: &Call, asked: Asked) -> Result<BulkExportId, ApiErro
     let clinic = clinic_of(call)?;
     let requested_by = call.caller.user_id;
     call.transaction(move |conn, call| {
-        // One export at a time per clinic: each copies the clinic's records.
-        if fhir_exports::in_progress(conn, clinic)? {
-            return Err(ApiError::TooManyRequests {
-                retry_after: RETRY_AFTER_SECONDS,
-            });
-        }
         let now = clock::to_db(clock::now());
         let total = fhir_exports::patients_count(conn, clinic, now)?;
         let types: Vec<&str> = asked.types.iter().map(|t| t.as_str()).collect();
@@ -93,7 +87,16 @@ pub async fn kick_off(call: &Call, asked: Asked) -> Result<BulkExportId, ApiErro
             leased_until: None,
             finished_at: None,
         };
-        fhir_exports::insert(conn, &row)?;
+        // One export at a time per clinic, since each copies the clinic's records: the
+        // database's unique index of the clinic's export in progress holds it, races included.
+        match fhir_exports::insert(conn, &row) {
+            Err(StoreError::Conflict) => {
+                return Err(ApiError::TooManyRequests {
+                    retry_after: RETRY_AFTER_SECONDS,
+                })
+            }
+            written => written?,
+        }
         call.audit(conn, Event::new(Action::FhirBulkExportStarted).on(row.id))?;
         Ok(row.id)
     })

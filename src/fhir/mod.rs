@@ -7,6 +7,8 @@
 pub mod bulk;
 pub mod resources;
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -45,7 +47,8 @@ pub async fn patient_bundle(
             let record = Exported::load(conn, row, since)?;
             Ok(match since {
                 None => {
-                    let present = |id| record.holds(id);
+                    let held = record.held();
+                    let present = |id| held.contains(&id);
                     let refs = Refs::Bundle { present: &present };
                     bundle(record.resources(refs), refs)
                 }
@@ -89,11 +92,12 @@ impl Exported {
         })
     }
 
-    /// Whether the record `id` (a session, an assessment or a side effect) is in the export.
-    fn holds(&self, id: uuid::Uuid) -> bool {
-        self.sessions.iter().any(|r| r.id.as_uuid() == id)
-            || self.assessments.iter().any(|r| r.id.as_uuid() == id)
-            || self.side_effects.iter().any(|r| r.id.as_uuid() == id)
+    /// The records (sessions, assessments, side effects) in the export, by id.
+    fn held(&self) -> HashSet<uuid::Uuid> {
+        let sessions = self.sessions.iter().map(|r| r.id.as_uuid());
+        let assessments = self.assessments.iter().map(|r| r.id.as_uuid());
+        let side_effects = self.side_effects.iter().map(|r| r.id.as_uuid());
+        sessions.chain(assessments).chain(side_effects).collect()
     }
 
     fn changed(&self, at: NaiveDateTime) -> bool {

@@ -88,14 +88,6 @@ pub fn delete(
     Ok(gone == 1)
 }
 
-/// Whether the clinic has an export being written.
-pub fn in_progress(conn: &mut DbConnection, clinic: ClinicId) -> Result<bool, StoreError> {
-    let query = fe::table
-        .filter(fe::clinic_id.eq(clinic))
-        .filter(fe::status.eq(ExportStatus::InProgress));
-    Ok(diesel::select(diesel::dsl::exists(query)).get_result(conn)?)
-}
-
 /// Whether an export in progress has no live lease: a cheap read before a claim's write.
 pub fn any_due(conn: &mut DbConnection, now: NaiveDateTime) -> Result<bool, StoreError> {
     let query = fe::table

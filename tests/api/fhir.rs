@@ -374,6 +374,17 @@ api_test!(
             .map(|r| r["id"].clone())
             .collect();
         assert_eq!(ids, [json!(kept)]);
+        // Instants at the calendar's ends are answered, never a 500.
+        for extreme in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"] {
+            let query = format!("?_since={}", urlencode(extreme));
+            let res = app
+                .get_as(
+                    &format!("/v1/patients/{patient}/fhir{query}"),
+                    &clinician.access_token,
+                )
+                .await;
+            assert_eq!(res.status(), 200, "{extreme}");
+        }
         let res = app
             .get_as(
                 &format!("/v1/patients/{patient}/fhir?_since=yesterday"),
@@ -978,12 +989,15 @@ api_test!(
             }
             async move { req.send().await.unwrap() }
         };
-        // One export of a clinic at a time: a second while the first is written is 429.
-        let first = start("", true).await;
-        assert_eq!(first.status(), 202);
-        let second = start("", true).await;
-        assert_eq!(second.status(), 429);
-        assert!(second.headers().contains_key("retry-after"));
+        // One export of a clinic at a time: of two kick-offs at once, one starts and the
+        // other is 429; a third while the first is written is 429 too.
+        let (one, two) = tokio::join!(start("", true), start("", true));
+        let mut statuses = [one.status().as_u16(), two.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [202, 429]);
+        let third = start("", true).await;
+        assert_eq!(third.status(), 429);
+        assert!(third.headers().contains_key("retry-after"));
         for (res, status, field) in [
             (start("", false).await, 400, None),
             (start("?_type=Medication", true).await, 422, Some("_type")),

@@ -24,6 +24,9 @@ CREATE TABLE fhir_exports (
 );
 CREATE INDEX fhir_exports_in_progress_idx ON fhir_exports (transaction_time)
   WHERE status = 'in_progress';
+-- One export of a clinic written at a time, even when two kick-offs race.
+CREATE UNIQUE INDEX fhir_exports_one_per_clinic_idx ON fhir_exports (clinic_id)
+  WHERE status = 'in_progress';
 
 CREATE TABLE fhir_export_parts (
     export_id TEXT NOT NULL REFERENCES fhir_exports (id) ON DELETE CASCADE,
