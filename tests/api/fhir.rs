@@ -480,8 +480,15 @@ api_test!(
         // under that id are a conflict, and nothing more is stored.
         let mut with_id = phq9_response(&second, [1, 1, 1, 1, 1, 1, 1, 1, 0]);
         with_id["id"] = json!(uuid::Uuid::new_v4().to_string());
-        let made = post_response(&app, &clinician, &second, &with_id).await;
-        assert_eq!(made.status(), 201);
+        // The same response sent twice at once (a phone's retry): stored once.
+        let (made, twin) = tokio::join!(
+            post_response(&app, &clinician, &second, &with_id),
+            post_response(&app, &clinician, &second, &with_id)
+        );
+        let mut statuses = [made.status().as_u16(), twin.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 201]);
+        assert_eq!(made.headers()["location"], twin.headers()["location"]);
         let at = made.headers()["location"].clone();
         let replay = post_response(&app, &clinician, &second, &with_id).await;
         assert_eq!(replay.status(), 200);
@@ -573,6 +580,8 @@ api_test!(
         future["authored"] = json!("9999-12-31T23:59:59Z");
         let mut wrong_kind = good.clone();
         wrong_kind["resourceType"] = json!("Observation");
+        let mut control = good.clone();
+        control["item"][0]["linkId"] = json!("44250-9\u{0000}\u{001b}");
         let mut pain_too_high = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
             "questionnaire": "https://ketamine-outcomes.org/fhir/Questionnaire/pain-nrs", "authored": minutes_from_now(-5),
             "item": [{"linkId": "72514-3", "answer": [{"valueInteger": 11}]}]});
@@ -592,6 +601,14 @@ api_test!(
             (
                 &pain_too_high,
                 vec!["QuestionnaireResponse.item[0].answer[0].valueInteger"],
+            ),
+            // Control characters are named as any other wrong linkId (and item 1 as missing).
+            (
+                &control,
+                vec![
+                    "QuestionnaireResponse.item[0].linkId",
+                    "QuestionnaireResponse.item",
+                ],
             ),
         ];
         for (body, fields) in cases {
