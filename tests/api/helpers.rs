@@ -72,18 +72,23 @@ impl TestDatabase {
     pub fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => Some(Self::Sqlite(tempfile::tempdir().expect("temp dir"))),
-            Backend::Postgres => {
-                let server = std::env::var(POSTGRES_VAR).ok()?;
-                let name = format!("ko_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = PgConnection::establish(&server).unwrap_or_else(|e| {
-                    panic!("{POSTGRES_VAR} names a server that cannot be reached: {e}")
-                });
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut admin)
-                    .expect("create test database");
-                let data = tempfile::tempdir().expect("temp dir");
-                Some(Self::Postgres { server, name, data })
-            }
+            Backend::Postgres => Some(Self::on_server(&std::env::var(POSTGRES_VAR).ok()?)),
+        }
+    }
+
+    /// A new database on the PostgreSQL server of `server` (a URL of any database on it).
+    pub fn on_server(server: &str) -> Self {
+        let name = format!("ko_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(server)
+            .unwrap_or_else(|e| panic!("{server}: the server cannot be reached: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create test database");
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::Postgres {
+            server: server.to_owned(),
+            name,
+            data,
         }
     }
 

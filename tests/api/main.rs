@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod auth;
 mod backup;
+mod cluster;
 mod demo;
 mod durability;
 mod errors;

@@ -18,7 +18,8 @@ pub struct Process {
     pub port: u16,
     /// Every line the process has logged since it started serving.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    _data: tempfile::TempDir,
+    /// The process's own data directory, when the test did not give one.
+    _data: Option<tempfile::TempDir>,
 }
 
 fn command(data: &std::path::Path, env: &[(&str, &str)]) -> Command {
@@ -40,7 +41,15 @@ impl Process {
     /// Starts `ketamine-outcomes serve` on a free port and reads the port from its log.
     pub fn start(env: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut child = command(data.path(), env)
+        let mut process = Self::start_in(data.path(), env);
+        process._data = Some(data);
+        process
+    }
+
+    /// Starts `ketamine-outcomes serve` on `data` (`KO_DATA_DIR`), which outlives it: a
+    /// restart finds what the last process left there.
+    pub fn start_in(data: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let mut child = command(data, env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -68,7 +77,7 @@ impl Process {
             child,
             port,
             log,
-            _data: data,
+            _data: None,
         }
     }
 
