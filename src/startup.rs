@@ -224,9 +224,15 @@ impl SharedState {
     /// The state, and the writer of the audit events reads leave behind: the caller starts it
     /// on the runtime that serves the requests.
     pub fn new(db: Db, settings: &Settings) -> Result<(Self, AuditWriter), StartupError> {
-        let research = match &settings.research_database_url {
-            Some(url) => open_database(settings, url)?,
-            None => db.clone(),
+        let research_db = match &settings.research_database_url {
+            Some(url) => ResearchDb {
+                db: open_database(settings, url)?,
+                replica: true,
+            },
+            None => ResearchDb {
+                db: db.clone(),
+                replica: false,
+            },
         };
         let (audit_behind, audit_writer) = audit_behind::queue(db.clone());
         let sender = delivery::Sender::new(settings.egress(), delivery::system_lookup())
@@ -234,7 +240,7 @@ impl SharedState {
         let services = web::Data::new(Services {
             db,
             audit_behind,
-            research_db: ResearchDb(research),
+            research_db,
             keys: keys::load(&settings.auth, &settings.data_dir)?,
             hasher: PasswordHasher::new(
                 settings.auth.argon2_memory_kib,

@@ -11,13 +11,14 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::store::Db;
+use crate::store::{Db, ReplicaState};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -46,7 +47,7 @@ fn client_request_id(req: &ServiceRequest) -> Option<String> {
     (!value.is_empty() && value.len() <= 128 && value.chars().all(plain)).then(|| value.to_owned())
 }
 
-/// Prometheus series for the HTTP server and the pool.
+/// Prometheus series for the HTTP server, the pool and the research replica.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +55,9 @@ pub struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     hashes: IntCounter,
+    /// Present only where research reads a replica of its own.
+    replica_up: IntGaugeVec,
+    replica_lag: GaugeVec,
 }
 
 impl Metrics {
@@ -88,11 +92,29 @@ impl Metrics {
             "Password hashes and verifications run by this process",
         )
         .expect("valid metric");
+        let replica_up = IntGaugeVec::new(
+            Opts::new(
+                "research_replica_up",
+                "1 when the research replica answers, 0 when it does not",
+            ),
+            &["database"],
+        )
+        .expect("valid metric");
+        let replica_lag = GaugeVec::new(
+            Opts::new(
+                "research_replica_lag_seconds",
+                "How far the research replica's replay stands behind the primary",
+            ),
+            &["database"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(pool.clone()),
             Box::new(hashes.clone()),
+            Box::new(replica_up.clone()),
+            Box::new(replica_lag.clone()),
         ] {
             registry
                 .register(collector)
@@ -104,6 +126,8 @@ impl Metrics {
             latency,
             pool,
             hashes,
+            replica_up,
+            replica_lag,
         }
     }
 
@@ -114,8 +138,27 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
+    /// The replica's series: none without a replica; no lag while it is unreachable (an old
+    /// figure would read as current) or while it is not a streaming standby.
+    fn replica(&self, state: ReplicaState) {
+        const RESEARCH: [&str; 1] = ["research"];
+        let (up, lag) = match state {
+            ReplicaState::None => return,
+            ReplicaState::Unreachable => (0, None),
+            ReplicaState::Reachable { lag_seconds } => (1, lag_seconds),
+        };
+        self.replica_up.with_label_values(&RESEARCH).set(up);
+        match lag {
+            Some(seconds) => self.replica_lag.with_label_values(&RESEARCH).set(seconds),
+            None => {
+                let _ = self.replica_lag.remove_label_values(&RESEARCH);
+            }
+        }
+    }
+
     /// The text exposition, with pool usage and the hashes run read at scrape time.
-    pub fn render(&self, db: &Db, hashes_computed: u64) -> String {
+    pub fn render(&self, db: &Db, hashes_computed: u64, replica: ReplicaState) -> String {
+        self.replica(replica);
         self.hashes
             .inc_by(hashes_computed.saturating_sub(self.hashes.get()));
         let state = db.pool_state();

@@ -49,7 +49,7 @@ pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
 }
 
 /// Prometheus text exposition: requests and latency by route and status, pool usage, password
-/// hashes run.
+/// hashes run, and where research reads a replica, whether it answers and its replay lag.
 #[utoipa::path(
     tag = "operations",
     security(()),
@@ -59,5 +59,9 @@ pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
 pub async fn metrics(metrics: web::Data<Metrics>, services: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics.render(&services.db, services.hasher.computed()))
+        .body(metrics.render(
+            &services.db,
+            services.hasher.computed(),
+            services.research_db.replica_state().await,
+        ))
 }

@@ -91,7 +91,7 @@ pub async fn answer<Q: Answerable>(
     (key, detail): (String, serde_json::Value),
     query: Q,
 ) -> Result<(Q::Body, PrivacyStatement), ApiError> {
-    let (primary, research) = (&call.services.db, &call.services.research_db.0);
+    let (primary, research) = (&call.services.db, &call.services.research_db.db);
     let settings = &call.services.research;
     let researcher = call.caller.user_id;
     let tier = primary.run(move |conn| tier_of(conn, researcher)).await?;
@@ -135,7 +135,7 @@ async fn aggregate<Q: Answerable>(
     key: &str,
     query: Q,
 ) -> Result<(Q::Body, Option<Spent>, bool), ApiError> {
-    let (primary, research) = (&call.services.db, &call.services.research_db.0);
+    let (primary, research) = (&call.services.db, &call.services.research_db.db);
     let settings = &call.services.research;
     let researcher = call.caller.user_id;
     let version = research.run(store::data_version).await?;

@@ -716,7 +716,7 @@ pub mod run {
             return Err(ApiError::NeedsGrant);
         }
         let filter = ExportFilter::from(&question);
-        let research = call.services.research_db.0.clone();
+        let research = call.services.research_db.db.clone();
         let k = call.services.research.min_cell;
         // Started before any data is read, with what was asked; completed, once every row is
         // written, with how the file was generalised and how many rows it holds. (Written to

@@ -315,7 +315,60 @@ where
 /// The pool research queries read from: a read replica when one is configured, else the
 /// primary's pool.
 #[derive(Clone)]
-pub struct ResearchDb(pub Db);
+pub struct ResearchDb {
+    pub db: Db,
+    /// Research reads a database of its own (`KO_RESEARCH_DATABASE_URL`).
+    pub replica: bool,
+}
+
+/// What the research replica says of itself, for /metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReplicaState {
+    /// Research reads the primary: there is no replica to watch.
+    None,
+    Unreachable,
+    /// Reachable; how far its replay stands behind the primary, in seconds, when it is a
+    /// streaming standby (`None`: not in recovery, or not PostgreSQL).
+    Reachable {
+        lag_seconds: Option<f64>,
+    },
+}
+
+impl ResearchDb {
+    /// The replica's state: reachable or not, and its replay lag. Zero when it has replayed
+    /// every change it received (an idle primary sends none, and its last transaction's age
+    /// would read as lag); else the age of the last transaction it replayed.
+    pub async fn replica_state(&self) -> ReplicaState {
+        if !self.replica {
+            return ReplicaState::None;
+        }
+        #[derive(QueryableByName)]
+        struct Lag {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+            lag: Option<f64>,
+        }
+        let lag = self
+            .db
+            .run(|conn| -> Result<Option<f64>, StoreError> {
+                let DbConnection::Postgres(pg) = conn else {
+                    return Ok(None);
+                };
+                let row: Lag = diesel::sql_query(
+                    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+                     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                     ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) \
+                     END::float8 AS lag",
+                )
+                .get_result(pg)?;
+                Ok(row.lag)
+            })
+            .await;
+        match lag {
+            Ok(lag_seconds) => ReplicaState::Reachable { lag_seconds },
+            Err(_) => ReplicaState::Unreachable,
+        }
+    }
+}
 
 /// Pool usage, for /metrics.
 pub struct PoolState {

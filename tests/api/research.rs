@@ -691,3 +691,109 @@ api_test!(
         assert_eq!(res.status(), 422);
     }
 );
+
+/// issue 20 (5): research reads a real streaming standby (`pg_basebackup` of the primary).
+/// With its replay paused it answers what it has replayed — not the primary's newer records —
+/// and /metrics shows the lag; resumed, it catches up. Stopped, research is refused with 503
+/// and Retry-After while clinical writes go on; started again, research answers, with no
+/// restart of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn research_reads_a_streaming_standby_and_waits_out_its_absence() {
+    use crate::cluster::Cluster;
+    use crate::helpers::{eventually, with_database, TestDatabase};
+    let Some(primary) = Cluster::create() else {
+        return;
+    };
+    let database = TestDatabase::on_server(&primary.url("postgres"));
+    let name = database.url().rsplit('/').next().unwrap().to_owned();
+    let standby = tokio::task::block_in_place(|| primary.standby());
+    let standby_url = with_database(&standby.url("postgres"), &name);
+    let app = TestApp::spawn(
+        database,
+        &[
+            ("KO_RESEARCH_DATABASE_URL", standby_url.as_str()),
+            ("KO_RESEARCH_MIN_CELL", "5"),
+            ("KO_DB_ACQUIRE_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let researcher = app.controlled_researcher(&admin).await;
+    cohorts(&app, &clinic.clinician).await;
+    let path = "/v1/research/outcomes";
+    let rows = |body: &Value| body["rows"].as_array().unwrap().len();
+    let replayed = eventually(|| research(&app, &researcher, path), |b| rows(b) > 0).await;
+    assert!(rows(&replayed) > 0, "the standby replays the records");
+    let lag = || replica_series(&app, "research_replica_lag_seconds");
+
+    let on_standby = |sql: &'static str| {
+        let url = standby.url("postgres");
+        move || {
+            use diesel::{Connection, RunQueryDsl};
+            let mut conn = diesel::PgConnection::establish(&url).unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+    };
+    tokio::task::spawn_blocking(on_standby("SELECT pg_wal_replay_pause()"))
+        .await
+        .unwrap();
+    cohorts(&app, &clinic.clinician).await;
+    let paused = research(&app, &researcher, path).await;
+    assert_eq!(
+        paused["rows"], replayed["rows"],
+        "the standby answers, not the primary"
+    );
+    let behind = eventually(lag, |l| l.is_some_and(|l| l > 0.0)).await;
+    assert!(
+        behind.is_some_and(|l| l > 0.0 && l < 600.0),
+        "the lag is the age of the last change replayed: {behind:?}"
+    );
+    assert_eq!(replica_series(&app, "research_replica_up").await, Some(1.0));
+
+    tokio::task::spawn_blocking(on_standby("SELECT pg_wal_replay_resume()"))
+        .await
+        .unwrap();
+    let caught_up = eventually(
+        || research(&app, &researcher, path),
+        |b| b["rows"] != replayed["rows"],
+    )
+    .await;
+    assert_ne!(
+        caught_up["rows"], replayed["rows"],
+        "resumed, it catches up"
+    );
+    assert_eq!(eventually(lag, |l| *l == Some(0.0)).await, Some(0.0));
+
+    tokio::task::block_in_place(|| standby.stop());
+    let refused = app.get_as(path, &researcher.access_token).await;
+    assert_eq!(refused.status(), 503, "research waits for its replica");
+    assert!(refused.headers().contains_key("retry-after"));
+    app.new_patient(&clinic.clinician).await;
+    assert_eq!(replica_series(&app, "research_replica_up").await, Some(0.0));
+    assert_eq!(
+        lag().await,
+        None,
+        "no lag for a replica that does not answer"
+    );
+
+    tokio::task::block_in_place(|| standby.start());
+    let back = eventually(
+        || async { app.get_as(path, &researcher.access_token).await.status() },
+        |status| *status == 200,
+    )
+    .await;
+    assert_eq!(
+        back, 200,
+        "research answers again, the server not restarted"
+    );
+}
+
+/// The value of a research replica series on /metrics, when it is there.
+async fn replica_series(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let prefix = format!("{name}{{database=\"research\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.parse().unwrap())
+}
