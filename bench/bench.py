@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -703,6 +704,146 @@ def render(info, dataset, results, notes):
 
 
 # --------------------------------------------------------------------------------------------
+# The soak (issue 20 (7))
+
+# Each kind of traffic: (threads, pause between one thread's requests in seconds): at most 160
+# writes, 100 reads and 5 worklists a second and a research question every 10 s — bounded, below
+# the server's ceiling, so that what grows over the minutes is the server's, not a queue's.
+SOAK_TRAFFIC = {"write": (4, 0.025), "read": (2, 0.02), "worklist": (1, 0.2), "research": (1, 10.0)}
+
+
+def soak_request(kind, clinics, per_clinic):
+    """One request of `kind`: (method, path, body)."""
+    patient = patient_id(random.randrange(per_clinic) * clinics + 1)
+    if kind == "write":
+        items = [random.randint(0, 3) for _ in range(8)] + [0]
+        body = json.dumps({"id": str(uuid.uuid4()), "instrument": "phq9", "items": items,
+                           "taken_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        return "POST", f"/v1/patients/{patient}/assessments", body
+    if kind == "read":
+        return "GET", f"/v1/patients/{patient}/timeline", None
+    if kind == "worklist":
+        return "GET", "/v1/flags?status=open", None
+    return "GET", "/v1/research/outcomes?group_by=indication,route", None
+
+
+def soak_worker(kind, pause, port, token, clinics, per_clinic, stop, tally, failures, lock):
+    """Sends `kind` requests until `stop`, over one kept-alive connection, opened afresh after
+    a pause longer than the server keeps an idle connection (5 s), as an HTTP client does."""
+    conn, last = None, 0.0
+    while not stop.is_set():
+        method, path, body = soak_request(kind, clinics, per_clinic)
+        if conn is not None and time.monotonic() - last > 4:
+            conn.close()
+            conn = None
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            headers = {"Authorization": "Bearer " + token}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            answer = resp.read()
+            failure = None if 200 <= resp.status < 300 else f"{resp.status} {answer[:200]!r}"
+        except (OSError, http.client.HTTPException) as e:
+            failure = f"{type(e).__name__}: {e}"
+            conn = None
+        last = time.monotonic()
+        with lock:
+            tally[kind][0 if failure is None else 1] += 1
+            if failure is not None:
+                failures.append(f"{kind} {method} {path}: {failure}")
+        stop.wait(pause)
+
+
+def soak_sample(port, pid):
+    """RSS (MiB), the process's open descriptors, and the pool's open connections from /metrics."""
+    rss = RssSampler(pid)._status("VmRSS") / 1024
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    try:
+        _, text = http_request(port, "GET", "/metrics", timeout=10)
+    except (OSError, http.client.HTTPException):
+        return rss, fds, -1
+    pool = re.search(rb'^db_pool_connections\{state="open"\} (\d+)', text, re.M)
+    return rss, fds, int(pool.group(1)) if pool else -1
+
+
+def trend(xs, ys):
+    """The least-squares slope of ys over xs (0 for a single point)."""
+    if len(xs) < 2:
+        return 0.0
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def soak(args, server, clinician, researcher, per_clinic, info, dataset):
+    minutes = args.soak
+    log(f"soak: {minutes:g} minutes of mixed load")
+    stop, lock = threading.Event(), threading.Lock()
+    tally = {kind: [0, 0] for kind in SOAK_TRAFFIC}
+    failures = []
+    threads = []
+    for kind, (count, pause) in SOAK_TRAFFIC.items():
+        if kind not in args.soak_kinds:
+            continue
+        token = researcher if kind == "research" else clinician
+        for _ in range(count):
+            t = threading.Thread(target=soak_worker, daemon=True, args=(
+                kind, pause, server.port, token, args.clinics, per_clinic, stop, tally, failures, lock))
+            t.start()
+            threads.append(t)
+    rows, before = [], {kind: [0, 0] for kind in SOAK_TRAFFIC}
+    started = time.perf_counter()
+    cpu_before = cpu_seconds(server.proc.pid)
+    for minute in range(1, int(minutes + 0.999) + 1):
+        stop.wait(max(0.0, started + min(minute, minutes) * 60 - time.perf_counter()))
+        if server.proc.poll() is not None:
+            sys.exit(f"soak: the server exited with {server.proc.returncode}; see {server.log_file}")
+        with lock:
+            now = {kind: list(v) for kind, v in tally.items()}
+        done = {k: now[k][0] - before[k][0] for k in now}
+        failed = {k: now[k][1] - before[k][1] for k in now}
+        rss, fds, pool = soak_sample(server.port, server.proc.pid)
+        rows.append({"minute": minute, "rss": rss, "fds": fds, "pool": pool, "done": done, "failed": failed})
+        log(f"minute {minute}: RSS {rss:.1f} MiB, {fds} descriptors, {pool} pooled connections, "
+            + ", ".join(f"{k} {done[k]}" for k in done) + f", errors {sum(failed.values())}")
+        before = now
+    stop.set()
+    for t in threads:
+        t.join(timeout=130)
+    cpu = cpu_seconds(server.proc.pid) - cpu_before
+    total = sum(v[0] + v[1] for v in tally.values())
+    errors = sum(v[1] for v in tally.values())
+    # Flat: after the first minute (pools and caches filling), RSS trends up by less than
+    # 1 MiB a minute — the least-squares slope, as RSS swings a few MiB either way from one
+    # sample to the next while the allocator returns memory.
+    settled = rows[1:] or rows
+    slope = trend([r["minute"] for r in settled], [r["rss"] for r in settled])
+    spread = max(r["rss"] for r in settled) - min(r["rss"] for r in settled)
+    flat = slope < 1.0
+    lines = [f"Soak on {info['database']}: {dataset}", "",
+             f"Run: {info['run']}", "",
+             "| minute | writes | reads | worklists | research | errors | RSS MiB | descriptors | pool open |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["done"]
+        lines.append(f"| {r['minute']} | {d['write']:,} | {d['read']:,} | {d['worklist']:,} | {d['research']:,} | "
+                     f"{sum(r['failed'].values())} | {r['rss']:.1f} | {r['fds']} | {r['pool']} |")
+    lines += ["", f"- {total:,} requests, {errors} errors; RSS after the first minute: a trend of {slope:+.2f} "
+                  f"MiB a minute, between {min(r['rss'] for r in settled):.1f} and "
+                  f"{max(r['rss'] for r in settled):.1f} MiB ({spread:.1f} apart); flat (under +1 MiB a minute) "
+                  f"with no error: {verdict(flat and not errors)}",
+              f"- the server's CPU: {cpu * 1000 / max(total, 1):.3f} ms per request ({cpu:.1f} s over {total:,})",
+              "- load: " + "; ".join(f"{kind} {n} thread{'s' if n > 1 else ''}, {pause * 1000:g} ms between requests"
+                                     for kind, (n, pause) in SOAK_TRAFFIC.items())]
+    lines += [f"- error: {f}" for f in failures[:10]]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+    return 0 if flat and not errors else 1
 
 
 def main():
@@ -725,10 +866,21 @@ def main():
     ap.add_argument("--history", default="100,4000",
                     help="assessments on one patient's record at which one POST is timed, comma-separated "
                          "(default 100,4000: the ratio of the longest to the shortest)")
+    ap.add_argument("--soak", type=float, metavar="MINUTES",
+                    help="instead of the paths: a bounded mixed load (app writes, clinician reads, worklist, "
+                         "research) for MINUTES, with RSS, connections and errors reported each minute")
+    ap.add_argument("--soak-kinds", default="write,read,worklist,research",
+                    help="the soak's kinds of traffic, comma-separated (default: all four)")
     ap.add_argument("--reuse", action="store_true",
                     help="skip seeding: reuse the data set of the previous run (same --patients)")
     args = ap.parse_args()
     args.flood_accounts = 50
+    args.soak_kinds = set(args.soak_kinds.split(","))
+    if args.soak is not None and not 0 < args.soak <= 50:
+        # Its sign-ins are made once: they must outlast it (access tokens last 60 minutes).
+        sys.exit("--soak: from 0 to 50 minutes")
+    if args.soak_kinds - set(SOAK_TRAFFIC):
+        sys.exit(f"--soak-kinds: one or more of {', '.join(SOAK_TRAFFIC)}")
     args.paths = set(args.paths.split(","))
     args.history = sorted({int(n) for n in args.history.split(",")})
     if len(args.history) < 2 or args.history[0] < 25:
@@ -825,7 +977,7 @@ def bench(args, pg, tmp, state_file, servers, started):
                          f"{quiet[0]} records in {quiet[1]} ms (the first: {ticks[0][0]} in {ticks[0][1]} ms)")
 
     # ---- the statements a request runs (PostgreSQL)
-    if pg:
+    if pg and not args.soak:
         log("capturing the statements of one ingest and one read request from the PostgreSQL log")
         body = lambda: json.dumps({"id": f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-4{secrets.token_hex(2)[1:]}-"
                                          f"a{secrets.token_hex(2)[1:]}-{secrets.token_hex(6)}",
@@ -852,6 +1004,9 @@ def bench(args, pg, tmp, state_file, servers, started):
     clinician = server.login(CLINICIAN, args.password)
     researcher = server.login(RESEARCHER, args.password)
     pid = server.proc.pid
+
+    if args.soak:
+        return soak(args, server, clinician, researcher, per_clinic, info, dataset)
 
     if "export" in args.paths:
         # ---- export: a clinic's subset, then everything; COPY of the same rows
