@@ -321,6 +321,9 @@ pub struct ResearchDb {
     pub replica: bool,
 }
 
+/// How long /metrics waits for the research replica to answer.
+const REPLICA_PROBE: Duration = Duration::from_secs(2);
+
 /// What the research replica says of itself, for /metrics.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ReplicaState {
@@ -335,9 +338,11 @@ pub enum ReplicaState {
 }
 
 impl ResearchDb {
-    /// The replica's state: reachable or not, and its replay lag. Zero when it has replayed
-    /// every change it received (an idle primary sends none, and its last transaction's age
-    /// would read as lag); else the age of the last transaction it replayed.
+    /// The replica's state: reachable or not, and its replay lag. Zero while it streams from
+    /// the primary and has replayed all it received (an idle primary sends nothing, and its
+    /// last transaction's age would read as lag); else — replay behind, or the stream from
+    /// the primary broken — the age of the last transaction it replayed. A replica that does
+    /// not answer within [`REPLICA_PROBE`] is unreachable: a scrape must not wait on it.
     pub async fn replica_state(&self) -> ReplicaState {
         if !self.replica {
             return ReplicaState::None;
@@ -347,25 +352,24 @@ impl ResearchDb {
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
             lag: Option<f64>,
         }
-        let lag = self
-            .db
-            .run(|conn| -> Result<Option<f64>, StoreError> {
-                let DbConnection::Postgres(pg) = conn else {
-                    return Ok(None);
-                };
-                let row: Lag = diesel::sql_query(
-                    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
-                     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-                     ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) \
-                     END::float8 AS lag",
-                )
-                .get_result(pg)?;
-                Ok(row.lag)
-            })
-            .await;
-        match lag {
-            Ok(lag_seconds) => ReplicaState::Reachable { lag_seconds },
-            Err(_) => ReplicaState::Unreachable,
+        let lag = self.db.run(|conn| -> Result<Option<f64>, StoreError> {
+            let DbConnection::Postgres(pg) = conn else {
+                return Ok(None);
+            };
+            let row: Lag = diesel::sql_query(
+                "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+                 WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() \
+                   AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') \
+                 THEN 0 \
+                 ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())) \
+                 END::float8 AS lag",
+            )
+            .get_result(pg)?;
+            Ok(row.lag)
+        });
+        match tokio::time::timeout(REPLICA_PROBE, lag).await {
+            Ok(Ok(lag_seconds)) => ReplicaState::Reachable { lag_seconds },
+            Ok(Err(_)) | Err(_) => ReplicaState::Unreachable,
         }
     }
 }

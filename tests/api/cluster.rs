@@ -98,6 +98,52 @@ impl Cluster {
         standby
     }
 
+    /// Waits (up to 20 s) until this standby has replayed all that `primary` had written when
+    /// it was asked.
+    pub fn replay_all_of(&self, primary: &Cluster) {
+        let written = primary.value("SELECT pg_current_wal_lsn()::text");
+        self.wait_for(&format!(
+            "SELECT (pg_last_wal_replay_lsn() >= '{written}'::pg_lsn)::text"
+        ));
+    }
+
+    /// Pauses this standby's replay, returning once it has paused.
+    pub fn pause_replay(&self) {
+        self.value("SELECT pg_wal_replay_pause()::text");
+        self.wait_for("SELECT (pg_get_wal_replay_pause_state() = 'paused')::text");
+    }
+
+    pub fn resume_replay(&self) {
+        self.value("SELECT pg_wal_replay_resume()::text");
+    }
+
+    /// Asks `sql` (one text value) of the cluster until it answers `true`.
+    fn wait_for(&self, sql: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.value(sql) != "true" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within 20 s: {sql}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The one text value `sql` selects, on the `postgres` database.
+    pub fn value(&self, sql: &str) -> String {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        let mut conn = diesel::PgConnection::establish(&self.url("postgres")).unwrap();
+        diesel::sql_query(format!("SELECT ({sql}) AS value"))
+            .get_result::<Value>(&mut conn)
+            .unwrap()
+            .value
+    }
+
     /// The URL of `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)

@@ -722,22 +722,15 @@ async fn research_reads_a_streaming_standby_and_waits_out_its_absence() {
     let researcher = app.controlled_researcher(&admin).await;
     cohorts(&app, &clinic.clinician).await;
     let path = "/v1/research/outcomes";
-    let rows = |body: &Value| body["rows"].as_array().unwrap().len();
-    let replayed = eventually(|| research(&app, &researcher, path), |b| rows(b) > 0).await;
-    assert!(rows(&replayed) > 0, "the standby replays the records");
+    tokio::task::block_in_place(|| standby.replay_all_of(&primary));
+    let replayed = research(&app, &researcher, path).await;
+    assert!(
+        !replayed["rows"].as_array().unwrap().is_empty(),
+        "the standby replays the records"
+    );
     let lag = || replica_series(&app, "research_replica_lag_seconds");
 
-    let on_standby = |sql: &'static str| {
-        let url = standby.url("postgres");
-        move || {
-            use diesel::{Connection, RunQueryDsl};
-            let mut conn = diesel::PgConnection::establish(&url).unwrap();
-            diesel::sql_query(sql).execute(&mut conn).unwrap();
-        }
-    };
-    tokio::task::spawn_blocking(on_standby("SELECT pg_wal_replay_pause()"))
-        .await
-        .unwrap();
+    tokio::task::block_in_place(|| standby.pause_replay());
     cohorts(&app, &clinic.clinician).await;
     let paused = research(&app, &researcher, path).await;
     assert_eq!(
@@ -751,9 +744,7 @@ async fn research_reads_a_streaming_standby_and_waits_out_its_absence() {
     );
     assert_eq!(replica_series(&app, "research_replica_up").await, Some(1.0));
 
-    tokio::task::spawn_blocking(on_standby("SELECT pg_wal_replay_resume()"))
-        .await
-        .unwrap();
+    tokio::task::block_in_place(|| standby.resume_replay());
     let caught_up = eventually(
         || research(&app, &researcher, path),
         |b| b["rows"] != replayed["rows"],
