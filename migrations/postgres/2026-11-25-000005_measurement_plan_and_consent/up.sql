@@ -1,4 +1,6 @@
 -- A course's measurement plan (JSON); null is the default plan.
+-- Adds a nullable column to courses (no rewrite) and a new table. The flags kind check is
+-- re-added without NOT VALID: a scan of every flag under an exclusive lock, no rewrite.
 ALTER TABLE courses ADD COLUMN measurement_plan TEXT;
 
 -- Every grant and withdrawal of research consent, with its time and who recorded it.

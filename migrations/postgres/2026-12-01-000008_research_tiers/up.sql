@@ -1,5 +1,7 @@
 -- The controlled tier of research access (domain.md §8a): an administrator grants it to a
 -- researcher under a recorded data-use agreement, until it expires or is revoked.
+-- New tables; a nullable column on audit_events (no rewrite); updated_at indexes on patients,
+-- courses, sessions, assessments, side_effects: each build reads its table (writes wait).
 CREATE TABLE research_grants (
     id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),
     researcher_id TEXT NOT NULL REFERENCES users (id),

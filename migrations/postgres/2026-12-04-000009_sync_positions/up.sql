@@ -3,6 +3,8 @@
 -- that had already synced past the later one, and never reach it. Every change now records
 -- the id of the transaction that made it; a sync reads only changes below the oldest
 -- transaction still in flight (pg_snapshot_xmin), which every later commit lands above.
+-- change_seq is added with a constant default, no rewrite (existing rows keep 0, no backfill);
+-- the sync indexes on patients, courses, sessions, side_effects and assessments read each table.
 CREATE FUNCTION ko_change_position() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   NEW.change_seq := pg_current_xact_id()::text::bigint;

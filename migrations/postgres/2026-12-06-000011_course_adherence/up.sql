@@ -6,6 +6,7 @@
 -- could change them (a reader whose clock is behind the sweep's does not take it). A
 -- write to the patient's record removes the patient's rows; the sweep computes missing and
 -- expired rows again; a reader computes for itself any row it finds missing or expired.
+-- A new table; none is rewritten.
 CREATE TABLE course_adherence (
     course_id TEXT PRIMARY KEY NOT NULL REFERENCES courses (id),
     patient_id TEXT NOT NULL REFERENCES patients (id),

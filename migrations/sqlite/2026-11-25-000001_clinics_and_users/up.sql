@@ -1,4 +1,5 @@
 -- Ids are UUIDs made by the application; times are UTC instants.
+-- The first migration: new tables only; no existing table is rewritten.
 CREATE TABLE clinics (
     id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),
     name TEXT NOT NULL CHECK (length(trim(name)) BETWEEN 1 AND 200),

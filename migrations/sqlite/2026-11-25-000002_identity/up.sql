@@ -1,5 +1,6 @@
 -- Refresh tokens: only their SHA-256 is stored. A family is one sign-in and its rotations;
 -- presenting a spent token revokes the whole family.
+-- New tables only; no existing table is rewritten.
 CREATE TABLE refresh_tokens (
     id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),
     family_id TEXT NOT NULL CHECK (length(family_id) = 36),

@@ -1,5 +1,6 @@
 -- Clinical records (domain.md §1-5). Each table refuses what the domain forbids; body_hash is
 -- the SHA-256 of the create request, so a retried create can be told from a different one.
+-- New tables only; no existing table is rewritten.
 
 CREATE TABLE patients (
     id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 36),

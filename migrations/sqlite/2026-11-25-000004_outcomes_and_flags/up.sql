@@ -1,5 +1,6 @@
 -- Stored outcomes (domain.md §6), kept current by every write that can change them, so that
 -- reads and research queries never recompute them.
+-- New tables only; no existing table is rewritten.
 CREATE TABLE session_outcomes (
     session_id TEXT PRIMARY KEY NOT NULL REFERENCES sessions (id),
     patient_id TEXT NOT NULL REFERENCES patients (id),

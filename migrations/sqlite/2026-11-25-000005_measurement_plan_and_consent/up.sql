@@ -1,4 +1,6 @@
 -- A course's measurement plan (JSON); null is the default plan.
+-- Adds a nullable column to courses (no rewrite) and a new table. The new flag kind is a
+-- rebuild of flags: this REWRITES every flag (one copy, in the migration's transaction).
 ALTER TABLE courses ADD COLUMN measurement_plan TEXT;
 
 -- Every grant and withdrawal of research consent, with its time and who recorded it.

@@ -2,6 +2,9 @@
 -- order is instead a counter every insert and update advances. SQLite has one writer at a
 -- time, holding its lock from the counter's step to its commit, so the counter's order is
 -- the order of commits: a phone that synced past a position never misses a change below it.
+-- A new change_counter table; change_seq is added with a constant default, no rewrite (existing
+-- rows keep 0, no backfill); sync indexes on patients, courses, sessions, side_effects and
+-- assessments read each table.
 CREATE TABLE change_counter (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   value INTEGER NOT NULL
