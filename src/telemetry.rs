@@ -143,7 +143,7 @@ impl Metrics {
     fn replica(&self, state: ReplicaState) {
         const RESEARCH: [&str; 1] = ["research"];
         let (up, lag) = match state {
-            ReplicaState::None => return,
+            ReplicaState::NotConfigured => return,
             ReplicaState::Unreachable => (0, None),
             ReplicaState::Reachable { lag_seconds } => (1, lag_seconds),
         };

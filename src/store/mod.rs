@@ -328,7 +328,7 @@ const REPLICA_PROBE: Duration = Duration::from_secs(2);
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ReplicaState {
     /// Research reads the primary: there is no replica to watch.
-    None,
+    NotConfigured,
     Unreachable,
     /// Reachable; how far its replay stands behind the primary, in seconds, when it is a
     /// streaming standby (`None`: not in recovery, or not PostgreSQL).
@@ -345,7 +345,7 @@ impl ResearchDb {
     /// not answer within [`REPLICA_PROBE`] is unreachable: a scrape must not wait on it.
     pub async fn replica_state(&self) -> ReplicaState {
         if !self.replica {
-            return ReplicaState::None;
+            return ReplicaState::NotConfigured;
         }
         #[derive(QueryableByName)]
         struct Lag {

@@ -261,6 +261,13 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The JSON body of a read that must succeed (200).
+    pub async fn read(&self, path: &str, token: &str) -> serde_json::Value {
+        let res = self.get_as(path, token).await;
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.expect("a JSON body")
+    }
+
     /// A sync's answer (`path` with `updated_since`) once `settled` holds of it. A sync sees
     /// a change once every write that started before it has ended; on PostgreSQL that is every
     /// write of the cluster, which the other tests' databases share, so a change may show a

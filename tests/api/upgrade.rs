@@ -88,12 +88,9 @@ async fn an_upgrade_keeps_the_record(backend: Backend) {
     let token = clinician.access_token.as_str();
 
     // The outcomes as the record warrants: a baseline of 20, 7 the day after the infusion.
-    let outcomes: Value = app
-        .get_as(&format!("/v1/patients/{PATIENT}/outcomes"), token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let outcomes = app
+        .read(&format!("/v1/patients/{PATIENT}/outcomes"), token)
+        .await;
     let session = &outcomes["sessions"][0];
     assert_eq!(
         (&session["baseline"], &session["nadir"], &session["gain"]),
@@ -103,15 +100,12 @@ async fn an_upgrade_keeps_the_record(backend: Backend) {
     assert_eq!(outcomes["courses"][0]["baseline"], 20, "{outcomes}");
 
     // The urgent flag of the item-9 answer is on the worklist, and can be acknowledged.
-    let worklist: Value = app
-        .get_as(
+    let worklist = app
+        .read(
             &format!("/v1/flags?status=open&patient_id={PATIENT}"),
             token,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let flag = worklist["items"]
         .as_array()
         .unwrap()
@@ -171,12 +165,9 @@ async fn an_upgrade_keeps_the_record(backend: Backend) {
     assert_eq!(ids(&next), [new["id"].as_str().unwrap()], "{next}");
 
     // The FHIR read, newer than the record, reads it whole.
-    let bundle: Value = app
-        .get_as(&format!("/v1/patients/{PATIENT}/fhir"), token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let bundle = app
+        .read(&format!("/v1/patients/{PATIENT}/fhir"), token)
+        .await;
     let responses = bundle["entry"]
         .as_array()
         .unwrap()
