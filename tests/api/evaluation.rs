@@ -16,6 +16,7 @@ use ketamine_outcomes::evaluation::{self, Change};
 use ketamine_outcomes::store::outcomes::{
     self as outcome_store, CourseOutcomeRow, SessionOutcomeRow,
 };
+use ketamine_outcomes::store::patients;
 use ketamine_outcomes::store::schema::flags;
 use ketamine_outcomes::store::{write_transaction, DbConnection, StoreError};
 
@@ -74,8 +75,11 @@ async fn stored_and_whole(app: &TestApp, patient: &str) -> (Evaluation, Evaluati
     app.database()
         .run(move |conn| {
             let mut seen = None;
-            // A write transaction (SQLite's BEGIN IMMEDIATE), for it writes whatever differs.
+            // A write transaction (SQLite's BEGIN IMMEDIATE), for it writes whatever differs,
+            // holding the patient as every writer does: on PostgreSQL the sweep, which runs
+            // beside the test, would otherwise raise a flag between the two readings.
             let rolled_back = write_transaction::<(), StoreError, _>(conn, |conn| {
+                patients::hold(conn, patient.parse().unwrap())?;
                 let before = stored(conn, &patient)?;
                 evaluation::refresh(conn, &settings, patient.parse().unwrap(), Change::Whole)?;
                 seen = Some((before, stored(conn, &patient)?));
