@@ -79,76 +79,75 @@ pub struct DerivedFilter {
     pub adherence_band: Option<String>,
 }
 
-/// A completed session with the values of every dimension.
+/// A completed session with what its derived dimensions are read from. A dimension's value
+/// is computed when asked for: a question reads, of every session, only the dimensions it
+/// groups and filters by.
 pub struct Placed<'a> {
     pub fact: &'a SessionFact,
-    pub dims: HashMap<Dimension, String>,
+    /// The year of the patient's first session (the age band is the age then), or of this
+    /// one where the first sessions were not read (the question reads no age band).
+    first_year: i32,
+    /// The course's measurement-plan adherence: (completed on time, due).
+    adherence: (usize, usize),
+    /// The session's number in its course, when the question groups by it.
+    infusion_number: Option<u32>,
 }
 
-/// Derives every dimension of each session and keeps those the derived filters allow.
+impl Placed<'_> {
+    /// The session's value of `dimension`; `None` for an infusion number not read.
+    pub fn value(&self, dimension: Dimension) -> Option<String> {
+        let f = self.fact;
+        Some(match dimension {
+            Dimension::Indication => f.indication.to_string(),
+            Dimension::Route => f.route.to_string(),
+            Dimension::DoseBand => DoseBand::of(f.dose_mg_per_kg).to_string(),
+            Dimension::Sex => f.sex.to_string(),
+            Dimension::AgeBand => AgeBand::at(f.birth_year, self.first_year).to_string(),
+            Dimension::Clinic => f.clinic_id.to_string(),
+            Dimension::Phase => {
+                schedule::phase_of(f.protocol, f.start_date, f.started_at.date()).to_string()
+            }
+            Dimension::AdherenceBand => {
+                AdherenceBand::of(self.adherence.0, self.adherence.1).to_string()
+            }
+            Dimension::InfusionNumber => InfusionNumberBand::of(self.infusion_number?).to_string(),
+        })
+    }
+
+    /// The session's group under a grouping.
+    pub fn group(&self, group_by: &[Dimension]) -> Group {
+        group_by
+            .iter()
+            .map(|d| (d.as_str().to_owned(), self.value(*d).unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// One session placed, if the derived filters allow it.
 pub fn place<'a>(
-    facts: &'a [SessionFact],
-    first_sessions: &HashMap<PatientId, NaiveDateTime>,
+    fact: &'a SessionFact,
+    first_sessions: Option<&HashMap<PatientId, NaiveDateTime>>,
     adherence: &HashMap<CourseId, (usize, usize)>,
     infusion_numbers: &HashMap<SessionId, u32>,
     filter: &DerivedFilter,
-) -> Vec<Placed<'a>> {
-    facts
-        .iter()
-        .filter_map(|f| {
-            let first_year = first_sessions
-                .get(&f.patient_id)
-                .map_or(f.started_at.year(), |t| t.year());
-            let (completed, due) = adherence.get(&f.course_id).copied().unwrap_or((0, 0));
-            let phase = schedule::phase_of(f.protocol, f.start_date, f.started_at.date());
-            let mut dims = HashMap::from([
-                (Dimension::Indication, f.indication.to_string()),
-                (Dimension::Route, f.route.to_string()),
-                (
-                    Dimension::DoseBand,
-                    DoseBand::of(f.dose_mg_per_kg).to_string(),
-                ),
-                (Dimension::Sex, f.sex.to_string()),
-                (
-                    Dimension::AgeBand,
-                    AgeBand::at(f.birth_year, first_year).to_string(),
-                ),
-                (Dimension::Clinic, f.clinic_id.to_string()),
-                (Dimension::Phase, phase.to_string()),
-                (
-                    Dimension::AdherenceBand,
-                    AdherenceBand::of(completed, due).to_string(),
-                ),
-            ]);
-            // Only read when a question groups by it.
-            if let Some(number) = infusion_numbers.get(&f.session_id) {
-                let band = InfusionNumberBand::of(*number).to_string();
-                dims.insert(Dimension::InfusionNumber, band);
-            }
-            let allowed = [
-                (Dimension::DoseBand, &filter.dose_band),
-                (Dimension::AgeBand, &filter.age_band),
-                (Dimension::Phase, &filter.phase),
-                (Dimension::AdherenceBand, &filter.adherence_band),
-            ]
-            .iter()
-            .all(|(d, wanted)| wanted.as_ref().is_none_or(|w| dims.get(d) == Some(w)));
-            allowed.then_some(Placed { fact: f, dims })
-        })
-        .collect()
-}
-
-/// The group of a session's dimensions under a grouping.
-pub fn group_of(dims: &HashMap<Dimension, String>, group_by: &[Dimension]) -> Group {
-    group_by
-        .iter()
-        .map(|d| {
-            (
-                d.as_str().to_owned(),
-                dims.get(d).cloned().unwrap_or_default(),
-            )
-        })
-        .collect()
+) -> Option<Placed<'a>> {
+    let placed = Placed {
+        fact,
+        first_year: first_sessions
+            .and_then(|f| f.get(&fact.patient_id))
+            .map_or(fact.started_at.year(), |t| t.year()),
+        adherence: adherence.get(&fact.course_id).copied().unwrap_or((0, 0)),
+        infusion_number: infusion_numbers.get(&fact.session_id).copied(),
+    };
+    let allowed = [
+        (Dimension::DoseBand, &filter.dose_band),
+        (Dimension::AgeBand, &filter.age_band),
+        (Dimension::Phase, &filter.phase),
+        (Dimension::AdherenceBand, &filter.adherence_band),
+    ]
+    .into_iter()
+    .all(|(d, wanted)| wanted.is_none() || placed.value(d).as_ref() == wanted.as_ref());
+    allowed.then_some(placed)
 }
 
 /// A proportion with its numerator and denominator.
@@ -263,10 +262,7 @@ impl OutcomeAggregate {
     }
 
     pub fn add(&mut self, p: &Placed<'_>) {
-        let cell = self
-            .cells
-            .entry(group_of(&p.dims, &self.group_by))
-            .or_default();
+        let cell = self.cells.entry(p.group(&self.group_by)).or_default();
         let s = p.fact;
         cell.patients.insert(s.patient_id);
         cell.courses.insert(s.course_id);
@@ -438,16 +434,13 @@ impl SideEffectAggregate {
     }
 
     pub fn add_session(&mut self, p: &Placed<'_>) {
-        *self
-            .sessions
-            .entry(group_of(&p.dims, &self.group_by))
-            .or_default() += 1;
+        *self.sessions.entry(p.group(&self.group_by)).or_default() += 1;
     }
 
     pub fn add_report(&mut self, p: &Placed<'_>, e: &SideEffectFact) {
         let cell = self
             .cells
-            .entry((e.effect.to_string(), group_of(&p.dims, &self.group_by)))
+            .entry((e.effect.to_string(), p.group(&self.group_by)))
             .or_default();
         cell.patients.insert(p.fact.patient_id);
         cell.sessions.insert(p.fact.session_id);
@@ -530,20 +523,19 @@ pub fn week_of(first: NaiveDateTime, at: NaiveDateTime) -> Option<i64> {
     (seconds >= 0 && week <= 52).then_some(week)
 }
 
-/// Weekly mean severities, small cells withheld (and how many). `patient_dims` gives each
-/// patient's group values; `scores` are (patient, time, total).
+/// Weekly mean severities, small cells withheld (and how many). `patient_groups` gives each
+/// patient's group; `scores` are (patient, time, total).
 pub fn trajectory_rows(
     scores: &[(PatientId, NaiveDateTime, i32)],
     first_sessions: &HashMap<PatientId, NaiveDateTime>,
-    patient_dims: &HashMap<PatientId, HashMap<Dimension, String>>,
+    patient_groups: &HashMap<PatientId, Group>,
     instrument: Instrument,
-    group_by: &[Dimension],
     k: usize,
 ) -> (Vec<TrajectoryRow>, usize) {
     let def = instrument.definition();
     let mut cells: BTreeMap<(i64, Group), Vec<(PatientId, f64)>> = BTreeMap::new();
     for (patient, at, total) in scores {
-        let (Some(first), Some(dims)) = (first_sessions.get(patient), patient_dims.get(patient))
+        let (Some(first), Some(group)) = (first_sessions.get(patient), patient_groups.get(patient))
         else {
             continue;
         };
@@ -551,7 +543,7 @@ pub fn trajectory_rows(
             continue;
         };
         cells
-            .entry((week, group_of(dims, group_by)))
+            .entry((week, group.clone()))
             .or_default()
             .push((*patient, f64::from(def.severity(*total))));
     }

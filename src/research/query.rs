@@ -285,7 +285,8 @@ fn course_adherence(
 /// What dimensions are derived from beyond a session's own row: each patient's first
 /// session (age band), and each course's adherence (only when a question asks for its band).
 struct Derivations {
-    firsts: HashMap<PatientId, NaiveDateTime>,
+    /// Read only when the question's age bands need it (a scan of every completed session).
+    firsts: Option<HashMap<PatientId, NaiveDateTime>>,
     adherence: HashMap<CourseId, (usize, usize)>,
     /// Each completed session's number in its course, when a question groups by it.
     infusion_numbers: HashMap<SessionId, u32>,
@@ -298,10 +299,11 @@ impl Derivations {
         derived: &DerivedFilter,
         group_by: &[Dimension],
     ) -> Result<Self, StoreError> {
-        let firsts = facts::first_sessions(conn)?
-            .into_iter()
-            .filter_map(|(p, t)| Some((p, t?)))
-            .collect();
+        let firsts = if derived.age_band.is_some() || group_by.contains(&Dimension::AgeBand) {
+            Some(first_sessions(conn)?)
+        } else {
+            None
+        };
         let infusion_numbers = if group_by.contains(&Dimension::InfusionNumber) {
             facts::infusion_numbers(conn)?.into_iter().collect()
         } else {
@@ -321,6 +323,39 @@ impl Derivations {
         }
         Ok(ctx)
     }
+
+    /// Each patient's first session: as read for the age bands, or read now.
+    fn into_firsts(
+        self,
+        conn: &mut DbConnection,
+    ) -> Result<HashMap<PatientId, NaiveDateTime>, StoreError> {
+        self.firsts.map_or_else(|| first_sessions(conn), Ok)
+    }
+
+    /// `fact` placed, if the derived filters allow it.
+    fn place<'a>(
+        &self,
+        fact: &'a facts::SessionFact,
+        derived: &DerivedFilter,
+    ) -> Option<research::Placed<'a>> {
+        research::place(
+            fact,
+            self.firsts.as_ref(),
+            &self.adherence,
+            &self.infusion_numbers,
+            derived,
+        )
+    }
+}
+
+/// Each consenting patient's first completed session.
+fn first_sessions(
+    conn: &mut DbConnection,
+) -> Result<HashMap<PatientId, NaiveDateTime>, StoreError> {
+    Ok(facts::first_sessions(conn)?
+        .into_iter()
+        .filter_map(|(p, t)| Some((p, t?)))
+        .collect())
 }
 
 /// Rows per database round trip of an aggregate.
@@ -337,14 +372,10 @@ fn each_session(
     let mut after = None;
     loop {
         let page = facts::session_facts(conn, filter, after, PAGE)?;
-        for placed in research::place(
-            &page,
-            &ctx.firsts,
-            &ctx.adherence,
-            &ctx.infusion_numbers,
-            derived,
-        ) {
-            add(&placed);
+        for fact in &page {
+            if let Some(placed) = ctx.place(fact, derived) {
+                add(&placed);
+            }
         }
         if (page.len() as i64) < PAGE {
             return Ok(());
@@ -371,7 +402,7 @@ fn bounded_sessions(
                 course: p.fact.course_id.to_string(),
                 session: p.fact.session_id.to_string(),
                 started_at: p.fact.started_at,
-                group: research::group_of(&p.dims, group_by),
+                group: p.group(group_by),
                 status: p.fact.status,
                 durability_days: p.fact.durability_days,
                 charge_cents: p.fact.charge_cents,
@@ -433,21 +464,16 @@ impl SideEffects {
         let mut after = None;
         loop {
             let page = facts::side_effect_facts(conn, &self.filter, after, PAGE)?;
-            let (sessions, effects): (Vec<_>, Vec<_>) = page.into_iter().unzip();
-            let placed = research::place(
-                &sessions,
-                &ctx.firsts,
-                &ctx.adherence,
-                &ctx.infusion_numbers,
-                &self.derived,
-            );
-            for (p, effect) in placed.iter().zip(&effects) {
-                add(p, effect);
+            // Each report with its own session: one the derived filters leave out is skipped.
+            for (session, effect) in &page {
+                if let Some(placed) = ctx.place(session, &self.derived) {
+                    add(&placed, effect);
+                }
             }
-            if (effects.len() as i64) < PAGE {
+            if (page.len() as i64) < PAGE {
                 return Ok(());
             }
-            after = effects.last().map(|e| e.id);
+            after = page.last().map(|(_, e)| e.id);
         }
     }
 }
@@ -543,7 +569,8 @@ struct Trajectories {
 /// its range (read a page at a time, filtered by time in the database).
 struct TrajectoryInputs {
     firsts: HashMap<PatientId, NaiveDateTime>,
-    dims: HashMap<PatientId, HashMap<Dimension, String>>,
+    /// Each patient's group.
+    groups: HashMap<PatientId, Group>,
     scores: Vec<(PatientId, NaiveDateTime, i32)>,
 }
 
@@ -566,19 +593,18 @@ impl Trajectories {
     /// A patient's group is that of their first session the filters allow, at any time.
     fn inputs(&self, conn: &mut DbConnection) -> Result<TrajectoryInputs, StoreError> {
         let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
-        let mut first_dims: HashMap<PatientId, (NaiveDateTime, HashMap<Dimension, String>)> =
-            HashMap::new();
+        let mut first_groups: HashMap<PatientId, (NaiveDateTime, Group)> = HashMap::new();
         let everywhen = ResearchFilter {
             from: None,
             to: None,
             ..self.filter.clone()
         };
         each_session(conn, &everywhen, &self.derived, &ctx, |p| {
-            let entry = first_dims
+            let entry = first_groups
                 .entry(p.fact.patient_id)
-                .or_insert_with(|| (p.fact.started_at, p.dims.clone()));
+                .or_insert_with(|| (p.fact.started_at, p.group(&self.group_by)));
             if p.fact.started_at < entry.0 {
-                *entry = (p.fact.started_at, p.dims.clone());
+                *entry = (p.fact.started_at, p.group(&self.group_by));
             }
         })?;
         let mut scores = Vec::new();
@@ -589,7 +615,7 @@ impl Trajectories {
             let last_page = (page.len() as i64) < PAGE;
             scores.extend(
                 page.into_iter()
-                    .filter(|(_, patient, _, _)| first_dims.contains_key(patient))
+                    .filter(|(_, patient, _, _)| first_groups.contains_key(patient))
                     .map(|(_, patient, at, total)| (patient, at, total)),
             );
             if last_page {
@@ -597,8 +623,11 @@ impl Trajectories {
             }
         }
         Ok(TrajectoryInputs {
-            firsts: ctx.firsts,
-            dims: first_dims.into_iter().map(|(id, (_, d))| (id, d)).collect(),
+            firsts: ctx.into_firsts(conn)?,
+            groups: first_groups
+                .into_iter()
+                .map(|(id, (_, g))| (id, g))
+                .collect(),
             scores,
         })
     }
@@ -612,9 +641,8 @@ impl Answerable for Trajectories {
         let (rows, withheld) = research::trajectory_rows(
             &inputs.scores,
             &inputs.firsts,
-            &inputs.dims,
+            &inputs.groups,
             self.instrument,
-            &self.group_by,
             self.privacy.k,
         );
         Ok(self.body(rows, withheld))
@@ -624,9 +652,9 @@ impl Answerable for Trajectories {
         let inputs = self.inputs(conn)?;
         let def = self.instrument.definition();
         let groups: HashMap<String, Group> = inputs
-            .dims
+            .groups
             .iter()
-            .map(|(p, d)| (p.to_string(), research::group_of(d, &self.group_by)))
+            .map(|(p, g)| (p.to_string(), g.clone()))
             .collect();
         let points: Vec<private::ScorePoint> = inputs
             .scores

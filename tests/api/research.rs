@@ -26,6 +26,7 @@ fn phq9(total: i64) -> Vec<i64> {
 /// and the given side effects (effect, severity, hours to resolution).
 struct Fixture {
     route: &'static str,
+    dose_mg_per_kg: f64,
     baseline: i64,
     scores: Vec<(i64, i64)>,
     side_effects: Vec<(&'static str, &'static str, Option<i64>)>,
@@ -53,7 +54,7 @@ async fn enrol(app: &TestApp, clinician: &Session, day0: DateTime<Utc>, f: &Fixt
             .status(),
         201
     );
-    let session = json!({"route": f.route, "started_at": day0.to_rfc3339(), "dose_mg_per_kg": 0.5, "weight_kg": 80, "charge_cents": 40000});
+    let session = json!({"route": f.route, "started_at": day0.to_rfc3339(), "dose_mg_per_kg": f.dose_mg_per_kg, "weight_kg": 80, "charge_cents": 40000});
     let session: Value = app
         .post_as(&format!("/v1/patients/{patient}/sessions"), token, &session)
         .await
@@ -89,24 +90,31 @@ async fn enrol(app: &TestApp, clinician: &Session, day0: DateTime<Utc>, f: &Fixt
 fn plain(route: &'static str) -> Fixture {
     Fixture {
         route,
+        dose_mg_per_kg: 0.5,
         baseline: 20,
         scores: vec![(2, 9)],
         side_effects: vec![],
     }
 }
 
-/// Cohort A (iv, 5 patients) has hand-computed outcomes; B (im, 3) is a small cell; C
-/// (intranasal, 6) is not. Day 0 is 35 days ago. k is 5.
-pub(crate) async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
-    let day0: DateTime<Utc> = (Utc::now() - Duration::days(35))
+/// The cohorts' day 0: 35 days ago, at 10:00.
+fn cohorts_day0() -> DateTime<Utc> {
+    (Utc::now() - Duration::days(35))
         .format("%Y-%m-%dT10:00:00Z")
         .to_string()
         .parse()
-        .unwrap();
+        .unwrap()
+}
+
+/// Cohort A (iv, 5 patients) has hand-computed outcomes; B (im, 3) is a small cell; C
+/// (intranasal, 6) is not. Day 0 is 35 days ago. k is 5.
+pub(crate) async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
+    let day0 = cohorts_day0();
     let dizzy = |hours| vec![("dizziness", "mild", hours)];
     let a = [
         Fixture {
             route: "iv",
+            dose_mg_per_kg: 0.5,
             baseline: 20,
             scores: vec![(2, 8), (5, 14), (30, 9)],
             side_effects: vec![
@@ -116,24 +124,28 @@ pub(crate) async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
         },
         Fixture {
             route: "iv",
+            dose_mg_per_kg: 0.5,
             baseline: 20,
             scores: vec![(2, 10), (4, 15), (30, 10)],
             side_effects: dizzy(Some(2)),
         },
         Fixture {
             route: "iv",
+            dose_mg_per_kg: 0.5,
             baseline: 20,
             scores: vec![(2, 10), (6, 12), (30, 12)],
             side_effects: dizzy(Some(2)),
         },
         Fixture {
             route: "iv",
+            dose_mg_per_kg: 0.5,
             baseline: 18,
             scores: vec![(2, 16), (30, 17)],
             side_effects: dizzy(Some(2)),
         },
         Fixture {
             route: "iv",
+            dose_mg_per_kg: 0.5,
             baseline: 22,
             scores: vec![(3, 6), (9, 8), (30, 11)],
             side_effects: dizzy(None),
@@ -289,6 +301,41 @@ api_test!(
         );
         assert_eq!(dizziness["median_hours_to_resolution"], 2.0);
         assert_eq!(dizziness["share_unresolved"], 0.1667);
+    }
+);
+
+// A filter on a derived dimension keeps each report with its own session: the iv cohort's
+// dizziness (0.5 mg/kg) never shows among the reports of the sessions at 1.0 mg/kg.
+api_test!(
+    a_derived_filter_keeps_each_side_effect_with_its_own_session,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let researcher = app.controlled_researcher(&admin).await;
+        cohorts(&app, &clinic.clinician).await;
+        let day0 = cohorts_day0();
+        let high = Fixture {
+            dose_mg_per_kg: 1.0,
+            side_effects: vec![("nausea", "moderate", Some(3))],
+            ..plain("im")
+        };
+        for _ in 0..5 {
+            enrol(&app, &clinic.clinician, day0, &high).await;
+        }
+        let body = research(
+            &app,
+            &researcher,
+            "/v1/research/side-effects?dose_band=ge_1.0",
+        )
+        .await;
+        let effects: Vec<(&str, &Value)> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["effect"].as_str().unwrap(), &r["reports"]))
+            .collect();
+        assert_eq!(effects, [("nausea", &json!(5))], "{body}");
     }
 );
 
