@@ -211,9 +211,10 @@ impl Answerable for Outcomes {
     }
 
     fn private(self, conn: &mut DbConnection) -> Result<(Self::Body, Spent), ApiError> {
+        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
         let contributions = bounded_sessions(
             conn,
-            (&self.filter, &self.derived),
+            (&self.filter, &self.derived, &ctx),
             &self.group_by,
             &self.privacy,
             |p| self.wanted(p),
@@ -387,14 +388,13 @@ fn each_session(
 /// Every session the question selects, bounded per patient for the aggregate tier.
 fn bounded_sessions(
     conn: &mut DbConnection,
-    (filter, derived): (&ResearchFilter, &DerivedFilter),
+    (filter, derived, ctx): (&ResearchFilter, &DerivedFilter, &Derivations),
     group_by: &[Dimension],
     privacy: &Privacy,
     keep: impl Fn(&research::Placed<'_>) -> bool,
 ) -> Result<Vec<Contribution>, StoreError> {
-    let ctx = Derivations::load(conn, filter, derived, group_by)?;
     let mut points = Vec::new();
-    each_session(conn, filter, derived, &ctx, |p| {
+    each_session(conn, filter, derived, ctx, |p| {
         if keep(p) {
             // The private tier counts patients by opaque keys.
             points.push(SessionPoint {
@@ -493,14 +493,14 @@ impl Answerable for SideEffects {
     }
 
     fn private(self, conn: &mut DbConnection) -> Result<(Self::Body, Spent), ApiError> {
+        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
         let contributions = bounded_sessions(
             conn,
-            (&self.filter, &self.derived),
+            (&self.filter, &self.derived, &ctx),
             &self.group_by,
             &self.privacy,
             |_| true,
         )?;
-        let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
         let mut reports = Vec::new();
         self.reports(conn, &ctx, |p, e| {
             reports.push(private::ReportPoint {
