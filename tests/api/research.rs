@@ -162,6 +162,27 @@ pub(crate) async fn cohorts(app: &TestApp, clinician: &Session) -> Vec<String> {
     patients
 }
 
+/// The fixture cohorts in a clinic of their own, and the accounts that study them.
+struct Study {
+    admin: Session,
+    clinician: Session,
+    researcher: Session,
+    patients: Vec<String>,
+}
+
+async fn study(app: &TestApp) -> Study {
+    let admin = app.sign_in_admin().await;
+    let clinic = app.clinic(&admin, "Harbour").await;
+    let researcher = app.controlled_researcher(&admin).await;
+    let patients = cohorts(app, &clinic.clinician).await;
+    Study {
+        admin,
+        clinician: clinic.clinician,
+        researcher,
+        patients,
+    }
+}
+
 async fn research(app: &TestApp, researcher: &Session, path: &str) -> Value {
     app.read(path, &researcher.access_token).await
 }
@@ -179,10 +200,7 @@ api_test!(
     outcome_rows_match_hand_computation,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        cohorts(&app, &clinic.clinician).await;
+        let Study { researcher, .. } = study(&app).await;
         let body = research(
             &app,
             &researcher,
@@ -275,10 +293,7 @@ api_test!(
     side_effect_rows_match_hand_computation,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        cohorts(&app, &clinic.clinician).await;
+        let Study { researcher, .. } = study(&app).await;
         let body = research(
             &app,
             &researcher,
@@ -312,10 +327,11 @@ api_test!(
     a_derived_filter_keeps_each_side_effect_with_its_own_session,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        cohorts(&app, &clinic.clinician).await;
+        let Study {
+            clinician,
+            researcher,
+            ..
+        } = study(&app).await;
         let day0 = cohorts_day0();
         let high = Fixture {
             dose_mg_per_kg: 1.0,
@@ -323,7 +339,7 @@ api_test!(
             ..plain("im")
         };
         for _ in 0..5 {
-            enrol(&app, &clinic.clinician, day0, &high).await;
+            enrol(&app, &clinician, day0, &high).await;
         }
         let body = research(
             &app,
@@ -345,10 +361,12 @@ api_test!(
     small_cells_and_their_complement_are_suppressed_and_consent_is_honoured,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        let patients = cohorts(&app, &clinic.clinician).await;
+        let Study {
+            clinician,
+            researcher,
+            patients,
+            ..
+        } = study(&app).await;
         let body = research(&app, &researcher, "/v1/research/outcomes?group_by=route").await;
         // im (3 patients) is a small cell; iv (5) is the next smallest row, withheld so that
         // im's figures cannot be recovered from a total. Neither shows, not even its key.
@@ -375,7 +393,7 @@ api_test!(
         let res = app
             .patch(
                 &format!("/v1/patients/{withdrawn}"),
-                &clinic.clinician.access_token,
+                &clinician.access_token,
                 None,
                 &json!({"research_consent": false}),
             )
@@ -386,7 +404,7 @@ api_test!(
         let res = app
             .patch(
                 &format!("/v1/patients/{}", patients[patients.len() - 2]),
-                &clinic.clinician.access_token,
+                &clinician.access_token,
                 None,
                 &json!({"research_consent": false}),
             )
@@ -405,10 +423,12 @@ api_test!(
     research_is_for_researchers_and_never_shows_an_identifier,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        let patients = cohorts(&app, &clinic.clinician).await;
+        let Study {
+            admin,
+            clinician,
+            researcher,
+            patients,
+        } = study(&app).await;
         let paths = [
             "/v1/research/outcomes?group_by=indication,route,dose_band,sex,age_band,phase",
             "/v1/research/outcomes?instrument=phq9",
@@ -420,7 +440,7 @@ api_test!(
         let patient: Value = app
             .get_as(
                 &format!("/v1/patients/{}", patients[0]),
-                &clinic.clinician.access_token,
+                &clinician.access_token,
             )
             .await
             .json()
@@ -429,7 +449,7 @@ api_test!(
         let external_ref = patient["external_ref"].as_str().unwrap().to_owned();
         let date = regex_like_date();
         for path in paths {
-            for session in [&admin, &clinic.clinician] {
+            for session in [&admin, &clinician] {
                 assert_eq!(
                     app.get_as(path, &session.access_token).await.status(),
                     403,
@@ -603,10 +623,7 @@ async fn reads_from_the_research_database(backend: crate::helpers::Backend) {
     })
     .await
     .unwrap();
-    let admin = app.sign_in_admin().await;
-    let clinic = app.clinic(&admin, "Harbour").await;
-    let researcher = app.controlled_researcher(&admin).await;
-    cohorts(&app, &clinic.clinician).await;
+    let Study { researcher, .. } = study(&app).await;
     let body = research(&app, &researcher, "/v1/research/outcomes").await;
     assert!(
         body["rows"].as_array().unwrap().is_empty(),
@@ -631,10 +648,7 @@ api_test!(
     trajectories_keep_to_the_range_and_to_the_accept_header,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        cohorts(&app, &clinic.clinician).await;
+        let Study { researcher, .. } = study(&app).await;
         let weeks = |body: &Value| {
             let mut weeks: Vec<i64> = body["rows"]
                 .as_array()
@@ -681,14 +695,16 @@ api_test!(
     outcomes_group_by_infusion_number_under_the_same_small_cell_rule,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
-        let admin = app.sign_in_admin().await;
-        let clinic = app.clinic(&admin, "Harbour").await;
-        let researcher = app.controlled_researcher(&admin).await;
-        let patients = cohorts(&app, &clinic.clinician).await;
+        let Study {
+            clinician,
+            researcher,
+            patients,
+            ..
+        } = study(&app).await;
         // The six intranasal patients get a second infusion a week on.
         let day0 = Utc::now() - Duration::days(35);
         let infusion = |patient: String, day: i64| {
-            let (app, token) = (&app, clinic.clinician.access_token.clone());
+            let (app, token) = (&app, clinician.access_token.clone());
             async move {
                 let body = json!({"route": "intranasal", "started_at": (day0 + Duration::days(day)).to_rfc3339(),
                     "dose_mg_per_kg": 0.5, "weight_kg": 80});
@@ -764,10 +780,11 @@ async fn research_reads_a_streaming_standby_and_waits_out_its_absence() {
         ],
     )
     .await;
-    let admin = app.sign_in_admin().await;
-    let clinic = app.clinic(&admin, "Harbour").await;
-    let researcher = app.controlled_researcher(&admin).await;
-    cohorts(&app, &clinic.clinician).await;
+    let Study {
+        clinician,
+        researcher,
+        ..
+    } = study(&app).await;
     let path = "/v1/research/outcomes";
     tokio::task::block_in_place(|| standby.replay_all_of(&primary));
     let replayed = research(&app, &researcher, path).await;
@@ -778,7 +795,7 @@ async fn research_reads_a_streaming_standby_and_waits_out_its_absence() {
     let lag = || replica_series(&app, "research_replica_lag_seconds");
 
     tokio::task::block_in_place(|| standby.pause_replay());
-    cohorts(&app, &clinic.clinician).await;
+    cohorts(&app, &clinician).await;
     let paused = research(&app, &researcher, path).await;
     assert_eq!(
         paused["rows"], replayed["rows"],
@@ -807,7 +824,7 @@ async fn research_reads_a_streaming_standby_and_waits_out_its_absence() {
     let refused = app.get_as(path, &researcher.access_token).await;
     assert_eq!(refused.status(), 503, "research waits for its replica");
     assert!(refused.headers().contains_key("retry-after"));
-    app.new_patient(&clinic.clinician).await;
+    app.new_patient(&clinician).await;
     assert_eq!(replica_series(&app, "research_replica_up").await, Some(0.0));
     assert_eq!(
         lag().await,
