@@ -96,17 +96,24 @@ async fn collect(set: tokio::task::JoinSet<Vec<Outcome>>) -> Vec<Outcome> {
     set.join_all().await.into_iter().flatten().collect()
 }
 
-/// The ids of the patient's assessments as the database holds them, read directly.
-fn stored_assessment_ids(database_url: &str, patient: &str) -> HashSet<String> {
-    use ketamine_outcomes::store::schema::assessments;
+/// The ids of the patient's records of `kind` (assessments or sessions) as the database holds
+/// them, read directly.
+fn stored_ids(database_url: &str, kind: &str, patient: &str) -> HashSet<String> {
+    use ketamine_outcomes::store::schema::{assessments, sessions};
     let mut conn = ketamine_outcomes::store::DbConnection::establish(database_url).unwrap();
-    assessments::table
-        .filter(assessments::patient_id.eq(patient))
-        .select(assessments::id)
-        .load::<String>(&mut conn)
-        .unwrap()
-        .into_iter()
-        .collect()
+    let ids: Vec<String> = match kind {
+        "assessments" => assessments::table
+            .filter(assessments::patient_id.eq(patient))
+            .select(assessments::id)
+            .load(&mut conn),
+        "sessions" => sessions::table
+            .filter(sessions::patient_id.eq(patient))
+            .select(sessions::id)
+            .load(&mut conn),
+        other => panic!("no stored ids for {other}"),
+    }
+    .unwrap();
+    ids.into_iter().collect()
 }
 
 fn id_of(outcome: &Outcome) -> String {
@@ -196,7 +203,7 @@ async fn creates_through(database: TestDatabase, server_url: &str, outage: &mut 
         refused.len()
     );
 
-    let stored = stored_assessment_ids(&direct, &patient);
+    let stored = stored_ids(&direct, "assessments", &patient);
     for outcome in &acknowledged {
         assert!(stored.contains(&id_of(outcome)), "acknowledged write lost");
     }
@@ -217,7 +224,7 @@ async fn creates_through(database: TestDatabase, server_url: &str, outage: &mut 
             res.status()
         );
     }
-    let stored = stored_assessment_ids(&direct, &patient);
+    let stored = stored_ids(&direct, "assessments", &patient);
     let sent: HashSet<String> = outcomes.iter().map(id_of).collect();
     assert_eq!(
         stored, sent,
@@ -285,7 +292,7 @@ async fn sigterm_under_load_loses_nothing_acknowledged(backend: Backend) {
             "every answer was a success or no answer at all: {outcome:?}"
         );
     }
-    let stored = stored_assessment_ids(&url, &patient);
+    let stored = stored_ids(&url, "assessments", &patient);
     for outcome in acknowledged {
         assert!(stored.contains(&id_of(outcome)), "acknowledged write lost");
     }
@@ -416,22 +423,6 @@ async fn sigkill_under_load_leaves_whole_records_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_leaves_whole_records_on_postgres() {
     sigkill_under_load_leaves_whole_records(Backend::Postgres).await;
-}
-
-/// The ids of the patient's `kind` (assessments or sessions) as the database holds them.
-fn stored_ids(database_url: &str, kind: &str, patient: &str) -> HashSet<String> {
-    use ketamine_outcomes::store::schema::sessions;
-    if kind == "assessments" {
-        return stored_assessment_ids(database_url, patient);
-    }
-    let mut conn = ketamine_outcomes::store::DbConnection::establish(database_url).unwrap();
-    sessions::table
-        .filter(sessions::patient_id.eq(patient))
-        .select(sessions::id)
-        .load::<String>(&mut conn)
-        .unwrap()
-        .into_iter()
-        .collect()
 }
 
 /// What a create of `kind` writes beside the record, in its transaction: its audit event, and
