@@ -532,6 +532,13 @@ fn session_row(
         censored: o.censored,
         wears_off_within_days: o.wears_off_within_days,
         computed_at,
+        started_at: session.started_at,
+        route: session.route,
+        dose_mg_per_kg: session.dose_mg_per_kg,
+        charge_cents: session.charge_cents,
+        indication: course.indication,
+        protocol: course.protocol,
+        course_start_date: course.start_date,
     })
 }
 

@@ -154,22 +154,25 @@ FROM s CROSS JOIN generate_series(1, 2) k;
 
 -- Stored outcomes of every completed session and every course (plausible, not recomputed).
 INSERT INTO session_outcomes (session_id, patient_id, course_id, instrument, status, baseline, nadir, gain,
-                              durability_days, censored, wears_off_within_days, computed_at)
-SELECT id, patient_id, course_id, 'phq9', st,
-       CASE WHEN st <> 'no_baseline' THEN 12 + (n + s) % 12 END,
-       CASE WHEN st = 'no_benefit' THEN 10 + (n + s) % 12 WHEN st IN ('wore_off', 'sustained') THEN 4 + (n + s) % 6 END,
-       CASE WHEN st = 'no_benefit' THEN 2 WHEN st IN ('wore_off', 'sustained') THEN 8 + (n + s) % 12 - (n + s) % 6 END,
-       CASE WHEN st = 'wore_off' THEN 0.5 + ((n * 3 + s) % 40) * 0.5
-            WHEN st = 'sustained' THEN 2 + ((n + s * 3) % 26) END,
+                              durability_days, censored, wears_off_within_days, computed_at, started_at, route,
+                              dose_mg_per_kg, charge_cents, indication, protocol, course_start_date)
+SELECT x.id, x.patient_id, x.course_id, 'phq9', st,
+       CASE WHEN st <> 'no_baseline' THEN 12 + (x.n + x.s) % 12 END,
+       CASE WHEN st = 'no_benefit' THEN 10 + (x.n + x.s) % 12 WHEN st IN ('wore_off', 'sustained') THEN 4 + (x.n + x.s) % 6 END,
+       CASE WHEN st = 'no_benefit' THEN 2 WHEN st IN ('wore_off', 'sustained') THEN 8 + (x.n + x.s) % 12 - (x.n + x.s) % 6 END,
+       CASE WHEN st = 'wore_off' THEN 0.5 + ((x.n * 3 + x.s) % 40) * 0.5
+            WHEN st = 'sustained' THEN 2 + ((x.n + x.s * 3) % 26) END,
        st = 'sustained',
-       st = 'wore_off' AND 0.5 + ((n * 3 + s) % 40) * 0.5 <= 7,
-       started_at + interval '1 day'
+       st = 'wore_off' AND 0.5 + ((x.n * 3 + x.s) % 40) * 0.5 <= 7,
+       x.started_at + interval '1 day', ss.started_at, ss.route, ss.dose_mg_per_kg, ss.charge_cents, c.indication,
+       c.protocol, c.start_date
 FROM (SELECT s.*, CASE WHEN s.s = 1 AND s.n % 7 = 0 THEN 'no_baseline'
                        WHEN (s.n * 31 + s.s * 17) % 20 < 2 THEN 'no_follow_up'
                        WHEN (s.n * 31 + s.s * 17) % 20 < 6 THEN 'no_benefit'
                        WHEN (s.n * 31 + s.s * 17) % 20 < 13 THEN 'wore_off'
                        ELSE 'sustained' END AS st
-      FROM s WHERE s.status = 'completed') x;
+      FROM s WHERE s.status = 'completed') x
+JOIN sessions ss ON ss.id = x.id JOIN courses c ON c.id = x.course_id;
 
 INSERT INTO course_outcomes (course_id, patient_id, instrument, first_session_at, baseline,
                              end_of_induction_assessment_id, end_of_induction_response,

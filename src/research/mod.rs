@@ -270,12 +270,12 @@ impl OutcomeAggregate {
         cell.charges += s.charge_cents.unwrap_or(0);
         use BenefitStatus::*;
         let status = s.status;
-        if matches!(status, Some(NoBenefit | WoreOff | Sustained)) {
+        if matches!(status, NoBenefit | WoreOff | Sustained) {
             cell.judged += 1;
         }
         // Read with its status (`store::research::measured`): present for wore_off and sustained.
         if let Some(time) = s.durability_days {
-            let event = status == Some(WoreOff);
+            let event = status == WoreOff;
             cell.benefit.push(Observation { time, event });
             if event && time <= self.wear_off_days {
                 cell.within += 1;

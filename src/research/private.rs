@@ -58,7 +58,7 @@ pub struct SessionPoint {
     pub session: String,
     pub started_at: NaiveDateTime,
     pub group: Group,
-    pub status: Option<BenefitStatus>,
+    pub status: BenefitStatus,
     pub durability_days: Option<f64>,
     pub charge_cents: Option<i64>,
 }
@@ -460,7 +460,7 @@ impl OutcomeTotals {
             self.charges[g] += s.charge_cents.unwrap_or(0).clamp(0, b.charge_cents);
             use BenefitStatus::*;
             let status = s.status;
-            if matches!(status, Some(NoBenefit | WoreOff | Sustained)) {
+            if matches!(status, NoBenefit | WoreOff | Sustained) {
                 self.judged[g] += 1;
             }
             // Read with its status (`store::research::measured`): present for wore_off and
@@ -468,7 +468,7 @@ impl OutcomeTotals {
             if let Some(days) = s.durability_days {
                 self.benefit[g] += 1;
                 let day = privacy::day_bin(days);
-                if status == Some(WoreOff) {
+                if status == WoreOff {
                     self.events[bin(day)] += 1;
                     if days <= query.wear_off_days {
                         self.within[g] += 1;
@@ -845,7 +845,11 @@ pub fn trajectories(
         .iter()
         .filter(|s| groups.contains_key(&s.patient))
         .collect();
-    ordered.sort_by(|a, b| (&a.patient, a.week, a.taken_at).cmp(&(&b.patient, b.week, b.taken_at)));
+    // Severity breaks a tie of two scores at one instant: the scores arrive in no order.
+    ordered.sort_by(|a, b| {
+        (&a.patient, a.week, a.taken_at, a.severity)
+            .cmp(&(&b.patient, b.week, b.taken_at, b.severity))
+    });
     let mut kept: Vec<(&Group, i64, i64)> = Vec::new();
     let mut last: Option<(&str, i64)> = None;
     let mut weeks_of_patient = 0;
@@ -993,11 +997,12 @@ mod tests {
             let course = format!("c{p:04}");
             for s in 0..8 {
                 let (status, days) = match s {
-                    0 | 1 => (None, None),
-                    2 | 3 => (Some(BenefitStatus::NoBenefit), None),
-                    4 => (Some(BenefitStatus::WoreOff), Some(3.5)),
-                    5 => (Some(BenefitStatus::WoreOff), Some(12.0)),
-                    _ => (Some(BenefitStatus::Sustained), Some(20.0)),
+                    0 => (BenefitStatus::NoBaseline, None),
+                    1 => (BenefitStatus::NoFollowUp, None),
+                    2 | 3 => (BenefitStatus::NoBenefit, None),
+                    4 => (BenefitStatus::WoreOff, Some(3.5)),
+                    5 => (BenefitStatus::WoreOff, Some(12.0)),
+                    _ => (BenefitStatus::Sustained, Some(20.0)),
                 };
                 points.push(SessionPoint {
                     patient: patient.clone(),
@@ -1124,7 +1129,7 @@ mod tests {
             session: format!("s{s}"),
             started_at: at(s),
             group: group(route),
-            status: None,
+            status: BenefitStatus::NoBaseline,
             durability_days: None,
             charge_cents: None,
         };

@@ -359,10 +359,7 @@ fn first_sessions(
         .collect())
 }
 
-/// Rows per database round trip of an aggregate.
-const PAGE: i64 = 2000;
-
-/// Feeds every session fact the filters allow to `add`, a page at a time.
+/// Feeds every session fact the filters allow to `add`.
 fn each_session(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
@@ -370,19 +367,11 @@ fn each_session(
     ctx: &Derivations,
     mut add: impl FnMut(&research::Placed<'_>),
 ) -> Result<(), StoreError> {
-    let mut after = None;
-    loop {
-        let page = facts::session_facts(conn, filter, after, PAGE)?;
-        for fact in &page {
-            if let Some(placed) = ctx.place(fact, derived) {
-                add(&placed);
-            }
+    facts::each_session_fact(conn, filter, |fact| {
+        if let Some(placed) = ctx.place(&fact, derived) {
+            add(&placed);
         }
-        if (page.len() as i64) < PAGE {
-            return Ok(());
-        }
-        after = page.last().map(|s| s.session_id);
-    }
+    })
 }
 
 /// Every session the question selects, bounded per patient for the aggregate tier.
@@ -461,20 +450,12 @@ impl SideEffects {
         ctx: &Derivations,
         mut add: impl FnMut(&research::Placed<'_>, &facts::SideEffectFact),
     ) -> Result<(), StoreError> {
-        let mut after = None;
-        loop {
-            let page = facts::side_effect_facts(conn, &self.filter, after, PAGE)?;
-            // Each report with its own session: one the derived filters leave out is skipped.
-            for (session, effect) in &page {
-                if let Some(placed) = ctx.place(session, &self.derived) {
-                    add(&placed, effect);
-                }
+        // Each report with its own session: one the derived filters leave out is skipped.
+        facts::each_side_effect_fact(conn, &self.filter, |session, effect| {
+            if let Some(placed) = ctx.place(&session, &self.derived) {
+                add(&placed, &effect);
             }
-            if (page.len() as i64) < PAGE {
-                return Ok(());
-            }
-            after = page.last().map(|(_, e)| e.id);
-        }
+        })
     }
 }
 
@@ -608,20 +589,11 @@ impl Trajectories {
             }
         })?;
         let mut scores = Vec::new();
-        let mut after = None;
-        loop {
-            let page = facts::scores(conn, self.instrument, &self.filter, after, PAGE)?;
-            after = page.last().map(|s| s.0);
-            let last_page = (page.len() as i64) < PAGE;
-            scores.extend(
-                page.into_iter()
-                    .filter(|(_, patient, _, _)| first_groups.contains_key(patient))
-                    .map(|(_, patient, at, total)| (patient, at, total)),
-            );
-            if last_page {
-                break;
+        facts::each_score(conn, self.instrument, &self.filter, |patient, at, total| {
+            if first_groups.contains_key(&patient) {
+                scores.push((patient, at, total));
             }
-        }
+        })?;
         Ok(TrajectoryInputs {
             firsts: ctx.into_firsts(conn)?,
             groups: first_groups

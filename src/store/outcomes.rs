@@ -1,6 +1,6 @@
 //! Stored outcomes, written only where a recomputation changed them.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::{course_outcomes, session_outcomes};
@@ -8,6 +8,9 @@ use super::{DbConnection, StoreError};
 use crate::domain::ids::{AssessmentId, CourseId, PatientId, SessionId};
 use crate::domain::instrument::Instrument;
 use crate::domain::outcomes::BenefitStatus;
+use crate::domain::patient::Indication;
+use crate::domain::schedule::Protocol;
+use crate::domain::treatment::Route;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = session_outcomes, treat_none_as_null = true)]
@@ -24,6 +27,16 @@ pub struct SessionOutcomeRow {
     pub censored: bool,
     pub wears_off_within_days: bool,
     pub computed_at: NaiveDateTime,
+    /// What research groups and filters the session by, kept with its outcome so that a
+    /// question reads one row per session (`store::research`): the session's own …
+    pub started_at: NaiveDateTime,
+    pub route: Route,
+    pub dose_mg_per_kg: f64,
+    pub charge_cents: Option<i64>,
+    /// … and its course's.
+    pub indication: Indication,
+    pub protocol: Protocol,
+    pub course_start_date: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]

@@ -3,20 +3,22 @@
 //! every query reads from the research pool (a read replica when one is configured).
 
 use chrono::{NaiveDate, NaiveDateTime};
+use diesel::connection::DefaultLoadingMode;
 use diesel::dsl::min;
+use diesel::pg::PgRowByRowLoadingMode;
 use diesel::prelude::*;
 
 use super::schema::{
     assessments, course_outcomes, courses, patients, session_outcomes, sessions, side_effects,
 };
 use super::{DbConnection, StoreError};
-use crate::domain::ids::{AssessmentId, ClinicId, CourseId, PatientId, SessionId, SideEffectId};
+use crate::domain::ids::{ClinicId, CourseId, PatientId, SessionId, SideEffectId};
 use crate::domain::instrument::Instrument;
 use crate::domain::outcomes::BenefitStatus;
 use crate::domain::patient::{Indication, Sex};
 use crate::domain::schedule::Protocol;
 use crate::domain::side_effect::{Effect, Severity};
-use crate::domain::treatment::{Route, SessionStatus};
+use crate::domain::treatment::Route;
 
 /// Filters on what every research row is about.
 #[derive(Clone, Debug, Default)]
@@ -48,96 +50,105 @@ pub struct SessionFact {
     pub protocol: Protocol,
     pub start_date: NaiveDate,
     pub primary_instrument: Instrument,
-    pub status: Option<BenefitStatus>,
+    pub status: BenefitStatus,
     pub durability_days: Option<f64>,
 }
 
-/// The completed, live sessions of consenting patients joined to what they are grouped by,
-/// from `$base` (sessions, or side effects joined to their sessions), with the filters applied.
-/// `$outcomes_after` starts the outcomes join after a session id: a page of sessions in id
-/// order then reads only its own outcomes, where PostgreSQL's merge join would otherwise read
-/// every outcome before the page, on every page.
+/// The completed, live sessions of consenting patients — one outcome row each, which carries
+/// what research groups a session by (kept at write time, `store::outcomes`) — from `$base`
+/// (the outcomes, or side effects joined to them), with the filters applied. Consent, clinic
+/// and sex are read from the patient as the question runs.
 macro_rules! consenting_sessions {
-    ($base:expr, $filter:expr, $outcomes_after:expr) => {{
+    ($base:expr, $filter:expr) => {{
         let filter: &ResearchFilter = $filter;
-        let outcomes_after: String = $outcomes_after;
         let mut query = $base
-            .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
-            .inner_join(courses::table.on(courses::id.eq(sessions::course_id)))
-            .left_join(
-                session_outcomes::table.on(session_outcomes::session_id
-                    .eq(sessions::id)
-                    .and(session_outcomes::session_id.gt(outcomes_after))),
-            )
-            .filter(sessions::deleted_at.is_null())
-            .filter(sessions::status.eq(SessionStatus::Completed))
+            .inner_join(patients::table.on(patients::id.eq(session_outcomes::patient_id)))
             .filter(patients::research_consent.eq(true))
             .into_boxed();
         if let Some(clinic) = &filter.clinic_id {
             query = query.filter(patients::clinic_id.eq(*clinic));
         }
         if let Some(indication) = &filter.indication {
-            query = query.filter(courses::indication.eq(*indication));
+            query = query.filter(session_outcomes::indication.eq(*indication));
         }
         if let Some(route) = &filter.route {
-            query = query.filter(sessions::route.eq(*route));
+            query = query.filter(session_outcomes::route.eq(*route));
         }
         if let Some(sex) = &filter.sex {
             query = query.filter(patients::sex.eq(*sex));
         }
         if let Some(from) = filter.from {
-            query = query.filter(sessions::started_at.ge(from));
+            query = query.filter(session_outcomes::started_at.ge(from));
         }
         if let Some(to) = filter.to {
-            query = query.filter(sessions::started_at.lt(to));
+            query = query.filter(session_outcomes::started_at.lt(to));
         }
         query
+    }};
+}
+
+/// Runs `$query` on `$conn` and hands each row to `$each` as the database yields it: on
+/// PostgreSQL in libpq's row-by-row mode, on SQLite by stepping the statement. One statement
+/// reads the whole selection — consistent in itself, unsorted (an aggregate needs no order, and
+/// sorting ~100 000 rows was most of a question's time) — and no result is held whole.
+macro_rules! stream {
+    ($conn:expr, $query:expr, $row:ty, $each:expr) => {{
+        let mut each = $each;
+        match $conn {
+            DbConnection::Postgres(pg) => {
+                for row in $query.load_iter::<$row, PgRowByRowLoadingMode>(pg)? {
+                    each(row?)?;
+                }
+            }
+            DbConnection::Sqlite(sqlite) => {
+                for row in $query.load_iter::<$row, DefaultLoadingMode>(sqlite)? {
+                    each(row?)?;
+                }
+            }
+        }
+        Ok(())
     }};
 }
 
 macro_rules! session_fact_columns {
     () => {
         (
-            sessions::id,
-            sessions::patient_id,
-            sessions::course_id,
-            sessions::started_at,
-            sessions::route,
-            sessions::dose_mg_per_kg,
-            sessions::charge_cents,
+            session_outcomes::session_id,
+            session_outcomes::patient_id,
+            session_outcomes::course_id,
+            session_outcomes::started_at,
+            session_outcomes::route,
+            session_outcomes::dose_mg_per_kg,
+            session_outcomes::charge_cents,
             patients::clinic_id,
             patients::sex,
             patients::birth_year,
-            courses::indication,
-            courses::protocol,
-            courses::start_date,
-            courses::primary_instrument,
-            session_outcomes::status.nullable(),
-            session_outcomes::durability_days.nullable(),
+            session_outcomes::indication,
+            session_outcomes::protocol,
+            session_outcomes::course_start_date,
+            session_outcomes::instrument,
+            session_outcomes::status,
+            session_outcomes::durability_days,
         )
     };
 }
 
-/// One page of session facts in session-id order after `after`: the aggregates read them a
-/// page at a time, so no query result is held whole.
-pub fn session_facts(
+/// Each session fact `filter` selects, handed to `each` in no particular order.
+pub fn each_session_fact(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
-    after: Option<SessionId>,
-    limit: i64,
-) -> Result<Vec<SessionFact>, StoreError> {
-    let outcomes_after = after.map(|a| a.to_string()).unwrap_or_default();
-    let mut query = consenting_sessions!(sessions::table, filter, outcomes_after);
-    if let Some(after) = after {
-        query = query.filter(sessions::id.gt(after));
-    }
-    let facts: Vec<SessionFact> = query
-        .select(session_fact_columns!())
-        .order(sessions::id)
-        .limit(limit)
-        .load(conn)?;
-    facts.iter().try_for_each(measured)?;
-    Ok(facts)
+    mut each: impl FnMut(SessionFact),
+) -> Result<(), StoreError> {
+    stream!(
+        conn,
+        consenting_sessions!(session_outcomes::table, filter).select(session_fact_columns!()),
+        SessionFact,
+        |fact: SessionFact| {
+            measured(&fact)?;
+            each(fact);
+            Ok::<_, StoreError>(())
+        }
+    )
 }
 
 /// A benefit that wore off or is sustained has its durability, and no other status has one
@@ -145,7 +156,7 @@ pub fn session_facts(
 /// and research reads nothing into it.
 fn measured(fact: &SessionFact) -> Result<(), StoreError> {
     use BenefitStatus::{Sustained, WoreOff};
-    let lasted = matches!(fact.status, Some(WoreOff | Sustained));
+    let lasted = matches!(fact.status, WoreOff | Sustained);
     if lasted == fact.durability_days.is_some() {
         Ok(())
     } else {
@@ -170,8 +181,9 @@ pub fn infusion_numbers(conn: &mut DbConnection) -> Result<Vec<(SessionId, u32)>
         number: i64,
     }
     let rows: Vec<Numbered> = diesel::sql_query(
-        "SELECT id, ROW_NUMBER() OVER (PARTITION BY course_id ORDER BY started_at, id) AS number \
-         FROM sessions WHERE status = 'completed' AND deleted_at IS NULL",
+        "SELECT session_id AS id, \
+         ROW_NUMBER() OVER (PARTITION BY course_id ORDER BY started_at, session_id) AS number \
+         FROM session_outcomes",
     )
     .load(conn)?;
     Ok(rows
@@ -184,13 +196,14 @@ pub fn infusion_numbers(conn: &mut DbConnection) -> Result<Vec<(SessionId, u32)>
 pub fn first_sessions(
     conn: &mut DbConnection,
 ) -> Result<Vec<(PatientId, Option<NaiveDateTime>)>, StoreError> {
-    Ok(sessions::table
-        .inner_join(patients::table.on(patients::id.eq(sessions::patient_id)))
-        .filter(sessions::deleted_at.is_null())
-        .filter(sessions::status.eq(SessionStatus::Completed))
+    Ok(session_outcomes::table
+        .inner_join(patients::table.on(patients::id.eq(session_outcomes::patient_id)))
         .filter(patients::research_consent.eq(true))
-        .group_by(sessions::patient_id)
-        .select((sessions::patient_id, min(sessions::started_at)))
+        .group_by(session_outcomes::patient_id)
+        .select((
+            session_outcomes::patient_id,
+            min(session_outcomes::started_at),
+        ))
         .load(conn)?)
 }
 
@@ -237,81 +250,88 @@ pub struct SideEffectFact {
     pub resolved_at: Option<NaiveDateTime>,
 }
 
-/// One page of side effects, each with the facts of its session, in side-effect-id order.
-pub fn side_effect_facts(
+/// Each live side effect `filter` selects, with the facts of its session, handed to `each` in
+/// no particular order.
+pub fn each_side_effect_fact(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
-    after: Option<SideEffectId>,
-    limit: i64,
-) -> Result<Vec<(SessionFact, SideEffectFact)>, StoreError> {
-    let base = side_effects::table
-        .inner_join(sessions::table.on(sessions::id.eq(side_effects::session_id)));
-    let mut query = consenting_sessions!(base, filter, String::new())
-        .filter(side_effects::deleted_at.is_null());
-    if let Some(after) = after {
-        query = query.filter(side_effects::id.gt(after));
-    }
-    let facts: Vec<(SessionFact, SideEffectFact)> = query
-        .select((
-            session_fact_columns!(),
-            (
-                side_effects::id,
-                side_effects::effect,
-                side_effects::severity,
-                side_effects::onset_at,
-                side_effects::resolved_at,
-            ),
-        ))
-        .order(side_effects::id)
-        .limit(limit)
-        .load(conn)?;
-    facts
-        .iter()
-        .try_for_each(|(session, _)| measured(session))?;
-    Ok(facts)
+    mut each: impl FnMut(SessionFact, SideEffectFact),
+) -> Result<(), StoreError> {
+    let base = side_effects::table.inner_join(
+        session_outcomes::table.on(session_outcomes::session_id.eq(side_effects::session_id)),
+    );
+    stream!(
+        conn,
+        consenting_sessions!(base, filter)
+            .filter(side_effects::deleted_at.is_null())
+            .select((
+                session_fact_columns!(),
+                (
+                    side_effects::id,
+                    side_effects::effect,
+                    side_effects::severity,
+                    side_effects::onset_at,
+                    side_effects::resolved_at,
+                ),
+            )),
+        (SessionFact, SideEffectFact),
+        |(session, effect): (SessionFact, SideEffectFact)| {
+            measured(&session)?;
+            each(session, effect);
+            Ok::<_, StoreError>(())
+        }
+    )
 }
 
-/// One page of the live scores of one instrument of consenting patients, in id order after
-/// `after`: (id, patient, time, total). The question's clinic, sex and time range are applied
-/// here, by the database.
-pub fn scores(
-    conn: &mut DbConnection,
-    instrument: Instrument,
-    filter: &ResearchFilter,
-    after: Option<AssessmentId>,
-    limit: i64,
-) -> Result<Vec<(AssessmentId, PatientId, NaiveDateTime, i32)>, StoreError> {
-    let mut query = assessments::table
-        .inner_join(patients::table.on(patients::id.eq(assessments::patient_id)))
-        .filter(assessments::deleted_at.is_null())
-        .filter(assessments::instrument.eq(instrument))
-        .filter(patients::research_consent.eq(true))
-        .into_boxed();
-    if let Some(clinic) = &filter.clinic_id {
-        query = query.filter(patients::clinic_id.eq(*clinic));
-    }
-    if let Some(sex) = &filter.sex {
-        query = query.filter(patients::sex.eq(*sex));
-    }
-    if let Some(from) = filter.from {
-        query = query.filter(assessments::taken_at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(assessments::taken_at.lt(to));
-    }
-    if let Some(after) = after {
-        query = query.filter(assessments::id.gt(after));
-    }
-    Ok(query
-        .select((
-            assessments::id,
+/// The live scores of `$instrument` of consenting patients: (patient, time, total), with the
+/// question's clinic, sex and time range applied.
+macro_rules! consenting_scores {
+    ($instrument:expr, $filter:expr) => {{
+        let filter: &ResearchFilter = $filter;
+        let mut query = assessments::table
+            .inner_join(patients::table.on(patients::id.eq(assessments::patient_id)))
+            .filter(assessments::deleted_at.is_null())
+            .filter(assessments::instrument.eq($instrument))
+            .filter(patients::research_consent.eq(true))
+            .into_boxed();
+        if let Some(clinic) = &filter.clinic_id {
+            query = query.filter(patients::clinic_id.eq(*clinic));
+        }
+        if let Some(sex) = &filter.sex {
+            query = query.filter(patients::sex.eq(*sex));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(assessments::taken_at.ge(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(assessments::taken_at.lt(to));
+        }
+        query.select((
             assessments::patient_id,
             assessments::taken_at,
             assessments::total,
         ))
-        .order(assessments::id)
-        .limit(limit)
-        .load(conn)?)
+    }};
+}
+
+/// The live scores of one instrument of consenting patients, handed to `each` in no particular
+/// order: (patient, time, total). The question's clinic, sex and time range are applied here,
+/// by the database.
+pub fn each_score(
+    conn: &mut DbConnection,
+    instrument: Instrument,
+    filter: &ResearchFilter,
+    mut each: impl FnMut(PatientId, NaiveDateTime, i32),
+) -> Result<(), StoreError> {
+    stream!(
+        conn,
+        consenting_scores!(instrument, filter),
+        (PatientId, NaiveDateTime, i32),
+        |(patient, at, total): (PatientId, NaiveDateTime, i32)| {
+            each(patient, at, total);
+            Ok::<_, StoreError>(())
+        }
+    )
 }
 
 /// One page of consenting patients for the export, in id order after `after`, of one sex

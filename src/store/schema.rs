@@ -274,6 +274,13 @@ diesel::table! {
         censored -> Bool,
         wears_off_within_days -> Bool,
         computed_at -> Timestamp,
+        started_at -> Timestamp,
+        route -> Text,
+        dose_mg_per_kg -> Double,
+        charge_cents -> Nullable<BigInt>,
+        indication -> Text,
+        protocol -> Text,
+        course_start_date -> Date,
     }
 }
 
