@@ -319,6 +319,72 @@ api_test!(
     }
 );
 
+// Research reads what it groups a session by from the session's stored outcome row: a
+// correction of the session or of its course must move the session's group in the same write.
+api_test!(
+    a_corrected_session_or_course_moves_its_sessions_group_at_once,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        let s = study(&app).await;
+        let token = &s.clinician.access_token;
+        let first_id = |path: String| {
+            let app = &app;
+            async move {
+                app.read(&path, token).await["items"][0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+        };
+        // Cohort C: six intranasal patients (the last six), all for TRD.
+        let question = "/v1/research/outcomes?group_by=indication&route=intranasal";
+        let trd = "treatment_resistant_depression";
+        let body = research(&app, &s.researcher, question).await;
+        assert_eq!(row(&body, "indication", trd)["patients"], 6, "{body}");
+
+        // The last one's infusion was im, recorded as intranasal in error.
+        let session = first_id(format!("/v1/patients/{}/sessions", s.patients[13])).await;
+        let res = app
+            .patch(
+                &format!("/v1/sessions/{session}"),
+                token,
+                None,
+                &json!({"route": "im"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let body = research(&app, &s.researcher, question).await;
+        assert_eq!(row(&body, "indication", trd)["patients"], 5, "{body}");
+
+        // The other five were treated for PTSD: their sessions move with their courses.
+        for patient in &s.patients[8..13] {
+            let indications = json!({"indications": [trd, "ptsd"]});
+            let res = app
+                .patch(
+                    &format!("/v1/patients/{patient}"),
+                    token,
+                    None,
+                    &indications,
+                )
+                .await;
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+            let course = first_id(format!("/v1/patients/{patient}/courses")).await;
+            let res = app
+                .patch(
+                    &format!("/v1/courses/{course}"),
+                    token,
+                    None,
+                    &json!({"indication": "ptsd"}),
+                )
+                .await;
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        }
+        let body = research(&app, &s.researcher, question).await;
+        assert_eq!(row(&body, "indication", "ptsd")["patients"], 5, "{body}");
+        assert_eq!(body["rows"].as_array().unwrap().len(), 1, "{body}");
+    }
+);
+
 // A filter on a derived dimension keeps each report with its own session: the 100 nausea
 // reports of the sessions at 1.0 mg/kg never show among those of the iv cohort's sessions at
 // 0.5 mg/kg (6 of dizziness). Reports are read in id order (random), so a report paired with
