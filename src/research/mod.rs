@@ -11,6 +11,7 @@ pub mod noise;
 pub mod private;
 pub mod query;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDateTime};
@@ -25,6 +26,7 @@ use crate::domain::research::{
     InfusionNumberBand, Observation, Rate,
 };
 use crate::domain::schedule;
+use crate::domain::side_effect::Effect;
 use crate::store::research::{CourseFact, SessionFact, SideEffectFact};
 
 /// A group: the value of each grouping dimension, by name.
@@ -94,23 +96,29 @@ pub struct Placed<'a> {
 }
 
 impl Placed<'_> {
-    /// The session's value of `dimension`; `None` for an infusion number not read.
-    pub fn value(&self, dimension: Dimension) -> Option<String> {
+    /// The session's value of `dimension`; `None` for an infusion number not read. Borrowed
+    /// where the value is a word of the vocabulary: most are, and a question asks this of
+    /// every session.
+    pub fn value(&self, dimension: Dimension) -> Option<Cow<'static, str>> {
         let f = self.fact;
         Some(match dimension {
-            Dimension::Indication => f.indication.to_string(),
-            Dimension::Route => f.route.to_string(),
-            Dimension::DoseBand => DoseBand::of(f.dose_mg_per_kg).to_string(),
-            Dimension::Sex => f.sex.to_string(),
-            Dimension::AgeBand => AgeBand::at(f.birth_year, self.first_year).to_string(),
-            Dimension::Clinic => f.clinic_id.to_string(),
-            Dimension::Phase => {
-                schedule::phase_of(f.protocol, f.start_date, f.started_at.date()).to_string()
-            }
-            Dimension::AdherenceBand => {
-                AdherenceBand::of(self.adherence.0, self.adherence.1).to_string()
-            }
-            Dimension::InfusionNumber => InfusionNumberBand::of(self.infusion_number?).to_string(),
+            Dimension::Indication => f.indication.as_str().into(),
+            Dimension::Route => f.route.as_str().into(),
+            Dimension::DoseBand => DoseBand::of(f.dose_mg_per_kg).as_str().into(),
+            Dimension::Sex => f.sex.as_str().into(),
+            Dimension::AgeBand => AgeBand::at(f.birth_year, self.first_year)
+                .to_string()
+                .into(),
+            Dimension::Clinic => f.clinic_id.to_string().into(),
+            Dimension::Phase => schedule::phase_of(f.protocol, f.start_date, f.started_at.date())
+                .as_str()
+                .into(),
+            Dimension::AdherenceBand => AdherenceBand::of(self.adherence.0, self.adherence.1)
+                .as_str()
+                .into(),
+            Dimension::InfusionNumber => InfusionNumberBand::of(self.infusion_number?)
+                .as_str()
+                .into(),
         })
     }
 
@@ -118,7 +126,10 @@ impl Placed<'_> {
     pub fn group(&self, group_by: &[Dimension]) -> Group {
         group_by
             .iter()
-            .map(|d| (d.as_str().to_owned(), self.value(*d).unwrap_or_default()))
+            .map(|d| {
+                let value = self.value(*d).unwrap_or_default();
+                (d.as_str().to_owned(), value.into_owned())
+            })
             .collect()
     }
 }
@@ -146,7 +157,7 @@ pub fn place<'a>(
         (Dimension::AdherenceBand, &filter.adherence_band),
     ]
     .into_iter()
-    .all(|(d, wanted)| wanted.is_none() || placed.value(d).as_ref() == wanted.as_ref());
+    .all(|(d, wanted)| wanted.is_none() || placed.value(d).as_deref() == wanted.as_deref());
     allowed.then_some(placed)
 }
 
@@ -231,7 +242,52 @@ pub struct OutcomeRow {
     pub error_95: ErrorBounds,
 }
 
-/// What one group of sessions adds up to, gathered a page of rows at a time.
+/// The groups of a question's sessions, each numbered when first seen: a session finds its
+/// group by its values, most of them borrowed words, where building the group's map of names
+/// and values cost several allocations per session.
+pub struct Groups {
+    group_by: Vec<Dimension>,
+    values: Vec<Cow<'static, str>>,
+    numbers: HashMap<Vec<Cow<'static, str>>, usize>,
+    groups: Vec<Group>,
+}
+
+impl Groups {
+    pub fn new(group_by: &[Dimension]) -> Self {
+        Self {
+            group_by: group_by.to_vec(),
+            values: Vec::with_capacity(group_by.len()),
+            numbers: HashMap::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// The number of `p`'s group: 0 for the first group seen, then 1, and so on.
+    pub fn of(&mut self, p: &Placed<'_>) -> usize {
+        self.values.clear();
+        let values = self
+            .group_by
+            .iter()
+            .map(|d| p.value(*d).unwrap_or_default());
+        self.values.extend(values);
+        if let Some(&n) = self.numbers.get(self.values.as_slice()) {
+            return n;
+        }
+        let n = self.groups.len();
+        let group = self.group_by.iter().zip(&self.values);
+        let group = group.map(|(d, v)| (d.as_str().to_owned(), v.to_string()));
+        self.groups.push(group.collect());
+        self.numbers.insert(self.values.clone(), n);
+        n
+    }
+
+    /// The groups, by number.
+    pub fn into_groups(self) -> Vec<Group> {
+        self.groups
+    }
+}
+
+/// What one group of sessions adds up to, gathered a row at a time.
 #[derive(Default)]
 struct OutcomeCell {
     patients: HashSet<PatientId>,
@@ -245,24 +301,29 @@ struct OutcomeCell {
     charges: i64,
 }
 
-/// The outcome rows of a grouping, built a page of sessions at a time.
+/// The outcome rows of a grouping, built a session at a time.
 pub struct OutcomeAggregate {
-    group_by: Vec<Dimension>,
+    groups: Groups,
     wear_off_days: f64,
-    cells: BTreeMap<Group, OutcomeCell>,
+    /// By group number.
+    cells: Vec<OutcomeCell>,
 }
 
 impl OutcomeAggregate {
     pub fn new(group_by: &[Dimension], wear_off_days: f64) -> Self {
         Self {
-            group_by: group_by.to_vec(),
+            groups: Groups::new(group_by),
             wear_off_days,
-            cells: BTreeMap::new(),
+            cells: Vec::new(),
         }
     }
 
     pub fn add(&mut self, p: &Placed<'_>) {
-        let cell = self.cells.entry(p.group(&self.group_by)).or_default();
+        let n = self.groups.of(p);
+        if n == self.cells.len() {
+            self.cells.push(OutcomeCell::default());
+        }
+        let cell = &mut self.cells[n];
         let s = p.fact;
         cell.patients.insert(s.patient_id);
         cell.courses.insert(s.course_id);
@@ -287,7 +348,7 @@ impl OutcomeAggregate {
     pub fn course_ids(&self) -> Vec<CourseId> {
         let all: HashSet<CourseId> = self
             .cells
-            .values()
+            .iter()
             .flat_map(|c| c.courses.iter().copied())
             .collect();
         all.into_iter().collect()
@@ -301,8 +362,13 @@ impl OutcomeAggregate {
         with_baseline: bool,
         k: usize,
     ) -> (Vec<OutcomeRow>, usize) {
-        let rows: Vec<OutcomeRow> = self
-            .cells
+        let cells: BTreeMap<Group, OutcomeCell> = self
+            .groups
+            .into_groups()
+            .into_iter()
+            .zip(self.cells)
+            .collect();
+        let rows: Vec<OutcomeRow> = cells
             .into_iter()
             .map(|(group, cell)| cell.row(group, courses, adherence, with_baseline))
             .collect();
@@ -419,29 +485,39 @@ struct EffectCell {
 /// The side-effect rows of a grouping, built a page at a time: every session of a group
 /// counts in its denominator; every report in its effect's cell.
 pub struct SideEffectAggregate {
-    group_by: Vec<Dimension>,
-    sessions: BTreeMap<Group, usize>,
-    cells: BTreeMap<(String, Group), EffectCell>,
+    groups: Groups,
+    /// Sessions by group number.
+    sessions: Vec<usize>,
+    /// By effect and group number.
+    cells: HashMap<(Effect, usize), EffectCell>,
 }
 
 impl SideEffectAggregate {
     pub fn new(group_by: &[Dimension]) -> Self {
         Self {
-            group_by: group_by.to_vec(),
-            sessions: BTreeMap::new(),
-            cells: BTreeMap::new(),
+            groups: Groups::new(group_by),
+            sessions: Vec::new(),
+            cells: HashMap::new(),
         }
     }
 
+    /// `p`'s group number, its session count grown as groups are first seen.
+    fn group(&mut self, p: &Placed<'_>) -> usize {
+        let n = self.groups.of(p);
+        if n == self.sessions.len() {
+            self.sessions.push(0);
+        }
+        n
+    }
+
     pub fn add_session(&mut self, p: &Placed<'_>) {
-        *self.sessions.entry(p.group(&self.group_by)).or_default() += 1;
+        let n = self.group(p);
+        self.sessions[n] += 1;
     }
 
     pub fn add_report(&mut self, p: &Placed<'_>, e: &SideEffectFact) {
-        let cell = self
-            .cells
-            .entry((e.effect.to_string(), p.group(&self.group_by)))
-            .or_default();
+        let n = self.group(p);
+        let cell = self.cells.entry((e.effect, n)).or_default();
         cell.patients.insert(p.fact.patient_id);
         cell.sessions.insert(p.fact.session_id);
         cell.reports += 1;
@@ -457,9 +533,16 @@ impl SideEffectAggregate {
     /// The rows, by effect and group; suppression applies among the groups of one effect.
     /// Also how many rows were withheld.
     pub fn rows(self, k: usize) -> (Vec<SideEffectRow>, usize) {
+        let groups = self.groups.into_groups();
+        let cells: BTreeMap<(String, &Group), (usize, EffectCell)> = self
+            .cells
+            .into_iter()
+            .map(|((effect, n), cell)| ((effect.to_string(), &groups[n]), (n, cell)))
+            .collect();
         let mut by_effect: BTreeMap<String, Vec<SideEffectRow>> = BTreeMap::new();
-        for ((effect, group), cell) in self.cells {
-            let sessions = self.sessions.get(&group).copied().unwrap_or(0);
+        for ((effect, group), (n, cell)) in cells {
+            let group = group.clone();
+            let sessions = self.sessions[n];
             let mut severity: BTreeMap<String, usize> =
                 ["mild", "moderate", "severe", "life_threatening"]
                     .iter()

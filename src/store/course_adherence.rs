@@ -52,7 +52,7 @@ pub fn holding(
     now: NaiveDateTime,
 ) -> Result<HashMap<CourseId, (usize, usize)>, StoreError> {
     let mut counts = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(super::ids_per_statement(conn)) {
         let rows: Vec<(CourseId, i32, i32)> = ca::table
             .filter(ca::course_id.eq_any(chunk))
             .filter(ca::computed_at.le(now).and(ca::valid_until.gt(now)))

@@ -60,7 +60,7 @@ pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError
 /// The given courses, for evaluating their measurement plans.
 pub fn by_id(conn: &mut DbConnection, ids: &[CourseId]) -> Result<Vec<CourseRow>, StoreError> {
     let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(super::ids_per_statement(conn)) {
         rows.extend(
             courses::table
                 .filter(courses::id.eq_any(chunk))

@@ -57,6 +57,16 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
+/// How many ids one `IN` list of a statement may hold: SQLite caps the parameters of a
+/// statement; PostgreSQL binds the whole list as one array, so a list of any length is one
+/// round trip.
+pub fn ids_per_statement(conn: &DbConnection) -> usize {
+    match conn {
+        DbConnection::Postgres(_) => usize::MAX,
+        DbConnection::Sqlite(_) => 500,
+    }
+}
+
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 

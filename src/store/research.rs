@@ -222,8 +222,7 @@ pub fn course_facts(
     course_ids: &[CourseId],
 ) -> Result<Vec<CourseFact>, StoreError> {
     let mut facts = Vec::with_capacity(course_ids.len());
-    // In chunks: SQLite caps the number of bound parameters in one statement.
-    for chunk in course_ids.chunks(500) {
+    for chunk in course_ids.chunks(super::ids_per_statement(conn)) {
         facts.extend(
             course_outcomes::table
                 .filter(course_outcomes::course_id.eq_any(chunk))
