@@ -482,7 +482,7 @@ struct EffectCell {
     unresolved: usize,
 }
 
-/// The side-effect rows of a grouping, built a page at a time: every session of a group
+/// The side-effect rows of a grouping, built a row at a time: every session of a group
 /// counts in its denominator; every report in its effect's cell.
 pub struct SideEffectAggregate {
     groups: Groups,

@@ -1,6 +1,6 @@
 //! The research questions (domain.md §8): outcomes, side effects and trajectories of
-//! consenting patients, per group — each answered in the caller's tier (`access`), read a page
-//! at a time from the research pool.
+//! consenting patients, per group — each answered in the caller's tier (`access`), streamed
+//! from the research pool.
 
 use std::collections::{HashMap, HashSet};
 
@@ -547,7 +547,7 @@ struct Trajectories {
 }
 
 /// Each patient's first session and group, and the scores of the question's instrument in
-/// its range (read a page at a time, filtered by time in the database).
+/// its range (streamed, filtered by time in the database).
 struct TrajectoryInputs {
     firsts: HashMap<PatientId, NaiveDateTime>,
     /// Each patient's group.
