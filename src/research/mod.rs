@@ -27,7 +27,7 @@ use crate::domain::research::{
 };
 use crate::domain::schedule;
 use crate::domain::side_effect::Effect;
-use crate::store::research::{CourseFact, SessionFact, SideEffectFact};
+use crate::store::research::{CourseFact, Score, SessionFact, SideEffectFact};
 
 /// A group: the value of each grouping dimension, by name.
 pub type Group = BTreeMap<String, String>;
@@ -609,7 +609,7 @@ pub fn week_of(first: NaiveDateTime, at: NaiveDateTime) -> Option<i64> {
 /// Weekly mean severities, small cells withheld (and how many). `patient_groups` gives each
 /// patient's group; `scores` are (patient, time, total).
 pub fn trajectory_rows(
-    scores: &[(PatientId, NaiveDateTime, i32)],
+    scores: &[Score],
     first_sessions: &HashMap<PatientId, NaiveDateTime>,
     patient_groups: &HashMap<PatientId, Group>,
     instrument: Instrument,
@@ -617,7 +617,7 @@ pub fn trajectory_rows(
 ) -> (Vec<TrajectoryRow>, usize) {
     let def = instrument.definition();
     let mut cells: BTreeMap<(i64, Group), Vec<(PatientId, f64)>> = BTreeMap::new();
-    for (patient, at, total) in scores {
+    for (_, patient, at, total) in scores {
         let (Some(first), Some(group)) = (first_sessions.get(patient), patient_groups.get(patient))
         else {
             continue;

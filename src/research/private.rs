@@ -610,6 +610,8 @@ fn outcome_row(
 #[derive(Clone, Debug)]
 pub struct ReportPoint {
     pub patient: String,
+    /// The report's own id, opaque: it orders reports made at one instant.
+    pub report: String,
     pub session: String,
     pub effect: Effect,
     pub severity: Severity,
@@ -647,7 +649,10 @@ pub fn side_effects(
         .iter()
         .filter(|p| kept.contains_key(p.session.as_str()))
         .collect();
-    ordered.sort_by(|a, b| (&a.patient, a.onset_at).cmp(&(&b.patient, b.onset_at)));
+    // The reports arrive in no order: one instant's are kept in the order of their ids.
+    ordered.sort_by(|a, b| {
+        (&a.patient, a.onset_at, &a.report).cmp(&(&b.patient, b.onset_at, &b.report))
+    });
     for report in ordered {
         let kinds = by_patient.entry(&report.patient).or_default();
         if !kinds.contains_key(report.effect.as_str()) && kinds.len() >= b.effects as usize {
@@ -825,6 +830,8 @@ fn effect_figures(v: &Noised, cell: usize, group: usize) -> BTreeMap<&'static st
 #[derive(Clone, Debug)]
 pub struct ScorePoint {
     pub patient: String,
+    /// The assessment's id, opaque: it orders scores taken at one instant.
+    pub assessment: String,
     pub week: i64,
     pub taken_at: NaiveDateTime,
     pub severity: i32,
@@ -845,10 +852,14 @@ pub fn trajectories(
         .iter()
         .filter(|s| groups.contains_key(&s.patient))
         .collect();
-    // Severity breaks a tie of two scores at one instant: the scores arrive in no order.
+    // The scores arrive in no order: one instant's are kept in the order of their ids.
     ordered.sort_by(|a, b| {
-        (&a.patient, a.week, a.taken_at, a.severity)
-            .cmp(&(&b.patient, b.week, b.taken_at, b.severity))
+        (&a.patient, a.week, a.taken_at, &a.assessment).cmp(&(
+            &b.patient,
+            b.week,
+            b.taken_at,
+            &b.assessment,
+        ))
     });
     let mut kept: Vec<(&Group, i64, i64)> = Vec::new();
     let mut last: Option<(&str, i64)> = None;

@@ -486,6 +486,7 @@ impl Answerable for SideEffects {
         self.reports(conn, &ctx, |p, e| {
             reports.push(private::ReportPoint {
                 patient: p.fact.patient_id.to_string(),
+                report: e.id.to_string(),
                 session: p.fact.session_id.to_string(),
                 effect: e.effect,
                 severity: e.severity,
@@ -552,7 +553,7 @@ struct TrajectoryInputs {
     firsts: HashMap<PatientId, NaiveDateTime>,
     /// Each patient's group.
     groups: HashMap<PatientId, Group>,
-    scores: Vec<(PatientId, NaiveDateTime, i32)>,
+    scores: Vec<facts::Score>,
 }
 
 impl Trajectories {
@@ -574,24 +575,27 @@ impl Trajectories {
     /// A patient's group is that of their first session the filters allow, at any time.
     fn inputs(&self, conn: &mut DbConnection) -> Result<TrajectoryInputs, StoreError> {
         let ctx = Derivations::load(conn, &self.filter, &self.derived, &self.group_by)?;
-        let mut first_groups: HashMap<PatientId, (NaiveDateTime, Group)> = HashMap::new();
+        // The first session by time, then by id: the sessions arrive in no order.
+        let mut first_groups: HashMap<PatientId, ((NaiveDateTime, SessionId), Group)> =
+            HashMap::new();
         let everywhen = ResearchFilter {
             from: None,
             to: None,
             ..self.filter.clone()
         };
         each_session(conn, &everywhen, &self.derived, &ctx, |p| {
+            let at = (p.fact.started_at, p.fact.session_id);
             let entry = first_groups
                 .entry(p.fact.patient_id)
-                .or_insert_with(|| (p.fact.started_at, p.group(&self.group_by)));
-            if p.fact.started_at < entry.0 {
-                *entry = (p.fact.started_at, p.group(&self.group_by));
+                .or_insert_with(|| (at, p.group(&self.group_by)));
+            if at < entry.0 {
+                *entry = (at, p.group(&self.group_by));
             }
         })?;
         let mut scores = Vec::new();
-        facts::each_score(conn, self.instrument, &self.filter, |patient, at, total| {
-            if first_groups.contains_key(&patient) {
-                scores.push((patient, at, total));
+        facts::each_score(conn, self.instrument, &self.filter, |score| {
+            if first_groups.contains_key(&score.1) {
+                scores.push(score);
             }
         })?;
         Ok(TrajectoryInputs {
@@ -631,11 +635,12 @@ impl Answerable for Trajectories {
         let points: Vec<private::ScorePoint> = inputs
             .scores
             .into_iter()
-            .filter_map(|(patient, taken_at, total)| {
+            .filter_map(|(assessment, patient, taken_at, total)| {
                 let week = research::week_of(*inputs.firsts.get(&patient)?, taken_at)?;
                 Some(private::ScorePoint {
                     severity: def.severity(total),
                     patient: patient.to_string(),
+                    assessment: assessment.to_string(),
                     week,
                     taken_at,
                 })

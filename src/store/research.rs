@@ -12,7 +12,7 @@ use super::schema::{
     assessments, course_outcomes, courses, patients, session_outcomes, sessions, side_effects,
 };
 use super::{DbConnection, StoreError};
-use crate::domain::ids::{ClinicId, CourseId, PatientId, SessionId, SideEffectId};
+use crate::domain::ids::{AssessmentId, ClinicId, CourseId, PatientId, SessionId, SideEffectId};
 use crate::domain::instrument::Instrument;
 use crate::domain::outcomes::BenefitStatus;
 use crate::domain::patient::{Indication, Sex};
@@ -282,8 +282,8 @@ pub fn each_side_effect_fact(
     )
 }
 
-/// The live scores of `$instrument` of consenting patients: (patient, time, total), with the
-/// question's clinic, sex and time range applied.
+/// The live scores of `$instrument` of consenting patients (`Score`), with the question's
+/// clinic, sex and time range applied.
 macro_rules! consenting_scores {
     ($instrument:expr, $filter:expr) => {{
         let filter: &ResearchFilter = $filter;
@@ -306,6 +306,7 @@ macro_rules! consenting_scores {
             query = query.filter(assessments::taken_at.lt(to));
         }
         query.select((
+            assessments::id,
             assessments::patient_id,
             assessments::taken_at,
             assessments::total,
@@ -313,21 +314,23 @@ macro_rules! consenting_scores {
     }};
 }
 
+/// A live score: (assessment, patient, time, total).
+pub type Score = (AssessmentId, PatientId, NaiveDateTime, i32);
+
 /// The live scores of one instrument of consenting patients, handed to `each` in no particular
-/// order: (patient, time, total). The question's clinic, sex and time range are applied here,
-/// by the database.
+/// order. The question's clinic, sex and time range are applied here, by the database.
 pub fn each_score(
     conn: &mut DbConnection,
     instrument: Instrument,
     filter: &ResearchFilter,
-    mut each: impl FnMut(PatientId, NaiveDateTime, i32),
+    mut each: impl FnMut(Score),
 ) -> Result<(), StoreError> {
     stream!(
         conn,
         consenting_scores!(instrument, filter),
-        (PatientId, NaiveDateTime, i32),
-        |(patient, at, total): (PatientId, NaiveDateTime, i32)| {
-            each(patient, at, total);
+        Score,
+        |score: Score| {
+            each(score);
             Ok::<_, StoreError>(())
         }
     )

@@ -382,13 +382,25 @@ api_test!(
         let body = research(&app, &s.researcher, question).await;
         assert_eq!(row(&body, "indication", "ptsd")["patients"], 5, "{body}");
         assert_eq!(body["rows"].as_array().unwrap().len(), 1, "{body}");
+
+        // One of them was never infused: entered in error, the session leaves research, and
+        // the group, now of 4, is withheld.
+        let session = first_id(format!("/v1/patients/{}/sessions", s.patients[12])).await;
+        let reason = json!({"reason": "recorded on the wrong patient"});
+        let res = app
+            .delete_as(&format!("/v1/sessions/{session}"), token, &reason)
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let body = research(&app, &s.researcher, question).await;
+        assert_eq!(body["rows"], json!([]), "{body}");
+        assert_eq!(body["withheld_groups"], 1, "{body}");
     }
 );
 
 // A filter on a derived dimension keeps each report with its own session: the 100 nausea
 // reports of the sessions at 1.0 mg/kg never show among those of the iv cohort's sessions at
-// 0.5 mg/kg (6 of dizziness). Reports are read in id order (random), so a report paired with
-// the wrong session would, all but certainly, be one of nausea.
+// 0.5 mg/kg (6 of dizziness). Reports arrive in no set order, so a report paired with the
+// wrong session would, all but certainly, be one of nausea.
 api_test!(
     a_derived_filter_keeps_each_side_effect_with_its_own_session,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],

@@ -12,6 +12,11 @@ ALTER TABLE session_outcomes
     ADD COLUMN indication TEXT,
     ADD COLUMN protocol TEXT,
     ADD COLUMN course_start_date DATE;
+-- Research no longer reads the session itself, so an outcome of a session that is not (or no
+-- longer) completed and live would be counted: the evaluation keeps none, and any found goes.
+DELETE FROM session_outcomes o USING sessions s
+WHERE s.id = o.session_id AND (s.deleted_at IS NOT NULL OR s.status <> 'completed');
+-- This REWRITES every session outcome (one UPDATE, in the migration's transaction).
 UPDATE session_outcomes o
 SET started_at = s.started_at, route = s.route, dose_mg_per_kg = s.dose_mg_per_kg,
     charge_cents = s.charge_cents, indication = c.indication, protocol = c.protocol,

@@ -35,7 +35,10 @@ INSERT INTO session_outcomes_new (session_id, patient_id, course_id, instrument,
   SELECT o.session_id, o.patient_id, o.course_id, o.instrument, o.status, o.baseline, o.nadir, o.gain,
     o.durability_days, o.censored, o.wears_off_within_days, o.computed_at, s.started_at, s.route, s.dose_mg_per_kg,
     s.charge_cents, c.indication, c.protocol, c.start_date
-  FROM session_outcomes o JOIN sessions s ON s.id = o.session_id JOIN courses c ON c.id = o.course_id;
+  FROM session_outcomes o JOIN sessions s ON s.id = o.session_id JOIN courses c ON c.id = o.course_id
+  -- Research no longer reads the session itself: an outcome of a session that is not (or no
+  -- longer) completed and live would be counted. The evaluation keeps none; any found is dropped.
+  WHERE s.deleted_at IS NULL AND s.status = 'completed';
 DROP TABLE session_outcomes;
 ALTER TABLE session_outcomes_new RENAME TO session_outcomes;
 CREATE INDEX session_outcomes_patient_idx ON session_outcomes (patient_id);
