@@ -274,9 +274,7 @@ impl Groups {
             return n;
         }
         let n = self.groups.len();
-        let group = self.group_by.iter().zip(&self.values);
-        let group = group.map(|(d, v)| (d.as_str().to_owned(), v.to_string()));
-        self.groups.push(group.collect());
+        self.groups.push(p.group(&self.group_by));
         self.numbers.insert(self.values.clone(), n);
         n
     }
