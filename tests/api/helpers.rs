@@ -412,6 +412,10 @@ pub async fn audit_events(app: &TestApp, patient: &str, action: Option<&'static 
         .unwrap()
 }
 
+/// The sweep ticks once at start and not again within a test: for a test that writes a history
+/// a record at a time, where a sweep between a session and its follow-up would find it missed.
+pub const QUIET_SWEEP: &[(&str, &str)] = &[("KO_SWEEP_SECS", "60")];
+
 /// What `ask` answers once `settled` holds of it, asked every 100 ms for up to ten seconds
 /// (then its last answer): for what the service does a moment later on its own — a sync's
 /// horizon passing a commit, the sweep raising the flags that time raises.

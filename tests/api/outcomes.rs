@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::api_test;
-use crate::helpers::{painted, Session, TestApp};
+use crate::helpers::{painted, Session, TestApp, QUIET_SWEEP};
 
 /// Answers adding up to a PHQ-9 total, with item 9 at 0.
 fn phq9(total: i64) -> Vec<i64> {
@@ -18,9 +18,6 @@ fn phq9(total: i64) -> Vec<i64> {
         })
         .collect()
 }
-
-/// The sweep ticks once at start and not again within a test.
-const QUIET_SWEEP: &[(&str, &str)] = &[("KO_SWEEP_SECS", "60")];
 
 struct History {
     patient: String,

@@ -47,12 +47,14 @@ async fn course(app: &TestApp, clinician: &Session) -> Course {
     );
     let mut scores = Vec::new();
     let mut sessions = Vec::new();
+    // The scores first: a sweep between a session and its follow-up score would find the
+    // follow-up missed, and a flag once raised stays.
     for (kind, day) in [
         ("score", -0.5),
-        ("session", 0.0),
         ("score", 1.2),
-        ("session", 2.0),
         ("score", 3.9),
+        ("session", 0.0),
+        ("session", 2.0),
         ("session", 4.0),
     ] {
         if kind == "session" {

@@ -857,8 +857,11 @@ api_test!(
         let given = (chrono::Utc::now() - chrono::Duration::hours(6)).to_rfc3339();
         app.new_session(&clinic.clinician, &patient, &given).await;
         let list = format!("/v1/patients/{patient}/side-effects");
-        // Dissociation lasts 4 h at most; this one began 5 h ago and is unresolved.
-        let onset = (chrono::Utc::now() - chrono::Duration::hours(5)).to_rfc3339();
+        // Dissociation lasts 4 h at most; this one, unresolved, reaches that 5 s from now — after
+        // the first sync below, so that the flag comes after the phone has the record.
+        let onset = (chrono::Utc::now() - chrono::Duration::hours(4)
+            + chrono::Duration::seconds(5))
+        .to_rfc3339();
         let body = json!({"effect": "dissociation", "severity": "mild", "onset_at": onset});
         let effect = app.post_as(&list, &token, &body).await;
         assert_eq!(effect.status(), 201);
