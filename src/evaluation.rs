@@ -4,10 +4,12 @@
 //!
 //! A write evaluates only what it can move ([`Change`]): an assessment, its own flags and the
 //! outcomes whose windows (domain.md §6) hold its time, from the scores in those windows; a
-//! side effect, its own flags. Sessions, courses and the patient are evaluated whole — the
-//! reference the incremental paths are held to (`tests/api/evaluation.rs` runs random
-//! histories through both). Every earlier write evaluated its own record, so what a change
-//! cannot move stands as it was left.
+//! session, the flags of the treatment and the outcomes of the sessions around it (and of its
+//! course when it moves the course's first session), from the scores in their windows; a side
+//! effect, its own flags. Courses and the patient are evaluated whole — the reference the
+//! incremental paths are held to (`tests/api/evaluation.rs` runs random histories through
+//! both). Every earlier write evaluated its own record, so what a change cannot move stands
+//! as it was left.
 //!
 //! The flags that time alone raises (a side effect that outlasts its expected time, a
 //! follow-up not taken, an induction slot more than 3 days overdue) are raised by the sweep
@@ -51,6 +53,16 @@ struct Record {
 
 impl Record {
     fn load(conn: &mut DbConnection, patient_id: PatientId) -> Result<Self, StoreError> {
+        Ok(Self {
+            assessments: assessments::live_of_patient(conn, patient_id)?,
+            side_effects: side_effects::live_of_patient(conn, patient_id)?,
+            ..Self::treatment(conn, patient_id)?
+        })
+    }
+
+    /// The patient's treatment alone — risk factors, courses and sessions, no scores or side
+    /// effects: what a session's write reads whole.
+    fn treatment(conn: &mut DbConnection, patient_id: PatientId) -> Result<Self, StoreError> {
         let patient = patients::find(conn, &Scope::Patient(patient_id), patient_id)?;
         let has_contraindication = patient
             .risk_factors
@@ -61,8 +73,8 @@ impl Record {
             has_contraindication,
             courses: courses::of_patient(conn, patient_id)?,
             sessions: sessions::live_of_patient(conn, patient_id)?,
-            assessments: assessments::live_of_patient(conn, patient_id)?,
-            side_effects: side_effects::live_of_patient(conn, patient_id)?,
+            assessments: Vec::new(),
+            side_effects: Vec::new(),
         })
     }
 
@@ -131,9 +143,17 @@ pub enum Change<'a> {
     /// An assessment recorded, or entered in error: its own flags, and the outcomes whose
     /// windows hold its time.
     Assessment(&'a AssessmentRow),
+    /// A session recorded, changed or entered in error: `session` as written, `before` as it
+    /// was stored before a change (`None` when created or entered in error, which leave it in
+    /// its place): the treatment's flags, the outcomes of the sessions around where it is and
+    /// was, and the outcome of each course it joins or leaves whose first session it moves.
+    Session {
+        session: &'a SessionRow,
+        before: Option<&'a SessionRow>,
+    },
     /// A side effect recorded, changed or entered in error: its own flags.
     SideEffect(&'a SideEffectRow),
-    /// A session, a course or the patient: the whole record, evaluated again.
+    /// A course or the patient: the whole record, evaluated again.
     Whole,
 }
 
@@ -161,6 +181,7 @@ pub fn refresh(
     let wanted = match change {
         Change::Whole => whole(conn, settings, patient_id)?,
         Change::Assessment(a) => after_assessment(conn, settings, a)?,
+        Change::Session { session, before } => after_session(conn, settings, session, before)?,
         Change::SideEffect(e) => side_effect_flags_of(e),
     };
     raise_missing(conn, patient_id, wanted, now)
@@ -178,6 +199,131 @@ fn whole(
     let mut wanted = record_flags(settings, &record);
     wanted.extend(session_outcomes.iter().filter_map(wear_off_flag));
     Ok(wanted)
+}
+
+/// What a session moves: the flags of the treatment — its own vital signs, the dependence rule
+/// over all completed sessions — and the outcomes that read where it is and where it was: its
+/// own, and those of the completed sessions just before either place, whose follow-up window
+/// ends at their next session (§6); and the outcome of each course it belongs or belonged to,
+/// when the course's first completed session moved. Scores are read for those windows only.
+fn after_session(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    session: &SessionRow,
+    before: Option<&SessionRow>,
+) -> Result<Vec<Wanted>, StoreError> {
+    let record = Record::treatment(conn, session.patient_id)?;
+    let mut wanted = treatment_flags(settings, &record);
+    let completed = record.completed();
+    let computed_at = clock::to_db(clock::now());
+
+    // The completed session (not this one) just before a place in the patient's order — the
+    // order `sessions::live_of_patient` reads them in, which gives each its next.
+    let order = |s: &SessionRow| (s.started_at, s.id);
+    let preceding = |place: (NaiveDateTime, SessionId)| {
+        completed
+            .iter()
+            .rev()
+            .find(|s| s.id != session.id && order(s) < place)
+            .map(|s| s.id)
+    };
+    let mut moved = vec![session.id];
+    moved.extend(preceding(order(session)));
+    moved.extend(before.and_then(|b| preceding(order(b))));
+    moved.sort_unstable();
+    moved.dedup();
+    let stored = stored_session_outcomes(conn, record.patient_id)?;
+    let mut gone = Vec::new();
+    for id in moved {
+        let row = match completed.iter().position(|s| s.id == id) {
+            Some(i) => outcome_around(conn, settings, &record, &completed, i, computed_at)?,
+            None => None,
+        };
+        match row {
+            Some(row) => {
+                put_session_if_changed(conn, stored.get(&id), &row)?;
+                wanted.extend(wear_off_flag(&row));
+            }
+            None if stored.contains_key(&id) => gone.push(id),
+            None => {}
+        }
+    }
+    outcome_store::remove_sessions(conn, &gone)?;
+
+    let stored = stored_course_outcomes(conn, record.patient_id)?;
+    let mut touched = vec![session.course_id];
+    touched.extend(before.map(|b| b.course_id));
+    touched.dedup();
+    for course in touched.iter().filter_map(|id| record.course(*id)) {
+        let first = first_session(&completed, course.id);
+        let old = stored.get(&course.id);
+        if old.is_some_and(|o| o.first_session_at == first) {
+            continue;
+        }
+        let row = course_from_first(conn, settings, course, first, computed_at)?;
+        put_course_if_changed(conn, old, &row)?;
+    }
+    Ok(wanted)
+}
+
+/// When the first of `completed` (in the order they were read) given in `course` began.
+fn first_session(completed: &[&SessionRow], course: CourseId) -> Option<NaiveDateTime> {
+    completed
+        .iter()
+        .find(|s| s.course_id == course)
+        .map(|s| s.started_at)
+}
+
+/// `course`'s outcome from its `first` completed session, reading every score it may: from the
+/// course's baseline window on, for its first response may come at any time after.
+fn course_from_first(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    course: &CourseRow,
+    first: Option<NaiveDateTime>,
+    computed_at: NaiveDateTime,
+) -> Result<CourseOutcomeRow, StoreError> {
+    let scores = match first {
+        Some(first) => {
+            let (from, _) = outcomes::course_induction_reads(clock::from_db(first));
+            scores_between(
+                conn,
+                course.patient_id,
+                course.primary_instrument,
+                from,
+                None,
+            )?
+        }
+        None => Vec::new(),
+    };
+    Ok(course_row(settings, course, first, &scores, computed_at))
+}
+
+/// The outcome of `completed[i]`, from the scores of its windows alone.
+fn outcome_around(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    record: &Record,
+    completed: &[&SessionRow],
+    i: usize,
+    computed_at: NaiveDateTime,
+) -> Result<Option<SessionOutcomeRow>, StoreError> {
+    let session = completed[i];
+    let Some(course) = record.course(session.course_id) else {
+        return Ok(None);
+    };
+    let next = completed.get(i + 1).map(|n| clock::from_db(n.started_at));
+    let (from, to) = outcomes::session_reads(clock::from_db(session.started_at), next);
+    let instrument = course.primary_instrument;
+    let scores = scores_between(conn, record.patient_id, instrument, from, Some(to))?;
+    Ok(session_row(
+        settings,
+        session,
+        course,
+        next,
+        &scores,
+        computed_at,
+    ))
 }
 
 /// What an assessment moves: its own flags; the outcome of each completed session whose
@@ -238,26 +384,21 @@ fn after_assessment(
     let stored = stored_course_outcomes(conn, patient_id)?;
     for course in &courses {
         // A course with no completed session has an empty outcome that no score moves.
-        let Some(first) = completed.iter().find(|s| s.course_id == course.id) else {
+        let Some(first) = first_session(&completed, course.id) else {
             continue;
         };
-        let first = first.started_at;
         let old = stored.get(&course.id);
         let row = match old {
             Some(old) if old.first_session_at == Some(first) && old.instrument == instrument => {
                 course_after_score(conn, settings, course, old, assessment, computed_at)?
             }
-            _ => {
-                let from = clock::from_db(first) - chrono::Duration::days(14);
-                let scores = scores_between(conn, patient_id, instrument, from, None)?;
-                Some(course_row(
-                    settings,
-                    course,
-                    Some(first),
-                    &scores,
-                    computed_at,
-                ))
-            }
+            _ => Some(course_from_first(
+                conn,
+                settings,
+                course,
+                Some(first),
+                computed_at,
+            )?),
         };
         if let Some(row) = row {
             put_course_if_changed(conn, old, &row)?;
@@ -487,10 +628,7 @@ fn store_outcomes(
 
     let stored_courses = stored_course_outcomes(conn, record.patient_id)?;
     for course in &record.courses {
-        let first = completed
-            .iter()
-            .find(|s| s.course_id == course.id)
-            .map(|s| s.started_at);
+        let first = first_session(&completed, course.id);
         let scores = scores
             .entry(course.primary_instrument)
             .or_insert_with(|| record.scores(course.primary_instrument));
@@ -679,6 +817,15 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
         .iter()
         .flat_map(assessment_flags_of)
         .collect();
+    wanted.extend(treatment_flags(settings, record));
+    wanted.extend(record.side_effects.iter().flat_map(side_effect_flags_of));
+    wanted
+}
+
+/// The flags the treatment raises (§7): each session's vital signs and contraindication, the
+/// dependence rule over the completed sessions, a contraindication on each open course.
+fn treatment_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
+    let mut wanted = Vec::new();
     for s in record
         .sessions
         .iter()
@@ -724,7 +871,6 @@ fn record_flags(settings: &ClinicalSettings, record: &Record) -> Vec<Wanted> {
             wanted.push(on(FlaggedRecord::Course, c.id)(raised));
         }
     }
-    wanted.extend(record.side_effects.iter().flat_map(side_effect_flags_of));
     wanted
 }
 

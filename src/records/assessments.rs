@@ -80,7 +80,7 @@ impl Kind for AssessmentRow {
         self.deleted_at.is_some()
     }
 
-    fn change(&self) -> Change<'_> {
+    fn change<'a>(&'a self, _before: Option<&'a Self>) -> Change<'a> {
         Change::Assessment(self)
     }
 

@@ -95,9 +95,9 @@ pub trait Kind: Stored {
         false
     }
 
-    /// What writing this record can move in the patient's evaluation: all of it, unless the
-    /// kind knows better.
-    fn change(&self) -> Change<'_> {
+    /// What writing this record (as it was `before`, when it was changed) can move in the
+    /// patient's evaluation: all of it, unless the kind knows better.
+    fn change<'a>(&'a self, _before: Option<&'a Self>) -> Change<'a> {
         Change::Whole
     }
 
@@ -193,7 +193,7 @@ pub async fn create<R: Kind>(
                 if let Some(body) = EventBody::created(R::FLAGGED, &id.to_string(), patient, at) {
                     outbox::tell(conn, &body)?;
                 }
-                evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
+                evaluation::refresh(conn, &call.clinical(), patient, row.change(None))?;
                 call.audit(conn, Event::record(R::ACTIONS.created, id, patient))
             },
         )?;
@@ -319,7 +319,7 @@ pub async fn update<R: Kind>(
         )?;
         R::replace(conn, &row, current.version())?;
         call.audit(conn, Event::record(action, id, patient))?;
-        evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
+        evaluation::refresh(conn, &call.clinical(), patient, row.change(Some(&current)))?;
         let row = R::find(conn, &scope, id)?;
         Ok(view::<R>(conn, row)?)
     })
@@ -350,7 +350,8 @@ pub async fn correct<R: Kind + Correctable>(
             call.audit(conn, Event::record(action, id, patient))?;
         }
         let row = R::find(conn, &scope, id)?;
-        evaluation::refresh(conn, &call.clinical(), patient, row.change())?;
+        // Entered in error, the record is what it was in all but that: where it was, it is.
+        evaluation::refresh(conn, &call.clinical(), patient, row.change(None))?;
         Ok(view::<R>(conn, row)?)
     })
     .await

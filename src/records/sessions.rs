@@ -5,6 +5,7 @@ use crate::domain::audit::Action;
 use crate::domain::ids::CourseId;
 use crate::domain::treatment::Administration;
 use crate::error::ApiError;
+use crate::evaluation::Change;
 use crate::records::{optional, viewed_as_recorded, Actions, Kind, Making, Writers};
 use crate::store::columns::Json;
 use crate::store::scope::Scope;
@@ -96,6 +97,13 @@ impl Kind for SessionRow {
 
     fn entered_in_error(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    fn change<'a>(&'a self, before: Option<&'a Self>) -> Change<'a> {
+        Change::Session {
+            session: self,
+            before,
+        }
     }
 
     viewed_as_recorded!();

@@ -100,7 +100,7 @@ impl Kind for SideEffectRow {
         self.deleted_at.is_some()
     }
 
-    fn change(&self) -> Change<'_> {
+    fn change<'a>(&'a self, _before: Option<&'a Self>) -> Change<'a> {
         Change::SideEffect(self)
     }
 

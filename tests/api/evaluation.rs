@@ -1,10 +1,11 @@
 //! issue 16 (1): a write evaluates only what it can move — yet stores what evaluating the
 //! whole record would. Random histories (assessments of the course's instrument and of
 //! another, arriving out of order; sessions completed and cancelled, before and after the
-//! scores; side effects; assessments and sessions entered in error — at the edges of the
-//! rules' windows and at the very instants of earlier records) are written through the API,
-//! and after every write the whole record is evaluated again in a transaction that is rolled
-//! back: it must find nothing to change — no outcome row, no missing flag.
+//! scores, then moved in time, completed or cancelled by a change; side effects; assessments
+//! and sessions entered in error — at the edges of the rules' windows and at the very instants
+//! of earlier records) are written through the API, and after every write the whole record is
+//! evaluated again in a transaction that is rolled back: it must find nothing to change — no
+//! outcome row, no missing flag.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -109,9 +110,13 @@ fn items(rng: &mut StdRng, count: usize) -> Vec<i32> {
         .collect()
 }
 
-/// What a history has written so far: ids with their instants.
+/// What a history has written so far: ids with their instants; the patient's two courses, of
+/// two instruments (sessions are given in the first and moved between them), and the course
+/// each session is in.
 #[derive(Default)]
 struct Written {
+    courses: Vec<String>,
+    course_of: std::collections::HashMap<String, usize>,
     assessments: Vec<(String, DateTime<Utc>)>,
     sessions: Vec<(String, DateTime<Utc>)>,
 }
@@ -169,15 +174,40 @@ async fn write(
             "cancelled"
         };
         let body = json!({"route": "iv", "started_at": at.max(start), "dose_mg_per_kg": 0.5,
-            "weight_kg": 70, "status": status});
+            "weight_kg": 70, "status": status, "course_id": written.courses[0]});
         (format!("/v1/patients/{patient}/sessions"), body, "post")
-    } else if roll < 80 && !written.sessions.is_empty() {
-        let (session, _) = &written.sessions[rng.gen_range(0..written.sessions.len())];
+    } else if roll < 82 && !written.sessions.is_empty() {
+        // A session moved in time or to the other course, completed or cancelled: the
+        // outcomes around where it was and where it is move with it.
+        let n = rng.gen_range(0..written.sessions.len());
+        let status = if rng.gen_bool(0.8) {
+            "completed"
+        } else {
+            "cancelled"
+        };
+        let moved = if rng.gen_bool(0.7) {
+            at.max(start)
+        } else {
+            written.sessions[n].1
+        };
+        let id = written.sessions[n].0.clone();
+        written.sessions[n].1 = moved;
+        let mut body = json!({"started_at": moved, "status": status});
+        if rng.gen_bool(0.3) {
+            let other = 1 - written.course_of[&id];
+            written.course_of.insert(id.clone(), other);
+            body["course_id"] = json!(written.courses[other]);
+        }
+        (format!("/v1/sessions/{id}"), body, "patch")
+    } else if roll < 88 && !written.sessions.is_empty() {
+        let (session, given) = &written.sessions[rng.gen_range(0..written.sessions.len())];
         let severity = ["mild", "moderate", "severe"][rng.gen_range(0..3)];
+        // Not before its session, which a change may have moved to a minute ago.
+        let onset = (Utc::now() - Duration::minutes(5)).max(*given);
         let body = json!({"session_id": session, "effect": "nausea", "severity": severity,
-            "onset_at": Utc::now() - Duration::minutes(5)});
+            "onset_at": onset});
         (format!("/v1/patients/{patient}/side-effects"), body, "post")
-    } else if roll < 93 && !written.assessments.is_empty() {
+    } else if roll < 96 && !written.assessments.is_empty() {
         let (id, _) = &written.assessments[rng.gen_range(0..written.assessments.len())];
         (
             format!("/v1/assessments/{id}"),
@@ -199,6 +229,7 @@ async fn write(
     };
     let res = match method {
         "post" => app.post_as(&path, token, &body).await,
+        "patch" => app.patch(&path, token, None, &body).await,
         _ => app.delete_as(&path, token, &body).await,
     };
     let status = res.status().as_u16();
@@ -212,6 +243,7 @@ async fn write(
         written.assessments.push(created());
     }
     if status == 201 && path.ends_with("/sessions") {
+        written.course_of.insert(created().0, 0);
         written.sessions.push((created().0, at.max(start)));
     }
     format!("{method} {path} {body} → {status}")
@@ -248,9 +280,23 @@ api_test!(
         for seed in 0..HISTORIES {
             let mut rng = StdRng::seed_from_u64(seed);
             let patient = app.new_patient(&clinic.clinician).await;
-            app.new_course(&clinic.clinician, &patient, &start.date_naive().to_string())
-                .await;
             let mut written = Written::default();
+            let course = app
+                .new_course(&clinic.clinician, &patient, &start.date_naive().to_string())
+                .await;
+            written.courses.push(course);
+            // The other course reads GAD-7, which the histories also write, from day 20.
+            let other = json!({"indication": "treatment_resistant_depression", "primary_instrument": "gad7",
+                "start_date": (start + Duration::days(20)).date_naive()});
+            let res = app
+                .post_as(&format!("/v1/patients/{patient}/courses"), &token, &other)
+                .await;
+            assert_eq!(res.status(), 201);
+            let other = res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            written.courses.push(other);
             let mut history = Vec::new();
             for _ in 0..WRITES {
                 history.push(write(&app, &token, &patient, &mut rng, start, &mut written).await);
