@@ -27,7 +27,7 @@ use crate::domain::research::{
 };
 use crate::domain::schedule;
 use crate::domain::side_effect::Effect;
-use crate::store::research::{CourseFact, Score, SessionFact, SideEffectFact};
+use crate::store::research::{CourseFact, ScoreFact, SessionFact, SideEffectFact};
 
 /// A group: the value of each grouping dimension, by name.
 pub type Group = BTreeMap<String, String>;
@@ -605,9 +605,9 @@ pub fn week_of(first: NaiveDateTime, at: NaiveDateTime) -> Option<i64> {
 }
 
 /// Weekly mean severities, small cells withheld (and how many). `patient_groups` gives each
-/// patient's group; `scores` are (patient, time, total).
+/// patient's group.
 pub fn trajectory_rows(
-    scores: &[Score],
+    scores: &[ScoreFact],
     first_sessions: &HashMap<PatientId, NaiveDateTime>,
     patient_groups: &HashMap<PatientId, Group>,
     instrument: Instrument,
@@ -615,18 +615,19 @@ pub fn trajectory_rows(
 ) -> (Vec<TrajectoryRow>, usize) {
     let def = instrument.definition();
     let mut cells: BTreeMap<(i64, Group), Vec<(PatientId, f64)>> = BTreeMap::new();
-    for (_, patient, at, total) in scores {
+    for score in scores {
+        let patient = &score.patient_id;
         let (Some(first), Some(group)) = (first_sessions.get(patient), patient_groups.get(patient))
         else {
             continue;
         };
-        let Some(week) = week_of(*first, *at) else {
+        let Some(week) = week_of(*first, score.taken_at) else {
             continue;
         };
         cells
             .entry((week, group.clone()))
             .or_default()
-            .push((*patient, f64::from(def.severity(*total))));
+            .push((*patient, f64::from(def.severity(score.total))));
     }
     let mut rows = Vec::new();
     let mut withheld = 0;

@@ -553,7 +553,7 @@ struct TrajectoryInputs {
     firsts: HashMap<PatientId, NaiveDateTime>,
     /// Each patient's group.
     groups: HashMap<PatientId, Group>,
-    scores: Vec<facts::Score>,
+    scores: Vec<facts::ScoreFact>,
 }
 
 impl Trajectories {
@@ -594,7 +594,7 @@ impl Trajectories {
         })?;
         let mut scores = Vec::new();
         facts::each_score(conn, self.instrument, &self.filter, |score| {
-            if first_groups.contains_key(&score.1) {
+            if first_groups.contains_key(&score.patient_id) {
                 scores.push(score);
             }
         })?;
@@ -635,14 +635,15 @@ impl Answerable for Trajectories {
         let points: Vec<private::ScorePoint> = inputs
             .scores
             .into_iter()
-            .filter_map(|(assessment, patient, taken_at, total)| {
-                let week = research::week_of(*inputs.firsts.get(&patient)?, taken_at)?;
+            .filter_map(|score| {
+                let first = inputs.firsts.get(&score.patient_id)?;
+                let week = research::week_of(*first, score.taken_at)?;
                 Some(private::ScorePoint {
-                    severity: def.severity(total),
-                    patient: patient.to_string(),
-                    assessment: assessment.to_string(),
+                    severity: def.severity(score.total),
+                    patient: score.patient_id.to_string(),
+                    assessment: score.assessment_id.to_string(),
                     week,
-                    taken_at,
+                    taken_at: score.taken_at,
                 })
             })
             .collect();

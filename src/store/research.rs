@@ -282,7 +282,7 @@ pub fn each_side_effect_fact(
     )
 }
 
-/// The live scores of `$instrument` of consenting patients (`Score`), with the question's
+/// The live scores of `$instrument` of consenting patients (`ScoreFact`), with the question's
 /// clinic, sex and time range applied.
 macro_rules! consenting_scores {
     ($instrument:expr, $filter:expr) => {{
@@ -314,8 +314,14 @@ macro_rules! consenting_scores {
     }};
 }
 
-/// A live score: (assessment, patient, time, total).
-pub type Score = (AssessmentId, PatientId, NaiveDateTime, i32);
+/// A live score of a consenting patient, as trajectories read it.
+#[derive(Clone, Debug, Queryable)]
+pub struct ScoreFact {
+    pub assessment_id: AssessmentId,
+    pub patient_id: PatientId,
+    pub taken_at: NaiveDateTime,
+    pub total: i32,
+}
 
 /// The live scores of one instrument of consenting patients, handed to `each` in no particular
 /// order. The question's clinic, sex and time range are applied here, by the database.
@@ -323,13 +329,13 @@ pub fn each_score(
     conn: &mut DbConnection,
     instrument: Instrument,
     filter: &ResearchFilter,
-    mut each: impl FnMut(Score),
+    mut each: impl FnMut(ScoreFact),
 ) -> Result<(), StoreError> {
     stream!(
         conn,
         consenting_scores!(instrument, filter),
-        Score,
-        |score: Score| {
+        ScoreFact,
+        |score: ScoreFact| {
             each(score);
             Ok::<_, StoreError>(())
         }
