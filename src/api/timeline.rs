@@ -91,9 +91,9 @@ pub async fn get_timeline(
             "sync the sessions, assessments and side effects lists instead",
         ));
     }
-    let (window, page) = query.window_and_page(&page)?;
+    let (range, page) = query.range_and_page(&page)?;
     let patient = patient.into_inner().into();
-    let entries = timeline::timeline(&call, patient, window, page.clone()).await?;
+    let entries = timeline::timeline(&call, patient, range, page.clone()).await?;
     let key = |e: &Entry| (e.at(), e.id());
     Ok(HttpResponse::Ok().json(Paged::from_rows(entries, &page, key, TimelineEntry::from)))
 }

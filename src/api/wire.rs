@@ -20,7 +20,7 @@ use crate::domain::text::{self, Shape};
 use crate::domain::time;
 use crate::error::{self, ApiError};
 use crate::records::{self, Created, Kind};
-use crate::store::{Page, Position, Window};
+use crate::store::{Page, Position, TimeRange, Window};
 
 /// SHA-256 of a create request as the server understood it: a retry with the same body has
 /// the same hash, a different body a different one.
@@ -260,15 +260,19 @@ pub struct RecordQuery {
 }
 
 impl RecordQuery {
+    /// The time range `[from, to)` as stored, and the page: for a list in the records' own
+    /// time order.
+    pub fn range_and_page(&self, page: &PageQuery) -> Result<(TimeRange, Page), ApiError> {
+        let range = time::Range::parse(self.from, self.to)?;
+        let stored = (range.from.map(clock::to_db), range.to.map(clock::to_db));
+        Ok((stored, page.page()?))
+    }
+
     /// The window and the page: for a sync, `cursor` moves the window's position on.
     pub fn window_and_page(&self, page: &PageQuery) -> Result<(Window, Page), ApiError> {
         let Some(since) = self.updated_since.as_deref() else {
-            let range = time::Range::parse(self.from, self.to)?;
-            let window = Window::Range {
-                from: range.from.map(clock::to_db),
-                to: range.to.map(clock::to_db),
-            };
-            return Ok((window, page.page()?));
+            let ((from, to), page) = self.range_and_page(page)?;
+            return Ok((Window::Range { from, to }, page));
         };
         if self.from.is_some() || self.to.is_some() {
             return Err(ApiError::invalid(

@@ -24,6 +24,8 @@ use crate::store::{Db, StoreError};
 const QUEUE: usize = 10_000;
 /// The most events appended in one statement.
 const BATCH: usize = 500;
+// A batch is one statement, so it needs no transaction to be written whole or not at all.
+const _: () = assert!(BATCH <= trail::MOST_IN_ONE_STATEMENT);
 /// How long a read waits for room in a full queue before it is refused.
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// How long a stopping process keeps trying to write what is left.
@@ -125,7 +127,7 @@ impl AuditWriter {
             .get_or_insert_with(|| tokio::time::Instant::now() + DRAIN_LIMIT);
     }
 
-    /// Appends `first` and whatever else is queued (up to `BATCH`) in one transaction,
+    /// Appends `first` and whatever else is queued (up to `BATCH`) in one statement,
     /// retrying with a growing pause until it is written — or, once stopping, until the
     /// drain's deadline, after which the batch is logged as lost.
     async fn write_batch(&mut self, first: AuditEventRow) {
@@ -140,10 +142,7 @@ impl AuditWriter {
         let mut pause = Duration::from_millis(100);
         loop {
             let events = batch.clone();
-            let written = self
-                .db
-                .transaction(move |conn| trail::record(conn, &events))
-                .await;
+            let written = self.db.run(move |conn| trail::record(conn, &events)).await;
             let err = match written {
                 // Conflict: the ids are in the trail already — the commit of an earlier
                 // attempt was made though its answer was lost.

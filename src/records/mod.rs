@@ -381,17 +381,25 @@ pub struct FlagsOf {
 
 impl FlagsOf {
     pub fn read(conn: &mut DbConnection, ids: &[String]) -> Result<Self, StoreError> {
+        Ok(Self::of(
+            flag_store::for_records(conn, ids)?,
+            HashMap::new(),
+        ))
+    }
+
+    /// Flags read already, most urgent first, with the crisis messages known of their patients.
+    pub fn of(rows: Vec<FlagRow>, crisis_messages: HashMap<PatientId, String>) -> Self {
         let mut by_record: HashMap<(FlaggedRecord, String), Vec<FlagRow>> = HashMap::new();
-        for row in flag_store::for_records(conn, ids)? {
+        for row in rows {
             by_record
                 .entry((row.record_type, row.record_id.clone()))
                 .or_default()
                 .push(row);
         }
-        Ok(Self {
+        Self {
             by_record,
-            crisis_messages: HashMap::new(),
-        })
+            crisis_messages,
+        }
     }
 
     /// `record` with its flags.

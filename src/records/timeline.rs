@@ -1,17 +1,19 @@
 //! A patient's sessions, assessments and side effects in one time order, each as its own
 //! read shows it (with its flags and any crisis message).
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 
 use crate::call::{Call, Event};
 use crate::domain::audit::Action;
 use crate::domain::ids::PatientId;
 use crate::error::ApiError;
-use crate::records::{ids_of, FlagsOf, Recorded};
+use crate::records::{FlagsOf, Recorded};
 use crate::store::assessments::AssessmentRow;
 use crate::store::sessions::SessionRow;
 use crate::store::side_effects::SideEffectRow;
-use crate::store::{patients, Page, Stored, Window};
+use crate::store::{self, Page, Stored, TimeRange};
 
 /// One entry of the timeline.
 pub enum Entry {
@@ -39,35 +41,33 @@ impl Entry {
     }
 }
 
-/// The patient's live records in a time range, one page (plus one, when another follows)
-/// after the page's cursor: read in one read-only transaction, with the flags of every entry in
-/// one query, and audited behind the answer (`call::audit_behind`), as the worklist is.
+/// The patient's live records in `[from, to)`, one page (plus one, when another follows) after
+/// the page's cursor: read in one statement with the flags of every entry and the clinic's
+/// crisis message (`store::timeline`), and audited behind the answer (`call::audit_behind`), as
+/// the worklist is.
 pub async fn timeline(
     call: &Call,
     patient: PatientId,
-    range: Window,
+    range: TimeRange,
     page: Page,
 ) -> Result<Vec<Entry>, ApiError> {
     let scope = call.clinical_scope()?;
     let mut entries = call
-        .read(move |conn| {
-            patients::clinic_in_scope(conn, &scope, patient)?;
-            let sessions = SessionRow::list(conn, patient, &range, &page)?;
-            let scores = AssessmentRow::list(conn, patient, &range, &page)?;
-            let effects = SideEffectRow::list(conn, patient, &range, &page)?;
-            let ids: Vec<String> = ids_of(&sessions)
-                .chain(ids_of(&scores))
-                .chain(ids_of(&effects))
-                .collect();
-            let mut flags = FlagsOf::read(conn, &ids)?;
-            let mut entries = Vec::with_capacity(ids.len());
-            for session in sessions {
+        .db()
+        .run(move |conn| -> Result<_, ApiError> {
+            let read = store::timeline::page(conn, &scope, patient, range, &page)?;
+            let crisis = HashMap::from([(patient, read.crisis_message)]);
+            let mut flags = FlagsOf::of(read.flags, crisis);
+            let mut entries = Vec::with_capacity(
+                read.sessions.len() + read.assessments.len() + read.side_effects.len(),
+            );
+            for session in read.sessions {
                 entries.push(Entry::Session(flags.attach(conn, session)?));
             }
-            for score in scores {
+            for score in read.assessments {
                 entries.push(Entry::Assessment(flags.attach(conn, score)?));
             }
-            for effect in effects {
+            for effect in read.side_effects {
                 entries.push(Entry::SideEffect(flags.attach(conn, effect)?));
             }
             Ok(entries)

@@ -10,7 +10,7 @@ use super::{DbConnection, Page, StoreError, Window};
 use crate::domain::ids::{AssessmentId, PatientId, UserId};
 use crate::domain::instrument::{Instrument, Rater};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = assessments, treat_none_as_null = true)]
 pub struct AssessmentRow {
     pub id: AssessmentId,

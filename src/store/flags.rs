@@ -12,7 +12,7 @@ use crate::domain::events::{EventBody, EventType, FlagEvent};
 use crate::domain::flags::{FlagKind, FlagLevel, FlagStatus, FlaggedRecord};
 use crate::domain::ids::{FlagId, PatientId, UserId};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = flags)]
 pub struct FlagRow {
     pub id: FlagId,

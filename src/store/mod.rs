@@ -32,6 +32,7 @@ pub mod sessions;
 pub mod side_effects;
 pub mod throttle;
 pub mod time_flag_checks;
+pub mod timeline;
 pub mod users;
 pub mod webhooks;
 
@@ -64,6 +65,16 @@ pub fn ids_per_statement(conn: &DbConnection) -> usize {
     match conn {
         DbConnection::Postgres(_) => usize::MAX,
         DbConnection::Sqlite(_) => 500,
+    }
+}
+
+/// `sql`, written with PostgreSQL's numbered parameters (`$1`, `$2`, …), for the engine of
+/// `conn`: SQLite numbers its own `?1`, `?2`, … (its `$1` would be a parameter named "$1").
+/// For statements written as SQL; `sql` holds no other `$`.
+pub fn numbered_parameters(conn: &DbConnection, sql: String) -> String {
+    match conn {
+        DbConnection::Postgres(_) => sql,
+        DbConnection::Sqlite(_) => sql.replace('$', "?"),
     }
 }
 
@@ -176,6 +187,9 @@ pub struct Page {
     pub after: Option<(NaiveDateTime, String)>,
 }
 
+/// The instants `[from, to)` as stored, either end open.
+pub type TimeRange = (Option<NaiveDateTime>, Option<NaiveDateTime>);
+
 /// Which records of a patient a list returns.
 #[derive(Clone, Debug)]
 pub enum Window {
@@ -250,7 +264,7 @@ pub fn horizon(conn: &mut DbConnection) -> Result<i64, StoreError> {
 /// The pool and the limit on concurrent blocking work that goes with it.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<Manager>,
     slots: Arc<Semaphore>,
     acquire_timeout: Duration,
     /// On SQLite, a shared hold on the file for as long as the pool lives, so that a restore
@@ -406,11 +420,12 @@ impl Db {
         acquire_timeout: Duration,
         application_name: &'static str,
     ) -> Self {
-        let manager = ConnectionManager::<DbConnection>::new(named(url, application_name));
+        let manager = Manager(ConnectionManager::new(named(url, application_name)));
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(acquire_timeout)
+            // A connection is tested on check-out unless it was in use a moment ago (`Manager`).
             .test_on_check_out(true)
             .connection_customizer(Box::new(SessionSettings))
             .build_unchecked(manager);
@@ -561,9 +576,7 @@ pub fn exclusively<T>(
     Ok(Some(done))
 }
 
-fn checkout(
-    pool: &Pool<ConnectionManager<DbConnection>>,
-) -> Result<PooledConnection<ConnectionManager<DbConnection>>, StoreError> {
+fn checkout(pool: &Pool<Manager>) -> Result<PooledConnection<Manager>, StoreError> {
     pool.get().map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
@@ -602,9 +615,9 @@ fn named(url: &DatabaseUrl, application_name: &str) -> String {
 #[derive(Debug)]
 struct SessionSettings;
 
-impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings {
-    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        let settings = match conn {
+impl CustomizeConnection<Pooled, diesel::r2d2::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut Pooled) -> Result<(), diesel::r2d2::Error> {
+        let settings = match conn.connection {
             // WAL lets readers proceed during a write; FULL syncs the log at every commit, so
             // a write answered 2xx survives the machine losing power (NORMAL would keep it
             // through a process crash only; its cost is in the README); busy_timeout makes a
@@ -615,8 +628,66 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SessionSettings 
             }
             DbConnection::Postgres(_) => "SET TIME ZONE 'UTC'",
         };
-        conn.batch_execute(settings)
+        conn.connection
+            .batch_execute(settings)
             .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// How long after its last use a pooled connection is handed out untested: HikariCP's "alive
+/// bypass window", with its default. A connection in steady use costs no `SELECT 1` round trip
+/// per check-out (three of a timeline read's statements were those); one idle for longer — the
+/// one a database restart or a network cut may have broken meanwhile — is tested first, and
+/// replaced when the test fails. A connection broken within the window fails the request on
+/// it (503, to be retried) and leaves the pool: diesel marks it broken.
+const UNTESTED_AFTER_USE: Duration = Duration::from_millis(500);
+
+/// diesel's connection manager, skipping the check-out test within [`UNTESTED_AFTER_USE`] of
+/// a connection's return to the pool.
+#[derive(Debug)]
+pub struct Manager(ConnectionManager<DbConnection>);
+
+/// A pooled connection, and when it last came back to the pool.
+pub struct Pooled {
+    connection: DbConnection,
+    returned: std::time::Instant,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        &self.connection
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.connection
+    }
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = Pooled;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        Ok(Pooled {
+            connection: self.0.connect()?,
+            returned: std::time::Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
+        if conn.returned.elapsed() < UNTESTED_AFTER_USE {
+            return Ok(());
+        }
+        self.0.is_valid(&mut conn.connection)
+    }
+
+    /// r2d2 asks this of every connection coming back to the pool.
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.returned = std::time::Instant::now();
+        self.0.has_broken(&mut conn.connection)
     }
 }
 
@@ -785,7 +856,7 @@ mod tests {
             let row: Pragma = diesel::sql_query(format!(
                 "SELECT CAST({name} AS TEXT) AS value FROM pragma_{name}"
             ))
-            .get_result(&mut *conn)
+            .get_result(&mut **conn)
             .unwrap();
             row.value
         };

@@ -13,7 +13,7 @@ use crate::domain::treatment::{
     Administration, Reading, Route, Sedation, SessionStatus, VitalSigns,
 };
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = sessions, treat_none_as_null = true)]
 pub struct SessionRow {
     pub id: SessionId,

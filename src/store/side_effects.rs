@@ -11,7 +11,7 @@ use crate::domain::ids::{PatientId, SessionId, SideEffectId, UserId};
 use crate::domain::instrument::Rater;
 use crate::domain::side_effect::{Effect, Severity, SideEffectReport};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = side_effects, treat_none_as_null = true)]
 pub struct SideEffectRow {
     pub id: SideEffectId,

@@ -37,6 +37,7 @@ mod security;
 mod shutdown;
 mod sign_in_attacks;
 mod sync;
+mod timeline;
 mod upgrade;
 mod validation;
 mod webhook_processes;
