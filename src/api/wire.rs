@@ -112,6 +112,8 @@ fn decode(cursor: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let id = id.filter(|id| is_issued_id(id)).ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    // Within the instants a query may name: PostgreSQL refuses a timestamp before 4713 BC.
+    time::query_bound("cursor", at).map_err(|_| bad())?;
     Ok((at.naive_utc(), id))
 }
 
@@ -264,15 +266,18 @@ impl RecordQuery {
     /// time order.
     pub fn range_and_page(&self, page: &PageQuery) -> Result<(TimeRange, Page), ApiError> {
         let range = time::Range::parse(self.from, self.to)?;
-        let stored = (range.from.map(clock::to_db), range.to.map(clock::to_db));
+        let stored = TimeRange {
+            from: range.from.map(clock::to_db),
+            to: range.to.map(clock::to_db),
+        };
         Ok((stored, page.page()?))
     }
 
     /// The window and the page: for a sync, `cursor` moves the window's position on.
     pub fn window_and_page(&self, page: &PageQuery) -> Result<(Window, Page), ApiError> {
         let Some(since) = self.updated_since.as_deref() else {
-            let ((from, to), page) = self.range_and_page(page)?;
-            return Ok((Window::Range { from, to }, page));
+            let (range, page) = self.range_and_page(page)?;
+            return Ok((Window::Range(range), page));
         };
         if self.from.is_some() || self.to.is_some() {
             return Err(ApiError::invalid(
@@ -484,7 +489,16 @@ mod tests {
         let cursor = encode(at, "abc");
         assert_eq!(decode(&cursor).unwrap(), (at, "abc".to_owned()));
         let nul = URL_SAFE_NO_PAD.encode("1800000000|a\u{0}b");
-        for bad in ["", "!!", "bm9waXBl", &URL_SAFE_NO_PAD.encode("x|y"), &nul] {
+        // Before 4713 BC, which PostgreSQL cannot compare with (a 500 once).
+        let ancient = URL_SAFE_NO_PAD.encode("-300000000000000000|abc");
+        for bad in [
+            "",
+            "!!",
+            "bm9waXBl",
+            &URL_SAFE_NO_PAD.encode("x|y"),
+            &nul,
+            &ancient,
+        ] {
             assert!(decode(bad).is_err(), "{bad}");
         }
     }

@@ -55,7 +55,7 @@ pub async fn timeline(
     let mut entries = call
         .db()
         .run(move |conn| -> Result<_, ApiError> {
-            let read = store::timeline::page(conn, &scope, patient, range, &page)?;
+            let read = store::timeline::page(conn, scope, patient, range, &page)?;
             let crisis = HashMap::from([(patient, read.crisis_message)]);
             let mut flags = FlagsOf::of(read.flags, crisis);
             let mut entries = Vec::with_capacity(

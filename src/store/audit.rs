@@ -4,9 +4,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::audit_events as ae;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Nullable, Text, Timestamp};
 
+use super::schema::audit_events as ae;
 use super::{DbConnection, MultiBackend, Page, StoreError};
 use crate::domain::account::Role;
 use crate::domain::audit::Action;
@@ -33,44 +34,69 @@ pub struct AuditEventRow {
 /// PostgreSQL's 65 535) parameters per statement.
 pub const MOST_IN_ONE_STATEMENT: usize = 2_000;
 
-/// Appends `events` to the trail, up to [`MOST_IN_ONE_STATEMENT`] in one multi-row `INSERT`:
-/// one round trip, and atomic without a transaction around it. (Written as SQL because
-/// diesel's connection over both engines has no multi-row insert.)
+/// Appends `events` to the trail, up to [`MOST_IN_ONE_STATEMENT`] in one statement: one round
+/// trip, and atomic without a transaction around it. A lone event (each write's own) goes
+/// through diesel's insert, prepared once per connection; a batch (the writer behind reads)
+/// through one multi-row `INSERT` ([`Appended`]), which diesel's connection over both engines
+/// cannot build.
 pub fn record(conn: &mut DbConnection, events: &[AuditEventRow]) -> Result<(), StoreError> {
+    if let [event] = events {
+        diesel::insert_into(ae::table).values(event).execute(conn)?;
+        return Ok(());
+    }
     for chunk in events.chunks(MOST_IN_ONE_STATEMENT) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let first = i * 11;
-                let params: Vec<String> = (1..=11).map(|n| format!("${}", first + n)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO audit_events (id, occurred_at, actor_id, actor_role, action, \
-             resource_type, resource_id, patient_id, request_id, client_address, detail) \
-             VALUES {}",
-            rows.join(", ")
-        );
-        let mut insert =
-            diesel::sql_query(super::numbered_parameters(conn, sql)).into_boxed::<MultiBackend>();
-        for event in chunk {
-            insert = insert
-                .bind::<Text, _>(&event.id)
-                .bind::<Timestamp, _>(event.occurred_at)
-                .bind::<Nullable<Text>, _>(&event.actor_id)
-                .bind::<Nullable<Text>, _>(&event.actor_role)
-                .bind::<Text, _>(&event.action)
-                .bind::<Text, _>(&event.resource_type)
-                .bind::<Nullable<Text>, _>(&event.resource_id)
-                .bind::<Nullable<Text>, _>(&event.patient_id)
-                .bind::<Text, _>(&event.request_id)
-                .bind::<Nullable<Text>, _>(&event.client_address)
-                .bind::<Nullable<Text>, _>(&event.detail);
-        }
-        insert.execute(conn)?;
+        Appended(chunk).execute(conn)?;
     }
     Ok(())
 }
+
+/// Events as one multi-row `INSERT`, written by diesel's AST pass so that each engine numbers
+/// its own parameters.
+struct Appended<'a>(&'a [AuditEventRow]);
+
+impl QueryFragment<MultiBackend> for Appended<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        // Its text grows with the batch: not one to keep prepared.
+        out.unsafe_to_cache_prepared();
+        out.push_sql(
+            "INSERT INTO audit_events (id, occurred_at, actor_id, actor_role, action, \
+             resource_type, resource_id, patient_id, request_id, client_address, detail) VALUES ",
+        );
+        for (i, event) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&event.id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamp, _>(&event.occurred_at)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.actor_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.actor_role)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.action)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.resource_type)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.resource_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.patient_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.request_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.client_address)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.detail)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Appended<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Appended<'_> {}
 
 #[derive(Debug, Default)]
 pub struct AuditFilter {

@@ -46,7 +46,7 @@ macro_rules! in_window {
     ($conn:expr, $query:expr, $table:ident, $time:ident, $window:expr, $page:expr) => {{
         let query = $query;
         match $window {
-            $crate::store::Window::Range { from, to } => {
+            $crate::store::Window::Range($crate::store::TimeRange { from, to }) => {
                 let mut query = query;
                 if let Some(from) = from {
                     query = query.filter($table::$time.ge(*from));
@@ -81,7 +81,7 @@ macro_rules! list_for_patient {
             .filter($table::patient_id.eq($patient.to_owned()))
             .select(<$row>::as_select())
             .into_boxed();
-        if matches!($window, $crate::store::Window::Range { .. }) {
+        if matches!($window, $crate::store::Window::Range(_)) {
             query = query.filter($table::deleted_at.is_null());
         }
         in_window!($conn, query, $table, $time, $window, $page)

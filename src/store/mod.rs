@@ -68,16 +68,6 @@ pub fn ids_per_statement(conn: &DbConnection) -> usize {
     }
 }
 
-/// `sql`, written with PostgreSQL's numbered parameters (`$1`, `$2`, …), for the engine of
-/// `conn`: SQLite numbers its own `?1`, `?2`, … (its `$1` would be a parameter named "$1").
-/// For statements written as SQL; `sql` holds no other `$`.
-pub fn numbered_parameters(conn: &DbConnection, sql: String) -> String {
-    match conn {
-        DbConnection::Postgres(_) => sql,
-        DbConnection::Sqlite(_) => sql.replace('$', "?"),
-    }
-}
-
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -187,17 +177,18 @@ pub struct Page {
     pub after: Option<(NaiveDateTime, String)>,
 }
 
-/// The instants `[from, to)` as stored, either end open.
-pub type TimeRange = (Option<NaiveDateTime>, Option<NaiveDateTime>);
+/// The instants `[from, to)` as stored, either end open (`domain::time::Range` parsed them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimeRange {
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+}
 
 /// Which records of a patient a list returns.
 #[derive(Clone, Debug)]
 pub enum Window {
-    /// Live records whose own time (taken, started, onset) falls in `[from, to)`.
-    Range {
-        from: Option<NaiveDateTime>,
-        to: Option<NaiveDateTime>,
-    },
+    /// Live records whose own time (taken, started, onset) falls in the range.
+    Range(TimeRange),
     /// Sync: every record changed after the instant `changed_after` (a first sync) and after
     /// the position `after` (a sync on from an earlier one, or the next page), entered-in-error
     /// ones included, in the order of their change positions, and only below `horizon`: the
@@ -466,7 +457,11 @@ impl Db {
             let _entered = span.enter();
             let _permit = permit;
             let mut conn = checkout(&pool)?;
-            work(&mut conn)
+            let done = work(&mut conn);
+            if done.is_ok() {
+                conn.answered();
+            }
+            done
         })
         .await;
         result.map_err(|join| StoreError::Unavailable(Box::new(join)))?
@@ -634,23 +629,33 @@ impl CustomizeConnection<Pooled, diesel::r2d2::Error> for SessionSettings {
     }
 }
 
-/// How long after its last use a pooled connection is handed out untested: HikariCP's "alive
+/// How long after a connection last did its work it is handed out untested: HikariCP's "alive
 /// bypass window", with its default. A connection in steady use costs no `SELECT 1` round trip
 /// per check-out (three of a timeline read's statements were those); one idle for longer — the
 /// one a database restart or a network cut may have broken meanwhile — is tested first, and
-/// replaced when the test fails. A connection broken within the window fails the request on
-/// it (503, to be retried) and leaves the pool: diesel marks it broken.
+/// replaced when the test fails. So is one whose last work failed: diesel marks a connection
+/// broken only inside a transaction, so a dead one that failed a lone statement comes back to
+/// the pool, and under load would otherwise go out again untested, failing request after
+/// request. A connection that breaks within the window fails the one request on it (503, to
+/// be retried).
 const UNTESTED_AFTER_USE: Duration = Duration::from_millis(500);
 
 /// diesel's connection manager, skipping the check-out test within [`UNTESTED_AFTER_USE`] of
-/// a connection's return to the pool.
+/// a connection's last successful work.
 #[derive(Debug)]
 pub struct Manager(ConnectionManager<DbConnection>);
 
-/// A pooled connection, and when it last came back to the pool.
+/// A pooled connection, and when it last did its work without an error.
 pub struct Pooled {
     connection: DbConnection,
-    returned: std::time::Instant,
+    answered: std::time::Instant,
+}
+
+impl Pooled {
+    /// Records that the connection has just done its work: it is trusted for a moment.
+    fn answered(&mut self) {
+        self.answered = std::time::Instant::now();
+    }
 }
 
 impl std::ops::Deref for Pooled {
@@ -672,21 +677,20 @@ impl diesel::r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Pooled, Self::Error> {
         Ok(Pooled {
+            // Its session settings (`SessionSettings`) are a statement it answers next.
             connection: self.0.connect()?,
-            returned: std::time::Instant::now(),
+            answered: std::time::Instant::now(),
         })
     }
 
     fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
-        if conn.returned.elapsed() < UNTESTED_AFTER_USE {
+        if conn.answered.elapsed() < UNTESTED_AFTER_USE {
             return Ok(());
         }
         self.0.is_valid(&mut conn.connection)
     }
 
-    /// r2d2 asks this of every connection coming back to the pool.
     fn has_broken(&self, conn: &mut Pooled) -> bool {
-        conn.returned = std::time::Instant::now();
         self.0.has_broken(&mut conn.connection)
     }
 }

@@ -8,11 +8,14 @@
 //! columns of its own row type and leaves the others a typed NULL, and reads back as that
 //! type (`QueryableByName`, by column name), so every row is as typed as the per-kind lists'.
 
+use std::sync::LazyLock;
+
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql, QueryableByName};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::row::NamedRow;
-use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel::sql_types::{BigInt, Text, Timestamp, Untyped};
 
 use super::assessments::AssessmentRow;
 use super::flags::FlagRow;
@@ -35,77 +38,130 @@ pub struct TimelinePage {
     pub flags: Vec<FlagRow>,
 }
 
-/// The live records of `patient` whose own time falls in `[from, to)`, one page of each kind,
+/// The live records of `patient` whose own time falls in the range, one page of each kind,
 /// with their flags; `NotFound` when the patient is not within `scope`.
 pub fn page(
     conn: &mut DbConnection,
-    scope: &Scope,
+    scope: Scope,
     patient: PatientId,
-    (from, to): TimeRange,
+    range: TimeRange,
     page: &Page,
 ) -> Result<TimelinePage, StoreError> {
-    let (scope_column, scope_id) = match scope {
-        Scope::Clinic(clinic) => ("clinic_id", clinic.to_string()),
-        Scope::Patient(patient) => ("id", patient.to_string()),
+    let statement = PageStatement {
+        scope,
+        patient,
+        range,
+        page,
     };
-    // Parameters: $1 the patient, $2 the scope's id, $3 the limit, then the bounds given.
-    let mut next = 3;
-    let mut param = || {
-        next += 1;
-        format!("${next}")
-    };
-    let from_param = from.map(|_| param());
-    let to_param = to.map(|_| param());
-    let after_params = page.after.as_ref().map(|_| (param(), param()));
-    let list = |table: &str, time: &str| {
-        let mut sql = format!(
-            "SELECT {table}.* FROM {table} WHERE {table}.patient_id = $1 \
-             AND {table}.deleted_at IS NULL AND EXISTS (SELECT 1 FROM scope)"
-        );
-        if let Some(p) = &from_param {
-            sql += &format!(" AND {table}.{time} >= {p}");
-        }
-        if let Some(p) = &to_param {
-            sql += &format!(" AND {table}.{time} < {p}");
-        }
-        if let Some((at, id)) = &after_params {
-            sql += &format!(
-                " AND ({table}.{time} > {at} OR ({table}.{time} = {at} AND {table}.id > {id}))"
-            );
-        }
-        sql + &format!(" ORDER BY {table}.{time}, {table}.id LIMIT $3")
-    };
-    let sql = format!(
-        "WITH scope AS (SELECT clinics.crisis_message FROM patients \
-         JOIN clinics ON clinics.id = patients.clinic_id \
-         WHERE patients.id = $1 AND patients.{scope_column} = $2), \
-         s AS ({sessions}), a AS ({assessments}), e AS ({side_effects}) \
-         {scope_part} UNION ALL {session_part} UNION ALL {assessment_part} \
-         UNION ALL {side_effect_part} UNION ALL {flag_part} \
-         WHERE flags.record_id IN (SELECT id FROM s UNION ALL SELECT id FROM a \
-         UNION ALL SELECT id FROM e)",
-        sessions = list("sessions", "started_at"),
-        assessments = list("assessments", "taken_at"),
-        side_effects = list("side_effects", "onset_at"),
-        scope_part = part(Part::SCOPE, "scope", &["crisis_message"]),
-        session_part = part(Part::SESSION, "s", SESSION_COLUMNS),
-        assessment_part = part(Part::ASSESSMENT, "a", ASSESSMENT_COLUMNS),
-        side_effect_part = part(Part::SIDE_EFFECT, "e", SIDE_EFFECT_COLUMNS),
-        flag_part = part(Part::FLAG, "flags", FLAG_COLUMNS),
-    );
-    let mut query = diesel::sql_query(super::numbered_parameters(conn, sql))
-        .into_boxed::<MultiBackend>()
-        .bind::<Text, _>(patient)
-        .bind::<Text, _>(scope_id)
-        .bind::<BigInt, _>(page.limit);
-    for bound in [from, to].into_iter().flatten() {
-        query = query.bind::<Timestamp, _>(bound);
-    }
-    if let Some((at, id)) = &page.after {
-        query = query.bind::<Timestamp, _>(*at).bind::<Text, _>(id.clone());
-    }
-    gather(query.load::<Part>(conn)?)
+    gather(statement.load::<Part>(conn)?)
 }
+
+/// The statement, written by diesel's AST pass rather than as one string with its binds
+/// beside it: each engine numbers its own parameters, and diesel keeps the statement prepared
+/// on the connection, keyed by its text (a few shapes: which bounds a request gives). Planning
+/// it afresh took PostgreSQL 3.5 ms, three times its execution.
+struct PageStatement<'a> {
+    scope: Scope,
+    patient: PatientId,
+    range: TimeRange,
+    page: &'a Page,
+}
+
+impl QueryFragment<MultiBackend> for PageStatement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH scope AS (SELECT clinics.crisis_message FROM patients \
+             JOIN clinics ON clinics.id = patients.clinic_id WHERE patients.id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.patient)?;
+        match &self.scope {
+            Scope::Clinic(clinic) => {
+                out.push_sql(" AND patients.clinic_id = ");
+                out.push_bind_param::<Text, _>(clinic)?;
+            }
+            Scope::Patient(own) => {
+                out.push_sql(" AND patients.id = ");
+                out.push_bind_param::<Text, _>(own)?;
+            }
+        }
+        out.push_sql("), s AS (");
+        self.list(&mut out, "sessions", "started_at")?;
+        out.push_sql("), a AS (");
+        self.list(&mut out, "assessments", "taken_at")?;
+        out.push_sql("), e AS (");
+        self.list(&mut out, "side_effects", "onset_at")?;
+        out.push_sql(") ");
+        out.push_sql(&PARTS);
+        out.push_sql(" WHERE flags.patient_id = ");
+        out.push_bind_param::<Text, _>(&self.patient)?;
+        out.push_sql(
+            " AND flags.record_id IN \
+             (SELECT id FROM s UNION ALL SELECT id FROM a UNION ALL SELECT id FROM e)",
+        );
+        Ok(())
+    }
+}
+
+impl PageStatement<'_> {
+    /// One kind's page, as `list_for_patient!` reads a range: live records in `[from, to)`,
+    /// after the cursor, in `(time, id)` order.
+    fn list<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, MultiBackend>,
+        table: &str,
+        time: &str,
+    ) -> QueryResult<()> {
+        out.push_sql(&format!(
+            "SELECT {table}.* FROM {table} WHERE {table}.deleted_at IS NULL \
+             AND EXISTS (SELECT 1 FROM scope) AND {table}.patient_id = "
+        ));
+        out.push_bind_param::<Text, _>(&self.patient)?;
+        if let Some(from) = &self.range.from {
+            out.push_sql(&format!(" AND {table}.{time} >= "));
+            out.push_bind_param::<Timestamp, _>(from)?;
+        }
+        if let Some(to) = &self.range.to {
+            out.push_sql(&format!(" AND {table}.{time} < "));
+            out.push_bind_param::<Timestamp, _>(to)?;
+        }
+        if let Some((at, id)) = &self.page.after {
+            out.push_sql(&format!(" AND ({table}.{time} > "));
+            out.push_bind_param::<Timestamp, _>(at)?;
+            out.push_sql(&format!(" OR ({table}.{time} = "));
+            out.push_bind_param::<Timestamp, _>(at)?;
+            out.push_sql(&format!(" AND {table}.id > "));
+            out.push_bind_param::<Text, _>(id)?;
+            out.push_sql("))");
+        }
+        out.push_sql(&format!(" ORDER BY {table}.{time}, {table}.id LIMIT "));
+        out.push_bind_param::<BigInt, _>(&self.page.limit)
+    }
+}
+
+impl QueryId for PageStatement<'_> {
+    type QueryId = ();
+    // Its text varies with the bounds given: diesel keys the prepared statement by the text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for PageStatement<'_> {
+    type SqlType = Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for PageStatement<'_> {}
+
+/// The union's branches after the CTEs, the same for every request: the scope's row, the
+/// three pages and the flags (whose `WHERE` follows).
+static PARTS: LazyLock<String> = LazyLock::new(|| {
+    [
+        part(Part::SCOPE, "scope", &["crisis_message"]),
+        part(Part::SESSION, "s", SESSION_COLUMNS),
+        part(Part::ASSESSMENT, "a", ASSESSMENT_COLUMNS),
+        part(Part::SIDE_EFFECT, "e", SIDE_EFFECT_COLUMNS),
+        part(Part::FLAG, "flags", FLAG_COLUMNS),
+    ]
+    .join(" UNION ALL ")
+});
 
 /// The rows of the statement, sorted into the page; `NotFound` without the scope's row.
 fn gather(parts: Vec<Part>) -> Result<TimelinePage, StoreError> {
