@@ -445,11 +445,12 @@ def capture_statements(args, pg, make_server, clinician_request):
         for name, (method, path_, body) in clinician_request.items():
             http_request(server.port, method, path_, body() if body else None, token)  # warm-up
             time.sleep(0.3)
-            # The sweep, the escalation check and webhook delivery run beside the request on
-            # connections of their own: not the request's.
+            # The sweep, the escalation check, the FHIR export worker's poll and webhook
+            # delivery run beside the request on connections of their own: not the request's.
             sweep = set(pg.query("SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
                                  "WHERE application_name IN ('ketamine-outcomes-sweep', "
-                                 "'ketamine-outcomes-escalation', 'ketamine-outcomes-delivery')").split(","))
+                                 "'ketamine-outcomes-escalation', 'ketamine-outcomes-fhir-export', "
+                                 "'ketamine-outcomes-delivery')").split(","))
             offset = os.path.getsize(path)
             status, resp = http_request(server.port, method, path_, body() if body else None, token)
             time.sleep(0.5)

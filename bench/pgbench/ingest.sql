@@ -8,15 +8,14 @@
 -- load; bench.py repeats the capture on every run into bench/out/captured-ingest.sql and says
 -- when the count no longer matches). Literal parameters became pgbench variables: a random
 -- patient of clinic 1 (as bench/lua/ingest.lua picks), a fresh assessment id, the clinician's id
--- (-D clinician_id). The two "SELECT 1" are the pool's checks on check-out. No flag is raised
--- (item 9 is 0, as in the load). Run with -M prepared.
+-- (-D clinician_id). No flag is raised (item 9 is 0, as in the load). The pool tests no
+-- connection returned within 500 ms (src/store/mod.rs, Manager), so no "SELECT 1" on
+-- check-out under load. Run with -M prepared.
 \set k random(0, :per_clinic - 1)
 \set n :k * :clinics + 1
 \set r random(1, 999999999999)
 
-SELECT 1;
 SELECT "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."clinic_id", "users"."disabled", "users"."created_at", "users"."updated_at", "users"."version", "users"."token_generation", "patient_accounts"."patient_id" FROM ("users" LEFT OUTER JOIN "patient_accounts" ON ("patient_accounts"."user_id" = "users"."id")) WHERE ("users"."id" = :clinician_id) LIMIT 1;
-SELECT 1;
 BEGIN;
 SELECT "patients"."id" FROM "patients" WHERE (("patients"."id" = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))) AND ("patients"."clinic_id" = '00000000-0000-4000-a000-000000000001')) LIMIT 1 FOR NO KEY UPDATE;
 SELECT "assessments"."id", "assessments"."patient_id", "assessments"."instrument", "assessments"."taken_at", "assessments"."items", "assessments"."total", "assessments"."band", "assessments"."submitted_by", "assessments"."recorded_by", "assessments"."body_hash", "assessments"."created_at", "assessments"."updated_at", "assessments"."version", "assessments"."deleted_at", "assessments"."deleted_reason", "assessments"."change_seq" FROM ("assessments" INNER JOIN "patients" ON ("assessments"."patient_id" = "patients"."id")) WHERE (("assessments"."id" = ('bbbbbbbb-0000-4000-8000-' || lpad(:r::text, 12, '0'))) AND ("patients"."clinic_id" = '00000000-0000-4000-a000-000000000001')) LIMIT 1;
