@@ -458,9 +458,7 @@ impl Db {
             let _permit = permit;
             let mut conn = checkout(&pool)?;
             let done = work(&mut conn);
-            if done.is_ok() {
-                conn.answered();
-            }
+            conn.worked(done.is_ok());
             done
         })
         .await;
@@ -633,11 +631,11 @@ impl CustomizeConnection<Pooled, diesel::r2d2::Error> for SessionSettings {
 /// bypass window", with its default. A connection in steady use costs no `SELECT 1` round trip
 /// per check-out (three of a timeline read's statements were those); one idle for longer — the
 /// one a database restart or a network cut may have broken meanwhile — is tested first, and
-/// replaced when the test fails. So is one whose last work failed: diesel marks a connection
-/// broken only inside a transaction, so a dead one that failed a lone statement comes back to
-/// the pool, and under load would otherwise go out again untested, failing request after
-/// request. A connection that breaks within the window fails the one request on it (503, to
-/// be retried).
+/// replaced when the test fails. So is one whose last work failed, whatever the failure: diesel
+/// marks a connection broken (and r2d2 drops it) when libpq reports it lost, but not every
+/// failure of a dead connection looks like that, and one that went back to the pool trusted
+/// would, under load, go out again untested, failing request after request. A connection that
+/// breaks within the window fails the one request on it (503, to be retried).
 const UNTESTED_AFTER_USE: Duration = Duration::from_millis(500);
 
 /// diesel's connection manager, skipping the check-out test within [`UNTESTED_AFTER_USE`] of
@@ -645,16 +643,18 @@ const UNTESTED_AFTER_USE: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct Manager(ConnectionManager<DbConnection>);
 
-/// A pooled connection, and when it last did its work without an error.
+/// A pooled connection, and when it last did its work without an error (none: its last work
+/// failed, and it is tested before it is used again).
 pub struct Pooled {
     connection: DbConnection,
-    answered: std::time::Instant,
+    answered: Option<std::time::Instant>,
 }
 
 impl Pooled {
-    /// Records that the connection has just done its work: it is trusted for a moment.
-    fn answered(&mut self) {
-        self.answered = std::time::Instant::now();
+    /// Records how the connection's work went: trusted for a moment after work that succeeded,
+    /// not at all after work that failed — whatever failed it, the connection may be dead.
+    fn worked(&mut self, succeeded: bool) {
+        self.answered = succeeded.then(std::time::Instant::now);
     }
 }
 
@@ -679,12 +679,15 @@ impl diesel::r2d2::ManageConnection for Manager {
         Ok(Pooled {
             // Its session settings (`SessionSettings`) are a statement it answers next.
             connection: self.0.connect()?,
-            answered: std::time::Instant::now(),
+            answered: Some(std::time::Instant::now()),
         })
     }
 
     fn is_valid(&self, conn: &mut Pooled) -> Result<(), Self::Error> {
-        if conn.answered.elapsed() < UNTESTED_AFTER_USE {
+        if conn
+            .answered
+            .is_some_and(|at| at.elapsed() < UNTESTED_AFTER_USE)
+        {
             return Ok(());
         }
         self.0.is_valid(&mut conn.connection)

@@ -129,6 +129,46 @@ api_test!(
     }
 );
 
+// issue 16 (2): the pool hands a connection out untested (no `SELECT 1`) only for a moment
+// after it did its work. One whose work failed is tested at its next check-out: after the
+// database drops every connection, a request may fail on the dead one, and the next is served
+// on a fresh connection — never sent to the same dead one again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_database_drops_its_connections_the_next_request_is_served() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    use ketamine_outcomes::store::StoreError;
+    let Some(database) = TestDatabase::create(Backend::Postgres) else {
+        eprintln!("skipped: needs KO_TEST_POSTGRES_URL");
+        return;
+    };
+    let url = database.url();
+    let app = TestApp::spawn(database, &[]).await;
+    let db = app.database();
+    let ping = || {
+        db.run(|conn| {
+            diesel::sql_query("SELECT 1")
+                .execute(conn)
+                .map(drop)
+                .map_err(StoreError::from)
+        })
+    };
+    ping().await.expect("a first connection works");
+    let mut admin = PgConnection::establish(&url).unwrap();
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut admin)
+    .unwrap();
+    // Within the moment its last work bought it: the dead connection goes out untested.
+    let first = ping().await;
+    let second = ping().await;
+    assert!(
+        second.is_ok(),
+        "the request after a failed one is served (the failed one: {first:?})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_database_down_and_back_up_without_a_restart() {
     let Some(database) = TestDatabase::create(Backend::Postgres) else {
