@@ -440,7 +440,7 @@ impl FlagsOf {
 }
 
 /// The ids of `rows`, as flags name their records.
-pub fn ids_of<R: Stored>(rows: &[R]) -> impl Iterator<Item = String> + '_ {
+fn ids_of<R: Stored>(rows: &[R]) -> impl Iterator<Item = String> + '_ {
     rows.iter().map(|r| r.id().to_string())
 }
 

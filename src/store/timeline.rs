@@ -154,11 +154,15 @@ impl<Conn> RunQueryDsl<Conn> for PageStatement<'_> {}
 /// three pages and the flags (whose `WHERE` follows).
 static PARTS: LazyLock<String> = LazyLock::new(|| {
     [
-        part(Part::SCOPE, "scope", &["crisis_message"]),
-        part(Part::SESSION, "s", SESSION_COLUMNS),
-        part(Part::ASSESSMENT, "a", ASSESSMENT_COLUMNS),
-        part(Part::SIDE_EFFECT, "e", SIDE_EFFECT_COLUMNS),
-        part(Part::FLAG, "flags", FLAG_COLUMNS),
+        part(Part::SCOPE, "scope", &[&["crisis_message"]]),
+        part(Part::SESSION, "s", &[SESSION_COLUMNS, RECORD_COLUMNS]),
+        part(Part::ASSESSMENT, "a", &[ASSESSMENT_COLUMNS, RECORD_COLUMNS]),
+        part(
+            Part::SIDE_EFFECT,
+            "e",
+            &[SIDE_EFFECT_COLUMNS, RECORD_COLUMNS],
+        ),
+        part(Part::FLAG, "flags", &[FLAG_COLUMNS]),
     ]
     .join(" UNION ALL ")
 });
@@ -189,11 +193,11 @@ fn gather(parts: Vec<Part>) -> Result<TimelinePage, StoreError> {
 /// One branch of the union: `entry`, then every column of [`COLUMNS`] — `source`'s own where it
 /// has it, a NULL of the column's type where it has not (PostgreSQL types a union's columns
 /// from its branches, and an untyped NULL in the first would make a column text).
-fn part(entry: &str, source: &str, own: &[&str]) -> String {
+fn part(entry: &str, source: &str, own: &[&[&str]]) -> String {
     let columns: Vec<String> = COLUMNS
         .iter()
         .map(|(name, sql_type)| {
-            if own.contains(name) {
+            if own.iter().any(|columns| columns.contains(name)) {
                 format!("{source}.{name} AS {name}")
             } else {
                 format!("CAST(NULL AS {sql_type}) AS {name}")
@@ -268,7 +272,17 @@ const COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// The columns of each row type, as its `Selectable` reads them (a unit test holds each list
-/// to the row type's own).
+/// to the row type's own): a clinical record's own, then [`RECORD_COLUMNS`].
+const RECORD_COLUMNS: &[&str] = &[
+    "recorded_by",
+    "body_hash",
+    "created_at",
+    "updated_at",
+    "version",
+    "deleted_at",
+    "deleted_reason",
+    "change_seq",
+];
 const SESSION_COLUMNS: &[&str] = &[
     "id",
     "patient_id",
@@ -294,14 +308,6 @@ const SESSION_COLUMNS: &[&str] = &[
     "monitoring_minutes",
     "sedation",
     "respiratory_concern",
-    "recorded_by",
-    "body_hash",
-    "created_at",
-    "updated_at",
-    "version",
-    "deleted_at",
-    "deleted_reason",
-    "change_seq",
 ];
 const ASSESSMENT_COLUMNS: &[&str] = &[
     "id",
@@ -312,14 +318,6 @@ const ASSESSMENT_COLUMNS: &[&str] = &[
     "total",
     "band",
     "submitted_by",
-    "recorded_by",
-    "body_hash",
-    "created_at",
-    "updated_at",
-    "version",
-    "deleted_at",
-    "deleted_reason",
-    "change_seq",
 ];
 const SIDE_EFFECT_COLUMNS: &[&str] = &[
     "id",
@@ -331,14 +329,6 @@ const SIDE_EFFECT_COLUMNS: &[&str] = &[
     "resolved_at",
     "reported_by",
     "note",
-    "recorded_by",
-    "body_hash",
-    "created_at",
-    "updated_at",
-    "version",
-    "deleted_at",
-    "deleted_reason",
-    "change_seq",
 ];
 const FLAG_COLUMNS: &[&str] = &[
     "id",
@@ -426,27 +416,28 @@ mod tests {
 
     #[test]
     fn each_parts_columns_are_its_row_types_own_and_every_one_is_typed() {
-        let cases: [(&[&str], Vec<String>); 4] = [
+        let record = |own: &[&'static str]| [own, RECORD_COLUMNS].concat();
+        let cases: [(Vec<&str>, Vec<String>); 4] = [
             (
-                SESSION_COLUMNS,
+                record(SESSION_COLUMNS),
                 selected(sessions::table.select(SessionRow::as_select())),
             ),
             (
-                ASSESSMENT_COLUMNS,
+                record(ASSESSMENT_COLUMNS),
                 selected(assessments::table.select(AssessmentRow::as_select())),
             ),
             (
-                SIDE_EFFECT_COLUMNS,
+                record(SIDE_EFFECT_COLUMNS),
                 selected(side_effects::table.select(SideEffectRow::as_select())),
             ),
             (
-                FLAG_COLUMNS,
+                FLAG_COLUMNS.to_vec(),
                 selected(flags::table.select(FlagRow::as_select())),
             ),
         ];
         for (own, selectable) in cases {
-            assert_eq!(own, selectable.as_slice());
-            for column in own {
+            assert_eq!(own, selectable);
+            for column in &own {
                 assert!(
                     COLUMNS.iter().any(|(name, _)| name == column),
                     "{column} has no type in COLUMNS"
