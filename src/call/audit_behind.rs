@@ -1,6 +1,7 @@
 //! Audit events written behind the answer, for reads that must not write: the worklist, which
-//! a clinic's screen polls all day, and a patient's timeline read in a read-only transaction
-//! and hand the events of what they showed to a background writer. On SQLite such a read
+//! a clinic's screen polls all day, and a patient's timeline, each read without a write
+//! (the timeline in one statement), hand the events of what they showed to a background
+//! writer. On SQLite such a read
 //! never queues behind the one writer; on PostgreSQL it never touches a row lock.
 //!
 //! A read's events are queued, all or none, before its answer is sent; a full queue makes the

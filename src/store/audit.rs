@@ -13,8 +13,10 @@ use crate::domain::account::Role;
 use crate::domain::audit::Action;
 use crate::domain::ids::{AuditEventId, PatientId, UserId};
 
+// `treat_none_as_null`: a `None` written as NULL, not DEFAULT (no column has one), keeps the
+// insert one text for diesel to keep prepared.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = ae)]
+#[diesel(table_name = ae, treat_none_as_null = true)]
 pub struct AuditEventRow {
     pub id: AuditEventId,
     pub occurred_at: NaiveDateTime,
@@ -50,6 +52,21 @@ pub fn record(conn: &mut DbConnection, events: &[AuditEventRow]) -> Result<(), S
     Ok(())
 }
 
+/// The columns [`Appended`] binds, in its order (a unit test holds them to `AuditEventRow`'s).
+const APPENDED_COLUMNS: [&str; 11] = [
+    "id",
+    "occurred_at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "resource_type",
+    "resource_id",
+    "patient_id",
+    "request_id",
+    "client_address",
+    "detail",
+];
+
 /// Events as one multi-row `INSERT`, written by diesel's AST pass so that each engine numbers
 /// its own parameters.
 struct Appended<'a>(&'a [AuditEventRow]);
@@ -58,10 +75,10 @@ impl QueryFragment<MultiBackend> for Appended<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
         // Its text grows with the batch: not one to keep prepared.
         out.unsafe_to_cache_prepared();
-        out.push_sql(
-            "INSERT INTO audit_events (id, occurred_at, actor_id, actor_role, action, \
-             resource_type, resource_id, patient_id, request_id, client_address, detail) VALUES ",
-        );
+        out.push_sql(&format!(
+            "INSERT INTO audit_events ({}) VALUES ",
+            APPENDED_COLUMNS.join(", ")
+        ));
         for (i, event) in self.0.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
             out.push_bind_param::<Text, _>(&event.id)?;
@@ -93,6 +110,7 @@ impl QueryFragment<MultiBackend> for Appended<'_> {
 
 impl QueryId for Appended<'_> {
     type QueryId = ();
+    // Never cached (`unsafe_to_cache_prepared`); `true` would give every batch size one key.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
@@ -129,4 +147,18 @@ pub fn list(
         query = query.filter(ae::occurred_at.lt(to));
     }
     Ok(page_of!(query, ae::occurred_at, ae::id, page).load(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::selected;
+
+    #[test]
+    fn a_batch_binds_every_column_of_an_event() {
+        assert_eq!(
+            APPENDED_COLUMNS.to_vec(),
+            selected(ae::table.select(AuditEventRow::as_select()))
+        );
+    }
 }

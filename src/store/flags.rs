@@ -170,7 +170,11 @@ pub fn for_records(
 ) -> Result<Vec<FlagRow>, StoreError> {
     Ok(flags::table
         .filter(flags::record_id.eq_any(record_ids))
-        .order((flags::level_rank.asc(), flags::raised_at.asc()))
+        .order((
+            flags::level_rank.asc(),
+            flags::raised_at.asc(),
+            flags::id.asc(),
+        ))
         .select(FlagRow::as_select())
         .load(conn)?)
 }

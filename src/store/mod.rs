@@ -416,7 +416,8 @@ impl Db {
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(acquire_timeout)
-            // A connection is tested on check-out unless it was in use a moment ago (`Manager`).
+            // A connection is tested on check-out unless its last work succeeded a moment ago
+            // (`Manager`).
             .test_on_check_out(true)
             .connection_customizer(Box::new(SessionSettings))
             .build_unchecked(manager);
@@ -818,6 +819,28 @@ correctable!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The columns a `Selectable` reads, by name, as diesel writes its select clause.
+    pub(super) fn selected<Q: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>>(
+        query: Q,
+    ) -> Vec<String> {
+        let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&query).to_string();
+        let clause = sql
+            .strip_prefix("SELECT ")
+            .and_then(|s| s.split(" FROM ").next())
+            .unwrap();
+        clause
+            .split(", ")
+            .map(|c| {
+                c.rsplit('.')
+                    .next()
+                    .unwrap()
+                    .trim_matches('`')
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect()
+    }
 
     fn postgres(url: &str) -> DatabaseUrl {
         DatabaseUrl::Postgres(crate::config::Secret::new(url.to_owned()))

@@ -140,7 +140,9 @@ impl PageStatement<'_> {
 
 impl QueryId for PageStatement<'_> {
     type QueryId = ();
-    // Its text varies with the bounds given: diesel keys the prepared statement by the text.
+    // Its text varies with the bounds given, so diesel must key the prepared statement by the
+    // text: `true` would give every shape one key (`()`'s), and a request would run a cached
+    // statement of another shape with its own binds.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
@@ -186,7 +188,10 @@ fn gather(parts: Vec<Part>) -> Result<TimelinePage, StoreError> {
     if !in_scope {
         return Err(StoreError::NotFound);
     }
-    page.flags.sort_by_key(|f| (f.level_rank, f.raised_at));
+    // As `flags::for_records` orders a record's own read.
+    page.flags.sort_by(|a, b| {
+        (a.level_rank, a.raised_at, &a.id).cmp(&(b.level_rank, b.raised_at, &b.id))
+    });
     Ok(page)
 }
 
@@ -389,30 +394,10 @@ where
 
 #[cfg(test)]
 mod tests {
-    use diesel::sqlite::Sqlite;
 
     use super::*;
     use crate::store::schema::{assessments, flags, sessions, side_effects};
-
-    /// The columns a `Selectable` reads, by name, as diesel writes its select clause.
-    fn selected<Q: diesel::query_builder::QueryFragment<Sqlite>>(query: Q) -> Vec<String> {
-        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
-        let clause = sql
-            .strip_prefix("SELECT ")
-            .and_then(|s| s.split(" FROM ").next())
-            .unwrap();
-        clause
-            .split(", ")
-            .map(|c| {
-                c.rsplit('.')
-                    .next()
-                    .unwrap()
-                    .trim_matches('`')
-                    .trim_matches('"')
-                    .to_owned()
-            })
-            .collect()
-    }
+    use crate::store::tests::selected;
 
     #[test]
     fn each_parts_columns_are_its_row_types_own_and_every_one_is_typed() {
