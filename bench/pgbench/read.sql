@@ -9,8 +9,9 @@
 -- behind the answer by the audit writer in a statement of its own: alone here, as one request
 -- alone leaves it, where under load the writer appends many requests' events in one multi-row
 -- INSERT. The pool tests no connection returned within 500 ms, so no "SELECT 1" under load.
--- Run with -M prepared: the server prepares the caller's query and the audit insert as this
--- script does, but sends the page as an unnamed statement, parsed and planned on each request.
+-- Run with -M prepared: the server keeps the caller's query and the page prepared per
+-- connection (diesel's statement cache), as this script does; it sends the audit insert
+-- unprepared, parsed on each request (a multi-row INSERT of varying length).
 \set k random(0, :per_clinic - 1)
 \set n :k * :clinics + 1
 

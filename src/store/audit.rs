@@ -13,10 +13,8 @@ use crate::domain::account::Role;
 use crate::domain::audit::Action;
 use crate::domain::ids::{AuditEventId, PatientId, UserId};
 
-// `treat_none_as_null`: a `None` written as NULL, not DEFAULT (no column has one), keeps the
-// insert one text for diesel to keep prepared.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = ae, treat_none_as_null = true)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = ae)]
 pub struct AuditEventRow {
     pub id: AuditEventId,
     pub occurred_at: NaiveDateTime,
@@ -36,16 +34,10 @@ pub struct AuditEventRow {
 /// PostgreSQL's 65 535) parameters per statement.
 pub const MOST_IN_ONE_STATEMENT: usize = 2_000;
 
-/// Appends `events` to the trail, up to [`MOST_IN_ONE_STATEMENT`] in one statement: one round
-/// trip, and atomic without a transaction around it. A lone event (each write's own) goes
-/// through diesel's insert, prepared once per connection; a batch (the writer behind reads)
-/// through one multi-row `INSERT` ([`Appended`]), which diesel's connection over both engines
-/// cannot build.
+/// Appends `events` to the trail, up to [`MOST_IN_ONE_STATEMENT`] in one multi-row `INSERT`
+/// ([`Appended`], which diesel's connection over both engines cannot build): one round trip,
+/// and atomic without a transaction around it.
 pub fn record(conn: &mut DbConnection, events: &[AuditEventRow]) -> Result<(), StoreError> {
-    if let [event] = events {
-        diesel::insert_into(ae::table).values(event).execute(conn)?;
-        return Ok(());
-    }
     for chunk in events.chunks(MOST_IN_ONE_STATEMENT) {
         Appended(chunk).execute(conn)?;
     }
