@@ -178,7 +178,7 @@ pub struct Page {
 }
 
 /// The instants `[from, to)` as stored, either end open (`domain::time::Range` parsed them).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct TimeRange {
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,

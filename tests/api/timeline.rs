@@ -174,3 +174,49 @@ api_test!(
         );
     }
 );
+
+// The one statement checks the scope itself (issue 16 (2)): the patient's own app reads the
+// same entries as the clinician; a clinician of another clinic and another patient's app get a
+// 404, as for a patient who does not exist.
+api_test!(
+    the_timeline_is_read_within_the_callers_scope_only,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let harbour = app.clinic(&admin, "Harbour").await;
+        let lighthouse = app.clinic(&admin, "Lighthouse").await;
+        let clinician = &harbour.clinician;
+        let patient = app.new_patient(clinician).await;
+        let neighbour = app.new_patient(clinician).await;
+        let now = Utc::now();
+        for (at, items) in [(90, [1; 7]), (30, [2; 7])] {
+            let body = json!({"instrument": "gad7", "taken_at": before(now, at), "items": items});
+            post(
+                &app,
+                clinician,
+                &format!("/v1/patients/{patient}/assessments"),
+                body,
+            )
+            .await;
+        }
+        let ids = |entries: Vec<(String, Value)>| -> Vec<String> {
+            entries
+                .into_iter()
+                .map(|(_, record)| record["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let seen = ids(walk(&app, clinician, &patient, "").await);
+        assert_eq!(seen.len(), 2);
+        let own_app = app.patient_app(clinician, &patient).await;
+        assert_eq!(ids(walk(&app, &own_app, &patient, "").await), seen);
+
+        let neighbours_app = app.patient_app(clinician, &neighbour).await;
+        let path = format!("/v1/patients/{patient}/timeline");
+        for (outsider, who) in [
+            (&lighthouse.clinician, "another clinic's clinician"),
+            (&neighbours_app, "another patient's app"),
+        ] {
+            let res = app.get_as(&path, &outsider.access_token).await;
+            assert_eq!(res.status(), 404, "{who}");
+        }
+    }
+);
