@@ -110,11 +110,11 @@ pub async fn create_staff(
                     role,
                     clinic,
                 };
-                account.insert(
-                    conn,
-                    &call.origin,
-                    Some((call.caller.user_id, call.caller.role)),
-                )
+                let by = Some((call.caller.user_id, call.caller.role));
+                if !account.insert(conn, &call.origin, by)? {
+                    return Ok(None);
+                }
+                users::find(conn, id).map(Some)
             },
         )
     })
@@ -132,15 +132,15 @@ struct NewStaff<'a> {
 
 impl NewStaff<'_> {
     /// Writes the account and its audit event, done `by` an administrator (none from the
-    /// command line).
+    /// command line); writes nothing and says so when the id is taken.
     fn insert(
         &self,
         conn: &mut DbConnection,
         origin: &Origin,
         by: Option<(UserId, Role)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = clock::to_db(clock::now());
-        users::insert(
+        let inserted = users::insert(
             conn,
             &NewUserRow {
                 id: self.id,
@@ -152,7 +152,10 @@ impl NewStaff<'_> {
                 updated_at: now,
             },
         )?;
-        origin.audit(conn, by, Event::new(Action::UserCreated).on(self.id))
+        if inserted {
+            origin.audit(conn, by, Event::new(Action::UserCreated).on(self.id))?;
+        }
+        Ok(inserted)
     }
 }
 
@@ -403,7 +406,11 @@ pub fn create_staff_account(
             role,
             clinic,
         };
-        Ok(account.insert(conn, &origin, None)?)
+        // A new random id: taken, it would be the one write that stops here.
+        if !account.insert(conn, &origin, None)? {
+            return Err(StoreError::Taken { field: "id" }.into());
+        }
+        Ok(())
     }))?;
     Ok(id)
 }

@@ -48,17 +48,18 @@ pub async fn create_clinic(
             |row| row.name == name && row.crisis_message == message,
             |conn| {
                 let now = clock::to_db(clock::now());
-                clinics::insert(
-                    conn,
-                    &NewClinicRow {
-                        id,
-                        name: &name,
-                        crisis_message: &message,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )?;
-                call.audit(conn, Event::new(Action::ClinicCreated).on(id))
+                let row = NewClinicRow {
+                    id,
+                    name: &name,
+                    crisis_message: &message,
+                    created_at: now,
+                    updated_at: now,
+                };
+                if !clinics::insert(conn, &row)? {
+                    return Ok(None);
+                }
+                call.audit(conn, Event::new(Action::ClinicCreated).on(id))?;
+                clinics::find(conn, id)
             },
         )
     })

@@ -158,13 +158,13 @@ pub enum Change<'a> {
 }
 
 /// Brings the patient's stored outcomes and flags to what the whole record warrants after
-/// `change`, recomputing only what `change` can move.
+/// `change`, recomputing only what `change` can move; gives the flags it raised.
 pub fn refresh(
     conn: &mut DbConnection,
     settings: &ClinicalSettings,
     patient_id: PatientId,
     change: Change<'_>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<FlagRow>, StoreError> {
     let now = clock::now();
     if !matches!(change, Change::SideEffect(_)) {
         // Scores, sessions and courses are what measurement plans are checked against.
@@ -338,19 +338,21 @@ fn after_assessment(
 ) -> Result<Vec<Wanted>, StoreError> {
     let mut wanted = assessment_flags_of(assessment);
     let (patient_id, instrument) = (assessment.patient_id, assessment.instrument);
-    let courses: Vec<CourseRow> = courses::of_patient(conn, patient_id)?
-        .into_iter()
-        .filter(|c| c.primary_instrument == instrument)
-        .collect();
+    let (courses, stored): (Vec<CourseRow>, Vec<Option<CourseOutcomeRow>>) =
+        outcome_store::courses_reading(conn, patient_id, instrument)?
+            .into_iter()
+            .unzip();
     if courses.is_empty() {
         // No course reads this instrument: no outcome can move.
         return Ok(wanted);
     }
-    let sessions = sessions::live_of_patient(conn, patient_id)?;
-    let completed: Vec<&SessionRow> = sessions
-        .iter()
-        .filter(|s| s.status == SessionStatus::Completed)
+    let stored_courses: HashMap<CourseId, CourseOutcomeRow> = stored
+        .into_iter()
+        .flatten()
+        .map(|r| (r.course_id, r))
         .collect();
+    let sessions = sessions::completed_of_patient(conn, patient_id)?;
+    let completed: Vec<&SessionRow> = sessions.iter().collect();
     let computed_at = clock::to_db(clock::now());
     let taken_at = clock::from_db(assessment.taken_at);
 
@@ -381,13 +383,12 @@ fn after_assessment(
         }
     }
 
-    let stored = stored_course_outcomes(conn, patient_id)?;
     for course in &courses {
         // A course with no completed session has an empty outcome that no score moves.
         let Some(first) = first_session(&completed, course.id) else {
             continue;
         };
-        let old = stored.get(&course.id);
+        let old = stored_courses.get(&course.id);
         let row = match old {
             Some(old) if old.first_session_at == Some(first) && old.instrument == instrument => {
                 course_after_score(conn, settings, course, old, assessment, computed_at)?
@@ -993,15 +994,16 @@ fn existing_flags(
         .collect())
 }
 
-/// Inserts each wanted flag that the patient does not have yet.
+/// Inserts each wanted flag that the patient does not have yet; gives those it inserted.
 pub fn raise_missing(
     conn: &mut DbConnection,
     patient_id: PatientId,
     wanted: Vec<Wanted>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<FlagRow>, StoreError> {
     let existing = existing_flags(conn, patient_id, &wanted)?;
     let mut seen = HashSet::new();
+    let mut raised = Vec::new();
     for w in wanted {
         let key = (w.raised.kind, w.record_id.clone());
         if existing.contains(&key) || !seen.insert(key) {
@@ -1015,7 +1017,9 @@ pub fn raise_missing(
             w.raised.detail,
             clock::to_db(now),
         );
-        flag_store::raise(conn, &flag)?;
+        if flag_store::raise(conn, &flag)? {
+            raised.push(flag);
+        }
     }
-    Ok(())
+    Ok(raised)
 }

@@ -140,11 +140,14 @@ pub async fn register(
             |conn| optional(patients::find(conn, &scope, id)),
             |found| found.row.body_hash == record.row.body_hash,
             |conn| {
-                patients::insert(conn, &record)?;
+                if !patients::insert(conn, &record)? {
+                    return Ok(None);
+                }
                 if record.row.research_consent {
                     record_consent(conn, &record.row, &call.caller)?;
                 }
-                call.audit(conn, Event::record(Action::PatientCreated, id, id))
+                call.audit(conn, Event::record(Action::PatientCreated, id, id))?;
+                patients::find(conn, &scope, id).map(Some)
             },
         )
     })

@@ -231,7 +231,7 @@ pub async fn register(
             }
             let record = patients::find(conn, &Scope::Patient(patient), patient)?;
             let id = UserId::random();
-            users::insert(
+            let inserted = users::insert(
                 conn,
                 &NewUserRow {
                     id,
@@ -243,6 +243,10 @@ pub async fn register(
                     updated_at: now,
                 },
             )?;
+            // A new random id: taken, it would be the one write that stops here.
+            if !inserted {
+                return Err(StoreError::Taken { field: "id" }.into());
+            }
             patients::link_account(conn, id, patient)?;
             store_refresh_token(conn, id, TokenFamilyId::random(), &refresh_hash)?;
             keys.settle_success(conn)?;

@@ -127,8 +127,11 @@ pub async fn create(
                         updated_at: now,
                         version: 1,
                     };
-                    webhooks::insert(conn, &row)?;
-                    call.audit(conn, Event::new(Action::WebhookCreated).on(id))
+                    if !webhooks::insert(conn, &row)? {
+                        return Ok(None);
+                    }
+                    call.audit(conn, Event::new(Action::WebhookCreated).on(id))?;
+                    Ok(Some(row))
                 },
             )
         })

@@ -14,7 +14,6 @@ pub mod timeline;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use diesel::Connection;
 
 use crate::call::caller::Caller;
 use crate::call::{Call, Event, Expected};
@@ -183,61 +182,57 @@ pub async fn create<R: Kind>(
                 now: clock::now(),
             },
         )?;
+        let mut raised = Vec::new();
         let created = created_or_replayed(
             conn,
             |conn| optional(R::find(conn, &scope, id)),
             |found| found.body_hash() == row.body_hash() && found.patient_id() == patient,
             |conn| {
-                R::insert(conn, &row)?;
+                if !R::insert(conn, &row)? {
+                    return Ok(None);
+                }
                 let at = clock::now();
                 if let Some(body) = EventBody::created(R::FLAGGED, &id.to_string(), patient, at) {
                     outbox::tell(conn, &body)?;
                 }
-                evaluation::refresh(conn, &call.clinical(), patient, row.change(None))?;
-                call.audit(conn, Event::record(R::ACTIONS.created, id, patient))
+                raised = evaluation::refresh(conn, &call.clinical(), patient, row.change(None))?;
+                call.audit(conn, Event::record(R::ACTIONS.created, id, patient))?;
+                Ok(Some(row.clone()))
             },
         )?;
         Ok(match created {
-            Created::Now(row) => Created::Now(view::<R>(conn, row)?),
+            // A new record's flags are the ones its write raised: none stood on its id before.
+            Created::Now(row) => {
+                let recorded = FlagsOf::of(raised, HashMap::new()).attach(conn, row)?;
+                Created::Now(R::view(conn, recorded)?)
+            }
             Created::Replayed(row) => Created::Replayed(view::<R>(conn, row)?),
         })
     })
     .await
 }
 
-/// The idempotent-create rule (api.md, Conventions), for any record: looks the id up first
-/// and inserts only when it is free; a record found with the same body is a replay, with
-/// another body a conflict. Two identical creates racing each other both end well: the
-/// loser's insert meets the primary key and it reads the winner's.
+/// The idempotent-create rule (api.md, Conventions), for any record. `create` writes it, its
+/// first statement an insert that leaves a taken id as it is (`store::inserted_unless_taken`),
+/// and gives what it made — or `None`, having written nothing, when the id was taken. The
+/// record found under a taken id is then a replay when it has the same body, and a conflict
+/// when it has another or lies outside the caller's scope (never a view of that record). Two
+/// identical creates racing each other both end well: the loser's insert waits for the
+/// winner's to commit, writes nothing, and reads the winner's record.
 pub fn created_or_replayed<T>(
     conn: &mut DbConnection,
-    find: impl Fn(&mut DbConnection) -> Result<Option<T>, StoreError>,
-    same_body: impl Fn(&T) -> bool,
-    insert: impl FnOnce(&mut DbConnection) -> Result<(), StoreError>,
+    find: impl FnOnce(&mut DbConnection) -> Result<Option<T>, StoreError>,
+    same_body: impl FnOnce(&T) -> bool,
+    create: impl FnOnce(&mut DbConnection) -> Result<Option<T>, StoreError>,
 ) -> Result<Created<T>, ApiError> {
-    let replay = |existing: T| {
-        if same_body(&existing) {
-            Ok(Created::Replayed(existing))
-        } else {
-            Err(ApiError::Conflict(
-                "a record with this id exists with a different body".into(),
-            ))
-        }
-    };
-    if let Some(existing) = find(conn)? {
-        return replay(existing);
+    if let Some(made) = create(conn)? {
+        return Ok(Created::Now(made));
     }
-    match conn.transaction(insert) {
-        Ok(()) => find(conn)?.map(Created::Now).ok_or(ApiError::NotFound),
-        // The id is taken by a racing create, or by a record outside the caller's scope
-        // (which is then a conflict, never a view of that record).
-        Err(StoreError::Taken { field: "id" }) => match find(conn)? {
-            Some(existing) => replay(existing),
-            None => Err(ApiError::Conflict(
-                "a record with this id exists with a different body".into(),
-            )),
-        },
-        Err(other) => Err(other.into()),
+    match find(conn)? {
+        Some(existing) if same_body(&existing) => Ok(Created::Replayed(existing)),
+        _ => Err(ApiError::Conflict(
+            "a record with this id exists with a different body".into(),
+        )),
     }
 }
 
@@ -387,8 +382,10 @@ impl FlagsOf {
         ))
     }
 
-    /// Flags read already, most urgent first, with the crisis messages known of their patients.
-    pub fn of(rows: Vec<FlagRow>, crisis_messages: HashMap<PatientId, String>) -> Self {
+    /// Flags at hand, with the crisis messages known of their patients; each record's are
+    /// handed to it most urgent first.
+    pub fn of(mut rows: Vec<FlagRow>, crisis_messages: HashMap<PatientId, String>) -> Self {
+        rows.sort_by(flag_store::by_urgency);
         let mut by_record: HashMap<(FlaggedRecord, String), Vec<FlagRow>> = HashMap::new();
         for row in rows {
             by_record

@@ -79,8 +79,11 @@ pub async fn grant(
             |conn| optional(store::find_grant(conn, id)),
             |found| found.body_hash == row.body_hash,
             |conn| {
-                store::insert_grant(conn, &row)?;
-                call.audit(conn, Event::new(Action::ResearchGrantCreated).on(id))
+                if !store::insert_grant(conn, &row)? {
+                    return Ok(None);
+                }
+                call.audit(conn, Event::new(Action::ResearchGrantCreated).on(id))?;
+                Ok(Some(row.clone()))
             },
         )
     })

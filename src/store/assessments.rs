@@ -11,7 +11,9 @@ use crate::domain::ids::{AssessmentId, PatientId, UserId};
 use crate::domain::instrument::{Instrument, Rater};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = assessments, treat_none_as_null = true)]
+// An absent value is inserted as NULL, as the column would default to: the insert's text
+// is then one, and PostgreSQL keeps it prepared (DEFAULT in it made diesel send it unprepared).
+#[diesel(table_name = assessments, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct AssessmentRow {
     pub id: AssessmentId,
     pub patient_id: PatientId,
@@ -34,11 +36,8 @@ pub struct AssessmentRow {
     pub change_seq: i64,
 }
 
-pub fn insert(conn: &mut DbConnection, row: &AssessmentRow) -> Result<(), StoreError> {
-    diesel::insert_into(assessments::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+pub fn insert(conn: &mut DbConnection, row: &AssessmentRow) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(assessments::table).values(row))
 }
 
 pub fn find(

@@ -65,8 +65,11 @@ struct Appended<'a>(&'a [AuditEventRow]);
 
 impl QueryFragment<MultiBackend> for Appended<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        // Its text grows with the batch: not one to keep prepared.
-        out.unsafe_to_cache_prepared();
+        // A batch's text grows with it: not one to keep prepared. One event's — every write's
+        // own — is always the same, and kept prepared (diesel keys it by its text).
+        if self.0.len() != 1 {
+            out.unsafe_to_cache_prepared();
+        }
         out.push_sql(&format!(
             "INSERT INTO audit_events ({}) VALUES ",
             APPENDED_COLUMNS.join(", ")
@@ -102,7 +105,7 @@ impl QueryFragment<MultiBackend> for Appended<'_> {
 
 impl QueryId for Appended<'_> {
     type QueryId = ();
-    // Never cached (`unsafe_to_cache_prepared`); `true` would give every batch size one key.
+    // Cached by its text when it is one event; `true` would give every batch size one key.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 

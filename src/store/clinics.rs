@@ -28,11 +28,9 @@ pub struct NewClinicRow<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-pub fn insert(conn: &mut DbConnection, row: &NewClinicRow<'_>) -> Result<(), StoreError> {
-    diesel::insert_into(clinics::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+/// Inserts the clinic unless its id is taken: whether it did.
+pub fn insert(conn: &mut DbConnection, row: &NewClinicRow<'_>) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(clinics::table).values(row))
 }
 
 pub fn find(conn: &mut DbConnection, id: ClinicId) -> Result<Option<ClinicRow>, StoreError> {

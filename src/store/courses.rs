@@ -14,7 +14,9 @@ use crate::domain::plan::MeasurementPlan;
 use crate::domain::schedule::Protocol;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = courses, treat_none_as_null = true)]
+// An absent value is inserted as NULL, as the column would default to: the insert's text
+// is then one, and PostgreSQL keeps it prepared (DEFAULT in it made diesel send it unprepared).
+#[diesel(table_name = courses, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct CourseRow {
     pub id: CourseId,
     pub patient_id: PatientId,
@@ -50,11 +52,8 @@ impl CourseRow {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<(), StoreError> {
-    diesel::insert_into(courses::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+pub fn insert(conn: &mut DbConnection, row: &CourseRow) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(courses::table).values(row))
 }
 
 /// The given courses, for evaluating their measurement plans.

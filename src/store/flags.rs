@@ -164,19 +164,21 @@ pub fn of_patient(
         .load(conn)?)
 }
 
+/// The flags of some records, in no order ([`by_urgency`] gives theirs).
 pub fn for_records(
     conn: &mut DbConnection,
     record_ids: &[String],
 ) -> Result<Vec<FlagRow>, StoreError> {
     Ok(flags::table
         .filter(flags::record_id.eq_any(record_ids))
-        .order((
-            flags::level_rank.asc(),
-            flags::raised_at.asc(),
-            flags::id.asc(),
-        ))
         .select(FlagRow::as_select())
         .load(conn)?)
+}
+
+/// The order a record's flags are shown in, the same in every read: most urgent first, then
+/// the oldest, then by id.
+pub fn by_urgency(a: &FlagRow, b: &FlagRow) -> std::cmp::Ordering {
+    (a.level_rank, a.raised_at, a.id).cmp(&(b.level_rank, b.raised_at, b.id))
 }
 
 #[derive(Debug, Default)]

@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use tokio::sync::Semaphore;
@@ -66,6 +67,36 @@ pub fn ids_per_statement(conn: &DbConnection) -> usize {
         DbConnection::Postgres(_) => usize::MAX,
         DbConnection::Sqlite(_) => 500,
     }
+}
+
+/// An `INSERT` that leaves a row whose id is taken as it is (`ON CONFLICT (id) DO NOTHING`),
+/// which diesel's connection over both engines cannot write: an idempotent create learns from
+/// the count of rows written whether its id was free, in one statement and with no savepoint
+/// (a refused insert would abort PostgreSQL's transaction).
+struct UnlessTaken<I>(I);
+
+impl<I: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for UnlessTaken<I> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" ON CONFLICT (id) DO NOTHING");
+        Ok(())
+    }
+}
+
+impl<I> QueryId for UnlessTaken<I> {
+    type QueryId = ();
+    // Keyed by its text, and kept prepared when the insert may be (no DEFAULT in it).
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<I, Conn> RunQueryDsl<Conn> for UnlessTaken<I> {}
+
+/// Runs `insert` (one row keyed by `id`) unless its id is taken: whether it wrote the row.
+pub fn inserted_unless_taken<I>(conn: &mut DbConnection, insert: I) -> Result<bool, StoreError>
+where
+    I: QueryFragment<MultiBackend>,
+{
+    Ok(UnlessTaken(insert).execute(conn)? == 1)
 }
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -718,7 +749,8 @@ pub trait Stored: Clone + Send + 'static {
     /// Where its latest change stands in the sync order.
     fn change_seq(&self) -> i64;
     fn find(conn: &mut DbConnection, scope: &Scope, id: Self::Id) -> Result<Self, StoreError>;
-    fn insert(conn: &mut DbConnection, row: &Self) -> Result<(), StoreError>;
+    /// Inserts the row unless its id is taken ([`inserted_unless_taken`]): whether it did.
+    fn insert(conn: &mut DbConnection, row: &Self) -> Result<bool, StoreError>;
     /// Replaces the row when the stored version is `expected`; [`StoreError::Stale`] if not.
     fn replace(conn: &mut DbConnection, row: &Self, expected: i32) -> Result<(), StoreError>;
     fn list(
@@ -766,7 +798,7 @@ macro_rules! stored {
             fn find(conn: &mut DbConnection, scope: &Scope, id: $id) -> Result<Self, StoreError> {
                 $module::find(conn, scope, id)
             }
-            fn insert(conn: &mut DbConnection, row: &Self) -> Result<(), StoreError> {
+            fn insert(conn: &mut DbConnection, row: &Self) -> Result<bool, StoreError> {
                 $module::insert(conn, row)
             }
             fn replace(conn: &mut DbConnection, row: &Self, expected: i32) -> Result<(), StoreError> {

@@ -3,7 +3,8 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::schema::{course_outcomes, session_outcomes};
+use super::courses::CourseRow;
+use super::schema::{course_outcomes, courses, session_outcomes};
 use super::{DbConnection, StoreError};
 use crate::domain::ids::{AssessmentId, CourseId, PatientId, SessionId};
 use crate::domain::instrument::Instrument;
@@ -71,6 +72,26 @@ pub fn courses_of(
     Ok(course_outcomes::table
         .filter(course_outcomes::patient_id.eq(patient_id))
         .select(CourseOutcomeRow::as_select())
+        .load(conn)?)
+}
+
+/// The patient's courses whose primary instrument is `instrument`, each with its stored
+/// outcome when it has one, in the order of `courses::of_patient`: what a score can move, in
+/// one statement.
+pub fn courses_reading(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+    instrument: Instrument,
+) -> Result<Vec<(CourseRow, Option<CourseOutcomeRow>)>, StoreError> {
+    Ok(courses::table
+        .left_join(course_outcomes::table.on(course_outcomes::course_id.eq(courses::id)))
+        .filter(courses::patient_id.eq(patient_id))
+        .filter(courses::primary_instrument.eq(instrument))
+        .order((courses::start_date.asc(), courses::id.asc()))
+        .select((
+            CourseRow::as_select(),
+            Option::<CourseOutcomeRow>::as_select(),
+        ))
         .load(conn)?)
 }
 

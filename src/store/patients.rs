@@ -46,11 +46,16 @@ pub struct PatientRecord {
     pub risk_factors: Vec<RiskFactorRow>,
 }
 
-pub fn insert(conn: &mut DbConnection, record: &PatientRecord) -> Result<(), StoreError> {
-    diesel::insert_into(patients::table)
-        .values(&record.row)
-        .execute(conn)?;
-    replace_lists(conn, record)
+/// Inserts the patient and their lists unless the id is taken: whether it did.
+pub fn insert(conn: &mut DbConnection, record: &PatientRecord) -> Result<bool, StoreError> {
+    if !super::inserted_unless_taken(
+        conn,
+        diesel::insert_into(patients::table).values(&record.row),
+    )? {
+        return Ok(false);
+    }
+    replace_lists(conn, record)?;
+    Ok(true)
 }
 
 fn replace_lists(conn: &mut DbConnection, record: &PatientRecord) -> Result<(), StoreError> {

@@ -30,9 +30,9 @@ pub struct GrantRow {
     pub body_hash: String,
 }
 
-pub fn insert_grant(conn: &mut DbConnection, row: &GrantRow) -> Result<(), StoreError> {
-    diesel::insert_into(rg::table).values(row).execute(conn)?;
-    Ok(())
+/// Inserts the grant unless its id is taken: whether it did.
+pub fn insert_grant(conn: &mut DbConnection, row: &GrantRow) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(rg::table).values(row))
 }
 
 pub fn find_grant(conn: &mut DbConnection, id: GrantId) -> Result<GrantRow, StoreError> {

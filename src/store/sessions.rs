@@ -14,7 +14,9 @@ use crate::domain::treatment::{
 };
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = sessions, treat_none_as_null = true)]
+// An absent value is inserted as NULL, as the column would default to: the insert's text
+// is then one, and PostgreSQL keeps it prepared (DEFAULT in it made diesel send it unprepared).
+#[diesel(table_name = sessions, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SessionRow {
     pub id: SessionId,
     pub patient_id: PatientId,
@@ -91,11 +93,8 @@ impl SessionRow {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> Result<(), StoreError> {
-    diesel::insert_into(sessions::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+pub fn insert(conn: &mut DbConnection, row: &SessionRow) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(sessions::table).values(row))
 }
 
 pub fn find(
@@ -169,6 +168,20 @@ pub fn live_of_patient(
     Ok(sessions::table
         .filter(sessions::patient_id.eq(patient_id))
         .filter(sessions::deleted_at.is_null())
+        .order((sessions::started_at.asc(), sessions::id.asc()))
+        .select(SessionRow::as_select())
+        .load(conn)?)
+}
+
+/// The patient's completed live sessions, in the order of [`live_of_patient`].
+pub fn completed_of_patient(
+    conn: &mut DbConnection,
+    patient_id: PatientId,
+) -> Result<Vec<SessionRow>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::patient_id.eq(patient_id))
+        .filter(sessions::deleted_at.is_null())
+        .filter(sessions::status.eq(SessionStatus::Completed))
         .order((sessions::started_at.asc(), sessions::id.asc()))
         .select(SessionRow::as_select())
         .load(conn)?)

@@ -12,7 +12,9 @@ use crate::domain::instrument::Rater;
 use crate::domain::side_effect::{Effect, Severity, SideEffectReport};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = side_effects, treat_none_as_null = true)]
+// An absent value is inserted as NULL, as the column would default to: the insert's text
+// is then one, and PostgreSQL keeps it prepared (DEFAULT in it made diesel send it unprepared).
+#[diesel(table_name = side_effects, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SideEffectRow {
     pub id: SideEffectId,
     pub patient_id: PatientId,
@@ -50,11 +52,8 @@ impl SideEffectRow {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, row: &SideEffectRow) -> Result<(), StoreError> {
-    diesel::insert_into(side_effects::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+pub fn insert(conn: &mut DbConnection, row: &SideEffectRow) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(side_effects::table).values(row))
 }
 
 pub fn find(

@@ -34,7 +34,7 @@ pub struct TimelinePage {
     pub sessions: Vec<SessionRow>,
     pub assessments: Vec<AssessmentRow>,
     pub side_effects: Vec<SideEffectRow>,
-    /// Most urgent first, then oldest first.
+    /// In no order (`flags::by_urgency` gives theirs).
     pub flags: Vec<FlagRow>,
 }
 
@@ -188,10 +188,6 @@ fn gather(parts: Vec<Part>) -> Result<TimelinePage, StoreError> {
     if !in_scope {
         return Err(StoreError::NotFound);
     }
-    // As `flags::for_records` orders a record's own read.
-    page.flags.sort_by(|a, b| {
-        (a.level_rank, a.raised_at, &a.id).cmp(&(b.level_rank, b.raised_at, &b.id))
-    });
     Ok(page)
 }
 

@@ -45,11 +45,10 @@ pub struct UserChanges {
     pub disabled: Option<bool>,
 }
 
-pub fn insert(conn: &mut DbConnection, row: &NewUserRow<'_>) -> Result<(), StoreError> {
-    diesel::insert_into(users::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+/// Inserts the account unless its id is taken: whether it did. A taken email is
+/// [`StoreError::Taken`].
+pub fn insert(conn: &mut DbConnection, row: &NewUserRow<'_>) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(users::table).values(row))
 }
 
 pub fn find(conn: &mut DbConnection, id: UserId) -> Result<UserRow, StoreError> {

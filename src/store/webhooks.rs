@@ -52,9 +52,9 @@ impl EndpointRow {
     }
 }
 
-pub fn insert(conn: &mut DbConnection, row: &EndpointRow) -> Result<(), StoreError> {
-    diesel::insert_into(we::table).values(row).execute(conn)?;
-    Ok(())
+/// Inserts the endpoint unless its id is taken: whether it did.
+pub fn insert(conn: &mut DbConnection, row: &EndpointRow) -> Result<bool, StoreError> {
+    super::inserted_unless_taken(conn, diesel::insert_into(we::table).values(row))
 }
 
 /// The clinic's endpoint `id`; not found when it is another clinic's.

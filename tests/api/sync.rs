@@ -18,6 +18,8 @@ api_test!(every_create_is_idempotent_by_client_id, |app| async move {
         .as_str()
         .unwrap()
         .to_owned();
+    // The create's answer is made from what it wrote, a retry's is read back: they must agree,
+    // flags and crisis message included.
     let creates = [
         (
             "/v1/patients".to_owned(),
@@ -44,12 +46,29 @@ api_test!(every_create_is_idempotent_by_client_id, |app| async move {
             json!({"id": uuid::Uuid::new_v4(), "effect": "nausea", "severity": "mild", "onset_at": minutes_from_now(-250)}),
             json!({"severity": "moderate"}),
         ),
+        (
+            format!("/v1/patients/{patient}/sessions"),
+            json!({"id": uuid::Uuid::new_v4(), "route": "iv", "started_at": minutes_from_now(-400), "dose_mg_per_kg": 0.5, "weight_kg": 80, "pre": {"systolic": 165, "diastolic": 90}, "readings": [{"minutes_after_start": 40, "systolic": 150, "diastolic": 110}]}),
+            json!({"weight_kg": 81}),
+        ),
+        (
+            format!("/v1/patients/{patient}/assessments"),
+            json!({"id": uuid::Uuid::new_v4(), "instrument": "phq9", "taken_at": minutes_from_now(-100), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]}),
+            json!({"items": [1, 1, 1, 1, 1, 1, 1, 1, 2]}),
+        ),
     ];
     for (path, body, change) in creates {
         let first = app.post_as(&path, &token, &body).await;
         let first_status = first.status().as_u16();
         let stored: Value = first.json().await.unwrap();
-        assert!(matches!(first_status, 200 | 201), "{path}");
+        assert!(matches!(first_status, 200 | 201), "{path}: {stored}");
+        let flagged = body.get("pre").is_some() || body["items"][8] == 1;
+        assert_eq!(
+            stored["flags"].as_array().is_some_and(|f| !f.is_empty()),
+            flagged,
+            "{path}: {stored}"
+        );
+        assert_eq!(stored["crisis_message"].is_string(), body["items"][8] == 1);
         let again = app.post_as(&path, &token, &body).await;
         assert_eq!(
             again.status(),
