@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::api_test;
 use crate::fixtures::minutes_from_now;
-use crate::helpers::{Session, TestApp};
+use crate::helpers::{problem, Session, TestApp};
 
 struct Record {
     patient: String,
@@ -441,5 +441,80 @@ api_test!(
                 .unwrap();
             assert_eq!(listed["items"], json!([]), "nothing was written: {list}");
         }
+    }
+);
+
+api_test!(
+    a_create_that_reuses_an_id_taken_outside_its_scope_is_a_conflict_that_shows_nothing,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let harbour = app.clinic(&admin, "Harbour").await;
+        let lighthouse = app.clinic(&admin, "Lighthouse").await;
+        let ours = app.new_patient(&harbour.clinician).await;
+        let our_other = app.new_patient(&harbour.clinician).await;
+        let theirs = app.new_patient(&lighthouse.clinician).await;
+        let their_phone = app.patient_app(&lighthouse.clinician, &theirs).await;
+        // The body the record was created with, taken word for word: only the scope differs.
+        let body = json!({"id": uuid::Uuid::new_v4(), "instrument": "phq9", "taken_at": minutes_from_now(-60), "items": [1, 1, 1, 1, 1, 1, 1, 1, 1]});
+        let first = app
+            .post_as(
+                &format!("/v1/patients/{ours}/assessments"),
+                &harbour.clinician.access_token,
+                &body,
+            )
+            .await;
+        assert_eq!(first.status(), 201);
+        let stored: Value = first.json().await.unwrap();
+        let attempts = [
+            (
+                format!("/v1/patients/{theirs}/assessments"),
+                &lighthouse.clinician.access_token,
+                "another clinic's clinician",
+            ),
+            (
+                "/v1/me/assessments".to_owned(),
+                &their_phone.access_token,
+                "another clinic's patient",
+            ),
+            (
+                format!("/v1/patients/{our_other}/assessments"),
+                &harbour.clinician.access_token,
+                "the same clinician, for another patient",
+            ),
+        ];
+        for (path, token, who) in attempts {
+            let (status, _, problem) = problem(app.post_as(&path, token, &body).await).await;
+            assert_eq!(status, 409, "{who}");
+            assert_eq!(problem["type"], "/problems/conflict", "{who}");
+            let shown = problem.to_string();
+            assert!(!shown.contains(&ours), "{who}: {shown}");
+            assert!(!shown.contains("suicidal"), "{who}: {shown}");
+        }
+        for (patient, token) in [
+            (&theirs, &lighthouse.clinician.access_token),
+            (&our_other, &harbour.clinician.access_token),
+        ] {
+            let listed: Value = app
+                .get_as(&format!("/v1/patients/{patient}/timeline"), token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                listed["items"],
+                json!([]),
+                "nothing was written for {patient}"
+            );
+        }
+        let again: Value = app
+            .get_as(
+                &format!("/v1/assessments/{}", body["id"].as_str().unwrap()),
+                &harbour.clinician.access_token,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(again, stored, "the record stands as it was");
     }
 );
