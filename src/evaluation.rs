@@ -351,8 +351,11 @@ fn after_assessment(
         .flatten()
         .map(|r| (r.course_id, r))
         .collect();
-    let sessions = sessions::completed_of_patient(conn, patient_id)?;
-    let completed: Vec<&SessionRow> = sessions.iter().collect();
+    let sessions = sessions::live_of_patient(conn, patient_id)?;
+    let completed: Vec<&SessionRow> = sessions
+        .iter()
+        .filter(|s| s.status == SessionStatus::Completed)
+        .collect();
     let computed_at = clock::to_db(clock::now());
     let taken_at = clock::from_db(assessment.taken_at);
 

@@ -173,20 +173,6 @@ pub fn live_of_patient(
         .load(conn)?)
 }
 
-/// The patient's completed live sessions, in the order of [`live_of_patient`].
-pub fn completed_of_patient(
-    conn: &mut DbConnection,
-    patient_id: PatientId,
-) -> Result<Vec<SessionRow>, StoreError> {
-    Ok(sessions::table
-        .filter(sessions::patient_id.eq(patient_id))
-        .filter(sessions::deleted_at.is_null())
-        .filter(sessions::status.eq(SessionStatus::Completed))
-        .order((sessions::started_at.asc(), sessions::id.asc()))
-        .select(SessionRow::as_select())
-        .load(conn)?)
-}
-
 /// A live session, narrowly: (patient, id, course, status, start).
 pub type SessionStart = (PatientId, SessionId, CourseId, SessionStatus, NaiveDateTime);
 
