@@ -28,9 +28,13 @@ pub struct NewClinicRow<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-/// Inserts the clinic unless its id is taken: whether it did.
+/// Inserts the clinic unless its id is taken (whether it did); a taken name is
+/// [`StoreError::Taken`].
 pub fn insert(conn: &mut DbConnection, row: &NewClinicRow<'_>) -> Result<bool, StoreError> {
-    super::inserted_unless_taken(conn, diesel::insert_into(clinics::table).values(row))
+    let insert = diesel::insert_into(clinics::table).values(row);
+    super::inserted_unless_taken_or(conn, insert, "name", |conn| {
+        Ok(find(conn, row.id)?.is_some())
+    })
 }
 
 pub fn find(conn: &mut DbConnection, id: ClinicId) -> Result<Option<ClinicRow>, StoreError> {

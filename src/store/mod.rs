@@ -69,16 +69,20 @@ pub fn ids_per_statement(conn: &DbConnection) -> usize {
     }
 }
 
-/// An `INSERT` that leaves a row whose id is taken as it is (`ON CONFLICT (id) DO NOTHING`),
-/// which diesel's connection over both engines cannot write: an idempotent create learns from
-/// the count of rows written whether its id was free, in one statement and with no savepoint
-/// (a refused insert would abort PostgreSQL's transaction).
+/// An `INSERT` of one row that writes nothing when one of the table's unique keys is taken
+/// (`ON CONFLICT DO NOTHING`), which diesel's connection over both engines cannot write: an
+/// idempotent create learns from the count of rows written whether its id was free, in one
+/// statement and with no savepoint (a refused insert would abort PostgreSQL's transaction).
+/// Every unique key, not the id alone: PostgreSQL checks the keys it is not told to leave
+/// alone without waiting its turn, so an identical create racing this one would meet the
+/// other key (a clinic's name, an account's email) before the id, and be refused instead of
+/// replayed (`admin::identical_creates_racing_each_other_land_once_whatever_else_is_unique`).
 struct UnlessTaken<I>(I);
 
 impl<I: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for UnlessTaken<I> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
         self.0.walk_ast(out.reborrow())?;
-        out.push_sql(" ON CONFLICT (id) DO NOTHING");
+        out.push_sql(" ON CONFLICT DO NOTHING");
         Ok(())
     }
 }
@@ -91,12 +95,35 @@ impl<I> QueryId for UnlessTaken<I> {
 
 impl<I, Conn> RunQueryDsl<Conn> for UnlessTaken<I> {}
 
-/// Runs `insert` (one row keyed by `id`) unless its id is taken: whether it wrote the row.
+/// Runs `insert` (one row keyed by `id`) unless one of its table's unique keys is taken:
+/// whether it wrote the row. For a table whose only unique key is its id.
 pub fn inserted_unless_taken<I>(conn: &mut DbConnection, insert: I) -> Result<bool, StoreError>
 where
     I: QueryFragment<MultiBackend>,
 {
     Ok(UnlessTaken(insert).execute(conn)? == 1)
+}
+
+/// [`inserted_unless_taken`] for a table with one more unique key, `other`: when nothing was
+/// written, `id_taken` tells the two apart — `Ok(false)` when the id was taken (the create is a
+/// replay or a conflict), [`StoreError::Taken`] naming `other` when it was not.
+pub fn inserted_unless_taken_or<I>(
+    conn: &mut DbConnection,
+    insert: I,
+    other: &'static str,
+    id_taken: impl FnOnce(&mut DbConnection) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError>
+where
+    I: QueryFragment<MultiBackend>,
+{
+    if inserted_unless_taken(conn, insert)? {
+        return Ok(true);
+    }
+    if id_taken(conn)? {
+        Ok(false)
+    } else {
+        Err(StoreError::Taken { field: other })
+    }
 }
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

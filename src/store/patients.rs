@@ -46,12 +46,15 @@ pub struct PatientRecord {
     pub risk_factors: Vec<RiskFactorRow>,
 }
 
-/// Inserts the patient and their lists unless the id is taken: whether it did.
+/// Inserts the patient and their lists unless the id is taken (whether it did); an external
+/// reference taken in the clinic is [`StoreError::Taken`].
 pub fn insert(conn: &mut DbConnection, record: &PatientRecord) -> Result<bool, StoreError> {
-    if !super::inserted_unless_taken(
-        conn,
-        diesel::insert_into(patients::table).values(&record.row),
-    )? {
+    let id = record.row.id;
+    let insert = diesel::insert_into(patients::table).values(&record.row);
+    let inserted = super::inserted_unless_taken_or(conn, insert, "external_ref", |conn| {
+        Ok(patients::table.find(id).count().get_result::<i64>(conn)? > 0)
+    })?;
+    if !inserted {
         return Ok(false);
     }
     replace_lists(conn, record)?;

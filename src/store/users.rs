@@ -45,10 +45,13 @@ pub struct UserChanges {
     pub disabled: Option<bool>,
 }
 
-/// Inserts the account unless its id is taken: whether it did. A taken email is
+/// Inserts the account unless its id is taken (whether it did); a taken email is
 /// [`StoreError::Taken`].
 pub fn insert(conn: &mut DbConnection, row: &NewUserRow<'_>) -> Result<bool, StoreError> {
-    super::inserted_unless_taken(conn, diesel::insert_into(users::table).values(row))
+    let insert = diesel::insert_into(users::table).values(row);
+    super::inserted_unless_taken_or(conn, insert, "email", |conn| {
+        Ok(users::table.find(row.id).count().get_result::<i64>(conn)? > 0)
+    })
 }
 
 pub fn find(conn: &mut DbConnection, id: UserId) -> Result<UserRow, StoreError> {

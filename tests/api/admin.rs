@@ -1,6 +1,6 @@
 //! Clinics, accounts and the audit trail, as an administrator uses them.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::api_test;
 use crate::helpers::{problem, PASSWORD};
@@ -402,5 +402,74 @@ api_test!(
             deleted.is_err(),
             "the database refuses to delete an audit event"
         );
+    }
+);
+
+api_test!(
+    identical_creates_racing_each_other_land_once_whatever_else_is_unique,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        // A clinic's name and a patient's external reference are unique besides the id: the
+        // retries of one create must still replay, not meet those keys.
+        let creates = [
+            (
+                "/v1/clinics".to_owned(),
+                admin.access_token.clone(),
+                json!({"id": uuid::Uuid::new_v4(), "name": "Lighthouse"}),
+            ),
+            (
+                "/v1/patients".to_owned(),
+                clinic.clinician.access_token.clone(),
+                json!({"id": uuid::Uuid::new_v4(), "external_ref": "MRN-7", "birth_year": 1975, "sex": "male", "indications": ["major_depression"]}),
+            ),
+        ];
+        for (path, token, body) in creates {
+            for round in 0..5 {
+                let mut body = body.clone();
+                body["id"] = json!(uuid::Uuid::new_v4());
+                if let Some(name) = body.get("name").and_then(Value::as_str) {
+                    body["name"] = json!(format!("{name} {round}"));
+                }
+                if let Some(reference) = body.get("external_ref").and_then(Value::as_str) {
+                    body["external_ref"] = json!(format!("{reference}-{round}"));
+                }
+                let sends = (0..8).map(|_| {
+                    let (client, url, token, body) = (
+                        app.client.clone(),
+                        app.url(&path),
+                        token.clone(),
+                        body.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let res = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await;
+                        let res = res.unwrap();
+                        (res.status().as_u16(), res.text().await.unwrap())
+                    })
+                });
+                let answers: Vec<(u16, String)> = futures_util::future::join_all(sends)
+                    .await
+                    .into_iter()
+                    .map(Result::unwrap)
+                    .collect();
+                let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+                let refused: Vec<&String> = answers
+                    .iter()
+                    .filter(|(s, _)| !matches!(s, 200 | 201))
+                    .map(|(_, body)| body)
+                    .collect();
+                assert!(
+                    refused.is_empty(),
+                    "{path} round {round}: {statuses:?} {refused:?}"
+                );
+                let created = statuses.iter().filter(|s| **s == 201).count();
+                assert_eq!(created, 1, "{path} round {round}: {statuses:?}");
+            }
+        }
     }
 );
