@@ -363,7 +363,15 @@ where
         (DbConnection::Sqlite(lite), Begin::Snapshot) => {
             AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN DEFERRED")
         }
-        (DbConnection::Postgres(_), Begin::Write) => Manager::begin_transaction(conn),
+        // Said, not left to the server's default: the writes assume it — a create whose id a
+        // transaction committed after its start finds that row and replays it, where a
+        // snapshot would refuse the insert (a serialization failure).
+        (DbConnection::Postgres(pg), Begin::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(
+                pg,
+                "BEGIN ISOLATION LEVEL READ COMMITTED",
+            )
+        }
         (DbConnection::Postgres(pg), Begin::Snapshot) => {
             AnsiTransactionManager::begin_transaction_sql(
                 pg,
