@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::records::{created_or_replayed, Created};
 use crate::store::audit::{self, AuditEventRow, AuditFilter};
 use crate::store::clinics::{self, ClinicRow, NewClinicRow};
-use crate::store::Page;
+use crate::store::{Page, StoreError};
 
 /// Shown by the app at once when a questionnaire raises a suicidal-ideation flag, until the
 /// clinic sets its own.
@@ -59,7 +59,9 @@ pub async fn create_clinic(
                     return Ok(None);
                 }
                 call.audit(conn, Event::new(Action::ClinicCreated).on(id))?;
-                clinics::find(conn, id)
+                clinics::find(conn, id)?
+                    .ok_or(StoreError::NotFound)
+                    .map(Some)
             },
         )
     })

@@ -202,6 +202,8 @@ pub async fn create<R: Kind>(
         )?;
         Ok(match created {
             // A new record's flags are the ones its write raised: none stood on its id before.
+            // Its change position is the database's alone and not known here; no create's
+            // answer shows it (lists page by it).
             Created::Now(row) => {
                 let recorded = FlagsOf::of(raised, HashMap::new()).attach(conn, row)?;
                 Created::Now(R::view(conn, recorded)?)
@@ -217,8 +219,9 @@ pub async fn create<R: Kind>(
 /// and gives what it made — or `None`, having written nothing, when the id was taken. The
 /// record found under a taken id is then a replay when it has the same body, and a conflict
 /// when it has another or lies outside the caller's scope (never a view of that record). Two
-/// identical creates racing each other both end well: the loser's insert waits for the
-/// winner's to commit, writes nothing, and reads the winner's record.
+/// identical creates racing each other both end well: the loser waits for the winner to
+/// commit (for the patient's row, or at the insert), writes nothing, and reads the winner's
+/// record.
 pub fn created_or_replayed<T>(
     conn: &mut DbConnection,
     find: impl FnOnce(&mut DbConnection) -> Result<Option<T>, StoreError>,
