@@ -89,17 +89,13 @@ fn changed(
 /// Inserts the flag unless one of its kind exists for its record, and tells the outbox; true
 /// when inserted.
 pub fn raise(conn: &mut DbConnection, row: &FlagRow) -> Result<bool, StoreError> {
-    // A savepoint, so that a refused duplicate does not abort the writer's transaction.
+    // A duplicate (the kind on the record) is left alone in the same statement: no savepoint.
     let inserted =
-        conn.transaction(|conn| diesel::insert_into(flags::table).values(row).execute(conn));
-    match inserted.map_err(StoreError::from) {
-        Ok(1) => {
-            changed(conn, row, EventType::FlagRaised, row.raised_at)?;
-            Ok(true)
-        }
-        Ok(_) | Err(StoreError::Taken { .. } | StoreError::Conflict) => Ok(false),
-        Err(other) => Err(other),
+        super::inserted_unless_taken(conn, diesel::insert_into(flags::table).values(row))?;
+    if inserted {
+        changed(conn, row, EventType::FlagRaised, row.raised_at)?;
     }
+    Ok(inserted)
 }
 
 /// Moves the flagged record's sync position (the database's trigger does, on any update), so a

@@ -96,7 +96,8 @@ impl<I> QueryId for UnlessTaken<I> {
 impl<I, Conn> RunQueryDsl<Conn> for UnlessTaken<I> {}
 
 /// Runs `insert` (one row keyed by `id`) unless one of its table's unique keys is taken:
-/// whether it wrote the row. For a table whose only unique key is its id.
+/// whether it wrote the row. A create uses it where the id is the only unique key; a flag,
+/// where one of its kind already on its record is the row to leave alone.
 pub fn inserted_unless_taken<I>(conn: &mut DbConnection, insert: I) -> Result<bool, StoreError>
 where
     I: QueryFragment<MultiBackend>,
