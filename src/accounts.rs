@@ -74,7 +74,6 @@ pub async fn create_staff(
     };
     let admitted = begin_hash(&call.services.hasher, &call.origin).await?;
     let existing = call
-        .db()
         .run(move |conn| optional(users::find(conn, id)))
         .await?;
     if let Some(existing) = existing {
@@ -166,16 +165,21 @@ pub async fn list_users(
     page: Page,
 ) -> Result<Vec<UserRow>, ApiError> {
     call.require(&[Role::Admin])?;
-    Ok(call
-        .db()
-        .run(move |conn| users::list(conn, &filter, &page))
-        .await?)
+    call.run(move |conn| users::list(conn, &filter, &page))
+        .await
+}
+
+/// The caller's own account, with its patient record for a patient's app account.
+pub async fn me(call: &Call) -> Result<(UserRow, Option<PatientId>), ApiError> {
+    let id = call.caller.user_id;
+    call.run(move |conn| users::find_with_patient(conn, id))
+        .await
 }
 
 /// One account (administrators).
 pub async fn find_user(call: &Call, id: UserId) -> Result<UserRow, ApiError> {
     call.require(&[Role::Admin])?;
-    Ok(call.db().run(move |conn| users::find(conn, id)).await?)
+    call.run(move |conn| users::find(conn, id)).await
 }
 
 /// What an administrator may change of an account.

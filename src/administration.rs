@@ -71,10 +71,7 @@ pub async fn create_clinic(
 /// One page of clinics, oldest first.
 pub async fn list_clinics(call: &Call, page: Page) -> Result<Vec<ClinicRow>, ApiError> {
     call.require(&[Role::Admin])?;
-    Ok(call
-        .db()
-        .run(move |conn| clinics::list(conn, &page))
-        .await?)
+    call.run(move |conn| clinics::list(conn, &page)).await
 }
 
 /// One page of the audit trail, oldest first.
@@ -84,8 +81,6 @@ pub async fn audit_trail(
     page: Page,
 ) -> Result<Vec<AuditEventRow>, ApiError> {
     call.require(&[Role::Admin])?;
-    Ok(call
-        .db()
-        .run(move |conn| audit::list(conn, &filter, &page))
-        .await?)
+    call.run(move |conn| audit::list(conn, &filter, &page))
+        .await
 }

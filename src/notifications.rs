@@ -237,10 +237,7 @@ async fn next_events(
 /// Whether the caller may still be sent events: checked every heartbeat interval, so a stream
 /// ends within one of its account being disabled or signed out everywhere.
 async fn admitted(call: &Call) -> bool {
-    let caller = call.caller.clone();
-    call.read(move |conn| Ok(caller.still_admitted(conn)?))
-        .await
-        .unwrap_or(false)
+    call.confirmed().await.is_ok()
 }
 
 /// The events shown are a read of their patients' data: audited as the worklist's are.

@@ -17,7 +17,7 @@ use crate::clock;
 use crate::config::AuthSettings;
 use crate::domain::account::{Email, EmailRule, Password, Role};
 use crate::domain::audit::Action;
-use crate::domain::ids::{RefreshTokenId, TokenFamilyId, UserId};
+use crate::domain::ids::{PatientId, RefreshTokenId, TokenFamilyId, UserId};
 use crate::domain::throttle::{self, Limit};
 use crate::error::{ApiError, FieldError};
 use crate::store::refresh_tokens::{self, NewRefreshTokenRow, Presented};
@@ -63,7 +63,7 @@ pub async fn login(
         (Some(user), Verified::Yes { rehashed }) if !user.disabled => {
             let issued = RefreshToken::generate();
             let (id, role, hash) = (user.id, user.role, issued.hash.clone());
-            services
+            let account = services
                 .db
                 .transaction(move |conn| -> Result<_, StoreError> {
                     keys.settle_success(conn)?;
@@ -75,10 +75,11 @@ pub async fn login(
                         conn,
                         Some((id, role)),
                         Event::new(Action::LoginSucceeded).on(id),
-                    )
+                    )?;
+                    users::find_with_patient(conn, id)
                 })
                 .await?;
-            Ok(tokens(services, &user, issued))
+            Ok(tokens(services, &account, issued))
         }
         (user, _) => {
             // The attempt stays counted: it was a failure.
@@ -114,8 +115,8 @@ pub async fn refresh(
             let now = clock::to_db(clock::now());
             match refresh_tokens::spend(conn, &presented, now)? {
                 Presented::Spent { user_id, family_id } => {
-                    let user = users::find(conn, user_id)?;
-                    if user.disabled {
+                    let user = users::find_with_patient(conn, user_id)?;
+                    if user.0.disabled {
                         refresh_tokens::revoke_family(conn, family_id, now)?;
                         return Ok(None);
                     }
@@ -252,7 +253,7 @@ pub async fn register(
             keys.settle_success(conn)?;
             let event = Event::new(Action::PatientRegistered).on(id).of(patient);
             origin.audit(conn, Some((id, Role::Patient)), event)?;
-            Ok(users::find(conn, id)?)
+            Ok(users::find_with_patient(conn, id)?)
         })
         .await?;
     Ok(tokens(services, &user, refresh))
@@ -262,10 +263,11 @@ pub async fn register(
 /// revoked; every access token issued before, this request's included, stops working).
 /// Guessing the current password here is throttled like guessing it at sign-in.
 pub async fn change_password(call: &Call, current: &str, new: &str) -> Result<(), ApiError> {
-    let new = Password::parse(new, &[&call.caller.email])
-        .map_err(|rule| ApiError::invalid("new_password", rule.message()))?;
-    let keys = ThrottleKeys::new(Some(&call.caller.email), &call.origin);
     let id = call.caller.user_id;
+    let email = call.run(move |conn| users::find(conn, id)).await?.email;
+    let new = Password::parse(new, &[&email])
+        .map_err(|rule| ApiError::invalid("new_password", rule.message()))?;
+    let keys = ThrottleKeys::new(Some(&email), &call.origin);
     let (stored, admitted) = begin_attempt(&call.services, &call.origin, &keys, move |conn| {
         users::find(conn, id)
     })
@@ -455,11 +457,17 @@ fn store_refresh_token(
     )
 }
 
-fn tokens(services: &Services, user: &UserRow, issued: RefreshToken) -> Tokens {
+/// A new access token for `account` (as just read, with its patient record), and `issued`.
+fn tokens(
+    services: &Services,
+    (user, patient): &(UserRow, Option<PatientId>),
+    issued: RefreshToken,
+) -> Tokens {
     let subject = TokenSubject {
         user_id: user.id,
         role: user.role,
         clinic: user.clinic_id,
+        patient: *patient,
         generation: user.token_generation,
     };
     Tokens {

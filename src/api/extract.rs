@@ -70,20 +70,20 @@ impl FromRequest for Origin {
     }
 }
 
+/// The call, with its caller as their token says: every database entry of the call confirms
+/// the account first (`Call::transaction`, `Call::read`, `Call::run`).
 impl FromRequest for Call {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(req, payload);
-        let (origin, services) = (origin(req), services(req));
-        Box::pin(async move {
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(services(req).and_then(|services| {
             Ok(Call {
-                caller: caller.await?,
-                origin,
-                services: services?.into_inner(),
+                caller: Caller::of_request(req, &services)?,
+                origin: origin(req),
+                services: services.into_inner(),
             })
-        })
+        }))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::call::Call;
 use crate::domain::account::Role;
 use crate::error::responses::SignedIn;
 use crate::error::ApiError;
-use crate::sign_in;
+use crate::{accounts, sign_in};
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
@@ -42,15 +42,15 @@ pub struct MeResponse {
     )
 )]
 #[get("/v1/me")]
-pub async fn get_me(call: Call) -> HttpResponse {
-    let caller = call.caller;
-    HttpResponse::Ok().json(MeResponse {
-        id: caller.user_id.as_uuid(),
-        email: caller.email,
-        role: caller.role,
-        clinic_id: caller.clinic_id.map(|c| c.as_uuid()),
-        patient_id: caller.patient_id.map(|p| p.as_uuid()),
-    })
+pub async fn get_me(call: Call) -> Result<HttpResponse, ApiError> {
+    let (account, patient) = accounts::me(&call).await?;
+    Ok(HttpResponse::Ok().json(MeResponse {
+        id: account.id.as_uuid(),
+        email: account.email,
+        role: account.role,
+        clinic_id: account.clinic_id.map(|c| c.as_uuid()),
+        patient_id: patient.map(|p| p.as_uuid()),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -12,6 +12,7 @@ use crate::domain::schedule::{
 };
 use crate::domain::side_effect::{Effect, Severity};
 use crate::error::responses::SignedIn;
+use crate::error::ApiError;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"name": "moderate", "min": 10, "max": 14}))]
@@ -172,8 +173,9 @@ pub fn instrument_table_markdown() -> String {
     )
 )]
 #[get("/v1/instruments")]
-pub async fn list_instruments(call: Call) -> HttpResponse {
-    HttpResponse::Ok().json(instruments(&call.clinical().remission))
+pub async fn list_instruments(call: Call) -> Result<HttpResponse, ApiError> {
+    call.confirmed().await?;
+    Ok(HttpResponse::Ok().json(instruments(&call.clinical().remission)))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -205,7 +207,8 @@ pub struct SideEffectKindResponse {
     )
 )]
 #[get("/v1/side-effect-kinds")]
-pub async fn list_side_effect_kinds(call: Call) -> HttpResponse {
+pub async fn list_side_effect_kinds(call: Call) -> Result<HttpResponse, ApiError> {
+    call.confirmed().await?;
     let persistence = call.clinical().persistence;
     let kinds: Vec<SideEffectKindResponse> = Effect::ALL
         .iter()
@@ -218,7 +221,7 @@ pub async fn list_side_effect_kinds(call: Call) -> HttpResponse {
             patient_severities: vec![Severity::Mild, Severity::Moderate, Severity::Severe],
         })
         .collect();
-    HttpResponse::Ok().json(kinds)
+    Ok(HttpResponse::Ok().json(kinds))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -245,8 +248,9 @@ pub struct ProtocolResponse {
     )
 )]
 #[get("/v1/protocols")]
-pub async fn list_protocols(_: Call) -> HttpResponse {
-    HttpResponse::Ok().json([
+pub async fn list_protocols(call: Call) -> Result<HttpResponse, ApiError> {
+    call.confirmed().await?;
+    Ok(HttpResponse::Ok().json([
         ProtocolResponse {
             protocol: Protocol::StandardInduction,
             description: "Week 1 three infusions, week 2 two, weeks 3–5 one a week, then monthly maintenance as needed, planned one at a time.",
@@ -261,5 +265,5 @@ pub async fn list_protocols(_: Call) -> HttpResponse {
             maintenance_interval_days: None,
             slot_tolerance_days: SLOT_TOLERANCE_DAYS,
         },
-    ])
+    ]))
 }

@@ -1,7 +1,7 @@
 //! Access tokens (HS256 JWTs, verified against one fixed algorithm) and refresh tokens
 //! (256 random bits, of which only the SHA-256 is stored).
 
-use crate::domain::ids::{ClinicId, UserId};
+use crate::domain::ids::{ClinicId, PatientId, UserId};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,6 +25,10 @@ pub struct Claims {
     pub sub: String,
     pub role: Role,
     pub clinic: Option<String>,
+    /// The patient record of a patient's app account (an account's link to its record never
+    /// changes); absent for staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -54,6 +58,7 @@ pub struct TokenSubject {
     pub user_id: UserId,
     pub role: Role,
     pub clinic: Option<ClinicId>,
+    pub patient: Option<PatientId>,
     pub generation: i32,
 }
 
@@ -86,6 +91,7 @@ impl TokenKeys {
             sub: account.user_id.to_string(),
             role: account.role,
             clinic: account.clinic.map(|c| c.to_string()),
+            patient: account.patient.map(|p| p.to_string()),
             generation: account.generation,
             iat: now.timestamp(),
             exp: now.timestamp() + self.lifetime.as_secs() as i64,
@@ -161,6 +167,7 @@ mod tests {
             user_id: UserId::numbered(1),
             role: Role::Admin,
             clinic: None,
+            patient: None,
             generation: 0,
         }
     }
@@ -174,6 +181,7 @@ mod tests {
                 user_id: UserId::numbered(1),
                 role: Role::Clinician,
                 clinic: Some(ClinicId::numbered(2)),
+                patient: None,
                 generation: 3,
             },
             now,
@@ -190,6 +198,23 @@ mod tests {
         );
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(keys().current.kid.as_str()));
+    }
+
+    /// The patient record rides in a patient's token, so that a request knows its scope
+    /// before it reads anything (`Caller::confirm` then checks it against the account).
+    #[test]
+    fn a_patients_token_names_their_record_and_a_staff_token_none() {
+        let patient = TokenSubject {
+            user_id: UserId::numbered(4),
+            role: Role::Patient,
+            clinic: None,
+            patient: Some(PatientId::numbered(5)),
+            generation: 0,
+        };
+        let claims = keys().verify(&keys().issue(&patient, Utc::now())).unwrap();
+        assert_eq!(claims.patient, Some(PatientId::numbered(5).to_string()));
+        let staff = keys().verify(&keys().issue(&admin(), Utc::now())).unwrap();
+        assert_eq!(staff.patient, None);
     }
 
     #[test]

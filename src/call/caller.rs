@@ -1,28 +1,28 @@
-//! The signed-in caller, extracted from the bearer token on every request that needs one.
+//! The signed-in caller, taken from the bearer token on every request that needs one.
 //!
-//! The token proves who the caller is; their role, clinic, whether they are disabled and
-//! which generation of tokens is still valid are read from the database on every request, so
-//! a change by an administrator, a password change or a sign-out everywhere takes effect at
-//! once rather than when the token expires.
+//! The token proves who the caller is and says their role, clinic, patient record and token
+//! generation. Whether the account still admits all of that — not disabled, not moved to
+//! another role or clinic, no password change or sign-out everywhere since — is read from the
+//! database on every request, so an administrator's change takes effect at once rather than
+//! when the token expires. That read is [`Caller::confirm`], which every database entry of a
+//! call runs first on the connection and in the transaction the call's own work then uses
+//! (`call::Call`): it costs no round trip of its own to the pool or the blocking threads.
 
-use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::HttpRequest;
 use chrono::{DateTime, Utc};
-use futures_util::future::LocalBoxFuture;
 
 use super::Services;
+use crate::auth::token::Claims;
 use crate::domain::account::Role;
 use crate::domain::ids::{ClinicId, PatientId, UserId};
 use crate::error::ApiError;
 use crate::store::scope::Scope;
-use crate::store::users::UserRow;
-use crate::store::{users, DbConnection, StoreError};
+use crate::store::{users, DbConnection};
 
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub user_id: UserId,
-    pub email: String,
     pub role: Role,
     pub clinic_id: Option<ClinicId>,
     /// The patient record of a patient's app account.
@@ -59,25 +59,47 @@ impl Caller {
         self.clinical_scope()
     }
 
-    /// Whether the caller's account still admits their token with the same role and clinic,
-    /// read again: for a call that lasts (a stream), which must end when the account is
-    /// disabled, signed out or moved.
-    pub fn still_admitted(&self, conn: &mut DbConnection) -> Result<bool, StoreError> {
-        match users::find_with_patient(conn, self.user_id) {
-            Ok((row, _)) => Ok(admits(&row, self.token_generation)
-                && row.role == self.role
-                && row.clinic_id == self.clinic_id),
-            Err(StoreError::NotFound) => Ok(false),
-            Err(other) => Err(other),
+    /// Unauthorized unless the account still admits the caller's token as it was issued:
+    /// enabled, of the token's generation, role, clinic and patient record. A token from
+    /// before a password change, a disable or a sign-out everywhere is refused, and so is one
+    /// from before the account moved to another role or clinic (its holder refreshes it).
+    pub fn confirm(&self, conn: &mut DbConnection) -> Result<(), ApiError> {
+        users::admits(conn, &self.described())?
+            .then_some(())
+            .ok_or(ApiError::Unauthorized)
+    }
+
+    /// The account as the caller's token describes it.
+    pub fn described(&self) -> users::Described {
+        users::Described {
+            id: self.user_id,
+            generation: self.token_generation,
+            role: self.role,
+            clinic: self.clinic_id,
+            patient: self.patient_id,
         }
     }
-}
 
-/// Whether the account still admits a token of `generation`: a disabled account, or a token
-/// from before a password change, a disable or a sign-out everywhere, is refused at once
-/// rather than when the token expires.
-fn admits(row: &UserRow, generation: i32) -> bool {
-    !row.disabled && row.token_generation == generation
+    /// The caller as the request's bearer token says, once its signature, issuer, audience
+    /// and expiry hold; not yet confirmed against the account ([`Caller::confirm`]).
+    pub fn of_request(req: &HttpRequest, services: &Services) -> Result<Self, ApiError> {
+        bearer_token(req)
+            .and_then(|token| services.keys.verify(&token).ok())
+            .and_then(Caller::of)
+            .ok_or(ApiError::Unauthorized)
+    }
+
+    /// The caller a verified token names; malformed ids make it no token at all.
+    fn of(claims: Claims) -> Option<Self> {
+        Some(Self {
+            user_id: claims.sub.parse().ok()?,
+            role: claims.role,
+            clinic_id: claims.clinic.map(|c| c.parse()).transpose().ok()?,
+            patient_id: claims.patient.map(|p| p.parse()).transpose().ok()?,
+            token_generation: claims.generation,
+            token_expires_at: DateTime::from_timestamp(claims.exp, 0)?,
+        })
+    }
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<String> {
@@ -86,45 +108,4 @@ fn bearer_token(req: &HttpRequest) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req);
-        let services = req.app_data::<web::Data<Services>>().cloned();
-        Box::pin(async move {
-            let (Some(token), Some(services)) = (token, services) else {
-                return Err(ApiError::Unauthorized);
-            };
-            let claims = services
-                .keys
-                .verify(&token)
-                .map_err(|_| ApiError::Unauthorized)?;
-            let user: UserId = claims.sub.parse().map_err(|_| ApiError::Unauthorized)?;
-            let (row, patient_id) = services
-                .db
-                .run(move |conn| users::find_with_patient(conn, user))
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => ApiError::Unauthorized,
-                    other => other.into(),
-                })?;
-            if !admits(&row, claims.generation) {
-                return Err(ApiError::Unauthorized);
-            }
-            Ok(Caller {
-                user_id: row.id,
-                email: row.email,
-                role: row.role,
-                clinic_id: row.clinic_id,
-                patient_id,
-                token_generation: claims.generation,
-                token_expires_at: DateTime::from_timestamp(claims.exp, 0)
-                    .ok_or(ApiError::Unauthorized)?,
-            })
-        })
-    }
 }

@@ -2,6 +2,16 @@
 //! from (for the audit trail), and what the service holds — the databases, the signing keys,
 //! the password hasher, the settings. A handler receives it whole (`api::extract`) and passes
 //! it to one use case.
+//!
+//! The caller comes from their token; that the account still admits it is confirmed by the
+//! first statement of each of the call's database entries — [`Call::transaction`],
+//! [`Call::transaction_holding`] (in the statement that holds the patient's row),
+//! [`Call::read`], [`Call::run`] — on the connection and in the transaction its work then
+//! uses, so no request pays a round trip of its own to confirm it. A use case's first
+//! database work goes through one of them (later work, such as a research query on the
+//! replica, may use the databases directly); one with no database work confirms all the
+//! same ([`Call::confirmed`]). `security::a_refused_account_is_401_on_every_endpoint` holds
+//! every endpoint of the contract to that.
 
 pub mod audit_behind;
 pub mod caller;
@@ -17,6 +27,7 @@ use crate::domain::audit::Action;
 use crate::domain::ids::{AuditEventId, PatientId, UserId};
 use crate::error::ApiError;
 use crate::store::audit::{self as trail, AuditEventRow};
+use crate::store::patients;
 use crate::store::scope::Scope;
 use crate::store::{Db, DbConnection, ResearchDb, StoreError};
 use audit_behind::AuditBehind;
@@ -157,11 +168,8 @@ impl Origin {
 }
 
 impl Call {
-    pub fn db(&self) -> &Db {
-        &self.services.db
-    }
-
-    /// Runs `work` in one transaction of the primary database, with the call at hand.
+    /// Runs `work` in one transaction of the primary database, with the call at hand, once
+    /// the caller is confirmed in it.
     pub async fn transaction<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConnection, &Call) -> Result<T, ApiError> + Send + 'static,
@@ -170,8 +178,62 @@ impl Call {
         let call = self.clone();
         self.services
             .db
-            .transaction(move |conn| work(conn, &call))
+            .transaction(move |conn| {
+                call.caller.confirm(conn)?;
+                work(conn, &call)
+            })
             .await
+    }
+
+    /// Runs `work` in one transaction, as [`Call::transaction`] does, once `patient`'s row is
+    /// held within `scope` for a write to their record (`patients::hold_in_scope`): the
+    /// caller is confirmed in the same statement. Unauthorized when the account no longer
+    /// admits the caller, else not found when the patient is outside the scope.
+    pub async fn transaction_holding<T, F>(
+        &self,
+        scope: Scope,
+        patient: PatientId,
+        work: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection, &Call) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let call = self.clone();
+        self.services
+            .db
+            .transaction(move |conn| {
+                let account = call.caller.described();
+                if !patients::hold_in_scope(conn, &scope, patient, &account)? {
+                    call.caller.confirm(conn)?;
+                    return Err(ApiError::NotFound);
+                }
+                work(conn, &call)
+            })
+            .await
+    }
+
+    /// Runs `work` on a connection of the primary database, outside a transaction (one
+    /// statement, or reads that need not agree), once the caller is confirmed on it.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError>,
+    {
+        let caller = self.caller.clone();
+        self.services
+            .db
+            .run(move |conn| {
+                caller.confirm(conn)?;
+                work(conn).map_err(Into::into)
+            })
+            .await
+    }
+
+    /// Confirms the caller, for a use case that has no database work of its own to do it in.
+    pub async fn confirmed(&self) -> Result<(), ApiError> {
+        self.run(|_| Ok::<_, ApiError>(())).await
     }
 
     pub fn clinical(&self) -> ClinicalSettings {
@@ -179,13 +241,21 @@ impl Call {
     }
 
     /// Runs `work` in one read-only transaction of the primary database, which on SQLite
-    /// takes no write lock: for reads that audit behind their answer ([`Call::audit_behind`]).
+    /// takes no write lock, once the caller is confirmed in it: for reads that audit behind
+    /// their answer ([`Call::audit_behind`]).
     pub async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        self.services.db.snapshot(work).await
+        let caller = self.caller.clone();
+        self.services
+            .db
+            .snapshot(move |conn| {
+                caller.confirm(conn)?;
+                work(conn)
+            })
+            .await
     }
 
     /// Writes `event` to the trail as done by the caller.

@@ -168,8 +168,7 @@ pub async fn create<R: Kind>(
     body_hash: String,
 ) -> Result<Created<R::View>, ApiError> {
     let scope = write_scope::<R>(call)?;
-    call.transaction(move |conn, call| {
-        patients::hold_in_scope(conn, &scope, patient)?;
+    call.transaction_holding(scope, patient, move |conn, call| {
         let row = R::build(
             conn,
             draft,

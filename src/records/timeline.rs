@@ -53,7 +53,6 @@ pub async fn timeline(
 ) -> Result<Vec<Entry>, ApiError> {
     let scope = call.clinical_scope()?;
     let mut entries = call
-        .db()
         .run(move |conn| -> Result<_, ApiError> {
             let read = store::timeline::page(conn, scope, patient, range, &page)?;
             let crisis = HashMap::from([(patient, read.crisis_message)]);

@@ -91,10 +91,10 @@ pub async fn answer<Q: Answerable>(
     (key, detail): (String, serde_json::Value),
     query: Q,
 ) -> Result<(Q::Body, PrivacyStatement), ApiError> {
-    let (primary, research) = (&call.services.db, &call.services.research_db.db);
+    let research = &call.services.research_db.db;
     let settings = &call.services.research;
     let researcher = call.caller.user_id;
-    let tier = primary.run(move |conn| tier_of(conn, researcher)).await?;
+    let tier = call.run(move |conn| tier_of(conn, researcher)).await?;
     let (body, spent, repeated) = match tier {
         Tier::Controlled => (
             research.run(move |conn| query.exact(conn)).await?,

@@ -709,7 +709,6 @@ pub mod run {
         call.require(&[Role::Researcher])?;
         let researcher = call.caller.user_id;
         let tier = call
-            .db()
             .run(move |conn| access::tier_of(conn, researcher))
             .await?;
         if tier != Tier::Controlled {

@@ -97,10 +97,8 @@ pub async fn list(
     page: Page,
 ) -> Result<Vec<GrantRow>, ApiError> {
     call.require(&[Role::Admin])?;
-    Ok(call
-        .db()
-        .run(move |conn| store::list_grants(conn, researcher, &page))
-        .await?)
+    call.run(move |conn| store::list_grants(conn, researcher, &page))
+        .await
 }
 
 /// Revokes a grant: the researcher falls back to the aggregate tier at once, on every
@@ -133,7 +131,6 @@ pub async fn spending(call: &Call) -> Result<Vec<Spending>, ApiError> {
     call.require(&[Role::Admin])?;
     let (start, end) = privacy::budget_period(clock::now(), call.services.research.budget_days);
     let rows = call
-        .db()
         .run(move |conn| store::all_spending(conn, clock::to_db(start)))
         .await?;
     Ok(rows

@@ -705,7 +705,6 @@ pub async fn budget(call: &Call) -> Result<Budget, ApiError> {
     let settings = call.services.research;
     let researcher = call.caller.user_id;
     let (grant, (spent, queries, start, end)) = call
-        .db()
         .run(move |conn| {
             let now = clock::to_db(clock::now());
             let grant = grants::grant_in_force(conn, researcher, now)?;

@@ -5,9 +5,11 @@ use diesel::prelude::*;
 
 use super::schema::{patient_accounts, patient_indications, patient_risk_factors, patients};
 use super::scope::Scope;
+use super::users::{self, Described};
 use super::{DbConnection, Page, StoreError, Window};
 use crate::domain::ids::{ClinicId, PatientId, UserId};
 use crate::domain::patient::{Indication, RiskFactor, Sex};
+use diesel::dsl::exists;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = patients)]
@@ -129,31 +131,62 @@ pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
     hold_all(conn, &[id])
 }
 
-/// Holds the patient's row as [`hold`] does when the patient is within `scope` (`NotFound`
-/// otherwise): the one statement a write makes of its patient before writing their record.
+/// Holds the patient's row as [`hold`] does when the patient is within `scope` and the
+/// account still admits the caller's token (`account`, `users::admits`): the one statement a
+/// write makes of its caller and its patient before writing their record (two on SQLite).
+/// False when nothing is held: the patient is outside the scope, or the account no longer
+/// admits the token.
 pub fn hold_in_scope(
     conn: &mut DbConnection,
     scope: &Scope,
     id: PatientId,
-) -> Result<(), StoreError> {
+    account: &Described,
+) -> Result<bool, StoreError> {
     let DbConnection::Postgres(pg) = conn else {
-        return clinic_in_scope(conn, scope, id).map(drop);
+        // SQLite's one writer serialises writes already: the two checks one after the other.
+        if !users::admits(conn, account)? {
+            return Ok(false);
+        }
+        return match clinic_in_scope(conn, scope, id) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(other) => Err(other),
+        };
     };
+    use super::schema::users as u;
+    // `users::Described::admitted_by`, in SQL.
+    let admitting = u::table
+        .left_join(patient_accounts::table.on(patient_accounts::user_id.eq(u::id)))
+        .filter(u::id.eq(account.id))
+        .filter(u::disabled.eq(false))
+        .filter(u::token_generation.eq(account.generation))
+        .filter(u::role.eq(account.role))
+        .filter(u::clinic_id.is_not_distinct_from(account.clinic))
+        .filter(
+            patient_accounts::patient_id
+                .nullable()
+                .is_not_distinct_from(account.patient),
+        )
+        .select(u::id);
+    let patient = patients::table
+        .filter(patients::id.eq(id))
+        .filter(exists(admitting));
     // A locking query cannot be boxed, so the scope's filter is spelled out for each kind.
-    let patient = patients::table.filter(patients::id.eq(id));
-    match scope {
+    let held = match scope {
         Scope::Clinic(clinic) => patient
             .filter(patients::clinic_id.eq(*clinic))
             .select(patients::id)
             .for_no_key_update()
-            .first::<PatientId>(pg)?,
+            .first::<PatientId>(pg)
+            .optional()?,
         Scope::Patient(own) => patient
             .filter(patients::id.eq(*own))
             .select(patients::id)
             .for_no_key_update()
-            .first::<PatientId>(pg)?,
+            .first::<PatientId>(pg)
+            .optional()?,
     };
-    Ok(())
+    Ok(held.is_some())
 }
 
 /// The patient's indications, in order.

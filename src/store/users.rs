@@ -154,8 +154,41 @@ pub fn set_password_hash(
     Ok(())
 }
 
-/// The account and, for a patient's app account, the patient it belongs to: one query per
-/// signed-in request.
+/// An account as a caller's access token describes it, to be held against the account as
+/// it is stored now.
+#[derive(Clone, Copy, Debug)]
+pub struct Described {
+    pub id: UserId,
+    pub generation: i32,
+    pub role: Role,
+    pub clinic: Option<ClinicId>,
+    pub patient: Option<PatientId>,
+}
+
+impl Described {
+    /// Whether the account (with its patient record) still admits the token: enabled, of the
+    /// token's generation, role, clinic and patient record. `patients::hold_in_scope`
+    /// spells the same rule in SQL; `security::a_refused_account_is_401_on_every_endpoint`
+    /// holds both to it.
+    fn admitted_by(&self, account: &UserRow, patient: Option<PatientId>) -> bool {
+        !account.disabled
+            && account.token_generation == self.generation
+            && account.role == self.role
+            && account.clinic_id == self.clinic
+            && patient == self.patient
+    }
+}
+
+/// Whether the account `described` still admits its token (no such account does not).
+pub fn admits(conn: &mut DbConnection, described: &Described) -> Result<bool, StoreError> {
+    match find_with_patient(conn, described.id) {
+        Ok((account, patient)) => Ok(described.admitted_by(&account, patient)),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
+/// The account and, for a patient's app account, the patient it belongs to.
 pub fn find_with_patient(
     conn: &mut DbConnection,
     id: UserId,

@@ -260,17 +260,32 @@ api_test!(an_account_change_honours_if_match, |app| async move {
         "a stale change changes nothing"
     );
 
-    let me: serde_json::Value = app
-        .get_as("/v1/me", &clinician.access_token)
+    // The move applies at once: the token issued for the old clinic is refused everywhere,
+    // and the refresh that follows carries the new one.
+    assert_eq!(
+        app.get_as("/v1/patients?limit=1", &clinician.access_token)
+            .await
+            .status(),
+        401,
+        "a token of the old clinic"
+    );
+    let renewed: serde_json::Value = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": clinician.refresh_token}),
+        )
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        me["clinic_id"],
-        other_clinic.as_str(),
-        "the move applies to the live token at once"
-    );
+    let me: serde_json::Value = app
+        .get_as("/v1/me", renewed["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["clinic_id"], other_clinic.as_str());
 
     let (status, _, body) = problem(
         app.patch(
