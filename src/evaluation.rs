@@ -153,7 +153,16 @@ pub enum Change<'a> {
     },
     /// A side effect recorded, changed or entered in error: its own flags.
     SideEffect(&'a SideEffectRow),
-    /// A course or the patient: the whole record, evaluated again.
+    /// A course created or changed, as written: the treatment's flags (a contraindication on
+    /// an open course; which of its sessions are maintenance, for the dependence rule), its
+    /// own outcome, and the outcomes of its completed sessions, which read its instrument and
+    /// keep its indication, protocol and start as research facts.
+    Course(&'a CourseRow),
+    /// The patient's own fields changed: the treatment's flags (their risk factors make the
+    /// contraindication); no outcome reads those fields.
+    Patient,
+    /// The whole record, evaluated again: the sweep, and the reference the incremental
+    /// changes are held to (`evaluation::each_write_stores_what_evaluating_the_whole_record_would`).
     Whole,
 }
 
@@ -183,6 +192,8 @@ pub fn refresh(
         Change::Assessment(a) => after_assessment(conn, settings, a)?,
         Change::Session { session, before } => after_session(conn, settings, session, before)?,
         Change::SideEffect(e) => side_effect_flags_of(e),
+        Change::Course(course) => after_course(conn, settings, course)?,
+        Change::Patient => treatment_flags(settings, &Record::treatment(conn, patient_id)?),
     };
     raise_missing(conn, patient_id, wanted, now)
 }
@@ -232,23 +243,8 @@ fn after_session(
     moved.extend(before.and_then(|b| preceding(order(b))));
     moved.sort_unstable();
     moved.dedup();
-    let stored = stored_session_outcomes(conn, record.patient_id)?;
-    let mut gone = Vec::new();
-    for id in moved {
-        let row = match completed.iter().position(|s| s.id == id) {
-            Some(i) => outcome_around(conn, settings, &record, &completed, i, computed_at)?,
-            None => None,
-        };
-        match row {
-            Some(row) => {
-                put_session_if_changed(conn, stored.get(&id), &row)?;
-                wanted.extend(wear_off_flag(&row));
-            }
-            None if stored.contains_key(&id) => gone.push(id),
-            None => {}
-        }
-    }
-    outcome_store::remove_sessions(conn, &gone)?;
+    let raised = refresh_sessions(conn, settings, &record, &completed, &moved, computed_at)?;
+    wanted.extend(raised);
 
     let stored = stored_course_outcomes(conn, record.patient_id)?;
     let mut touched = vec![session.course_id];
@@ -263,6 +259,68 @@ fn after_session(
         let row = course_from_first(conn, settings, course, first, computed_at)?;
         put_course_if_changed(conn, old, &row)?;
     }
+    Ok(wanted)
+}
+
+/// What a course moves (`Change::Course`): the treatment's flags, the outcomes of its
+/// completed sessions, and its own outcome.
+fn after_course(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    course: &CourseRow,
+) -> Result<Vec<Wanted>, StoreError> {
+    let record = Record::treatment(conn, course.patient_id)?;
+    let mut wanted = treatment_flags(settings, &record);
+    let completed = record.completed();
+    let computed_at = clock::to_db(clock::now());
+    let its: Vec<SessionId> = completed
+        .iter()
+        .filter(|s| s.course_id == course.id)
+        .map(|s| s.id)
+        .collect();
+    wanted.extend(refresh_sessions(
+        conn,
+        settings,
+        &record,
+        &completed,
+        &its,
+        computed_at,
+    )?);
+    let stored = stored_course_outcomes(conn, course.patient_id)?;
+    let first = first_session(&completed, course.id);
+    let row = course_from_first(conn, settings, course, first, computed_at)?;
+    put_course_if_changed(conn, stored.get(&course.id), &row)?;
+    Ok(wanted)
+}
+
+/// Computes the outcomes of the sessions `ids` (those of `completed`, in its order) again,
+/// stores the ones that changed and removes the ones no longer due; gives the flags the
+/// computed outcomes raise (benefit that wears off).
+fn refresh_sessions(
+    conn: &mut DbConnection,
+    settings: &ClinicalSettings,
+    record: &Record,
+    completed: &[&SessionRow],
+    ids: &[SessionId],
+    computed_at: NaiveDateTime,
+) -> Result<Vec<Wanted>, StoreError> {
+    let stored = stored_session_outcomes(conn, record.patient_id)?;
+    let (mut wanted, mut gone) = (Vec::new(), Vec::new());
+    for id in ids {
+        let row = match completed.iter().position(|s| s.id == *id) {
+            Some(i) => outcome_around(conn, settings, record, completed, i, computed_at)?,
+            None => None,
+        };
+        match row {
+            Some(row) => {
+                put_session_if_changed(conn, stored.get(id), &row)?;
+                wanted.extend(wear_off_flag(&row));
+            }
+            None if stored.contains_key(id) => gone.push(*id),
+            None => {}
+        }
+    }
+    outcome_store::remove_sessions(conn, &gone)?;
     Ok(wanted)
 }
 

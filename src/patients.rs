@@ -210,7 +210,7 @@ pub async fn update(
         if record.row.research_consent != current.row.research_consent {
             record_consent(conn, &record.row, &call.caller)?;
         }
-        evaluation::refresh(conn, &call.clinical(), id, Change::Whole)?;
+        evaluation::refresh(conn, &call.clinical(), id, Change::Patient)?;
         call.audit(conn, Event::record(Action::PatientUpdated, id, id))?;
         Ok(patients::find(conn, &scope, id)?)
     })

@@ -10,6 +10,7 @@ use crate::domain::plan::MeasurementPlan;
 use crate::domain::schedule::{self, Protocol, Slot};
 use crate::domain::time;
 use crate::error::ApiError;
+use crate::evaluation::Change;
 use crate::records::{Actions, Kind, Making, Recorded, Writers};
 use crate::store::columns::Json;
 use crate::store::courses::CourseRow;
@@ -114,6 +115,10 @@ impl Kind for CourseRow {
             version: making.version(),
             measurement_plan: measurement_plan.map(Json),
         })
+    }
+
+    fn change<'a>(&'a self, _before: Option<&'a Self>) -> Change<'a> {
+        Change::Course(self)
     }
 
     type View = Course;

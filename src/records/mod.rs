@@ -95,10 +95,8 @@ pub trait Kind: Stored {
     }
 
     /// What writing this record (as it was `before`, when it was changed) can move in the
-    /// patient's evaluation: all of it, unless the kind knows better.
-    fn change<'a>(&'a self, _before: Option<&'a Self>) -> Change<'a> {
-        Change::Whole
-    }
+    /// patient's evaluation.
+    fn change<'a>(&'a self, before: Option<&'a Self>) -> Change<'a>;
 
     /// What a client is shown of a record: the record with its flags, and whatever else its
     /// kind adds (a course's schedule).

@@ -2,8 +2,9 @@
 //! whole record would. Random histories (assessments of the course's instrument and of
 //! another, arriving out of order; sessions completed and cancelled, before and after the
 //! scores, then moved in time, completed or cancelled by a change; side effects; assessments
-//! and sessions entered in error — at the edges of the rules' windows and at the very instants
-//! of earlier records) are written through the API, and after every write the whole record is
+//! and sessions entered in error; courses whose instrument, start or state change; a
+//! contraindication noted and withdrawn — at the edges of the rules' windows and at the very
+//! instants of earlier records) are written through the API, and after every write the whole record is
 //! evaluated again in a transaction that is rolled back: it must find nothing to change — no
 //! outcome row, no missing flag.
 
@@ -25,7 +26,7 @@ use crate::api_test;
 use crate::helpers::TestApp;
 
 /// Histories per database, and writes in each.
-const HISTORIES: u64 = 12;
+const HISTORIES: u64 = 16;
 const WRITES: usize = 40;
 
 const TIME_RAISED: [&str; 3] = [
@@ -160,8 +161,32 @@ async fn write(
     written: &mut Written,
 ) -> String {
     let at = instant(rng, start, written);
-    let roll = rng.gen_range(0..100);
-    let (path, body, method) = if roll < 45 {
+    let roll = rng.gen_range(0..104);
+    let (path, body, method) = if roll >= 102 {
+        // A contraindication noted or withdrawn: the treatment's flags move with it.
+        let factors = if rng.gen_bool(0.5) {
+            json!([{"factor": "psychosis", "noted_at": start}])
+        } else {
+            json!([])
+        };
+        let body = json!({"risk_factors": factors});
+        (format!("/v1/patients/{patient}"), body, "patch")
+    } else if roll >= 100 {
+        // A course's instrument, start or state changed: its outcome, its sessions' outcomes
+        // and research facts, and the treatment's flags move with it.
+        let course = &written.courses[rng.gen_range(0..2)];
+        let body = match rng.gen_range(0..3) {
+            0 => {
+                let instrument = ["phq9", "gad7"][rng.gen_range(0..2)];
+                json!({"primary_instrument": instrument})
+            }
+            1 => {
+                json!({"start_date": (start + Duration::days(rng.gen_range(-10..40))).date_naive()})
+            }
+            _ => json!({"closed": rng.gen_bool(0.5)}),
+        };
+        (format!("/v1/courses/{course}"), body, "patch")
+    } else if roll < 45 {
         let body = json!({"instrument": "phq9", "taken_at": at, "items": items(rng, 9)});
         (format!("/v1/patients/{patient}/assessments"), body, "post")
     } else if roll < 52 {
