@@ -72,10 +72,11 @@ pub async fn create_staff(
     let same = move |row: &UserRow, email: &Email| {
         row.email == email.as_str() && row.role == role && row.clinic_id == clinic
     };
-    let admitted = begin_hash(&call.services.hasher, &call.origin).await?;
+    // The account confirmed (by the read) before a place among the hashes is asked for.
     let existing = call
         .run(move |conn| optional(users::find(conn, id)))
         .await?;
+    let admitted = begin_hash(&call.services.hasher, &call.origin).await?;
     if let Some(existing) = existing {
         let verified = admitted
             .verify(&draft.password, Some(&existing.password_hash))

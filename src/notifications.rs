@@ -87,8 +87,9 @@ pub async fn open(
         return Err(ApiError::Forbidden);
     };
     let resumed = last_event_id.map(resume_after).transpose()?;
-    let slot = call.services.streams.take(call.caller.user_id)?;
+    // The account confirmed first: a revoked token learns nothing of the streams held.
     let horizon = call.read(|conn| Ok(store::horizon(conn)?)).await?;
+    let slot = call.services.streams.take(call.caller.user_id)?;
     let after = match resumed {
         // A position this database never handed out: it was restored from a backup since,
         // and waiting for it to come round again would hide what commits meanwhile.

@@ -73,6 +73,8 @@ pub async fn create(
     draft: EndpointDraft,
 ) -> Result<Created<WithSecret>, ApiError> {
     call.require(&[Role::Admin])?;
+    // Before the URL's host is looked up: a revoked token must not map the network's names.
+    call.confirmed().await?;
     let sender = &call.services.webhooks;
     let mut broken = Vec::new();
     let url = checked(&mut broken, sender.check(&draft.url).await);
@@ -204,6 +206,8 @@ pub async fn update(
     change: EndpointChange,
 ) -> Result<EndpointRow, ApiError> {
     call.require(&[Role::Admin])?;
+    // Before the URL's host is looked up (as `create`).
+    call.confirmed().await?;
     let mut broken = Vec::new();
     let url = match &change.url {
         Some(text) => checked(&mut broken, call.services.webhooks.check(text).await)

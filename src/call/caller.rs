@@ -89,13 +89,20 @@ impl Caller {
             .ok_or(ApiError::Unauthorized)
     }
 
-    /// The caller a verified token names; malformed ids make it no token at all.
+    /// The caller a verified token names; malformed ids make it no token at all, and so does
+    /// a patient's token without its record (issued before tokens carried it: a 401, which
+    /// an app answers with a refresh, where a 403 would leave it stuck) or a staff token with
+    /// one.
     fn of(claims: Claims) -> Option<Self> {
+        let patient_id = claims.patient.map(|p| p.parse()).transpose().ok()?;
+        if patient_id.is_some() != (claims.role == Role::Patient) {
+            return None;
+        }
         Some(Self {
             user_id: claims.sub.parse().ok()?,
             role: claims.role,
             clinic_id: claims.clinic.map(|c| c.parse()).transpose().ok()?,
-            patient_id: claims.patient.map(|p| p.parse()).transpose().ok()?,
+            patient_id,
             token_generation: claims.generation,
             token_expires_at: DateTime::from_timestamp(claims.exp, 0)?,
         })
@@ -108,4 +115,60 @@ fn bearer_token(req: &HttpRequest) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(role: Role, clinic: Option<String>, patient: Option<String>) -> Claims {
+        Claims {
+            sub: UserId::numbered(1).to_string(),
+            role,
+            clinic,
+            patient,
+            iat: 0,
+            exp: 900,
+            iss: crate::auth::token::ISSUER.into(),
+            aud: crate::auth::token::AUDIENCE.into(),
+            generation: 0,
+        }
+    }
+
+    /// A patient's scope is their record, which only their token can name: without it the
+    /// token is no token (401, so the app refreshes), and a staff token naming one is forged
+    /// or broken.
+    #[test]
+    fn a_token_names_a_patient_record_exactly_when_it_is_a_patients() {
+        let record = Some(PatientId::numbered(5).to_string());
+        let clinic = Some(ClinicId::numbered(2).to_string());
+        let cases = [
+            (claims(Role::Patient, clinic.clone(), record.clone()), true),
+            (claims(Role::Patient, clinic.clone(), None), false),
+            (claims(Role::Clinician, clinic.clone(), None), true),
+            (
+                claims(Role::Clinician, clinic.clone(), record.clone()),
+                false,
+            ),
+            (claims(Role::Admin, None, record), false),
+            (
+                claims(Role::Clinician, Some("not an id".into()), None),
+                false,
+            ),
+        ];
+        for (claims, admitted) in cases {
+            let described = format!("{claims:?}");
+            assert_eq!(Caller::of(claims).is_some(), admitted, "{described}");
+        }
+        let patient = Caller::of(claims(
+            Role::Patient,
+            clinic,
+            Some(PatientId::numbered(5).to_string()),
+        ))
+        .unwrap();
+        assert_eq!(
+            patient.clinical_scope().unwrap(),
+            Scope::Patient(PatientId::numbered(5))
+        );
+    }
 }

@@ -757,9 +757,10 @@ pub mod run {
                         "suppressed_rows": plan.suppressed_rows})
                     .to_string(),
                 );
-                let audited = finisher
-                    .transaction(move |conn, call| Ok(call.audit(conn, event)?))
-                    .await;
+                // Behind the answer, not in a transaction of the call's: that would confirm the
+                // account first, and an account refused meanwhile must not erase the trail of
+                // rows already released.
+                let audited = finisher.audit_behind([event]).await;
                 if let Err(err) = audited {
                     tracing::error!(error = %err, "the end of a research export was not audited");
                     let _ = failed.send(Err(err)).await;

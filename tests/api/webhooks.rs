@@ -345,6 +345,53 @@ api_test!(
 );
 
 api_test!(
+    a_refused_administrator_has_no_webhook_host_looked_up,
+    overrides = &[
+        ("KO_PRODUCTION", "true"),
+        ("KO_WEBHOOK_EGRESS", "public"),
+        (
+            "KO_JWT_SECRET",
+            "dGhpcnR5LXR3by1ieXRlcy1vZi10ZXN0LXNpZ25pbmcta2V5IQ=="
+        ),
+    ],
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let harbour = clinic(&app, &admin, "Harbour").await;
+        let signed_out = app.sign_in_new(&admin, "admin", None).await;
+        let res = app
+            .post_as(
+                "/v1/me/sign-out-everywhere",
+                &signed_out.access_token,
+                &json!(null),
+            )
+            .await;
+        assert_eq!(res.status(), 204);
+        // A name the machine resolves itself (its hosts file): what it resolves to is refused.
+        let hook = json!({"url": "https://localhost/hooks", "events": ["flag.raised"]});
+        let (status, _, said) = problem(
+            app.post_as(&harbour.webhooks, &admin.access_token, &hook)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            status, 422,
+            "an admitted administrator learns where it resolves"
+        );
+        assert!(said["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("loopback"));
+        // A revoked token is refused before the name is looked up: it cannot map the network.
+        let (status, _, said) = problem(
+            app.post_as(&harbour.webhooks, &signed_out.access_token, &hook)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 401, "{said}");
+    }
+);
+
+api_test!(
     every_committed_event_is_delivered_signed_in_commit_order_through_failures,
     overrides = &[("KO_WEBHOOK_RETRY_SECONDS", "0,1,1,1,1,1,1,1")],
     |app| async move {
