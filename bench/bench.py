@@ -861,6 +861,8 @@ def main():
     ap.add_argument("--pg-port", type=int, default=5432)
     ap.add_argument("--pg-user", default="postgres")
     ap.add_argument("--pg-db", default="ko_bench", help="dropped and re-created by the benchmark (default ko_bench)")
+    ap.add_argument("--pg-sslmode", help="libpq's sslmode for the server and pgbench alike (default: libpq's own, "
+                    "prefer: TLS when the server offers it, as PostgreSQL on this machine does)")
     ap.add_argument("--paths", default="export,research,read,ingest,history,webhook,login,memory",
                     help="comma-separated paths to measure (default: all of export, research, read, ingest, "
                          "history, webhook, login, memory)")
@@ -883,6 +885,9 @@ def main():
     if args.soak_kinds - set(SOAK_TRAFFIC):
         sys.exit(f"--soak-kinds: one or more of {', '.join(SOAK_TRAFFIC)}")
     args.paths = set(args.paths.split(","))
+    if args.pg_sslmode:
+        # Every libpq client started from here — the server, pgbench, psql — reads it.
+        os.environ["PGSSLMODE"] = args.pg_sslmode
     args.history = sorted({int(n) for n in args.history.split(",")})
     if len(args.history) < 2 or args.history[0] < 25:
         sys.exit("--history: two sizes or more, each at least 25")
@@ -1242,6 +1247,8 @@ def bench(args, pg, tmp, state_file, servers, started):
     notes.append(f"the main server process (export, research, read, ingest, login) peaked at VmHWM {main_hwm:.1f} MiB")
     notes.append(f"load: wrk -t2 for {args.duration} s per path over 127.0.0.1 (login: {min(args.duration, 10)} s)"
                  + (f"; pgbench -M prepared -c 64 -j 2 -T {args.duration}" if pg else "")
+                 + (f"; PostgreSQL clients with sslmode={os.environ.get('PGSSLMODE', 'prefer (libpq default)')}"
+                    if pg else "")
                  + "; server, load generator and database share this machine")
     notes.append(f"total benchmark time {time.perf_counter() - started:.0f} s; server logs in bench/out/")
 
