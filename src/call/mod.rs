@@ -175,13 +175,7 @@ impl Call {
         F: FnOnce(&mut DbConnection, &Call) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let call = self.clone();
-        self.services
-            .db
-            .transaction(move |conn| {
-                call.caller.confirm(conn)?;
-                work(conn, &call)
-            })
+        self.transaction_after(|conn, call| call.caller.confirm(conn), work)
             .await
     }
 
@@ -199,15 +193,29 @@ impl Call {
         F: FnOnce(&mut DbConnection, &Call) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        let held = move |conn: &mut DbConnection, call: &Call| {
+            if patients::hold_in_scope(conn, &scope, patient, &call.caller.described())? {
+                return Ok(());
+            }
+            call.caller.confirm(conn)?;
+            Err(ApiError::NotFound)
+        };
+        self.transaction_after(held, work).await
+    }
+
+    /// Runs `work` in one transaction of the primary database after `first`, which confirms
+    /// the caller.
+    async fn transaction_after<T, C, F>(&self, first: C, work: F) -> Result<T, ApiError>
+    where
+        C: FnOnce(&mut DbConnection, &Call) -> Result<(), ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConnection, &Call) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
         let call = self.clone();
         self.services
             .db
             .transaction(move |conn| {
-                let account = call.caller.described();
-                if !patients::hold_in_scope(conn, &scope, patient, &account)? {
-                    call.caller.confirm(conn)?;
-                    return Err(ApiError::NotFound);
-                }
+                first(conn, &call)?;
                 work(conn, &call)
             })
             .await

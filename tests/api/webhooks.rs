@@ -301,16 +301,19 @@ api_test!(
     }
 );
 
+/// A production deployment whose webhooks may post to public addresses only.
+const PRODUCTION: &[(&str, &str)] = &[
+    ("KO_PRODUCTION", "true"),
+    ("KO_WEBHOOK_EGRESS", "public"),
+    (
+        "KO_JWT_SECRET",
+        "dGhpcnR5LXR3by1ieXRlcy1vZi10ZXN0LXNpZ25pbmcta2V5IQ==",
+    ),
+];
+
 api_test!(
     production_refuses_urls_that_reach_inside_the_network,
-    overrides = &[
-        ("KO_PRODUCTION", "true"),
-        ("KO_WEBHOOK_EGRESS", "public"),
-        (
-            "KO_JWT_SECRET",
-            "dGhpcnR5LXR3by1ieXRlcy1vZi10ZXN0LXNpZ25pbmcta2V5IQ=="
-        ),
-    ],
+    overrides = PRODUCTION,
     |app| async move {
         let admin = app.sign_in_admin().await;
         let harbour = clinic(&app, &admin, "Harbour").await;
@@ -346,14 +349,7 @@ api_test!(
 
 api_test!(
     a_refused_administrator_has_no_webhook_host_looked_up,
-    overrides = &[
-        ("KO_PRODUCTION", "true"),
-        ("KO_WEBHOOK_EGRESS", "public"),
-        (
-            "KO_JWT_SECRET",
-            "dGhpcnR5LXR3by1ieXRlcy1vZi10ZXN0LXNpZ25pbmcta2V5IQ=="
-        ),
-    ],
+    overrides = PRODUCTION,
     |app| async move {
         let admin = app.sign_in_admin().await;
         let harbour = clinic(&app, &admin, "Harbour").await;
