@@ -172,9 +172,7 @@ pub async fn list_users(
 
 /// The caller's own account, with its patient record for a patient's app account.
 pub async fn me(call: &Call) -> Result<(UserRow, Option<PatientId>), ApiError> {
-    let id = call.caller.user_id;
-    call.run(move |conn| users::find_with_patient(conn, id))
-        .await
+    call.account().await
 }
 
 /// One account (administrators).

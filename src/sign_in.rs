@@ -264,7 +264,7 @@ pub async fn register(
 /// Guessing the current password here is throttled like guessing it at sign-in.
 pub async fn change_password(call: &Call, current: &str, new: &str) -> Result<(), ApiError> {
     let id = call.caller.user_id;
-    let email = call.run(move |conn| users::find(conn, id)).await?.email;
+    let email = call.account().await?.0.email;
     let new = Password::parse(new, &[&email])
         .map_err(|rule| ApiError::invalid("new_password", rule.message()))?;
     let keys = ThrottleKeys::new(Some(&email), &call.origin);

@@ -18,7 +18,8 @@ use crate::domain::account::Role;
 use crate::domain::ids::{ClinicId, PatientId, UserId};
 use crate::error::ApiError;
 use crate::store::scope::Scope;
-use crate::store::{users, DbConnection};
+use crate::store::users::{self, UserRow};
+use crate::store::DbConnection;
 
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -64,9 +65,16 @@ impl Caller {
     /// before a password change, a disable or a sign-out everywhere is refused, and so is one
     /// from before the account moved to another role or clinic (its holder refreshes it).
     pub fn confirm(&self, conn: &mut DbConnection) -> Result<(), ApiError> {
-        users::admits(conn, &self.described())?
-            .then_some(())
-            .ok_or(ApiError::Unauthorized)
+        self.account(conn).map(drop)
+    }
+
+    /// The caller's account with its patient record, read once they are confirmed by it
+    /// ([`Caller::confirm`]).
+    pub fn account(
+        &self,
+        conn: &mut DbConnection,
+    ) -> Result<(UserRow, Option<PatientId>), ApiError> {
+        users::admitting(conn, &self.described())?.ok_or(ApiError::Unauthorized)
     }
 
     /// The account as the caller's token describes it.

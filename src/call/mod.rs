@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::store::audit::{self as trail, AuditEventRow};
 use crate::store::patients;
 use crate::store::scope::Scope;
+use crate::store::users::UserRow;
 use crate::store::{Db, DbConnection, ResearchDb, StoreError};
 use audit_behind::AuditBehind;
 use caller::Caller;
@@ -241,7 +242,13 @@ impl Call {
 
     /// Confirms the caller, for a use case that has no database work of its own to do it in.
     pub async fn confirmed(&self) -> Result<(), ApiError> {
-        self.run(|_| Ok::<_, ApiError>(())).await
+        self.account().await.map(drop)
+    }
+
+    /// The caller's account with its patient record, in the one read that confirms them.
+    pub async fn account(&self) -> Result<(UserRow, Option<PatientId>), ApiError> {
+        let caller = self.caller.clone();
+        self.services.db.run(move |conn| caller.account(conn)).await
     }
 
     pub fn clinical(&self) -> ClinicalSettings {

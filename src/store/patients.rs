@@ -132,7 +132,7 @@ pub fn hold(conn: &mut DbConnection, id: PatientId) -> Result<(), StoreError> {
 }
 
 /// Holds the patient's row as [`hold`] does when the patient is within `scope` and the
-/// account still admits the caller's token (`account`, `users::admits`): the one statement a
+/// account still admits the caller's token (`account`, `users::admitting`): the one statement a
 /// write makes of its caller and its patient before writing their record (two on SQLite).
 /// False when nothing is held: the patient is outside the scope, or the account no longer
 /// admits the token.
@@ -144,7 +144,7 @@ pub fn hold_in_scope(
 ) -> Result<bool, StoreError> {
     let DbConnection::Postgres(pg) = conn else {
         // SQLite's one writer serialises writes already: the two checks one after the other.
-        if !users::admits(conn, account)? {
+        if users::admitting(conn, account)?.is_none() {
             return Ok(false);
         }
         return match clinic_in_scope(conn, scope, id) {

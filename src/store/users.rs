@@ -179,11 +179,17 @@ impl Described {
     }
 }
 
-/// Whether the account `described` still admits its token (no such account does not).
-pub fn admits(conn: &mut DbConnection, described: &Described) -> Result<bool, StoreError> {
+/// The account `described`, with its patient record, when it still admits its token (no
+/// such account does not).
+pub fn admitting(
+    conn: &mut DbConnection,
+    described: &Described,
+) -> Result<Option<(UserRow, Option<PatientId>)>, StoreError> {
     match find_with_patient(conn, described.id) {
-        Ok((account, patient)) => Ok(described.admitted_by(&account, patient)),
-        Err(StoreError::NotFound) => Ok(false),
+        Ok((account, patient)) if described.admitted_by(&account, patient) => {
+            Ok(Some((account, patient)))
+        }
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
         Err(other) => Err(other),
     }
 }
