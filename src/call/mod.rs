@@ -10,8 +10,9 @@
 //! uses, so no request pays a round trip of its own to confirm it. A use case's first
 //! database work goes through one of them (later work, such as a research query on the
 //! replica, may use the databases directly); one with no database work confirms all the
-//! same ([`Call::confirmed`], or [`Call::account`], which gives the account it read). `security::a_refused_account_is_401_on_every_endpoint` holds
-//! every endpoint of the contract to that.
+//! same ([`Call::confirmed`], or [`Call::account`], which gives the account it read).
+//! `security::a_refused_account_is_401_on_every_endpoint` holds every endpoint of the contract
+//! to that.
 
 pub mod audit_behind;
 pub mod caller;
