@@ -27,7 +27,7 @@ use crate::domain::research::{
 };
 use crate::domain::schedule;
 use crate::domain::side_effect::Effect;
-use crate::store::research::{CourseFact, ScoreFact, SessionFact, SideEffectFact};
+use crate::store::research::{CourseFact, Reads, ScoreFact, SessionFact, SideEffectFact};
 
 /// A group: the value of each grouping dimension, by name.
 pub type Group = BTreeMap<String, String>;
@@ -81,6 +81,37 @@ pub struct DerivedFilter {
     pub adherence_band: Option<String>,
 }
 
+impl DerivedFilter {
+    /// Each derived dimension with the value it must have, if the question sets one.
+    fn wanted(&self) -> [(Dimension, Option<&str>); 4] {
+        [
+            (Dimension::DoseBand, self.dose_band.as_deref()),
+            (Dimension::AgeBand, self.age_band.as_deref()),
+            (Dimension::Phase, self.phase.as_deref()),
+            (Dimension::AdherenceBand, self.adherence_band.as_deref()),
+        ]
+    }
+}
+
+/// What a question grouping by `group_by` and filtered by `derived` reads of each session:
+/// the columns [`Placed::value`] derives those dimensions from, and no other.
+pub fn dimension_reads(group_by: &[Dimension], derived: &DerivedFilter) -> Reads {
+    let filtered = derived.wanted().into_iter().filter(|(_, v)| v.is_some());
+    let asked: Vec<Dimension> = group_by
+        .iter()
+        .copied()
+        .chain(filtered.map(|(d, _)| d))
+        .collect();
+    let asks = |d: Dimension| asked.contains(&d);
+    Reads {
+        dose: asks(Dimension::DoseBand),
+        clinic: asks(Dimension::Clinic),
+        sex: asks(Dimension::Sex),
+        birth_year: asks(Dimension::AgeBand),
+        schedule: asks(Dimension::Phase),
+    }
+}
+
 /// A completed session with what its derived dimensions are read from. A dimension's value
 /// is computed when asked for: a question reads, of every session, only the dimensions it
 /// groups and filters by.
@@ -96,21 +127,21 @@ pub struct Placed<'a> {
 }
 
 impl Placed<'_> {
-    /// The session's value of `dimension`; `None` for an infusion number not read. Borrowed
-    /// where the value is a word of the vocabulary: most are, and a question asks this of
-    /// every session.
+    /// The session's value of `dimension`; `None` where what it is derived from was not
+    /// read (the question does not ask for it: [`dimension_reads`]). Borrowed where the value
+    /// is a word of the vocabulary: most are, and a question asks this of every session.
     pub fn value(&self, dimension: Dimension) -> Option<Cow<'static, str>> {
         let f = self.fact;
         Some(match dimension {
             Dimension::Indication => f.indication.as_str().into(),
             Dimension::Route => f.route.as_str().into(),
-            Dimension::DoseBand => DoseBand::of(f.dose_mg_per_kg).as_str().into(),
-            Dimension::Sex => f.sex.as_str().into(),
-            Dimension::AgeBand => AgeBand::at(f.birth_year, self.first_year)
+            Dimension::DoseBand => DoseBand::of(f.dose_mg_per_kg?).as_str().into(),
+            Dimension::Sex => f.sex?.as_str().into(),
+            Dimension::AgeBand => AgeBand::at(f.birth_year?, self.first_year)
                 .to_string()
                 .into(),
-            Dimension::Clinic => f.clinic_id.to_string().into(),
-            Dimension::Phase => schedule::phase_of(f.protocol, f.start_date, f.started_at.date())
+            Dimension::Clinic => f.clinic_id?.to_string().into(),
+            Dimension::Phase => schedule::phase_of(f.protocol?, f.start_date?, f.started_at.date())
                 .as_str()
                 .into(),
             Dimension::AdherenceBand => AdherenceBand::of(self.adherence.0, self.adherence.1)
@@ -150,14 +181,10 @@ pub fn place<'a>(
         adherence: adherence.get(&fact.course_id).copied().unwrap_or((0, 0)),
         infusion_number: infusion_numbers.get(&fact.session_id).copied(),
     };
-    let allowed = [
-        (Dimension::DoseBand, &filter.dose_band),
-        (Dimension::AgeBand, &filter.age_band),
-        (Dimension::Phase, &filter.phase),
-        (Dimension::AdherenceBand, &filter.adherence_band),
-    ]
-    .into_iter()
-    .all(|(d, wanted)| wanted.is_none() || placed.value(d).as_deref() == wanted.as_deref());
+    let allowed = filter
+        .wanted()
+        .into_iter()
+        .all(|(d, wanted)| wanted.is_none() || placed.value(d).as_deref() == wanted);
     allowed.then_some(placed)
 }
 
@@ -655,4 +682,116 @@ pub fn trajectory_rows(
         withheld += hidden;
     }
     (rows, withheld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(group_by: &[Dimension], derived: DerivedFilter) -> Reads {
+        dimension_reads(group_by, &derived)
+    }
+
+    /// Each dimension reads the columns `Placed::value` derives it from, and no other.
+    #[test]
+    fn a_question_reads_the_columns_of_its_dimensions_only() {
+        use Dimension::*;
+        let none = Reads::default();
+        let cases = [
+            (Indication, none),
+            (Route, none),
+            (AdherenceBand, none),
+            (InfusionNumber, none),
+            (DoseBand, Reads { dose: true, ..none }),
+            (Sex, Reads { sex: true, ..none }),
+            (
+                AgeBand,
+                Reads {
+                    birth_year: true,
+                    ..none
+                },
+            ),
+            (
+                Clinic,
+                Reads {
+                    clinic: true,
+                    ..none
+                },
+            ),
+            (
+                Phase,
+                Reads {
+                    schedule: true,
+                    ..none
+                },
+            ),
+        ];
+        for (dimension, expected) in cases {
+            assert_eq!(
+                reads(&[dimension], DerivedFilter::default()),
+                expected,
+                "{dimension:?}"
+            );
+        }
+        assert_eq!(reads(&[], DerivedFilter::default()), none);
+        let every: Vec<Dimension> = cases.iter().map(|(d, _)| *d).collect();
+        let all = Reads {
+            dose: true,
+            clinic: true,
+            sex: true,
+            birth_year: true,
+            schedule: true,
+        };
+        assert_eq!(reads(&every, DerivedFilter::default()), all);
+    }
+
+    /// A filter on a derived dimension reads what that dimension is derived from.
+    #[test]
+    fn a_derived_filter_reads_its_dimension() {
+        let none = Reads::default();
+        let set = |s: &str| Some(s.to_owned());
+        let cases = [
+            (
+                DerivedFilter {
+                    dose_band: set("lt_0_5"),
+                    ..Default::default()
+                },
+                Reads { dose: true, ..none },
+            ),
+            (
+                DerivedFilter {
+                    age_band: set("18_to_24"),
+                    ..Default::default()
+                },
+                Reads {
+                    birth_year: true,
+                    ..none
+                },
+            ),
+            (
+                DerivedFilter {
+                    phase: set("induction"),
+                    ..Default::default()
+                },
+                Reads {
+                    schedule: true,
+                    ..none
+                },
+            ),
+            (
+                DerivedFilter {
+                    adherence_band: set("full"),
+                    ..Default::default()
+                },
+                none,
+            ),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(
+                reads(&[Dimension::Route], filter.clone()),
+                expected,
+                "{filter:?}"
+            );
+        }
+    }
 }

@@ -291,6 +291,8 @@ struct Derivations {
     adherence: HashMap<CourseId, (usize, usize)>,
     /// Each completed session's number in its course, when a question groups by it.
     infusion_numbers: HashMap<SessionId, u32>,
+    /// What the question reads of each session.
+    reads: facts::Reads,
 }
 
 impl Derivations {
@@ -314,6 +316,7 @@ impl Derivations {
             firsts,
             adherence: HashMap::new(),
             infusion_numbers,
+            reads: research::dimension_reads(group_by, derived),
         };
         if derived.adherence_band.is_some() || group_by.contains(&Dimension::AdherenceBand) {
             let mut courses = HashSet::new();
@@ -367,7 +370,7 @@ fn each_session(
     ctx: &Derivations,
     mut add: impl FnMut(&research::Placed<'_>),
 ) -> Result<(), StoreError> {
-    facts::each_session_fact(conn, filter, |fact| {
+    facts::each_session_fact(conn, filter, ctx.reads, |fact| {
         if let Some(placed) = ctx.place(&fact, derived) {
             add(&placed);
         }
@@ -451,7 +454,7 @@ impl SideEffects {
         mut add: impl FnMut(&research::Placed<'_>, &facts::SideEffectFact),
     ) -> Result<(), StoreError> {
         // Each report with its own session: one the derived filters leave out is skipped.
-        facts::each_side_effect_fact(conn, &self.filter, |session, effect| {
+        facts::each_side_effect_fact(conn, &self.filter, ctx.reads, |session, effect| {
             if let Some(placed) = ctx.place(&session, &self.derived) {
                 add(&placed, &effect);
             }

@@ -4,7 +4,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::connection::DefaultLoadingMode;
-use diesel::dsl::min;
+use diesel::dsl::{case_when, min};
 use diesel::pg::PgRowByRowLoadingMode;
 use diesel::prelude::*;
 
@@ -33,7 +33,23 @@ pub struct ResearchFilter {
     pub to: Option<NaiveDateTime>,
 }
 
-/// One completed session with what it is grouped by and what became of it.
+/// What a question reads of each session beyond what every question does (the session, its
+/// patient, course, time, route, charge, indication, instrument and outcome): the columns
+/// its dimensions are derived from. Another column comes back NULL, so the database neither
+/// decodes nor sends it — sending every session's row is most of a question's time at scale
+/// (issue 16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    pub dose: bool,
+    pub clinic: bool,
+    pub sex: bool,
+    pub birth_year: bool,
+    /// The course's protocol and start date, which the session's phase is derived from.
+    pub schedule: bool,
+}
+
+/// One completed session with what it is grouped by and what became of it. A field in an
+/// `Option` is present when the question [`Reads`] it (each is a `NOT NULL` column).
 #[derive(Clone, Debug, Queryable)]
 pub struct SessionFact {
     pub session_id: SessionId,
@@ -41,14 +57,14 @@ pub struct SessionFact {
     pub course_id: CourseId,
     pub started_at: NaiveDateTime,
     pub route: Route,
-    pub dose_mg_per_kg: f64,
+    pub dose_mg_per_kg: Option<f64>,
     pub charge_cents: Option<i64>,
-    pub clinic_id: ClinicId,
-    pub sex: Sex,
-    pub birth_year: i32,
+    pub clinic_id: Option<ClinicId>,
+    pub sex: Option<Sex>,
+    pub birth_year: Option<i32>,
     pub indication: Indication,
-    pub protocol: Protocol,
-    pub start_date: NaiveDate,
+    pub protocol: Option<Protocol>,
+    pub start_date: Option<NaiveDate>,
     pub primary_instrument: Instrument,
     pub status: BenefitStatus,
     pub durability_days: Option<f64>,
@@ -110,41 +126,54 @@ macro_rules! stream {
     }};
 }
 
+/// `$column` when `$read`, else NULL: `CASE WHEN $read THEN $column END`, the flag a bound
+/// parameter, so that every question shares one prepared statement.
+macro_rules! read_if {
+    ($read:expr, $column:expr, $sql_type:ty) => {
+        case_when::<_, _, $sql_type>($read.into_sql::<diesel::sql_types::Bool>(), $column)
+    };
+}
+
 macro_rules! session_fact_columns {
-    () => {
+    ($reads:expr) => {{
+        use diesel::sql_types::{Date, Double, Integer, Text};
+        let reads: Reads = $reads;
         (
             session_outcomes::session_id,
             session_outcomes::patient_id,
             session_outcomes::course_id,
             session_outcomes::started_at,
             session_outcomes::route,
-            session_outcomes::dose_mg_per_kg,
+            read_if!(reads.dose, session_outcomes::dose_mg_per_kg, Double),
             session_outcomes::charge_cents,
-            patients::clinic_id,
-            patients::sex,
-            patients::birth_year,
+            read_if!(reads.clinic, patients::clinic_id, Text),
+            read_if!(reads.sex, patients::sex, Text),
+            read_if!(reads.birth_year, patients::birth_year, Integer),
             session_outcomes::indication,
-            session_outcomes::protocol,
-            session_outcomes::course_start_date,
+            read_if!(reads.schedule, session_outcomes::protocol, Text),
+            read_if!(reads.schedule, session_outcomes::course_start_date, Date),
             session_outcomes::instrument,
             session_outcomes::status,
             session_outcomes::durability_days,
         )
-    };
+    }};
 }
 
-/// Each session fact `filter` selects, handed to `each` in no particular order.
+/// Each session fact `filter` selects, with what the question `reads`, handed to `each` in no
+/// particular order.
 pub fn each_session_fact(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
+    reads: Reads,
     mut each: impl FnMut(SessionFact),
 ) -> Result<(), StoreError> {
     stream!(
         conn,
-        consenting_sessions!(session_outcomes::table, filter).select(session_fact_columns!()),
+        consenting_sessions!(session_outcomes::table, filter).select(session_fact_columns!(reads)),
         SessionFact,
         |fact: SessionFact| {
             measured(&fact)?;
+            read_as_asked(&fact, reads)?;
             each(fact);
             Ok::<_, StoreError>(())
         }
@@ -160,14 +189,32 @@ fn measured(fact: &SessionFact) -> Result<(), StoreError> {
     if lasted == fact.durability_days.is_some() {
         Ok(())
     } else {
-        Err(StoreError::Integrity(
-            format!(
-                "session {}: durability does not match its status",
-                fact.session_id
-            )
-            .into(),
-        ))
+        Err(corrupt(fact, "durability does not match its status"))
     }
+}
+
+/// Every column the question reads is there: each is `NOT NULL`, so an absent one is a row
+/// the database did not read as asked, and research reads nothing into it.
+fn read_as_asked(fact: &SessionFact, reads: Reads) -> Result<(), StoreError> {
+    let asked = [
+        (reads.dose, fact.dose_mg_per_kg.is_some()),
+        (reads.clinic, fact.clinic_id.is_some()),
+        (reads.sex, fact.sex.is_some()),
+        (reads.birth_year, fact.birth_year.is_some()),
+        (
+            reads.schedule,
+            fact.protocol.is_some() && fact.start_date.is_some(),
+        ),
+    ];
+    if asked.iter().all(|(read, present)| !read || *present) {
+        Ok(())
+    } else {
+        Err(corrupt(fact, "a column the question reads is absent"))
+    }
+}
+
+fn corrupt(fact: &SessionFact, what: &str) -> StoreError {
+    StoreError::Integrity(format!("session {}: {what}", fact.session_id).into())
 }
 
 /// Every completed, live session's number among its course's completed sessions, from 1, in
@@ -249,11 +296,12 @@ pub struct SideEffectFact {
     pub resolved_at: Option<NaiveDateTime>,
 }
 
-/// Each live side effect `filter` selects, with the facts of its session, handed to `each` in
-/// no particular order.
+/// Each live side effect `filter` selects, with the facts of its session (what the question
+/// `reads`), handed to `each` in no particular order.
 pub fn each_side_effect_fact(
     conn: &mut DbConnection,
     filter: &ResearchFilter,
+    reads: Reads,
     mut each: impl FnMut(SessionFact, SideEffectFact),
 ) -> Result<(), StoreError> {
     let base = side_effects::table.inner_join(
@@ -264,7 +312,7 @@ pub fn each_side_effect_fact(
         consenting_sessions!(base, filter)
             .filter(side_effects::deleted_at.is_null())
             .select((
-                session_fact_columns!(),
+                session_fact_columns!(reads),
                 (
                     side_effects::id,
                     side_effects::effect,
@@ -276,6 +324,7 @@ pub fn each_side_effect_fact(
         (SessionFact, SideEffectFact),
         |(session, effect): (SessionFact, SideEffectFact)| {
             measured(&session)?;
+            read_as_asked(&session, reads)?;
             each(session, effect);
             Ok::<_, StoreError>(())
         }

@@ -290,6 +290,75 @@ api_test!(
 );
 
 api_test!(
+    every_dimension_groups_and_filters_by_what_its_session_holds,
+    overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
+    |app| async move {
+        // A question reads only the columns its dimensions come from (the others come back
+        // NULL): each dimension must still find its value in every session it groups.
+        let Study { researcher, .. } = study(&app).await;
+        let everyone = research(&app, &researcher, "/v1/research/outcomes").await;
+        let all_sessions = everyone["rows"][0]["sessions"].as_u64().unwrap();
+        assert_eq!(all_sessions, 14, "{everyone}");
+        let mut released = 0;
+        for (dimension, filtered) in [
+            ("dose_band", true),
+            ("sex", false),
+            ("clinic", false),
+            ("age_band", true),
+            ("phase", true),
+            ("adherence_band", true),
+            ("infusion_number", false),
+        ] {
+            for path in ["outcomes", "side-effects"] {
+                let grouped = research(
+                    &app,
+                    &researcher,
+                    &format!("/v1/research/{path}?group_by={dimension}"),
+                )
+                .await;
+                for row in grouped["rows"].as_array().unwrap() {
+                    let value = row["group"][dimension].as_str().unwrap_or_default();
+                    assert!(!value.is_empty(), "{path} by {dimension}: {row}");
+                    released += 1;
+                }
+            }
+            let grouped = research(
+                &app,
+                &researcher,
+                &format!("/v1/research/outcomes?group_by={dimension}"),
+            )
+            .await;
+            let rows = grouped["rows"].as_array().unwrap();
+            if grouped["withheld_groups"] == 0 {
+                let sessions: u64 = rows.iter().map(|r| r["sessions"].as_u64().unwrap()).sum();
+                assert_eq!(sessions, all_sessions, "by {dimension}: {grouped}");
+            }
+            if !filtered {
+                continue;
+            }
+            // Filtering by a group's value selects that group's sessions.
+            for row in rows {
+                let value = row["group"][dimension].as_str().unwrap();
+                let only = research(
+                    &app,
+                    &researcher,
+                    &format!(
+                        "/v1/research/outcomes?{dimension}={}",
+                        value.replace('+', "%2B")
+                    ),
+                )
+                .await;
+                assert_eq!(
+                    only["rows"][0]["sessions"], row["sessions"],
+                    "{dimension}={value}: {only}"
+                );
+            }
+        }
+        assert!(released >= 6, "too few groups released to tell: {released}");
+    }
+);
+
+api_test!(
     side_effect_rows_match_hand_computation,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
     |app| async move {
