@@ -172,8 +172,7 @@ pub fn each_session_fact(
         consenting_sessions!(session_outcomes::table, filter).select(session_fact_columns!(reads)),
         SessionFact,
         |fact: SessionFact| {
-            measured(&fact)?;
-            read_as_asked(&fact, reads)?;
+            as_stored(&fact, reads)?;
             each(fact);
             Ok::<_, StoreError>(())
         }
@@ -191,6 +190,13 @@ fn measured(fact: &SessionFact) -> Result<(), StoreError> {
     } else {
         Err(corrupt(fact, "durability does not match its status"))
     }
+}
+
+/// A session fact as the store keeps it, with what the question reads: both checks every
+/// row read passes.
+fn as_stored(fact: &SessionFact, reads: Reads) -> Result<(), StoreError> {
+    measured(fact)?;
+    read_as_asked(fact, reads)
 }
 
 /// Every column the question reads is there: each is `NOT NULL`, so an absent one is a row
@@ -323,8 +329,7 @@ pub fn each_side_effect_fact(
             )),
         (SessionFact, SideEffectFact),
         |(session, effect): (SessionFact, SideEffectFact)| {
-            measured(&session)?;
-            read_as_asked(&session, reads)?;
+            as_stored(&session, reads)?;
             each(session, effect);
             Ok::<_, StoreError>(())
         }
