@@ -135,7 +135,6 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 fn serve(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     actix_web::rt::System::new().block_on(async {
         let app = Application::build(settings)?;
-        tracing::info!(address = %settings.bind_address.ip(), port = app.port(), "serving");
         app.run_until_stopped().await?;
         tracing::info!("stopped");
         Ok(())

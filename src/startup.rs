@@ -56,6 +56,7 @@ pub enum StartupError {
 
 /// The built server, bound but not yet running.
 pub struct Application {
+    address: std::net::IpAddr,
     port: u16,
     server: Server,
     audit: audit_behind::Running,
@@ -123,6 +124,7 @@ impl Application {
         );
         let server = serve(listener, state, settings)?;
         Ok(Self {
+            address: settings.bind_address.ip(),
             port,
             server,
             audit: audit.start(),
@@ -139,10 +141,12 @@ impl Application {
     /// writes the audit events still queued and returns. actix would stop at once on SIGINT,
     /// so its own signal handling is off.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stop = stop_signal();
+        tracing::info!(address = %self.address, port = self.port, "serving");
         let handle = self.server.handle();
         let services = self.services.clone();
         actix_web::rt::spawn(async move {
-            wait_for_stop_signal().await;
+            stop.await;
             tracing::info!("stop signal received; finishing in-flight requests");
             services.streams.close_all();
             handle.stop(true).await;
@@ -356,17 +360,21 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
     }
 }
 
-async fn wait_for_stop_signal() {
+/// SIGINT or SIGTERM, listened for from this call on: the listeners exist before the server
+/// says it is serving, so a stop sent the moment it does is never met by the signal's default
+/// action (the process killed, its in-flight requests cut).
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot listen for stop signals");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    let listeners = signal(SignalKind::interrupt())
+        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    async move {
+        let Ok((mut interrupt, mut terminate)) = listeners else {
+            tracing::error!("cannot listen for stop signals");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }
