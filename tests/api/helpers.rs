@@ -416,15 +416,17 @@ pub async fn audit_events(app: &TestApp, patient: &str, action: Option<&'static 
 /// a record at a time, where a sweep between a session and its follow-up would find it missed.
 pub const QUIET_SWEEP: &[(&str, &str)] = &[("KO_SWEEP_SECS", "60")];
 
-/// What `ask` answers once `settled` holds of it, asked every 100 ms for up to ten seconds
+/// What `ask` answers once `settled` holds of it, asked every 100 ms for up to 40 seconds
 /// (then its last answer): for what the service does a moment later on its own — a sync's
-/// horizon passing a commit, the sweep raising the flags that time raises.
+/// horizon passing a commit, the sweep raising the flags that time raises. Forty, because on
+/// PostgreSQL the horizon waits for every transaction of the cluster that began before the
+/// commit, the other tests' too, which a loaded CI machine runs slowly.
 pub async fn eventually<T, F, Fut>(ask: F, settled: impl Fn(&T) -> bool) -> T
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
         let answer = ask().await;
         if settled(&answer) || std::time::Instant::now() > deadline {

@@ -77,20 +77,26 @@ async fn deliveries(app: &TestApp, admin: &Session, clinic: &Clinic, webhook: &s
 }
 
 /// Every event of the clinic in the outbox, in commit order: (id, patient, record id).
-async fn told(app: &TestApp, clinic: &str) -> Vec<(String, String, String)> {
+/// The clinic's events, once `expected` of them are below the sync horizon (which waits for
+/// the cluster's other transactions: [`eventually`]), in position order.
+async fn told(app: &TestApp, clinic: &str, expected: usize) -> Vec<(String, String, String)> {
     use ketamine_outcomes::store::{outbox, Position};
-    let clinic = clinic.parse().unwrap();
-    app.database()
-        .snapshot(move |conn| {
-            let start = Position {
-                change_seq: 0,
-                id: None,
-            };
-            outbox::of_clinic_after(conn, clinic, &start, 1000)
-        })
+    let clinic: ketamine_outcomes::domain::ids::ClinicId = clinic.parse().unwrap();
+    let below_horizon = || async move {
+        app.database()
+            .snapshot(move |conn| {
+                let start = Position {
+                    change_seq: 0,
+                    id: None,
+                };
+                outbox::of_clinic_after(conn, clinic, &start, 1000)
+            })
+            .await
+            .unwrap()
+            .0
+    };
+    eventually(below_horizon, |rows| rows.len() >= expected)
         .await
-        .unwrap()
-        .0
         .into_iter()
         .map(|row| {
             let body: Value = serde_json::from_str(&row.payload).unwrap();
@@ -103,23 +109,19 @@ async fn told(app: &TestApp, clinic: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Waits (up to 40 s: on PostgreSQL an event is read once every transaction of the cluster
-/// that began before it committed has ended, other tests' too) until `receiver` has answered
-/// 2xx to each of `ids`.
+/// Waits until `receiver` has answered 2xx to each of `ids` ([`eventually`]'s time).
 async fn all_delivered(receiver: &Receiver, ids: &[String]) {
-    for _ in 0..400 {
-        let delivered: Vec<String> = receiver
+    let delivered = || async {
+        receiver
             .received()
             .iter()
             .filter(|r| r.answered < 300)
             .map(|r| r.webhook_id())
-            .collect();
-        if ids.iter().all(|id| delivered.contains(id)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
+            .collect::<Vec<String>>()
+    };
+    let delivered = eventually(delivered, |d| ids.iter().all(|id| d.contains(id))).await;
+    assert!(
+        ids.iter().all(|id| delivered.contains(id)),
         "not every event was delivered: {ids:?} vs {:?}",
         receiver.received()
     );
@@ -435,7 +437,7 @@ api_test!(
             .await
             .unwrap();
 
-        let events = told(&app, &harbour.id).await;
+        let events = told(&app, &harbour.id, 7).await;
         assert_eq!(events.len(), 7, "{events:?}");
         let ids: Vec<String> = events.iter().map(|(id, _, _)| id.clone()).collect();
         all_delivered(&receiver, &ids).await;
