@@ -379,6 +379,38 @@ impl TestApp {
             .expect("db")
     }
 
+    /// Returns once the sync horizon has passed every write committed so far, so that a
+    /// stream or a sync opened now starts after them. On PostgreSQL that is once every
+    /// transaction of the cluster that began before this call has ended ([`eventually`]'s
+    /// time); on SQLite at once.
+    pub async fn horizon_passes_every_commit(&self) {
+        use ketamine_outcomes::store::{horizon, DbConnection, StoreError};
+        #[derive(diesel::QueryableByName)]
+        struct Next {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            position: i64,
+        }
+        let db = self.database();
+        let next = db
+            .snapshot(|conn| match conn {
+                DbConnection::Postgres(pg) => diesel::sql_query(
+                    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS position",
+                )
+                .get_result::<Next>(pg)
+                .map(|next| next.position)
+                .map_err(StoreError::from),
+                DbConnection::Sqlite(_) => horizon(conn),
+            })
+            .await
+            .unwrap();
+        let now = || async { db.snapshot(horizon).await.unwrap() };
+        let passed = eventually(now, |horizon| *horizon >= next).await;
+        assert!(
+            passed >= next,
+            "the horizon stayed at {passed}, below {next}"
+        );
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -282,6 +282,8 @@ api_test!(
         let token = clinic.clinician.access_token.clone();
         let patient = app.new_patient(&clinic.clinician).await;
         let before = app.phq9_answering(&clinic.clinician, &patient, 0).await;
+        // A stream starts at the horizon: a commit still above it would be shown too.
+        app.horizon_passes_every_commit().await;
         let mut quiet = Events::open(&app, &token, None).await;
         // The opening frame says where the stream stands; no event follows.
         let waited = tokio::time::timeout(Duration::from_secs(2), quiet.next()).await;
@@ -380,6 +382,7 @@ api_test!(
             )
             .await;
         assert_eq!(res.status(), 200);
+        app.horizon_passes_every_commit().await;
         let mut events = Events::open(&app, &token, None).await;
         // Twenty minutes pass (the flags' raising is moved back; the default time is 15).
         let aged_patient = patient.clone();
