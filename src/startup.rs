@@ -136,10 +136,11 @@ impl Application {
         self.port
     }
 
-    /// Runs until SIGINT or SIGTERM; then stops accepting, ends the flag streams (their
-    /// clients resume elsewhere with their last event id), lets in-flight requests finish,
-    /// writes the audit events still queued and returns. actix would stop at once on SIGINT,
-    /// so its own signal handling is off.
+    /// Logs that it is serving (the line process supervisors and tests wait for) once it
+    /// listens for SIGINT and SIGTERM; runs until one comes; then stops accepting, ends the
+    /// flag streams (their clients resume elsewhere with their last event id), lets in-flight
+    /// requests finish, writes the audit events still queued and returns. actix would stop at
+    /// once on SIGINT, so its own signal handling is off.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = stop_signal();
         tracing::info!(address = %self.address, port = self.port, "serving");
@@ -365,8 +366,9 @@ async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
 /// action (the process killed, its in-flight requests cut).
 fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let listeners = signal(SignalKind::interrupt())
-        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    let listeners = signal(SignalKind::interrupt()).and_then(|interrupt| {
+        signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
+    });
     async move {
         let Ok((mut interrupt, mut terminate)) = listeners else {
             tracing::error!("cannot listen for stop signals");

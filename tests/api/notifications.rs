@@ -47,8 +47,9 @@ impl Events {
 
     /// The next event, skipping the stream's comments and its retry advice. On PostgreSQL an
     /// event shows once every transaction of the cluster that began before its commit has
-    /// ended (other tests' too), so this waits up to 20 s.
+    /// ended (other tests' too), so this waits up to 40 s, as `eventually` does.
     async fn next(&mut self) -> Frame {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let text: String = self.buffer.drain(..end + 2).collect();
@@ -71,9 +72,9 @@ impl Events {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.res.chunk())
+            let chunk = tokio::time::timeout_at(deadline, self.res.chunk())
                 .await
-                .expect("an event within 20 s")
+                .expect("an event within 40 s")
                 .expect("the stream reads")
                 .expect("the stream stays open");
             self.buffer
@@ -400,16 +401,21 @@ api_test!(
             .unwrap();
         let fresh = app.phq9_answering(&clinic.clinician, &patient, 1).await;
 
-        let mut seen = Vec::new();
-        let escalated = loop {
-            let frame = events.next().await;
-            if frame.event == "flag.escalated" {
-                break frame;
-            }
-            seen.push(frame.event);
+        // The fresh answer's two events and the escalation, in whichever order the check's
+        // tick (one a second here) falls.
+        let mut frames = Vec::new();
+        for _ in 0..3 {
+            frames.push(events.next().await);
+        }
+        let (escalated, seen): (Vec<Frame>, Vec<Frame>) = frames
+            .into_iter()
+            .partition(|frame| frame.event == "flag.escalated");
+        let [escalated] = escalated.as_slice() else {
+            panic!("one escalation among the three: {escalated:?} {seen:?}");
         };
         assert_eq!(escalated.data["data"]["record_id"], left_open.as_str());
         assert_eq!(escalated.data["data"]["level"], "urgent");
+        let seen: Vec<&str> = seen.iter().map(|frame| frame.event.as_str()).collect();
         assert_eq!(
             seen,
             ["assessment.created", "flag.raised"],

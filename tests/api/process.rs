@@ -94,6 +94,19 @@ impl Process {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// How the process ended, if it ends within `within`; `None` if it is still running then
+    /// (it is killed when the test drops it).
+    pub fn exit_within(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match self.child.try_wait().unwrap() {
+                Some(status) => return Some(status),
+                None if std::time::Instant::now() > deadline => return None,
+                None => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])

@@ -76,24 +76,24 @@ async fn deliveries(app: &TestApp, admin: &Session, clinic: &Clinic, webhook: &s
     res.json::<Value>().await.unwrap()["items"].clone()
 }
 
-/// Every event of the clinic in the outbox, in commit order: (id, patient, record id).
-/// The clinic's events, once `expected` of them are below the sync horizon (which waits for
-/// the cluster's other transactions: [`eventually`]), in position order.
+/// The clinic's events in the outbox, (id, patient, record id) in position order, once
+/// `expected` of them are below the sync horizon (which waits for the cluster's other
+/// transactions: [`eventually`]).
 async fn told(app: &TestApp, clinic: &str, expected: usize) -> Vec<(String, String, String)> {
     use ketamine_outcomes::store::{outbox, Position};
     let clinic: ketamine_outcomes::domain::ids::ClinicId = clinic.parse().unwrap();
-    let below_horizon = || async move {
-        app.database()
-            .snapshot(move |conn| {
-                let start = Position {
-                    change_seq: 0,
-                    id: None,
-                };
-                outbox::of_clinic_after(conn, clinic, &start, 1000)
-            })
-            .await
-            .unwrap()
-            .0
+    let db = app.database();
+    let below_horizon = || async {
+        db.snapshot(move |conn| {
+            let start = Position {
+                change_seq: 0,
+                id: None,
+            };
+            outbox::of_clinic_after(conn, clinic, &start, 1000)
+        })
+        .await
+        .unwrap()
+        .0
     };
     eventually(below_horizon, |rows| rows.len() >= expected)
         .await
@@ -111,7 +111,7 @@ async fn told(app: &TestApp, clinic: &str, expected: usize) -> Vec<(String, Stri
 
 /// Waits until `receiver` has answered 2xx to each of `ids` ([`eventually`]'s time).
 async fn all_delivered(receiver: &Receiver, ids: &[String]) {
-    let delivered = || async {
+    let answered = || async {
         receiver
             .received()
             .iter()
@@ -119,9 +119,9 @@ async fn all_delivered(receiver: &Receiver, ids: &[String]) {
             .map(|r| r.webhook_id())
             .collect::<Vec<String>>()
     };
-    let delivered = eventually(delivered, |d| ids.iter().all(|id| d.contains(id))).await;
+    let every = |answered: &Vec<String>| ids.iter().all(|id| answered.contains(id));
     assert!(
-        ids.iter().all(|id| delivered.contains(id)),
+        every(&eventually(answered, every).await),
         "not every event was delivered: {ids:?} vs {:?}",
         receiver.received()
     );
