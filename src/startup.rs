@@ -56,8 +56,8 @@ pub enum StartupError {
 
 /// The built server, bound but not yet running.
 pub struct Application {
-    address: std::net::IpAddr,
-    port: u16,
+    /// Where the listener is bound (the port the system chose when the settings gave 0).
+    local: std::net::SocketAddr,
     server: Server,
     audit: audit_behind::Running,
     services: web::Data<Services>,
@@ -76,10 +76,9 @@ impl Application {
                 address: address.clone(),
                 source,
             })?;
-        let port = listener
+        let local = listener
             .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+            .map_err(|source| StartupError::Bind { address, source })?;
         // The sweep and the escalation check keep a connection each: a long sweep (every
         // record evaluated again under new clinical settings) must not hold a slot that
         // requests wait for, nor an escalation that waits on a writer, nor hold back an
@@ -124,8 +123,7 @@ impl Application {
         );
         let server = serve(listener, state, settings)?;
         Ok(Self {
-            address: settings.bind_address.ip(),
-            port,
+            local,
             server,
             audit: audit.start(),
             services,
@@ -133,7 +131,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.local.port()
     }
 
     /// Logs that it is serving (the line process supervisors and tests wait for) once it
@@ -143,7 +141,7 @@ impl Application {
     /// once on SIGINT, so its own signal handling is off.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = stop_signal();
-        tracing::info!(address = %self.address, port = self.port, "serving");
+        tracing::info!(address = %self.local.ip(), port = self.local.port(), "serving");
         let handle = self.server.handle();
         let services = self.services.clone();
         actix_web::rt::spawn(async move {
