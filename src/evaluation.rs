@@ -38,7 +38,7 @@ use crate::store::outcomes::{self as outcome_store, CourseOutcomeRow, SessionOut
 use crate::store::scope::Scope;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::side_effects::{self, SideEffectRow};
-use crate::store::{course_adherence, patients, time_flag_checks, DbConnection, StoreError};
+use crate::store::{patients, time_flag_checks, DbConnection, StoreError};
 
 /// Everything of one patient's record that outcomes and flags are computed from.
 struct Record {
@@ -175,10 +175,6 @@ pub fn refresh(
     change: Change<'_>,
 ) -> Result<Vec<FlagRow>, StoreError> {
     let now = clock::now();
-    if !matches!(change, Change::SideEffect(_)) {
-        // Scores, sessions and courses are what measurement plans are checked against.
-        course_adherence::forget_patient(conn, patient_id)?;
-    }
     // A new score can only follow a session up, never leave one owing: the sweep's next
     // instant for the patient stands (at worst it wakes for nothing). Any other change may
     // bring a flag that time raises closer.

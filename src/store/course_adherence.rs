@@ -1,5 +1,6 @@
 //! Each course's measurement-plan adherence as it stands until an instant (migration 000011):
-//! removed by every write to the patient's record, put back by the sweep.
+//! removed by the database itself on every write to the patient's courses, sessions and scores
+//! (migration 000019's triggers), put back by the sweep.
 
 use std::collections::HashMap;
 
@@ -21,12 +22,6 @@ pub struct CourseAdherenceRow {
     pub computed_at: NaiveDateTime,
     /// The first instant the counts may no longer hold.
     pub valid_until: NaiveDateTime,
-}
-
-/// Removes the patient's rows: a write to their record may have changed any course's counts.
-pub fn forget_patient(conn: &mut DbConnection, patient: PatientId) -> Result<(), StoreError> {
-    diesel::delete(ca::table.filter(ca::patient_id.eq(patient))).execute(conn)?;
-    Ok(())
 }
 
 /// The courses of consenting patients — the only ones research reads — whose counts are

@@ -466,7 +466,8 @@ async fn stored_adherence(app: &TestApp, patient: &str) -> Vec<(i32, i32)> {
 }
 
 // issue 16 (3): research reads each course's adherence as the sweep stored it, and a write to
-// the record takes the stored counts away at once, before any sweep could store them again.
+// the record — a new score, or one marked entered in error — takes the stored counts away at
+// once (the database's own triggers, migration 000019), before any sweep could store them again.
 api_test!(
     research_reads_the_stored_adherence_that_a_write_takes_away,
     overrides = &[("KO_RESEARCH_MIN_CELL", "5")],
@@ -480,29 +481,10 @@ api_test!(
         }
         let first = &courses[0];
         // The sweep (every second in the tests) stores each course's counts: 4 of 9.
-        let stored = eventually(
-            || stored_adherence(&app, &first.patient),
-            |rows| !rows.is_empty(),
-        )
-        .await;
-        assert_eq!(stored, vec![(4, 9)]);
-        // Counts the records do not warrant, stored as holding for a day: research reports
-        // them, so it read them and not the records.
-        let patient = first.patient.clone();
-        let tomorrow = (Utc::now() + Duration::days(1)).naive_utc();
-        app.database()
-            .run(move |conn| {
-                diesel::update(ca::table.filter(ca::patient_id.eq(patient)))
-                    .set((
-                        ca::completed.eq(9),
-                        ca::due.eq(9),
-                        ca::valid_until.eq(tomorrow),
-                    ))
-                    .execute(conn)
-                    .map_err(StoreError::from)
-            })
-            .await
-            .unwrap();
+        assert_eq!(swept_adherence(&app, &first.patient).await, vec![(4, 9)]);
+        // Counts the records do not warrant: research reports them, so it read them and not
+        // the records.
+        store_unwarranted_adherence(&app, &first.patient).await;
         assert_eq!(
             phq9_research(&app, &researcher).await["rows"][0]["adherence"],
             json!({"numerator": 25, "denominator": 45, "rate": 0.5556})
@@ -518,9 +500,52 @@ api_test!(
             )
             .await;
         assert_eq!(res.status(), 201);
+        let day_7_score = res.json::<Value>().await.unwrap()["id"].clone();
         assert_eq!(
             phq9_research(&app, &researcher).await["rows"][0]["adherence"],
             json!({"numerator": 21, "denominator": 45, "rate": 0.4667})
         );
+        // The sweep stores 5 of 9; counts it did not are put in their place again, and the
+        // score marked entered in error (a change, not an insert) takes them away: 4 of 9.
+        assert_eq!(swept_adherence(&app, &first.patient).await, vec![(5, 9)]);
+        store_unwarranted_adherence(&app, &first.patient).await;
+        let res = app
+            .delete_as(
+                &format!("/v1/assessments/{}", day_7_score.as_str().unwrap()),
+                &clinic.clinician.access_token,
+                &json!({"reason": "entered for the wrong day"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            phq9_research(&app, &researcher).await["rows"][0]["adherence"],
+            json!({"numerator": 20, "denominator": 45, "rate": 0.4444})
+        );
     }
 );
+
+/// The patient's stored counts, once the sweep has stored them.
+async fn swept_adherence(app: &TestApp, patient: &str) -> Vec<(i32, i32)> {
+    eventually(|| stored_adherence(app, patient), |rows| !rows.is_empty()).await
+}
+
+/// Puts 9 of 9, holding for a day, in place of the patient's stored counts.
+async fn store_unwarranted_adherence(app: &TestApp, patient: &str) {
+    let patient = patient.to_owned();
+    let tomorrow = (Utc::now() + Duration::days(1)).naive_utc();
+    let changed = app
+        .database()
+        .run(move |conn| {
+            diesel::update(ca::table.filter(ca::patient_id.eq(patient)))
+                .set((
+                    ca::completed.eq(9),
+                    ca::due.eq(9),
+                    ca::valid_until.eq(tomorrow),
+                ))
+                .execute(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+}

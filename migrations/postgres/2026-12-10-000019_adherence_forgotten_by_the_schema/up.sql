@@ -1,0 +1,25 @@
+-- A course's stored adherence (000011) is computed from its patient's courses, sessions and
+-- scores, so a write to any of them removes the patient's stored rows, for the sweep to put
+-- back. The database now does that itself, in the writer's transaction: no writer can forget
+-- it, and none spends a statement of its own on it. A row's change counts when its version
+-- moves (every create and every change does; moving a record's sync position for a flag does
+-- not, and no adherence reads flags). Triggers only; no table is rewritten.
+CREATE FUNCTION ko_forget_course_adherence() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM course_adherence WHERE patient_id = NEW.patient_id;
+  RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER courses_forget_adherence_insert AFTER INSERT ON courses
+  FOR EACH ROW EXECUTE FUNCTION ko_forget_course_adherence();
+CREATE TRIGGER courses_forget_adherence_update AFTER UPDATE ON courses
+  FOR EACH ROW WHEN (NEW.version <> OLD.version) EXECUTE FUNCTION ko_forget_course_adherence();
+CREATE TRIGGER sessions_forget_adherence_insert AFTER INSERT ON sessions
+  FOR EACH ROW EXECUTE FUNCTION ko_forget_course_adherence();
+CREATE TRIGGER sessions_forget_adherence_update AFTER UPDATE ON sessions
+  FOR EACH ROW WHEN (NEW.version <> OLD.version) EXECUTE FUNCTION ko_forget_course_adherence();
+CREATE TRIGGER assessments_forget_adherence_insert AFTER INSERT ON assessments
+  FOR EACH ROW EXECUTE FUNCTION ko_forget_course_adherence();
+CREATE TRIGGER assessments_forget_adherence_update AFTER UPDATE ON assessments
+  FOR EACH ROW WHEN (NEW.version <> OLD.version) EXECUTE FUNCTION ko_forget_course_adherence();

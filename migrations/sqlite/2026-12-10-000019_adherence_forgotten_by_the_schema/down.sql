@@ -1,0 +1,6 @@
+DROP TRIGGER assessments_forget_adherence_update;
+DROP TRIGGER assessments_forget_adherence_insert;
+DROP TRIGGER sessions_forget_adherence_update;
+DROP TRIGGER sessions_forget_adherence_insert;
+DROP TRIGGER courses_forget_adherence_update;
+DROP TRIGGER courses_forget_adherence_insert;
