@@ -25,6 +25,7 @@ use crate::auth::token::TokenKeys;
 use crate::config::{AuthSettings, ClinicalSettings, ResearchSettings};
 use crate::domain::account::Role;
 use crate::domain::audit::Action;
+use crate::domain::events::EventBody;
 use crate::domain::ids::{AuditEventId, PatientId, UserId};
 use crate::error::ApiError;
 use crate::store::audit::{self as trail, AuditEventRow};
@@ -277,6 +278,22 @@ impl Call {
     /// Writes `event` to the trail as done by the caller.
     pub fn audit(&self, conn: &mut DbConnection, event: Event) -> Result<(), StoreError> {
         self.origin.audit(conn, Some(self.actor()), event)
+    }
+
+    /// Writes `event` to the trail as done by the caller and, when there is one, `told` to the
+    /// outbox: two writes nothing reads back, as one statement on PostgreSQL.
+    pub fn audit_telling(
+        &self,
+        conn: &mut DbConnection,
+        event: Event,
+        told: Option<EventBody>,
+    ) -> Result<(), StoreError> {
+        match told {
+            Some(told) => {
+                trail::record_telling(conn, &self.origin.entry(Some(self.actor()), event), &told)
+            }
+            None => self.audit(conn, event),
+        }
     }
 
     /// Hands `events`, done by the caller, to the writer behind (`audit_behind`): written

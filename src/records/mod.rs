@@ -27,7 +27,7 @@ use crate::evaluation::{self, Change};
 use crate::store::flags::{self as flag_store, FlagRow};
 use crate::store::patients;
 use crate::store::scope::Scope;
-use crate::store::{clinics, outbox, Correctable, DbConnection, Page, StoreError, Stored, Window};
+use crate::store::{clinics, Correctable, DbConnection, Page, StoreError, Stored, Window};
 
 /// The audit actions of one kind of record.
 pub struct Actions {
@@ -188,12 +188,11 @@ pub async fn create<R: Kind>(
                 if !R::insert(conn, &row)? {
                     return Ok(None);
                 }
-                let at = clock::now();
-                if let Some(body) = EventBody::created(R::FLAGGED, &id.to_string(), patient, at) {
-                    outbox::tell(conn, &body)?;
-                }
+                // Before evaluation, whose flags tell the outbox after the record's own event.
+                let told = EventBody::created(R::FLAGGED, &id.to_string(), patient, clock::now());
+                let event = Event::record(R::ACTIONS.created, id, patient);
+                call.audit_telling(conn, event, told)?;
                 raised = evaluation::refresh(conn, &call.clinical(), patient, row.change(None))?;
-                call.audit(conn, Event::record(R::ACTIONS.created, id, patient))?;
                 Ok(Some(row.clone()))
             },
         )?;

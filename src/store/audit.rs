@@ -7,10 +7,12 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Nullable, Text, Timestamp};
 
+use super::outbox;
 use super::schema::audit_events as ae;
 use super::{DbConnection, MultiBackend, Page, StoreError};
 use crate::domain::account::Role;
 use crate::domain::audit::Action;
+use crate::domain::events::EventBody;
 use crate::domain::ids::{AuditEventId, PatientId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -42,6 +44,16 @@ pub fn record(conn: &mut DbConnection, events: &[AuditEventRow]) -> Result<(), S
         Appended(chunk).execute(conn)?;
     }
     Ok(())
+}
+
+/// Appends `event` to the trail and writes `told` to the outbox: one statement on PostgreSQL
+/// (the two writes of a create that nothing reads back), two on SQLite.
+pub fn record_telling(
+    conn: &mut DbConnection,
+    event: &AuditEventRow,
+    told: &EventBody,
+) -> Result<(), StoreError> {
+    outbox::tell_after(conn, Appended(std::slice::from_ref(event)), told)
 }
 
 /// The columns [`Appended`] binds, in its order (a unit test holds them to `AuditEventRow`'s).

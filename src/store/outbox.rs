@@ -3,10 +3,11 @@
 //! a position never misses an event that committed later below it.
 
 use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::sql_types::{Text, Timestamp};
 
 use super::schema::{outbox, patients};
-use super::{horizon, DbConnection, Position, StoreError};
+use super::{horizon, DbConnection, MultiBackend, Position, StoreError};
 use crate::clock;
 use crate::domain::events::{EventBody, EventType};
 use crate::domain::ids::{ClinicId, EventId, PatientId};
@@ -25,6 +26,23 @@ pub struct OutboxRow {
 /// Writes `body` to the outbox, with its patient's clinic, inside the caller's transaction:
 /// one statement, the clinic read by the insert itself.
 pub fn tell(conn: &mut DbConnection, body: &EventBody) -> Result<(), StoreError> {
+    one_written(insert(body)?.execute(conn)?)
+}
+
+/// Writes `first` and then `body` to the outbox, as [`tell`] does: one statement on
+/// PostgreSQL ([`super::written_together`]).
+pub fn tell_after<F>(conn: &mut DbConnection, first: F, body: &EventBody) -> Result<(), StoreError>
+where
+    F: QueryFragment<MultiBackend> + QueryId,
+{
+    one_written(super::written_together(conn, first, insert(body)?)?)
+}
+
+/// The insert of `body`, which reads its patient's clinic itself: it writes nothing when the
+/// patient is not there.
+fn insert(
+    body: &EventBody,
+) -> Result<impl QueryFragment<MultiBackend> + QueryId + RunQueryDsl<DbConnection>, StoreError> {
     let payload = serde_json::to_string(body)
         .map_err(|e| StoreError::Integrity(format!("an event that is not JSON: {e}").into()))?;
     let patient = PatientId::from(body.data.patient_id);
@@ -36,7 +54,7 @@ pub fn tell(conn: &mut DbConnection, body: &EventBody) -> Result<(), StoreError>
         payload.into_sql::<Text>(),
         clock::to_db(body.timestamp).into_sql::<Timestamp>(),
     ));
-    let written = diesel::insert_into(outbox::table)
+    Ok(diesel::insert_into(outbox::table)
         .values(event)
         .into_columns((
             outbox::id,
@@ -45,8 +63,10 @@ pub fn tell(conn: &mut DbConnection, body: &EventBody) -> Result<(), StoreError>
             outbox::event_type,
             outbox::payload,
             outbox::occurred_at,
-        ))
-        .execute(conn)?;
+        )))
+}
+
+fn one_written(written: usize) -> Result<(), StoreError> {
     if written == 1 {
         Ok(())
     } else {
