@@ -1,22 +1,21 @@
--- ingest yardstick: the statements the server runs for one POST /v1/patients/{id}/assessments
--- of a PHQ-9 (idempotent create with a fresh id: the patient's row held when in the caller's
+-- ingest yardstick: the statements the server runs for one POST /v1/patients/{id}/assessments of
+-- a PHQ-9 (idempotent create with a fresh id: the patient's row held when in the caller's
 -- clinic, in the same statement that confirms the caller's account still admits their token
 -- (enabled, of its generation, role, clinic and patient record); the insert, which leaves a
 -- taken id alone (a retry then reads the stored record), whose trigger removes the patient's
 -- stored adherence for the sweep to compute again (migration 000019); the audit event with the
--- score's event in the outbox, one statement (a data-modifying WITH, as
--- store::written_together writes it); the evaluation of what the score can move — the
--- patient's PHQ-9 courses with their stored outcomes, and their live sessions; a score taken
--- now lies in no session's window of the seeded data. The answer is made from what was written, its flags
--- being the ones the write raised: nothing is read back), in its order, captured from
--- PostgreSQL's log (log_statement = 'all' on the bench database, the patient's second
--- request, as in the steady state of the load;
--- bench.py repeats the capture on every run into bench/out/captured-ingest.sql and says when
--- the count no longer matches). Literal parameters became pgbench variables: a random patient
--- of clinic 1 (as bench/lua/ingest.lua picks), a fresh assessment id, the clinician's id
--- (-D clinician_id). No flag is raised (item 9 is 0, as in the load). The pool tests no
--- connection returned within 500 ms (src/store/mod.rs, Manager), so no "SELECT 1" on
--- check-out under load. Every statement is prepared by the server too. Run with -M prepared.
+-- score's event in the outbox, one statement (a data-modifying WITH, as store::written_together
+-- writes it); the evaluation of what the score can move — the patient's PHQ-9 courses with their
+-- stored outcomes, and their live sessions; a score taken now lies in no session's window of the
+-- seeded data. The answer is made from what was written, its flags being the ones the write
+-- raised: nothing is read back), in its order, captured from PostgreSQL's log (log_statement =
+-- 'all' on the bench database, the patient's second request, as in the steady state of the load;
+-- bench.py repeats the capture on every run into bench/out/captured-ingest.sql and says when the
+-- count no longer matches). Literal parameters became pgbench variables: a random patient of
+-- clinic 1 (as bench/lua/ingest.lua picks), a fresh assessment id, the clinician's id (-D
+-- clinician_id). No flag is raised (item 9 is 0, as in the load). The pool tests no connection
+-- returned within 500 ms (src/store/mod.rs, Manager), so no "SELECT 1" on check-out under load.
+-- Every statement is prepared by the server too. Run with -M prepared.
 \set k random(0, :per_clinic - 1)
 \set n :k * :clinics + 1
 \set r random(1, 999999999999)

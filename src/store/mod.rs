@@ -128,11 +128,13 @@ where
     }
 }
 
-/// Two writes of one transaction, `first` and then `then`, where nothing between them reads
-/// what `first` wrote: on PostgreSQL one statement, `first` a data-modifying `WITH` of `then`,
-/// which saves a round trip to the database; on SQLite, where a statement costs none, one after
-/// the other. Gives the count of rows `then` wrote: `first` must be a write whose rows are
-/// certain (an insert of values, which writes them or fails), for its own count is not seen.
+/// Two writes of one transaction, `first` and then `then`, where `then` does not read what
+/// `first` wrote and the two write different rows: on PostgreSQL one statement, `first` a
+/// data-modifying `WITH` of `then` (which must not begin with a `WITH` of its own), saving a
+/// round trip to the database; on SQLite, where a statement costs none, one after the other,
+/// atomic only inside the caller's transaction. Gives the count of rows `then` wrote: `first`
+/// must be a write whose rows are certain (an insert of values, which writes them or fails),
+/// for its own count is not seen.
 pub fn written_together<F, T>(
     conn: &mut DbConnection,
     first: F,

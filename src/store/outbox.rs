@@ -29,7 +29,7 @@ pub fn tell(conn: &mut DbConnection, body: &EventBody) -> Result<(), StoreError>
     one_written(insert(body)?.execute(conn)?)
 }
 
-/// Writes `first` and then `body` to the outbox, as [`tell`] does: one statement on
+/// Runs the write `first`, then writes `body` to the outbox as [`tell`] does: one statement on
 /// PostgreSQL ([`super::written_together`]).
 pub fn tell_after<F>(conn: &mut DbConnection, first: F, body: &EventBody) -> Result<(), StoreError>
 where

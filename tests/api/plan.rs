@@ -524,6 +524,97 @@ api_test!(
     }
 );
 
+// issue 16 (3): every kind of write adherence is computed from — a session recorded, changed
+// or entered in error, a course changed — takes the patient's stored counts away in its own
+// transaction (migration 000019's triggers, written once per engine); acknowledging a flag,
+// which moves its record's sync position and not its version, leaves them.
+api_test!(
+    every_write_adherence_reads_takes_the_stored_counts_away,
+    |app| async move {
+        let admin = app.sign_in_admin().await;
+        let clinic = app.clinic(&admin, "Harbour").await;
+        let token = &clinic.clinician.access_token;
+        let c = course(&app, &clinic.clinician).await;
+        let courses: Value = app
+            .get_as(&format!("/v1/patients/{}/courses", c.patient), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let course_id = courses["items"][0]["id"].as_str().unwrap().to_owned();
+        // The third session's follow-up was never taken: the sweep flags it.
+        let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
+        let flags = eventually(
+            || async {
+                let query = format!("/v1/flags?kind=missed_follow_up&patient_id={}", c.patient);
+                app.get_as(&query, token)
+                    .await
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            },
+            some,
+        )
+        .await;
+        let flag = flags["items"][0]["id"].as_str().unwrap().to_owned();
+
+        swept_adherence(&app, &c.patient).await;
+        store_unwarranted_adherence(&app, &c.patient).await;
+        let res = app
+            .post_as(
+                &format!("/v1/flags/{flag}/acknowledge"),
+                token,
+                &json!({"note": "called the patient"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            stored_adherence(&app, &c.patient).await,
+            vec![(9, 9)],
+            "a flag acknowledged changes no record adherence reads"
+        );
+
+        let day_6 = (c.t0 + Duration::days(6)).to_rfc3339();
+        let session =
+            json!({"route": "iv", "started_at": day_6, "dose_mg_per_kg": 0.5, "weight_kg": 70.0});
+        let reason = json!({"reason": "entered for the wrong patient"});
+        for what in [
+            "a session recorded",
+            "a session changed",
+            "a session entered in error",
+            "a course changed",
+        ] {
+            swept_adherence(&app, &c.patient).await;
+            store_unwarranted_adherence(&app, &c.patient).await;
+            let res = match what {
+                "a session recorded" => {
+                    let path = format!("/v1/patients/{}/sessions", c.patient);
+                    app.post_as(&path, token, &session).await
+                }
+                "a session changed" => {
+                    let path = format!("/v1/sessions/{}", c.sessions[0]);
+                    let change = json!({"dose_mg_per_kg": 0.6});
+                    app.patch(&path, token, None, &change).await
+                }
+                "a session entered in error" => {
+                    let path = format!("/v1/sessions/{}", c.sessions[1]);
+                    app.delete_as(&path, token, &reason).await
+                }
+                _ => {
+                    let path = format!("/v1/courses/{course_id}");
+                    app.patch(&path, token, None, &json!({"closed": true}))
+                        .await
+                }
+            };
+            assert!(res.status().is_success(), "{what}: {}", res.status());
+            // Gone, or stored again by a sweep since: never the counts the records do not
+            // warrant.
+            let stored = stored_adherence(&app, &c.patient).await;
+            assert!(!stored.contains(&(9, 9)), "{what}: {stored:?}");
+        }
+    }
+);
+
 /// The patient's stored counts, once the sweep has stored them.
 async fn swept_adherence(app: &TestApp, patient: &str) -> Vec<(i32, i32)> {
     eventually(|| stored_adherence(app, patient), |rows| !rows.is_empty()).await
