@@ -242,18 +242,8 @@ api_test!(
         let admin = app.sign_in_admin().await;
         let clinic = app.clinic(&admin, "Harbour").await;
         let c = course(&app, &clinic.clinician).await;
-        let flags = |query: &'static str| {
-            let (app, token) = (&app, clinic.clinician.access_token.clone());
-            async move {
-                app.get_as(&format!("/v1/flags?kind=missed_follow_up{query}"), &token)
-                    .await
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            }
-        };
-        let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
-        let first = crate::helpers::eventually(|| flags(""), some).await;
+        let token = &clinic.clinician.access_token;
+        let first = missed_follow_ups_once_flagged(&app, token, "").await;
         let records: Vec<&str> = first["items"]
             .as_array()
             .unwrap()
@@ -268,7 +258,10 @@ api_test!(
             .iter()
             .all(|f| f["level"] == "info"));
         assert_eq!(
-            flags("").await["items"].as_array().unwrap().len(),
+            missed_follow_ups(&app, token, "").await["items"]
+                .as_array()
+                .unwrap()
+                .len(),
             1,
             "de-duplicated like every flag"
         );
@@ -543,19 +536,8 @@ api_test!(
             .unwrap();
         let course_id = courses["items"][0]["id"].as_str().unwrap().to_owned();
         // The third session's follow-up was never taken: the sweep flags it.
-        let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
-        let flags = eventually(
-            || async {
-                let query = format!("/v1/flags?kind=missed_follow_up&patient_id={}", c.patient);
-                app.get_as(&query, token)
-                    .await
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            },
-            some,
-        )
-        .await;
+        let query = format!("&patient_id={}", c.patient);
+        let flags = missed_follow_ups_once_flagged(&app, token, &query).await;
         let flag = flags["items"][0]["id"].as_str().unwrap().to_owned();
 
         swept_adherence(&app, &c.patient).await;
@@ -614,6 +596,18 @@ api_test!(
         }
     }
 );
+
+/// The worklist's missed-follow-up flags, narrowed by `query` (`&name=value…`).
+async fn missed_follow_ups(app: &TestApp, token: &str, query: &str) -> Value {
+    let path = format!("/v1/flags?kind=missed_follow_up{query}");
+    app.get_as(&path, token).await.json().await.unwrap()
+}
+
+/// [`missed_follow_ups`] once the sweep has raised one.
+async fn missed_follow_ups_once_flagged(app: &TestApp, token: &str, query: &str) -> Value {
+    let some = |v: &Value| v["items"].as_array().is_some_and(|i| !i.is_empty());
+    eventually(|| missed_follow_ups(app, token, query), some).await
+}
 
 /// The patient's stored counts, once the sweep has stored them.
 async fn swept_adherence(app: &TestApp, patient: &str) -> Vec<(i32, i32)> {
